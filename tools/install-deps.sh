@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages edgews needs, quietly and only those that are missing.
+#   tools/install-deps.sh build    what building the library, server and tools needs
+#   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real clients)
+set -euo pipefail
+
+profile=${1:-build}
+packages=(build-essential cmake pkg-config libssl-dev libxxhash-dev zlib1g-dev libgtest-dev libgmock-dev
+          libbenchmark-dev openssl)
+if [[ $profile == test ]]; then
+  packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

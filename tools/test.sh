@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's second command: install what is missing, build, and run the whole test suite:
+#   1. Release build: unit, integration and real-client tests (ctest);
+#   2. the same unit tests under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. libFuzzer targets built with clang-14, each run for a bounded time (EDGEWS_FUZZ_SECONDS, default 20).
+# Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc)
+fuzz_seconds=${EDGEWS_FUZZ_SECONDS:-20}
+tools/install-deps.sh test
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+stage "Release build"
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$jobs"
+stage "Release tests"
+ctest --preset release -j"$jobs"
+
+stage "ASan + UBSan build"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j"$jobs"
+stage "ASan + UBSan tests"
+ctest --preset asan -j"$jobs"
+
+stage "Fuzz build (clang-14, libFuzzer)"
+cmake --preset fuzz -DEDGEWS_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
+cmake --build --preset fuzz -j"$jobs"
+stage "Fuzz runs (${fuzz_seconds}s each)"
+ctest --preset fuzz
+
+stage "All stages passed"

@@ -1,0 +1,30 @@
+// RFC 6455 5.3 client-to-server masking: payload byte i is XORed with mask key byte (i mod 4).
+//
+// Both functions take a `phase`, the index into `key` that applies to data[0] (0..3), and return the phase that
+// applies to the byte after the last one. A payload that arrives in several buffers is therefore unmasked by
+// chaining the returned phase into the next call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace edgews::codec {
+
+// Unmasks (or masks: the operation is its own inverse) len bytes at data in place.
+std::size_t unmask_in_place(std::uint8_t* data, std::size_t len, const std::uint8_t key[4], std::size_t phase = 0);
+
+// Writes src XOR key into dst (client frames). dst may equal src; other overlaps are not allowed.
+std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                      std::size_t phase = 0);
+
+namespace detail {
+// The implementations behind mask_copy, exposed so that tests and benchmarks can force each one.
+// mask_copy_portable: 8-byte words, any CPU. mask_copy_avx2: 32-byte vectors; call only if cpu_has_avx2().
+std::size_t mask_copy_portable(std::uint8_t* dst, const std::uint8_t* src, std::size_t len,
+                               const std::uint8_t key[4], std::size_t phase);
+std::size_t mask_copy_avx2(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                           std::size_t phase);
+bool cpu_has_avx2();
+}  // namespace detail
+
+}  // namespace edgews::codec

@@ -1,0 +1,234 @@
+#include "codec/message.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec/close.hpp"
+#include "codec/mask.hpp"
+
+namespace edgews::codec {
+
+MessageReader::MessageReader(Role role, ReaderLimits limits) : role_(role), limits_(limits) {}
+MessageReader::~MessageReader() = default;
+MessageReader::MessageReader(MessageReader&&) noexcept = default;
+MessageReader& MessageReader::operator=(MessageReader&&) noexcept = default;
+
+void MessageReader::release_memory() {
+  if (in_message_) return;
+  assembly_.reset();
+  assembly_size_ = 0;
+  assembly_capacity_ = 0;
+}
+
+void MessageReader::assembly_reserve(std::size_t n) {
+  if (n <= assembly_capacity_) return;
+  // Geometric growth for fragmented messages of unknown final size; never beyond what the limit allows.
+  std::size_t cap = std::max<std::size_t>({n, assembly_capacity_ * 2, 256});
+  cap = std::min<std::size_t>(cap, std::max<std::uint64_t>(n, limits_.max_message_size));
+  auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
+  if (assembly_size_ != 0) std::memcpy(grown.get(), assembly_.get(), assembly_size_);
+  assembly_ = std::move(grown);
+  assembly_capacity_ = cap;
+}
+
+std::uint8_t* MessageReader::assembly_extend(std::size_t n) {
+  assembly_reserve(assembly_size_ + n);
+  std::uint8_t* out = assembly_.get() + assembly_size_;
+  assembly_size_ += n;
+  return out;
+}
+
+Event MessageReader::fail(ProtocolError e, std::size_t pos, std::size_t& consumed) {
+  error_ = e;
+  in_frame_ = false;
+  in_message_ = false;
+  header_len_ = 0;
+  consumed = pos;
+  Event ev;
+  ev.type = EventType::error;
+  ev.error = e;
+  ev.close_code = static_cast<std::uint16_t>(close_code_for(e));
+  return ev;
+}
+
+// Applies the rules that need the message context (RFC 6455 5.4) and the limits, before any payload byte is
+// buffered.
+ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
+  frame_ = h;
+  frame_remaining_ = h.payload_length;
+  mask_phase_ = 0;
+  in_frame_ = true;
+  if (is_control(h.opcode)) {
+    control_len_ = 0;
+    return ProtocolError::none;
+  }
+  if (h.opcode == Opcode::continuation) {
+    if (!in_message_) return ProtocolError::unexpected_continuation;
+    if (fragments_ >= limits_.max_fragments) return ProtocolError::too_many_fragments;
+    ++fragments_;
+  } else {
+    if (in_message_) return ProtocolError::expected_continuation;
+    in_message_ = true;
+    message_opcode_ = h.opcode;
+    message_compressed_ = h.rsv1;
+    check_utf8_ = h.opcode == Opcode::text && !h.rsv1;
+    message_size_ = 0;
+    fragments_ = 1;
+    utf8_.reset();
+    assembly_size_ = 0;
+  }
+  // message_size_ never exceeds the limit, so the subtraction cannot wrap.
+  if (h.payload_length > limits_.max_message_size - message_size_) return ProtocolError::message_too_big;
+  message_size_ += h.payload_length;
+  return ProtocolError::none;
+}
+
+Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n) {
+  in_message_ = false;
+  Event ev;
+  ev.type = EventType::message;
+  ev.opcode = message_opcode_;
+  ev.compressed = message_compressed_;
+  ev.payload = std::span<const std::uint8_t>(payload, n);
+  return ev;
+}
+
+Event MessageReader::control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos,
+                                   std::size_t& consumed) {
+  Event ev;
+  ev.opcode = frame_.opcode;
+  ev.payload = std::span<const std::uint8_t>(payload, n);
+  if (frame_.opcode == Opcode::close) {
+    const ClosePayloadParse cp = parse_close_payload(payload, n);
+    if (!cp.ok) return fail(cp.error, pos, consumed);
+    closed_ = true;
+    ev.type = EventType::close;
+    ev.close_code = cp.payload.code;
+    ev.close_reason = cp.payload.reason;
+  } else {
+    ev.type = frame_.opcode == Opcode::ping ? EventType::ping : EventType::pong;
+  }
+  consumed = pos;
+  return ev;
+}
+
+Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& consumed) {
+  consumed = 0;
+  if (error_ != ProtocolError::none) {
+    Event ev;
+    ev.type = EventType::error;
+    ev.error = error_;
+    ev.close_code = static_cast<std::uint16_t>(close_code_for(error_));
+    return ev;
+  }
+  if (closed_) {
+    consumed = len;
+    return Event{};
+  }
+
+  std::size_t pos = 0;
+  for (;;) {
+    if (!in_frame_) {
+      if (pos == len) break;
+      const std::size_t avail = len - pos;
+      std::uint8_t* p = input + pos;
+
+      // Fast path: a whole, final, uncompressed text or binary frame with a 7-bit length, masked as the role
+      // requires, and no message open. Anything else goes through the full parser below.
+      if (header_len_ == 0 && avail >= 2 && !in_message_) {
+        const std::uint8_t b0 = p[0];
+        const std::uint8_t b1 = p[1];
+        const std::uint8_t op = b0 & 0x0F;
+        const std::size_t len7 = b1 & 0x7F;
+        const bool want_mask = role_ == Role::server;
+        if ((b0 & 0xF0) == 0x80 && (op == 0x1 || op == 0x2) && ((b1 & 0x80) != 0) == want_mask && len7 <= 125 &&
+            len7 <= limits_.max_message_size) {
+          const std::size_t hlen = want_mask ? 6 : 2;
+          if (avail >= hlen + len7) {
+            std::uint8_t* payload = p + hlen;
+            if (want_mask) unmask_in_place(payload, len7, p + 2);
+            if (op == 0x1 && !is_valid_utf8(payload, len7)) return fail(ProtocolError::invalid_utf8, pos, consumed);
+            consumed = pos + hlen + len7;
+            Event ev;
+            ev.type = EventType::message;
+            ev.opcode = static_cast<Opcode>(op);
+            ev.payload = std::span<const std::uint8_t>(payload, len7);
+            return ev;
+          }
+        }
+      }
+
+      // Full header parse, possibly continuing a header that began in the previous call.
+      HeaderParse hp;
+      if (header_len_ == 0) {
+        hp = parse_frame_header(p, avail, role_, limits_.rsv1_allowed);
+        if (hp.status == ParseStatus::need_more) {
+          // Fewer than kMaxFrameHeaderSize bytes, or the parser would have finished.
+          std::memcpy(header_, p, avail);
+          header_len_ = static_cast<std::uint8_t>(avail);
+          consumed = len;
+          return Event{};
+        }
+        if (hp.status == ParseStatus::error) return fail(hp.error, pos, consumed);
+        pos += hp.header.header_length;
+      } else {
+        const std::size_t take = std::min(kMaxFrameHeaderSize - header_len_, avail);
+        std::memcpy(header_ + header_len_, p, take);
+        hp = parse_frame_header(header_, header_len_ + take, role_, limits_.rsv1_allowed);
+        if (hp.status == ParseStatus::need_more) {
+          header_len_ = static_cast<std::uint8_t>(header_len_ + take);  // take == avail here
+          consumed = len;
+          return Event{};
+        }
+        if (hp.status == ParseStatus::error) return fail(hp.error, pos, consumed);
+        pos += hp.header.header_length - header_len_;
+        header_len_ = 0;
+      }
+      if (const ProtocolError e = begin_frame(hp.header); e != ProtocolError::none) return fail(e, pos, consumed);
+
+      // The frame is wholly in input and needs no assembly: unmask in place and return a view into input.
+      const std::uint64_t plen = frame_.payload_length;
+      const bool single = is_control(frame_.opcode) || (frame_.fin && frame_.opcode != Opcode::continuation);
+      if (single && len - pos >= plen) {
+        std::uint8_t* payload = input + pos;
+        const auto n = static_cast<std::size_t>(plen);
+        if (frame_.masked) unmask_in_place(payload, n, frame_.mask_key);
+        pos += n;
+        in_frame_ = false;
+        if (is_control(frame_.opcode)) return control_event(payload, n, pos, consumed);
+        if (check_utf8_ && !is_valid_utf8(payload, n)) return fail(ProtocolError::invalid_utf8, pos, consumed);
+        consumed = pos;
+        return message_event(payload, n);
+      }
+      if (!is_control(frame_.opcode)) assembly_reserve(assembly_size_ + static_cast<std::size_t>(plen));
+    }
+
+    // Payload bytes of the current frame: unmasked while copied into inline control storage or the assembly
+    // buffer, where the rest of the frame (or message) will join them.
+    const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, len - pos));
+    const bool control = is_control(frame_.opcode);
+    std::uint8_t* dst = control ? control_ + control_len_ : assembly_extend(take);
+    if (control) control_len_ += take;
+    if (frame_.masked) {
+      mask_phase_ = mask_copy(dst, input + pos, take, frame_.mask_key, mask_phase_);
+    } else if (take != 0) {
+      std::memcpy(dst, input + pos, take);
+    }
+    pos += take;
+    frame_remaining_ -= take;
+    if (!control && check_utf8_ && !utf8_.feed(dst, take)) return fail(ProtocolError::invalid_utf8, pos, consumed);
+    if (frame_remaining_ != 0) break;  // input used up inside the frame
+
+    in_frame_ = false;
+    if (control) return control_event(control_, control_len_, pos, consumed);
+    if (frame_.fin) {
+      if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
+      consumed = pos;
+      return message_event(assembly_.get(), assembly_size_);
+    }
+  }
+  consumed = len;
+  return Event{};
+}
+
+}  // namespace edgews::codec

@@ -1,0 +1,131 @@
+// The sans-I/O receive side of a WebSocket connection: bytes in, events out (RFC 6455 5.4-5.6).
+//
+// One MessageReader per connection. The caller hands it whatever bytes it has read; the reader walks frames,
+// unmasks payloads, validates text as UTF-8 as it arrives, enforces the limits and the fragmentation rules,
+// and returns one event at a time:
+//
+//   std::size_t used = 0;
+//   for (std::size_t off = 0;; off += used) {
+//     Event ev = reader.next(buf + off, len - off, used);
+//     if (ev.type == EventType::need_more) break;     // every byte of buf is used; read more
+//     ...handle ev (views valid until the next call)...
+//     if (ev.type == EventType::error) { send close close_code_for(ev.error); break; }
+//   }
+//
+// The caller never keeps unparsed tails: an incomplete header, control frame or data frame is taken over by
+// the reader (header and control bytes in small inline storage, data bytes in an assembly buffer).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "codec/frame.hpp"
+#include "codec/protocol.hpp"
+#include "codec/utf8.hpp"
+
+namespace edgews::codec {
+
+struct ReaderLimits {
+  // Largest message accepted, in payload bytes as received (compressed size for permessage-deflate: the
+  // inflater enforces its own output limit). Checked against each frame header before any byte is buffered.
+  std::uint64_t max_message_size = 16u << 20;
+  // Most frames one data message may have (the first frame counts).
+  std::uint32_t max_fragments = 1024;
+  // RSV1 was negotiated (permessage-deflate, RFC 7692).
+  bool rsv1_allowed = false;
+};
+
+enum class EventType : std::uint8_t { need_more, message, ping, pong, close, error };
+
+struct Event {
+  EventType type = EventType::need_more;
+  Opcode opcode = Opcode::binary;            // text or binary for message; ping, pong, close for those
+  bool compressed = false;                   // RSV1 on the message's first frame (permessage-deflate)
+  std::span<const std::uint8_t> payload;     // message/ping/pong payload (the raw payload for close)
+  std::uint16_t close_code = 1005;           // close: the peer's code; error: close_code_for(error)
+  std::string_view close_reason;             // close: the peer's reason (UTF-8, checked)
+  ProtocolError error = ProtocolError::none;  // error: what the peer did wrong
+};
+
+class MessageReader {
+ public:
+  explicit MessageReader(Role role, ReaderLimits limits = {});
+  ~MessageReader();
+  MessageReader(MessageReader&&) noexcept;
+  MessageReader& operator=(MessageReader&&) noexcept;
+  MessageReader(const MessageReader&) = delete;
+  MessageReader& operator=(const MessageReader&) = delete;
+
+  // Consumes bytes from input and returns at the first event, or need_more once input is used up (then
+  // consumed == len). `consumed` is the number of input bytes used (always <= len); call again with the rest.
+  //
+  // Payloads are unmasked in place when a frame lies wholly inside input; payload views then point into input
+  // (zero copy, the common case). A fragmented message, or a frame split across calls, is unmasked while being
+  // copied into the reader's assembly buffer and the view points there. Views stay valid until the next call
+  // to any non-const member.
+  //
+  // Text is validated as it arrives, across fragments and calls, so an invalid byte fails the connection
+  // before the rest of the message arrives; except compressed messages (the caller validates after inflating).
+  // Control frames between fragments are delivered at once; the message continues afterwards.
+  //
+  // After an error event every call returns the same error (consumed = 0). After a close event the closing
+  // handshake has begun and further input is consumed and ignored (RFC 6455 5.5.1: nothing may follow).
+  Event next(std::uint8_t* input, std::size_t len, std::size_t& consumed);
+
+  // A frame or a message is partly received (the reader holds state that more input completes).
+  bool in_message() const { return in_message_ || in_frame_ || header_len_ != 0; }
+  // Heap bytes held by the assembly buffer (its capacity; kept between messages to avoid reallocation).
+  std::size_t buffered_bytes() const { return assembly_capacity_; }
+  // Frees the assembly buffer unless a data message is partly assembled. Invalidates views into it.
+  void release_memory();
+
+  bool closed() const { return closed_; }
+  ProtocolError error() const { return error_; }
+  Role role() const { return role_; }
+  const ReaderLimits& limits() const { return limits_; }
+
+ private:
+  Event fail(ProtocolError e, std::size_t pos, std::size_t& consumed);
+  ProtocolError begin_frame(const FrameHeader& h);
+  Event control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos, std::size_t& consumed);
+  Event message_event(const std::uint8_t* payload, std::size_t n);
+  std::uint8_t* assembly_extend(std::size_t n);
+  void assembly_reserve(std::size_t n);
+
+  Role role_;
+  ReaderLimits limits_;
+  ProtocolError error_ = ProtocolError::none;
+  bool closed_ = false;
+
+  // An incomplete frame header carried over from the previous call.
+  std::uint8_t header_[kMaxFrameHeaderSize] = {};
+  std::uint8_t header_len_ = 0;
+
+  // The frame whose payload is being received.
+  bool in_frame_ = false;
+  FrameHeader frame_;
+  std::uint64_t frame_remaining_ = 0;
+  std::size_t mask_phase_ = 0;
+
+  // A control frame split across calls (RFC 6455 5.5: at most 125 bytes).
+  std::uint8_t control_[kMaxControlPayload] = {};
+  std::size_t control_len_ = 0;
+
+  // The data message being received.
+  bool in_message_ = false;
+  Opcode message_opcode_ = Opcode::binary;
+  bool message_compressed_ = false;
+  bool check_utf8_ = false;
+  std::uint64_t message_size_ = 0;
+  std::uint32_t fragments_ = 0;
+  Utf8Validator utf8_;
+
+  std::unique_ptr<std::uint8_t[]> assembly_;
+  std::size_t assembly_size_ = 0;
+  std::size_t assembly_capacity_ = 0;
+};
+
+}  // namespace edgews::codec

@@ -1,0 +1,152 @@
+#include "codec/handshake_request.hpp"
+
+#include <cstring>
+
+#include "codec/http_token.hpp"
+
+namespace edgews::codec {
+
+namespace {
+
+constexpr Refusal refuse(int status, std::string_view reason) { return {status, reason}; }
+
+bool is_base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+}
+
+// Joins every line named `name` into one list. One line (the usual case) stays a view into the request.
+bool combine_list(const HttpRequest& request, std::string_view name, std::span<char> scratch, std::size_t& used,
+                  std::string_view& out) {
+  out = {};
+  std::size_t lines = 0;
+  for (const HttpHeader& h : request.headers) {
+    if (!iequals(h.name, name)) continue;
+    if (++lines == 1) out = h.value;
+  }
+  if (lines <= 1) return true;
+  const std::size_t start = used;
+  bool first = true;
+  for (const HttpHeader& h : request.headers) {
+    if (!iequals(h.name, name)) continue;
+    const std::size_t need = h.value.size() + (first ? 0 : 2);
+    if (scratch.size() - used < need) return false;
+    if (!first) {
+      scratch[used++] = ',';
+      scratch[used++] = ' ';
+    }
+    if (!h.value.empty()) std::memcpy(scratch.data() + used, h.value.data(), h.value.size());
+    used += h.value.size();
+    first = false;
+  }
+  out = std::string_view(scratch.data() + start, used - start);
+  return true;
+}
+
+bool any_line_lists(const HttpRequest& request, std::string_view name, std::string_view token) {
+  for (const HttpHeader& h : request.headers) {
+    if (iequals(h.name, name) && list_contains_token(h.value, token)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool is_valid_websocket_key(std::string_view key) {
+  // 16 bytes encode to 22 significant characters plus "==". The last significant character carries only 2 bits
+  // of data, so its low 4 bits must be zero: one of A, Q, g, w.
+  if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+  for (std::size_t i = 0; i < 21; ++i) {
+    if (!is_base64_char(key[i])) return false;
+  }
+  return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
+}
+
+Refusal validate_upgrade_request(const HttpRequest& request, const UpgradeValidationOptions& options,
+                                 UpgradeRequest& out, std::span<char> scratch) {
+  out = UpgradeRequest{};
+  out.request = &request;
+  out.path = request.target;
+
+  // RFC 6455 4.2.1 items 1-6, in order.
+  if (request.method != "GET") return refuse(400, "a WebSocket upgrade must use the GET method");
+  if (request.minor_version < 1) return refuse(400, "a WebSocket upgrade needs HTTP/1.1 or later");
+
+  const std::size_t hosts = request.header_count("host");
+  if (hosts == 0) return refuse(400, "the Host header is missing");
+  if (hosts > 1) return refuse(400, "the Host header appears more than once");
+  out.host = request.header("host");
+  if (out.host.empty()) return refuse(400, "the Host header is empty");
+
+  if (!any_line_lists(request, "upgrade", "websocket")) {
+    return refuse(400, "the Upgrade header does not list websocket");
+  }
+  if (!any_line_lists(request, "connection", "upgrade")) {
+    return refuse(400, "the Connection header does not list upgrade");
+  }
+
+  // RFC 6455 4.2.2: a version the server does not speak is answered with 426 and the versions it does.
+  const std::size_t versions = request.header_count("sec-websocket-version");
+  if (versions > 1) return refuse(400, "the Sec-WebSocket-Version header appears more than once");
+  if (versions == 0) return refuse(426, "the Sec-WebSocket-Version header is missing; this server speaks version 13");
+  if (request.header("sec-websocket-version") != "13") {
+    return refuse(426, "unsupported Sec-WebSocket-Version; this server speaks version 13");
+  }
+
+  const std::size_t keys = request.header_count("sec-websocket-key");
+  if (keys == 0) return refuse(400, "the Sec-WebSocket-Key header is missing");
+  if (keys > 1) return refuse(400, "the Sec-WebSocket-Key header appears more than once");
+  out.key = request.header("sec-websocket-key");
+  if (!is_valid_websocket_key(out.key)) {
+    return refuse(400, "the Sec-WebSocket-Key header is not the base64 encoding of 16 bytes");
+  }
+
+  const std::size_t origins = request.header_count("origin");
+  if (origins > 1) return refuse(400, "the Origin header appears more than once");
+  out.origin = request.header("origin");
+  if (!options.allowed_origins.empty()) {
+    if (origins == 0) {
+      if (!options.allow_missing_origin) return refuse(403, "the request has no Origin and this server requires one");
+    } else {
+      bool allowed = false;
+      for (std::string_view candidate : options.allowed_origins) {
+        if (iequals(candidate, out.origin)) {
+          allowed = true;
+          break;
+        }
+      }
+      if (!allowed) return refuse(403, "the Origin of this page is not allowed to connect to this server");
+    }
+  }
+
+  out.user_agent = request.header("user-agent");
+  std::size_t used = 0;
+  if (!combine_list(request, "sec-websocket-protocol", scratch, used, out.protocols_offered) ||
+      !combine_list(request, "sec-websocket-extensions", scratch, used, out.extensions_offered)) {
+    return refuse(431, "the Sec-WebSocket-Protocol or Sec-WebSocket-Extensions lines are too long to combine");
+  }
+  return {};
+}
+
+std::string_view select_subprotocol(std::string_view offered_list,
+                                    std::span<const std::string_view> server_preference) {
+  for (std::string_view preferred : server_preference) {
+    ListCursor cursor{offered_list};
+    std::string_view offered;
+    while (cursor.next(offered)) {
+      if (offered == preferred && !preferred.empty()) return preferred;
+    }
+  }
+  return {};
+}
+
+SubprotocolNegotiation negotiate_subprotocol(std::string_view offered_list,
+                                             std::span<const std::string_view> server_preference) {
+  std::string_view first;
+  if (!ListCursor{offered_list}.next(first)) return {SubprotocolOutcome::none_offered, {}};
+  if (server_preference.empty()) return {SubprotocolOutcome::server_supports_none, {}};
+  const std::string_view chosen = select_subprotocol(offered_list, server_preference);
+  if (chosen.empty()) return {SubprotocolOutcome::no_common_protocol, {}};
+  return {SubprotocolOutcome::selected, chosen};
+}
+
+}  // namespace edgews::codec

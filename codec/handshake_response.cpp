@@ -1,0 +1,262 @@
+#include "codec/handshake_response.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <charconv>
+#include <cstring>
+#include <limits>
+
+#include "codec/http_token.hpp"
+
+namespace edgews::codec {
+
+namespace {
+
+constexpr std::string_view kAcceptGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";  // RFC 6455 1.3
+
+void append_number(std::string& out, std::size_t value) {
+  char digits[24];
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, static_cast<std::size_t>(result.ptr - digits));
+}
+
+void append_status_line(std::string& out, int status) {
+  out.append("HTTP/1.1 ");
+  append_number(out, static_cast<std::size_t>(status));
+  out.push_back(' ');
+  out.append(reason_phrase(status));
+  out.append("\r\n");
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+std::string refused(std::string_view name, std::string_view why) {
+  std::string message = "response header \"";
+  // The name may be the problem itself: show it without control bytes so a log line stays one line.
+  for (char c : name) message.push_back(is_field_value_char(static_cast<unsigned char>(c)) && c != '\t' ? c : '?');
+  message.append("\" refused: ");
+  message.append(why);
+  return message;
+}
+
+}  // namespace
+
+std::string_view owned_header_reason(std::string_view name) {
+  if (iequals(name, "connection")) {
+    return "edgews writes Connection itself (every 101 carries exactly one \"Connection: Upgrade\"; a second one "
+           "makes iOS clients drop the socket); remove it from the application headers";
+  }
+  if (iequals(name, "upgrade")) {
+    return "edgews writes Upgrade itself (every 101 carries exactly one \"Upgrade: websocket\"); remove it from the "
+           "application headers";
+  }
+  if (istarts_with(name, "sec-websocket-")) {
+    return "edgews writes the Sec-WebSocket-* headers itself from the handshake (configure subprotocols and "
+           "extensions instead of adding their headers)";
+  }
+  if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
+    return "edgews writes Content-Length and Transfer-Encoding itself from the response body; remove it";
+  }
+  if (iequals(name, "content-type")) {
+    return "edgews writes Content-Type itself from the response's content type argument; pass it there";
+  }
+  return {};
+}
+
+HeaderError ResponseHeaders::add(std::string_view name, std::string_view value) {
+  if (!is_token(name)) {
+    return {false, refused(name, "the name is not a token (RFC 9110 5.6.2: letters, digits and !#$%&'*+-.^_`|~ only)")};
+  }
+  if (const std::string_view why = owned_header_reason(name); !why.empty()) return {false, refused(name, why)};
+  if (value.empty()) return {false, refused(name, "the value is empty; give it a value or do not add it")};
+  for (char c : value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u == '\r' || u == '\n') {
+      return {false, refused(name, "the value contains CR or LF, which would end the header line (header injection)")};
+    }
+    if (u == 0) return {false, refused(name, "the value contains a NUL byte")};
+    if (!is_field_value_char(u)) {
+      return {false, refused(name, "the value contains a control character (only tab is allowed, RFC 9110 5.5)")};
+    }
+  }
+  if (!is_clean_field_value(value)) {
+    return {false, refused(name, "the value has leading or trailing whitespace, which HTTP parsers strip; trim it")};
+  }
+  if (!find(name).empty()) {
+    return {false, refused(name, "it was already added (names are case-insensitive); combine the values into one "
+                                 "comma-separated value or remove one")};
+  }
+  if (text_.size() + name.size() + value.size() + 4 > std::numeric_limits<std::uint32_t>::max()) {
+    return {false, refused(name, "the application headers are too large")};
+  }
+  Entry entry{};
+  entry.name_offset = static_cast<std::uint32_t>(text_.size());
+  entry.name_length = static_cast<std::uint32_t>(name.size());
+  entry.value_offset = static_cast<std::uint32_t>(text_.size() + name.size() + 2);
+  entry.value_length = static_cast<std::uint32_t>(value.size());
+  append_header(text_, name, value);
+  entries_.push_back(entry);
+  return {};
+}
+
+void ResponseHeaders::clear() {
+  text_.clear();
+  entries_.clear();
+}
+
+HttpHeader ResponseHeaders::operator[](std::size_t index) const {
+  const Entry& e = entries_[index];
+  const std::string_view text = text_;
+  return {text.substr(e.name_offset, e.name_length), text.substr(e.value_offset, e.value_length)};
+}
+
+std::string_view ResponseHeaders::find(std::string_view name) const {
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const HttpHeader h = (*this)[i];
+    if (iequals(h.name, name)) return h.value;
+  }
+  return {};
+}
+
+std::array<char, 28> compute_accept(std::string_view key) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  // A valid key is 24 bytes; the stack buffer covers it and anything a caller might pass without validating.
+  char joined[256];
+  if (key.size() + kAcceptGuid.size() <= sizeof joined) {
+    std::memcpy(joined, key.data(), key.size());
+    std::memcpy(joined + key.size(), kAcceptGuid.data(), kAcceptGuid.size());
+    // The one-shot SHA1() skips the EVP context and provider lookup, several times faster for 60 bytes
+    // (bench/micro/handshake_bench.cpp measures both).
+    SHA1(reinterpret_cast<const unsigned char*>(joined), key.size() + kAcceptGuid.size(), digest);
+  } else {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    unsigned int length = 0;
+    EVP_DigestInit_ex(ctx, EVP_sha1(), nullptr);
+    EVP_DigestUpdate(ctx, key.data(), key.size());
+    EVP_DigestUpdate(ctx, kAcceptGuid.data(), kAcceptGuid.size());
+    EVP_DigestFinal_ex(ctx, digest, &length);
+    EVP_MD_CTX_free(ctx);
+  }
+  unsigned char encoded[29];  // 28 characters and the NUL EVP_EncodeBlock writes
+  EVP_EncodeBlock(encoded, digest, SHA_DIGEST_LENGTH);
+  std::array<char, 28> accept{};
+  std::memcpy(accept.data(), encoded, accept.size());
+  return accept;
+}
+
+bool write_switching_protocols(std::string& out, std::string_view accept, std::string_view subprotocol,
+                               std::string_view extensions, const ResponseHeaders* app_headers) {
+  if (!is_clean_field_value(accept)) return false;
+  if (!subprotocol.empty() && !is_token(subprotocol)) return false;
+  if (!extensions.empty() && !is_clean_field_value(extensions)) return false;
+
+  constexpr std::string_view kHead =
+      "HTTP/1.1 101 Switching Protocols\r\n"
+      "Upgrade: websocket\r\n"
+      "Connection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: ";
+  const std::string_view app = app_headers != nullptr ? app_headers->serialized() : std::string_view{};
+  out.reserve(out.size() + kHead.size() + accept.size() + subprotocol.size() + extensions.size() + app.size() + 96);
+  out.append(kHead);
+  out.append(accept);
+  out.append("\r\n");
+  if (!subprotocol.empty()) append_header(out, "Sec-WebSocket-Protocol", subprotocol);
+  if (!extensions.empty()) append_header(out, "Sec-WebSocket-Extensions", extensions);
+  out.append(app);
+  out.append("\r\n");
+  return true;
+}
+
+void write_refusal(std::string& out, int status, std::string_view body, const ResponseHeaders* app_headers) {
+  if (status < 400 || status > 599) status = 500;
+  if (body.empty()) body = reason_phrase(status);
+  const bool add_newline = body.back() != '\n';
+  append_status_line(out, status);
+  out.append("Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+  append_number(out, body.size() + (add_newline ? 1 : 0));
+  if (status == 426) {
+    // RFC 9110 15.5.22: a 426 must carry Upgrade naming the protocol, and RFC 9110 7.8 pairs Upgrade with an
+    // "upgrade" connection option; RFC 6455 4.2.2 adds the versions this server speaks.
+    out.append("\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
+  } else {
+    out.append("\r\nConnection: close\r\n");
+  }
+  if (app_headers != nullptr) out.append(app_headers->serialized());
+  out.append("\r\n");
+  out.append(body);
+  if (add_newline) out.push_back('\n');
+}
+
+bool write_http_response(std::string& out, int status, std::string_view content_type, std::string_view body,
+                         const ResponseHeaders* app_headers, bool keep_alive) {
+  if (status < 200 || status > 599) return false;
+  if (!content_type.empty() && !is_clean_field_value(content_type)) return false;
+  // RFC 9110 6.4.1, 8.6: 204 and 304 have no content and a 204 has no Content-Length.
+  const bool bodyless = status == 204 || status == 304;
+  append_status_line(out, status);
+  if (!content_type.empty() && !bodyless) append_header(out, "Content-Type", content_type);
+  if (!bodyless) {
+    out.append("Content-Length: ");
+    append_number(out, body.size());
+    out.append("\r\n");
+  }
+  out.append(keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+  if (app_headers != nullptr) out.append(app_headers->serialized());
+  out.append("\r\n");
+  if (!bodyless) out.append(body);
+  return true;
+}
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown Status";
+  }
+}
+
+void append_subprotocol_refusal_reason(std::string& out, std::string_view offered,
+                                       std::span<const std::string_view> supported) {
+  out.append("no common WebSocket subprotocol: the client offered \"");
+  out.append(offered);
+  out.append("\" and this server supports \"");
+  for (std::size_t i = 0; i < supported.size(); ++i) {
+    if (i != 0) out.append(", ");
+    out.append(supported[i]);
+  }
+  out.append("\"");
+}
+
+}  // namespace edgews::codec

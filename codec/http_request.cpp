@@ -1,0 +1,156 @@
+#include "codec/http_request.hpp"
+
+#include <cstring>
+
+#include "codec/http_token.hpp"
+
+namespace edgews::codec {
+
+namespace {
+
+constexpr HttpParseResult kNeedMore{HttpParseStatus::need_more, 0, {}};
+
+constexpr HttpParseResult bad_request(std::string_view why) { return {HttpParseStatus::error, 400, why}; }
+
+constexpr HttpParseResult kHeadTooLarge{HttpParseStatus::error, 431,
+                                        "request head is larger than the server accepts (max_head_bytes)"};
+constexpr HttpParseResult kTooManyHeaders{HttpParseStatus::error, 431,
+                                          "request has more header lines than the server accepts (max_headers)"};
+
+// The head is not complete yet: waiting is only worth it while the limit can still be met.
+HttpParseResult incomplete(std::size_t buffered, const RequestLimits& limits) {
+  return buffered > limits.max_head_bytes ? kHeadTooLarge : kNeedMore;
+}
+
+// Position of the next LF at or after `from`, or npos.
+std::size_t find_lf(std::string_view buf, std::size_t from) {
+  if (from >= buf.size()) return std::string_view::npos;
+  const void* hit = std::memchr(buf.data() + from, '\n', buf.size() - from);
+  return hit == nullptr ? std::string_view::npos : static_cast<std::size_t>(static_cast<const char*>(hit) - buf.data());
+}
+
+// Line content without its terminator. RFC 9112 2.2: a recipient may accept a bare LF and ignore a preceding CR.
+std::string_view line_content(std::string_view buf, std::size_t begin, std::size_t lf) {
+  std::size_t end = lf;
+  if (end > begin && buf[end - 1] == '\r') --end;
+  return buf.substr(begin, end - begin);
+}
+
+// RFC 9112 3: request-line = method SP request-target SP HTTP-version.
+HttpParseResult parse_request_line(std::string_view line, HttpRequest& out) {
+  const std::size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return bad_request("request line is not \"METHOD target HTTP/1.1\"");
+  out.method = line.substr(0, sp1);
+  if (!is_token(out.method)) return bad_request("request method is not a token (RFC 9110 9.1)");
+  const std::size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return bad_request("request line is not \"METHOD target HTTP/1.1\"");
+  out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  if (out.target.empty()) return bad_request("request target is empty");
+  for (char c : out.target) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7F) return bad_request("request target contains a space or a control character");
+  }
+  const std::string_view version = line.substr(sp2 + 1);
+  if (version.size() != 8 || version.substr(0, 7) != "HTTP/1." || version[7] < '0' || version[7] > '9') {
+    return bad_request("request line does not end with HTTP/1.x (only HTTP/1.1 can be upgraded)");
+  }
+  out.minor_version = version[7] - '0';
+  return {HttpParseStatus::complete, 0, {}};
+}
+
+// RFC 9112 5: field-line = field-name ":" OWS field-value OWS.
+HttpParseResult parse_header_line(std::string_view line, HttpHeader& out) {
+  // RFC 9112 5.2: obsolete line folding; a server may reject it with 400, and must not guess.
+  if (line.front() == ' ' || line.front() == '\t') {
+    return bad_request("header line starts with whitespace (obsolete line folding, RFC 9112 5.2)");
+  }
+  const std::size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return bad_request("header line has no colon");
+  out.name = line.substr(0, colon);
+  if (!is_token(out.name)) {
+    const char last = out.name.empty() ? 'x' : out.name.back();
+    // RFC 9112 5.1: no whitespace is allowed between the field name and colon; a server must reject it with 400.
+    if (last == ' ' || last == '\t') return bad_request("whitespace between a header name and its colon");
+    return bad_request("header name is not a token (RFC 9110 5.6.2)");
+  }
+  out.value = trim_ows(line.substr(colon + 1));
+  for (char c : out.value) {
+    const auto u = static_cast<unsigned char>(c);
+    if (is_field_value_char(u)) continue;
+    if (u == 0) return bad_request("NUL byte in a header value");
+    if (u == '\r') return bad_request("bare CR in a header value");
+    return bad_request("control character in a header value");
+  }
+  return {HttpParseStatus::complete, 0, {}};
+}
+
+}  // namespace
+
+std::string_view HttpRequest::header(std::string_view name) const {
+  for (const HttpHeader& h : headers) {
+    if (iequals(h.name, name)) return h.value;
+  }
+  return {};
+}
+
+std::size_t HttpRequest::header_count(std::string_view name) const {
+  std::size_t count = 0;
+  for (const HttpHeader& h : headers) {
+    if (iequals(h.name, name)) ++count;
+  }
+  return count;
+}
+
+HttpParseResult parse_http_request(std::string_view buf, std::size_t last_len, const RequestLimits& limits,
+                                   std::span<HttpHeader> storage, HttpRequest& out) {
+  // The previous call with `last_len` bytes ended in an incomplete line; unless a new LF arrived, the answer is
+  // the same, so only the new bytes are scanned.
+  if (last_len != 0 && last_len <= buf.size() && find_lf(buf, last_len) == std::string_view::npos) {
+    return incomplete(buf.size(), limits);
+  }
+
+  std::size_t pos = 0;
+  // RFC 9112 2.2: a server should ignore at least one empty line received before the request line.
+  while (pos < buf.size() && (buf[pos] == '\r' || buf[pos] == '\n')) {
+    if (buf[pos] == '\r') {
+      if (pos + 1 == buf.size()) return incomplete(buf.size(), limits);
+      if (buf[pos + 1] != '\n') return bad_request("bare CR before the request line");
+      ++pos;
+    }
+    ++pos;
+    if (pos > limits.max_head_bytes) return kHeadTooLarge;
+  }
+
+  std::size_t lf = find_lf(buf, pos);
+  if (lf == std::string_view::npos) return incomplete(buf.size(), limits);
+  if (lf + 1 > limits.max_head_bytes) return kHeadTooLarge;
+  const std::string_view request_line = line_content(buf, pos, lf);
+  if (request_line.find('\r') != std::string_view::npos) return bad_request("bare CR in the request line");
+  if (HttpParseResult r = parse_request_line(request_line, out); r.status == HttpParseStatus::error) return r;
+  pos = lf + 1;
+
+  std::size_t count = 0;
+  for (;;) {
+    lf = find_lf(buf, pos);
+    if (lf == std::string_view::npos) return incomplete(buf.size(), limits);
+    if (lf + 1 > limits.max_head_bytes) return kHeadTooLarge;
+    const std::string_view line = line_content(buf, pos, lf);
+    pos = lf + 1;
+    if (line.empty()) break;
+    if (count == limits.max_headers || count == storage.size()) return kTooManyHeaders;
+    if (HttpParseResult r = parse_header_line(line, storage[count]); r.status == HttpParseStatus::error) return r;
+    ++count;
+  }
+  out.headers = storage.first(count);
+  out.head_length = pos;
+  return {HttpParseStatus::complete, 0, {}};
+}
+
+bool is_websocket_upgrade(const HttpRequest& request) {
+  for (const HttpHeader& h : request.headers) {
+    if (iequals(h.name, "upgrade") && list_contains_token(h.value, "websocket")) return true;
+  }
+  return false;
+}
+
+}  // namespace edgews::codec

@@ -73,9 +73,10 @@ std::size_t TimerWheel::advance(std::uint64_t now_ms) {
   set_now(now_ms);
   const std::uint64_t target = now_ms_ / kTickMs;
   if (target <= last_tick_) return 0;
-  // After a stall longer than a revolution, visiting the last kSlots ticks covers every slot once; a timer due
-  // earlier than the first visited tick still fires because it is due (tick <= visited tick).
-  std::uint64_t tick = std::max(last_tick_ + 1, target >= kSlots ? target - kSlots + 1 : 0);
+  // Visiting every elapsed tick keeps deadline order; it is a bit test per empty tick. After an absurd stall only
+  // the last kMaxCatchUpTicks are visited: that still covers every slot, and a timer due before the first visited
+  // tick fires too (its tick is <= the visited one), just not in deadline order.
+  std::uint64_t tick = std::max(last_tick_ + 1, target >= kMaxCatchUpTicks ? target - kMaxCatchUpTicks + 1 : 0);
   std::size_t fired = 0;
   for (; tick <= target; ++tick) {
     last_tick_ = tick;

@@ -72,6 +72,7 @@ class TimerWheel {
   friend class Timer;
   using Link = Timer::Link;
   static constexpr std::size_t kWords = kSlots / 64;
+  static constexpr std::uint64_t kMaxCatchUpTicks = 64 * kSlots;  // ~17 minutes
 
   static void insert_tail(Link& list, Link& node);
   static void unlink(Link& node);

@@ -125,8 +125,8 @@ class TlsStream {
 
   // Encrypts the buffers in order. Small pieces are gathered into full records through a per-thread staging
   // buffer (no 1-byte records, no per-connection buffer); large pieces are encrypted in place. Reports the
-  // bytes taken; after want_write the caller must offer the same bytes again (they may have moved, and more
-  // may follow them).
+  // bytes taken. After want_write the caller must offer at least the same bytes again: they may have moved
+  // or be split differently and more may follow, but offering fewer makes OpenSSL fail ("bad length").
   TlsResult write(const iovec* iov, int iovcnt);
   TlsResult write(const void* buf, std::size_t len) {
     iovec one{const_cast<void*>(buf), len};

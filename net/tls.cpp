@@ -1,0 +1,536 @@
+#include "net/tls.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+namespace edgews::net {
+namespace {
+
+// TLS 1.2 suites for an empty TlsOptions::ciphers: forward secrecy (ECDHE) and AEAD only, in Mozilla's
+// "intermediate" order. TLS 1.3 suites are configured separately by OpenSSL and are all AEAD.
+constexpr const char* kDefaultCiphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+// SSL3_RT_MAX_PLAIN_LENGTH: the most plaintext one record carries.
+constexpr std::size_t kRecordPayload = 16384;
+
+constexpr long kModes = SSL_MODE_RELEASE_BUFFERS           // idle connections hold no 16-34 KiB buffers
+                        | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER  // retries may come from the staging buffer
+                        | SSL_MODE_ENABLE_PARTIAL_WRITE;       // report each record as soon as it is sent
+
+bool fail(TlsError& error, std::string message) {
+  error.ok = false;
+  error.message = std::move(message);
+  return false;
+}
+
+// The reason of the most recent OpenSSL error, and an empty queue afterwards.
+std::string openssl_reason() {
+  unsigned long code = ERR_peek_last_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown OpenSSL error";
+  const char* reason = ERR_reason_error_string(code);
+  return reason ? reason : "OpenSSL error " + std::to_string(code);
+}
+
+// An encrypted key must fail with a clear message, not prompt on the terminal of a daemon.
+int refuse_password(char*, int, int, void*) { return 0; }
+
+struct BioFree {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+using BioPtr = std::unique_ptr<BIO, BioFree>;
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Free>;
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+
+bool read_file(const std::string& path, const char* setting, std::string& out, TlsError& error) {
+  if (path.empty()) return fail(error, std::string("TLS ") + setting + " is empty: give the path of a PEM file");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) {
+    return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be opened: " + std::strerror(errno) +
+                           "; check the path and that the server's user may read it");
+  }
+  char chunk[4096];
+  std::size_t n;
+  while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) out.append(chunk, n);
+  bool bad = std::ferror(f);
+  std::fclose(f);
+  if (bad) return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be read: " + std::strerror(errno));
+  return true;
+}
+
+std::string subject_of(X509* cert) {
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+std::string date_of(const ASN1_TIME* t) {
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(t, &tm) != 1) return "(unreadable date)";
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return out;
+}
+
+// Why a PEM file yielded nothing of the wanted kind, in words a user can act on.
+std::string pem_problem(const std::string& text, const char* wanted) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return "is empty";
+  auto begin = text.find("-----BEGIN ");
+  if (begin == std::string::npos) {
+    return std::string("is not PEM (no '-----BEGIN ") + wanted +
+           "-----' line); a DER file converts with 'openssl x509 -inform der' or 'openssl pkey -inform der'";
+  }
+  auto end = text.find("-----", begin + 11);
+  std::string label = text.substr(begin + 11, end == std::string::npos ? 20 : end - begin - 11);
+  return "holds a PEM '" + label + "' block but no " + wanted +
+         " (are cert_chain_file and key_file swapped?)";
+}
+
+struct LoadedCertificate {
+  X509Ptr leaf;
+  std::vector<X509Ptr> chain;
+  PkeyPtr key;
+};
+
+bool load_certificate(const TlsCertificate& files, LoadedCertificate& out, TlsError& error) {
+  std::string cert_text;
+  if (!read_file(files.cert_chain_file, "cert_chain_file", cert_text, error)) return false;
+  BioPtr bio(BIO_new_mem_buf(cert_text.data(), static_cast<int>(cert_text.size())));
+  ERR_clear_error();
+  out.leaf.reset(PEM_read_bio_X509_AUX(bio.get(), nullptr, refuse_password, nullptr));
+  if (!out.leaf) {
+    ERR_clear_error();
+    return fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "' " +
+                           pem_problem(cert_text, "CERTIFICATE") +
+                           ": it must hold the server certificate, then its intermediates, in PEM");
+  }
+  while (X509* next = PEM_read_bio_X509(bio.get(), nullptr, refuse_password, nullptr)) out.chain.emplace_back(next);
+  unsigned long err = ERR_peek_last_error();
+  if (err != 0 && ERR_GET_REASON(err) != PEM_R_NO_START_LINE) {
+    return fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': certificate " +
+                           std::to_string(out.chain.size() + 2) + " cannot be parsed (" + openssl_reason() +
+                           "); fix or remove that block");
+  }
+  ERR_clear_error();
+
+  const ASN1_TIME* not_before = X509_get0_notBefore(out.leaf.get());
+  const ASN1_TIME* not_after = X509_get0_notAfter(out.leaf.get());
+  std::string dates = "valid from " + date_of(not_before) + " to " + date_of(not_after);
+  if (X509_cmp_current_time(not_after) <= 0) {
+    return fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': the certificate (" +
+                           subject_of(out.leaf.get()) + ") has expired: " + dates +
+                           "; renew it (for development: tools/make-dev-cert.sh --force)");
+  }
+  if (X509_cmp_current_time(not_before) >= 0) {
+    return fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': the certificate (" +
+                           subject_of(out.leaf.get()) + ") is not valid yet: " + dates +
+                           "; check this machine's clock or the certificate's dates");
+  }
+
+  std::string key_text;
+  if (!read_file(files.key_file, "key_file", key_text, error)) return false;
+  BioPtr key_bio(BIO_new_mem_buf(key_text.data(), static_cast<int>(key_text.size())));
+  out.key.reset(PEM_read_bio_PrivateKey(key_bio.get(), nullptr, refuse_password, nullptr));
+  if (!out.key) {
+    ERR_clear_error();
+    if (key_text.find("ENCRYPTED") != std::string::npos) {
+      return fail(error, "TLS key_file '" + files.key_file +
+                             "' is encrypted: edgews needs an unencrypted key (openssl pkey -in KEY -out "
+                             "KEY.plain, then protect the file with its permissions)");
+    }
+    return fail(error, "TLS key_file '" + files.key_file + "' " + pem_problem(key_text, "PRIVATE KEY") +
+                           ": it must hold the certificate's private key in PEM");
+  }
+  if (X509_check_private_key(out.leaf.get(), out.key.get()) != 1) {
+    ERR_clear_error();
+    return fail(error, "TLS key_file '" + files.key_file + "' does not match the certificate in '" +
+                           files.cert_chain_file + "' (" + subject_of(out.leaf.get()) +
+                           "): give the key the certificate was issued for");
+  }
+  return true;
+}
+
+bool set_versions(SSL_CTX* ctx, const std::string& min_version, TlsError& error) {
+  int version;
+  if (min_version == "1.2") version = TLS1_2_VERSION;
+  else if (min_version == "1.3") version = TLS1_3_VERSION;
+  else return fail(error, "TLS min_version '" + min_version + "' is not supported: use \"1.2\" or \"1.3\"");
+  SSL_CTX_set_min_proto_version(ctx, version);
+  return true;
+}
+
+void set_common(SSL_CTX* ctx, bool enable_ktls) {
+  uint64_t options = SSL_OP_NO_RENEGOTIATION   // renegotiation is a CPU sink and useless for WebSockets
+                     | SSL_OP_IGNORE_UNEXPECTED_EOF  // WebSocket framing detects truncation itself
+                     | SSL_OP_NO_COMPRESSION;        // CRIME
+  if (enable_ktls) options |= SSL_OP_ENABLE_KTLS;
+  SSL_CTX_set_options(ctx, options);
+  SSL_CTX_set_mode(ctx, kModes);
+  // One read() takes as many records as fit the buffer instead of two read()s per record (header, body).
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_passwd_cb(ctx, refuse_password);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------- TlsContext
+
+TlsContext::~TlsContext() = default;
+
+std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, TlsError& error) {
+  error = TlsError{};
+  if (options.certificates.empty()) {
+    fail(error, "TLS needs at least one certificate: set cert_chain_file and key_file (for development, "
+                "tools/make-dev-cert.sh creates them)");
+    return nullptr;
+  }
+  std::shared_ptr<TlsContext> self(new TlsContext());
+  self->options_ = options;
+
+  for (const std::string& protocol : options.alpn) {
+    if (protocol.empty() || protocol.size() > 255) {
+      fail(error, "TLS alpn entry '" + protocol + "' must be 1 to 255 bytes long (RFC 7301 3.1)");
+      return nullptr;
+    }
+    self->alpn_wire_.push_back(static_cast<char>(protocol.size()));
+    self->alpn_wire_ += protocol;
+  }
+
+  for (const TlsCertificate& files : options.certificates) {
+    LoadedCertificate loaded;
+    if (!load_certificate(files, loaded, error)) return nullptr;
+    std::unique_ptr<SSL_CTX, CtxFree> ctx(SSL_CTX_new(TLS_server_method()));
+    if (!ctx) {
+      fail(error, "TLS context cannot be created: " + openssl_reason());
+      return nullptr;
+    }
+    if (!set_versions(ctx.get(), options.min_version, error)) return nullptr;
+    const std::string& ciphers = options.ciphers.empty() ? std::string(kDefaultCiphers) : options.ciphers;
+    if (SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {
+      ERR_clear_error();
+      fail(error, "TLS ciphers '" + ciphers + "' selects no cipher this OpenSSL knows; check it with: openssl ciphers -v '" +
+                      ciphers + "'");
+      return nullptr;
+    }
+    set_common(ctx.get(), options.enable_ktls);
+    // Stateless tickets resume sessions; the shared cache would be one more lock between reactor threads.
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+    if (SSL_CTX_use_certificate(ctx.get(), loaded.leaf.get()) != 1 ||
+        SSL_CTX_use_PrivateKey(ctx.get(), loaded.key.get()) != 1) {
+      fail(error, "TLS certificate '" + files.cert_chain_file + "' or key '" + files.key_file +
+                      "' is refused by OpenSSL: " + openssl_reason() + " (too weak a key for security level 2?)");
+      return nullptr;
+    }
+    for (X509Ptr& extra : loaded.chain) {
+      if (SSL_CTX_add1_chain_cert(ctx.get(), extra.get()) != 1) {
+        fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': an intermediate is refused: " + openssl_reason());
+        return nullptr;
+      }
+    }
+    SSL_CTX_set_tlsext_servername_callback(ctx.get(), &TlsContext::on_servername);
+    SSL_CTX_set_tlsext_servername_arg(ctx.get(), self.get());
+    if (!self->alpn_wire_.empty()) SSL_CTX_set_alpn_select_cb(ctx.get(), &TlsContext::on_alpn, self.get());
+    self->leaves_.push_back(SSL_CTX_get0_certificate(ctx.get()));
+    self->contexts_.push_back(std::move(ctx));
+  }
+  return self;
+}
+
+std::shared_ptr<TlsContext> TlsContext::reload(const std::shared_ptr<TlsContext>& current, TlsError& error) {
+  std::shared_ptr<TlsContext> fresh = create(current->options_, error);
+  if (!fresh) {
+    error.message = "TLS reload failed, still serving the previous certificates: " + error.message;
+    return current;
+  }
+  return fresh;
+}
+
+int TlsContext::on_servername(SSL* ssl, int*, void* arg) {
+  auto* self = static_cast<TlsContext*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name || self->contexts_.size() < 2) return SSL_TLSEXT_ERR_OK;
+  std::size_t len = std::strlen(name);
+  for (std::size_t i = 0; i < self->leaves_.size(); ++i) {
+    if (X509_check_host(self->leaves_[i], name, len, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr) == 1) {
+      if (i != 0) SSL_set_SSL_CTX(ssl, self->contexts_[i].get());
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  // An unknown name gets the default certificate; the client decides whether that is acceptable.
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int TlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                        unsigned int inlen, void* arg) {
+  auto* self = static_cast<TlsContext*>(arg);
+  unsigned char* chosen = nullptr;
+  // Server preference: the first of ours the client offers.
+  if (SSL_select_next_proto(&chosen, outlen, reinterpret_cast<const unsigned char*>(self->alpn_wire_.data()),
+                            static_cast<unsigned int>(self->alpn_wire_.size()), in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+// ----------------------------------------------------------------------------------------------- TlsStream
+
+std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& context, int fd, TlsError& error) {
+  error = TlsError{};
+  SSL* ssl = SSL_new(context->native_default());
+  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+    SSL_free(ssl);
+    fail(error, "TLS connection cannot be set up: " + openssl_reason());
+    return nullptr;
+  }
+  SSL_set_accept_state(ssl);
+  return std::unique_ptr<TlsStream>(new TlsStream(ssl, context));
+}
+
+std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::string_view sni, TlsError& error) {
+  error = TlsError{};
+  SSL* ssl = SSL_new(client_ctx);
+  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+    SSL_free(ssl);
+    fail(error, "TLS connection cannot be set up: " + openssl_reason());
+    return nullptr;
+  }
+  if (!sni.empty()) {
+    std::string host(sni);
+    unsigned char addr[16];
+    bool is_ip = inet_pton(AF_INET, host.c_str(), addr) == 1 || inet_pton(AF_INET6, host.c_str(), addr) == 1;
+    bool verifying = (SSL_CTX_get_verify_mode(client_ctx) & SSL_VERIFY_PEER) != 0;
+    bool ok = true;
+    // RFC 6066 3: SNI carries host names only, never address literals.
+    if (!is_ip) ok = SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
+    if (ok && verifying) {
+      ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str()) == 1
+                 : SSL_set1_host(ssl, host.c_str()) == 1;
+    }
+    if (!ok) {
+      SSL_free(ssl);
+      fail(error, "TLS server name '" + host + "' is refused: " + openssl_reason());
+      return nullptr;
+    }
+  }
+  SSL_set_connect_state(ssl);
+  return std::unique_ptr<TlsStream>(new TlsStream(ssl, nullptr));
+}
+
+TlsStream::~TlsStream() { SSL_free(ssl_); }
+
+TlsIo TlsStream::classify(int ret) {
+  int code = SSL_get_error(ssl_, ret);
+  TlsIo status;
+  switch (code) {
+    case SSL_ERROR_WANT_READ:
+      return TlsIo::want_read;  // the error queue is empty in this case: nothing to clear
+    case SSL_ERROR_WANT_WRITE:
+      return TlsIo::want_write;
+    case SSL_ERROR_ZERO_RETURN:
+      status = TlsIo::closed;
+      break;
+    case SSL_ERROR_SYSCALL:
+      last_errno_ = errno;
+      last_ssl_error_ = ERR_peek_last_error();
+      // No errno and no OpenSSL reason: the peer closed the TCP connection.
+      status = (last_errno_ == 0 && last_ssl_error_ == 0) ? TlsIo::closed : TlsIo::error;
+      failed_ = true;
+      break;
+    default:
+      last_errno_ = 0;
+      last_ssl_error_ = ERR_peek_last_error();
+      status = TlsIo::error;
+      failed_ = true;
+      break;
+  }
+  // Leave the thread's queue empty: SSL_get_error of the next connection on this thread reads it.
+  ERR_clear_error();
+  return status;
+}
+
+TlsResult TlsStream::handshake() {
+  if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
+  ERR_clear_error();
+  errno = 0;
+  int ret = SSL_do_handshake(ssl_);
+  if (ret == 1) return {TlsIo::ok, 0};
+  return {classify(ret), 0};
+}
+
+bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
+
+TlsResult TlsStream::read(void* buf, std::size_t len) {
+  if (len == 0) return {TlsIo::ok, 0};
+  ERR_clear_error();
+  errno = 0;
+  std::size_t got = 0;
+  int ret = SSL_read_ex(ssl_, buf, len, &got);
+  if (ret == 1) return {TlsIo::ok, got};
+  return {classify(ret), 0};
+}
+
+TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
+  // Per thread, not per connection: its content only has to live during one SSL_write_ex. A retry after
+  // want_write re-stages the same bytes, which SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows.
+  alignas(64) static thread_local unsigned char staging[kRecordPayload];
+  std::size_t taken = 0;
+  int i = 0;
+  std::size_t offset = 0;
+  for (;;) {
+    while (i < iovcnt && offset == iov[i].iov_len) {
+      ++i;
+      offset = 0;
+    }
+    if (i == iovcnt) return {TlsIo::ok, taken};
+    const auto* base = static_cast<const unsigned char*>(iov[i].iov_base);
+    std::size_t here = iov[i].iov_len - offset;
+    const unsigned char* src = base + offset;
+    std::size_t len = here;
+    if (here < kRecordPayload && i + 1 < iovcnt) {
+      // Gather small pieces (a frame header and its payload, many small frames) into one full record.
+      len = 0;
+      int j = i;
+      std::size_t o = offset;
+      while (j < iovcnt && len < kRecordPayload) {
+        std::size_t n = std::min(iov[j].iov_len - o, kRecordPayload - len);
+        if (n > 0) std::memcpy(staging + len, static_cast<const unsigned char*>(iov[j].iov_base) + o, n);
+        len += n;
+        o += n;
+        if (o == iov[j].iov_len) {
+          ++j;
+          o = 0;
+        }
+      }
+      src = staging;
+    }
+    ERR_clear_error();
+    errno = 0;
+    std::size_t written = 0;
+    int ret = SSL_write_ex(ssl_, src, len, &written);
+    if (ret != 1) return {classify(ret), taken};
+    taken += written;
+    // Advance over what OpenSSL took (one record or more).
+    while (written > 0) {
+      std::size_t n = std::min(written, iov[i].iov_len - offset);
+      offset += n;
+      written -= n;
+      if (offset == iov[i].iov_len && written > 0) {
+        ++i;
+        offset = 0;
+      }
+    }
+  }
+}
+
+std::size_t TlsStream::pending() const { return static_cast<std::size_t>(SSL_pending(ssl_)); }
+
+bool TlsStream::has_buffered_input() const { return SSL_has_pending(ssl_) == 1; }
+
+void TlsStream::shutdown() {
+  // OpenSSL forbids SSL_shutdown after a fatal error, and it is meaningless before the handshake ends.
+  if (failed_ || !SSL_is_init_finished(ssl_) || (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) return;
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // one attempt: sends close_notify if the socket takes it; never waits for the peer
+  ERR_clear_error();
+}
+
+std::string_view TlsStream::alpn() const {
+  const unsigned char* data = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl_, &data, &len);
+  return data ? std::string_view(reinterpret_cast<const char*>(data), len) : std::string_view();
+}
+
+std::string_view TlsStream::sni() const {
+  const char* name = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+  return name ? std::string_view(name) : std::string_view();
+}
+
+std::string_view TlsStream::version() const { return SSL_get_version(ssl_); }
+
+std::string_view TlsStream::cipher() const {
+  const char* name = SSL_get_cipher_name(ssl_);
+  return name ? std::string_view(name) : std::string_view();
+}
+
+bool TlsStream::ktls_send() const {
+#ifndef OPENSSL_NO_KTLS
+  return BIO_get_ktls_send(SSL_get_wbio(ssl_));
+#else
+  return false;
+#endif
+}
+
+bool TlsStream::ktls_recv() const {
+#ifndef OPENSSL_NO_KTLS
+  return BIO_get_ktls_recv(SSL_get_rbio(ssl_));
+#else
+  return false;
+#endif
+}
+
+std::string TlsStream::error_message() const {
+  if (last_ssl_error_ != 0) {
+    const char* reason = ERR_reason_error_string(last_ssl_error_);
+    std::string text = "TLS: ";
+    text += reason ? reason : "OpenSSL error " + std::to_string(last_ssl_error_);
+    if (ERR_GET_REASON(last_ssl_error_) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+      text += std::string(" (") + X509_verify_cert_error_string(SSL_get_verify_result(ssl_)) + ")";
+    } else if (ERR_GET_REASON(last_ssl_error_) == SSL_R_HTTP_REQUEST) {
+      text += " (plain HTTP sent to the TLS port: use https:// or wss://)";
+    }
+    return text;
+  }
+  if (last_errno_ != 0) return std::string("TLS: socket error: ") + std::strerror(last_errno_);
+  return failed_ ? "TLS: connection failed" : "";
+}
+
+// --------------------------------------------------------------------------------------- client contexts
+
+ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error) {
+  error = TlsError{};
+  ClientContextPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) {
+    fail(error, "TLS client context cannot be created: " + openssl_reason());
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  set_common(ctx.get(), true);
+  if (!ca_file.empty()) {
+    std::string text;
+    if (!read_file(ca_file, "ca_file", text, error)) return nullptr;
+    if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
+      ERR_clear_error();
+      fail(error, "TLS ca_file '" + ca_file + "' " + pem_problem(text, "CERTIFICATE") +
+                      ": it must hold the CA certificate(s) in PEM");
+      return nullptr;
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  }
+  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);  // returns 0 on success (sic)
+  return ctx;
+}
+
+}  // namespace edgews::net

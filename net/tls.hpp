@@ -1,0 +1,176 @@
+// TLS streams over non-blocking sockets (OpenSSL 3), driven by an edge-triggered reactor.
+//
+// A TlsStream does the socket I/O itself (SSL_set_fd) and reports what it waits for instead of blocking:
+// want_read means "call me again after the descriptor is readable", want_write "after it is writable". The
+// stream does not own the descriptor; whoever owns it closes it after the stream is gone.
+//
+// Edge-triggered rule. After an EPOLLIN edge the owner calls read() until it returns want_read (and then
+// pending() is 0). Two shortcuts that are right for plain TCP hang a TLS connection:
+//   - "a read shorter than the buffer proves the socket is drained": read() returns at most one record, and
+//     OpenSSL reads ahead, so many records can already sit in OpenSSL's buffer while the kernel queue is empty
+//     and no further edge will ever come;
+//   - "the buffer was full, but the data is all here": decrypted bytes of a record larger than the caller's
+//     buffer stay in OpenSSL (pending()).
+// A want_write from read() (TLS 1.3 key update, post-handshake messages) means: wait for EPOLLOUT, then call
+// read() again. Symmetrically a want_read from write() means: wait for EPOLLIN, then call write() again.
+// With an edge-triggered registration for both directions that simply means "retry on the next edge of the
+// kind asked for"; the reactor remembers writability, so a want_write on an already-writable socket cannot
+// happen (OpenSSL only says want_write after send() returned EAGAIN).
+#pragma once
+
+#include <openssl/ssl.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace edgews::net {
+
+struct TlsError {
+  bool ok = true;
+  std::string message;  // names the file or setting, what is wrong with it, and what to do
+};
+
+struct TlsCertificate {
+  std::string cert_chain_file;  // PEM: the certificate, then its intermediates (not the root)
+  std::string key_file;         // PEM, unencrypted
+};
+
+struct TlsOptions {
+  // The first is the default; the others are chosen when the client's SNI matches their SAN (or CN when
+  // there is no SAN), wildcards included. Certificates are tried in order.
+  std::vector<TlsCertificate> certificates;
+  std::string min_version = "1.2";  // "1.2" or "1.3"
+  // OpenSSL cipher list for TLS 1.2. Empty: ECDHE with AEAD only (Mozilla "intermediate"). TLS 1.3 suites
+  // stay OpenSSL's defaults (all AEAD).
+  std::string ciphers;
+  bool enable_ktls = true;  // SSL_OP_ENABLE_KTLS; OpenSSL falls back to user-space records without it
+  // Server preference order. A client that offers none of them gets no ALPN answer (as nginx does) rather
+  // than a fatal alert, so an ALPN-less or h2-only client still reaches the HTTP layer that can reply.
+  std::vector<std::string> alpn = {"http/1.1"};
+};
+
+// The server side, shared by all connections of a server and by all reactor threads: SSL_CTX is thread-safe
+// for creating connections. The server session cache is off (it takes a lock shared by all threads and
+// holds memory); resumption uses stateless tickets.
+class TlsContext {
+ public:
+  // Checks every file up front and explains what is wrong: missing or unreadable file, not PEM, no
+  // certificate in the chain file, expired or not yet valid certificate (with its dates), encrypted key,
+  // key that does not belong to the certificate, unknown min_version, cipher list that selects nothing.
+  static std::shared_ptr<TlsContext> create(const TlsOptions& options, TlsError& error);
+
+  // For SIGHUP: builds a new context from the same options (the files are read again). On success returns
+  // the new context; on failure returns `current` unchanged and fills `error`, so the server keeps serving.
+  // Connections keep the context they were accepted with; new ones take the returned one.
+  static std::shared_ptr<TlsContext> reload(const std::shared_ptr<TlsContext>& current, TlsError& error);
+
+  const TlsOptions& options() const { return options_; }
+  SSL_CTX* native_default() const { return contexts_.front().get(); }
+
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+ private:
+  struct CtxFree {
+    void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+  };
+  TlsContext() = default;
+  static int on_servername(SSL* ssl, int* alert, void* arg);
+  static int on_alpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                     unsigned int inlen, void* arg);
+
+  TlsOptions options_;
+  std::vector<std::unique_ptr<SSL_CTX, CtxFree>> contexts_;  // one per certificate, same settings
+  std::vector<X509*> leaves_;                                // borrowed from contexts_, for SNI matching
+  std::string alpn_wire_;                                    // length-prefixed protocol list (RFC 7301 3.1)
+};
+
+enum class TlsIo : std::uint8_t {
+  ok,
+  want_read,   // wait for the descriptor to be readable, then call the same function again
+  want_write,  // wait for it to be writable, then call the same function again (with the same data)
+  closed,      // the peer sent close_notify, or the connection ended (EOF) without one
+  error,       // protocol or system error: close the descriptor; error_message() says why
+};
+
+struct TlsResult {
+  TlsIo status;
+  std::size_t bytes;  // read: bytes stored (status ok). write: bytes taken, in every status.
+};
+
+class TlsStream {
+ public:
+  // Server side, for an accepted non-blocking socket.
+  static std::unique_ptr<TlsStream> accept(const std::shared_ptr<TlsContext>& context, int fd, TlsError& error);
+  // Client side (tools and tests): sends `sni` (unless empty or an IP literal) and, when the context
+  // verifies peers, checks the certificate against it.
+  static std::unique_ptr<TlsStream> connect(SSL_CTX* client_ctx, int fd, std::string_view sni, TlsError& error);
+
+  ~TlsStream();
+  TlsStream(const TlsStream&) = delete;
+  TlsStream& operator=(const TlsStream&) = delete;
+
+  // Drives the handshake; ok once it is complete (then handshake_done() is true).
+  TlsResult handshake();
+  bool handshake_done() const;
+
+  // Reads decrypted bytes (drives the handshake first when it is not complete). See the edge-triggered rule.
+  TlsResult read(void* buf, std::size_t len);
+
+  // Encrypts the buffers in order. Small pieces are gathered into full records through a per-thread staging
+  // buffer (no 1-byte records, no per-connection buffer); large pieces are encrypted in place. Reports the
+  // bytes taken. After want_write the caller must offer at least the same bytes again: they may have moved
+  // or be split differently and more may follow, but offering fewer makes OpenSSL fail ("bad length").
+  TlsResult write(const iovec* iov, int iovcnt);
+  TlsResult write(const void* buf, std::size_t len) {
+    iovec one{const_cast<void*>(buf), len};
+    return write(&one, 1);
+  }
+
+  // Decrypted bytes of the current record held by OpenSSL (SSL_pending).
+  std::size_t pending() const;
+  // Any input held by OpenSSL: decrypted bytes or read-ahead records not yet decrypted (SSL_has_pending).
+  bool has_buffered_input() const;
+
+  // Sends close_notify once, best effort: never waits for the peer's.
+  void shutdown();
+
+  std::string_view alpn() const;     // empty when none was negotiated
+  std::string_view sni() const;      // the server name the client asked for, or empty
+  std::string_view version() const;  // "TLSv1.3", "TLSv1.2"
+  std::string_view cipher() const;
+  bool ktls_send() const;  // records are encrypted by the kernel (sendfile-friendly)
+  bool ktls_recv() const;
+
+  // Why the last call returned error (OpenSSL's reason, or the errno of a failed system call). Built on
+  // demand: the I/O path only remembers the codes.
+  std::string error_message() const;
+  SSL* native() const { return ssl_; }
+
+ private:
+  TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context) : ssl_(ssl), context_(std::move(context)) {}
+  TlsIo classify(int ret);
+
+  SSL* ssl_;
+  std::shared_ptr<TlsContext> context_;  // keeps the SNI callback's argument alive (null on the client side)
+  unsigned long last_ssl_error_ = 0;
+  int last_errno_ = 0;
+  bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
+};
+
+struct SslCtxDeleter {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+using ClientContextPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
+
+// Client context for tools and tests: verifies the server against `ca_file` (PEM), or verifies nothing when
+// `ca_file` is empty. Modern defaults (TLS 1.2+), ALPN "http/1.1", kTLS enabled when available.
+ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error);
+
+}  // namespace edgews::net

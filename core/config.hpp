@@ -1,0 +1,69 @@
+// Server configuration: listeners, limits, protocol choices and static response headers.
+// Every setting has a documented default; Server::create checks the whole configuration and reports the first
+// problem with a message that names the setting and says what to do.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace edgews::core {
+
+// What happens when a send would push a connection's queued bytes past Limits::max_backpressure.
+// Control frames (ping, pong, close) are never dropped and never count against the limit.
+enum class BackpressurePolicy : std::uint8_t {
+  close,  // close the connection with 1008 (policy violation): a consumer this slow is broken
+  drop,   // drop the message, report SendStatus::dropped and count it; the connection stays open
+};
+
+struct Limits {
+  std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
+  std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
+  std::size_t max_backpressure = 16u << 20;        // bytes queued per connection before the policy applies
+  BackpressurePolicy backpressure_policy = BackpressurePolicy::close;
+  std::size_t max_connections = 100000;            // per server; over it new connections are closed at once
+  std::size_t max_request_head = 8192;             // upgrade request line + headers; over it: 431
+  std::size_t max_request_headers = 64;            // header lines; over it: 431
+  std::uint32_t handshake_timeout_ms = 10000;      // from accept to a complete upgrade request
+  std::uint32_t idle_timeout_ms = 0;               // close (1001) after this long with no message either way; 0 = off
+  std::uint32_t ping_interval_ms = 30000;          // ping after this long without hearing from the peer; 0 = off
+  std::uint32_t pong_timeout_ms = 30000;           // close (1001) when nothing answers a ping for this long
+  std::uint32_t close_timeout_ms = 5000;           // wait for the peer's close frame / EOF before dropping
+  std::uint32_t shutdown_timeout_ms = 5000;        // graceful shutdown: deliver queued data and 1001 within this
+};
+
+struct ListenConfig {
+  std::string host = "0.0.0.0";  // an IPv4 or IPv6 literal, or "localhost"
+  std::uint16_t port = 8080;     // 0 = any free port (see Server::ports())
+  bool tls = false;              // wss:// on this listener (needs ServerConfig::tls)
+};
+
+struct TlsConfig {
+  struct Certificate {
+    std::string cert_chain_file;  // PEM: the certificate, then its chain
+    std::string key_file;         // PEM private key
+  };
+  std::vector<Certificate> certificates;  // the first is the default; others are chosen by SNI
+  std::string min_version = "1.2";        // "1.2" or "1.3"
+  bool enable_ktls = true;                // kernel TLS when the kernel offers it
+  std::uint32_t handshake_timeout_ms = 10000;
+};
+
+struct ServerConfig {
+  std::vector<ListenConfig> listeners{ListenConfig{}};
+  unsigned threads = 1;  // reactor threads; each accepts on its own SO_REUSEPORT socket
+  Limits limits;
+  TlsConfig tls;
+  // Subprotocols the server speaks, in order of preference. When the client offers some and none matches, the
+  // upgrade is refused with 400 (naming both lists) instead of sending a 101 that Chromium would kill with 1006.
+  std::vector<std::string> subprotocols;
+  std::vector<std::string> allowed_origins;  // empty = any Origin; else others get 403
+  // Headers added to every 101 response (say Access-Control-Allow-Origin). Checked at Server::create: headers
+  // edgews owns (Upgrade, Connection, Sec-WebSocket-*, Content-Length, Transfer-Encoding), invalid names, empty or
+  // control-character values and duplicates are refused there, with the reason.
+  std::vector<std::pair<std::string, std::string>> response_headers;
+};
+
+}  // namespace edgews::core

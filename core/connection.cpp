@@ -1,0 +1,641 @@
+#include "core/connection.hpp"
+
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec/close.hpp"
+#include "codec/frame.hpp"
+#include "codec/handshake_request.hpp"
+#include "codec/handshake_response.hpp"
+#include "codec/http_request.hpp"
+#include "core/server.hpp"
+#include "core/transport.hpp"
+#include "core/worker.hpp"
+#include "net/socket.hpp"
+#include "net/tls.hpp"
+
+namespace edgews::core {
+
+namespace {
+
+// Sends at least this large skip the copy into the queue when the socket can take them now.
+constexpr std::size_t kDirectWriteThreshold = 16 * 1024;
+// Reads per readiness edge before yielding to other connections (a peer that never stops sending).
+constexpr int kMaxReadsPerEdge = 16;
+
+std::span<const std::uint8_t> bytes_of(std::string_view text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+}  // namespace
+
+std::string PeerAddress::to_string() const {
+  char host[INET6_ADDRSTRLEN] = "?";
+  char out[INET6_ADDRSTRLEN + 16];
+  if (addr.sa.sa_family == AF_INET) {
+    inet_ntop(AF_INET, &addr.v4.sin_addr, host, sizeof host);
+    std::snprintf(out, sizeof out, "%s:%u", host, ntohs(addr.v4.sin_port));
+  } else if (addr.sa.sa_family == AF_INET6) {
+    inet_ntop(AF_INET6, &addr.v6.sin6_addr, host, sizeof host);
+    std::snprintf(out, sizeof out, "[%s]:%u", host, ntohs(addr.v6.sin6_port));
+  } else {
+    return "unknown";
+  }
+  return out;
+}
+
+Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uint32_t slot,
+                       std::uint32_t generation)
+    : worker_(worker),
+      fd_(fd),
+      slot_(slot),
+      generation_(generation),
+      reader_(codec::Role::server,
+              codec::ReaderLimits{worker.server().config().limits.max_message_size,
+                                  worker.server().config().limits.max_fragments, false}),
+      timer_(&Connection::on_timer, this),
+      flush_hook_(
+          [](net::EndOfTurnHook&, void* self) {
+            auto* connection = static_cast<Connection*>(self);
+            connection->flush_scheduled_ = false;
+            connection->flush();
+          },
+          this),
+      peer_(peer) {
+  last_heard_ms_ = last_message_ms_ = worker.reactor().now_ms();
+}
+
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ConnectionHandle Connection::handle() const { return {worker_.index(), slot_, generation_}; }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reading
+
+void Connection::on_events(std::uint32_t events) {
+  if (state_ == State::dead) return;
+  if (events & EPOLLOUT) on_writable();
+  if (state_ == State::dead) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    on_readable((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
+  }
+}
+
+void Connection::on_readable(bool peer_hung_up) {
+  std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
+  worker_.cork(*this);
+  bool more = false;
+  for (int reads = 0;; ++reads) {
+    if (reads == kMaxReadsPerEdge) {
+      more = true;
+      break;
+    }
+    const net::IoResult r = transport_read(*this, buffer.data(), buffer.size());
+    if (r.status == net::IoStatus::ok) {
+      last_heard_ms_ = worker_.reactor().now_ms();
+      awaiting_pong_ = false;  // any traffic proves the peer is alive
+      worker_.counters().add_bytes_in(r.bytes);
+      process(buffer.data(), r.bytes);
+      if (state_ == State::dead) break;
+      // A short read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up: then
+      // read on to see the EOF, which brings no further edge.
+      if (r.bytes < buffer.size() && !peer_hung_up && !transport_pending(*this)) break;
+      continue;
+    }
+    if (r.status == net::IoStatus::would_block) break;
+    if (r.status == net::IoStatus::closed) {
+      on_eof();
+    } else {
+      destroy(1006, "read failed");
+    }
+    break;
+  }
+  worker_.uncork();
+  if (more && state_ != State::dead) {
+    // Yield: other connections get their turn; this one continues in the next turn (no new edge will come).
+    Worker& worker = worker_;
+    const ConnectionHandle h = handle();
+    worker_.reactor().post([&worker, h] {
+      if (Connection* c = worker.find(h)) c->on_readable(false);
+    });
+  }
+}
+
+void Connection::process(std::uint8_t* data, std::size_t len) {
+  switch (state_) {
+    case State::handshake:
+      process_handshake(data, len);
+      break;
+    case State::open:
+    case State::closing:
+      process_frames(data, len);
+      break;
+    case State::draining:
+    case State::dead:
+      break;  // nothing more is read: the peer's remaining bytes are discarded
+  }
+}
+
+void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
+  const Limits& limits = worker_.server().config().limits;
+  std::string_view buffer;
+  std::size_t last_len = 0;
+  if (!head_) {
+    buffer = {reinterpret_cast<const char*>(data), len};  // parse in place: the common case, one read
+  } else {
+    last_len = head_->size();
+    head_->append(reinterpret_cast<const char*>(data), len);
+    buffer = *head_;
+  }
+  codec::HttpRequest request;
+  const codec::HttpParseResult parsed =
+      codec::parse_http_request(buffer, last_len, {limits.max_request_head, limits.max_request_headers},
+                                worker_.header_storage(), request);
+  if (parsed.status == codec::HttpParseStatus::need_more) {
+    if (!head_) head_ = std::make_unique<std::string>(buffer);
+    return;
+  }
+  if (parsed.status == codec::HttpParseStatus::error) {
+    std::string& out = worker_.scratch_out();
+    out.clear();
+    codec::write_refusal(out, parsed.http_status, parsed.error);
+    worker_.server().logger().log(LogLevel::info, "refused", "peer=%s status=%d reason=\"%.*s\"",
+                                  peer_.to_string().c_str(), parsed.http_status,
+                                  static_cast<int>(parsed.error.size()), parsed.error.data());
+    worker_.counters().bump_refused();
+    refuse_http(out);
+    return;
+  }
+  handle_request(request);
+  // Bytes after the head (a client may send frames right behind its request) belong to the frame reader.
+  if (state_ == State::open && request.head_length < buffer.size()) {
+    auto* rest = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(buffer.data())) + request.head_length;
+    process_frames(rest, buffer.size() - request.head_length);
+  }
+  head_.reset();
+}
+
+void Connection::handle_request(const codec::HttpRequest& request) {
+  Server& server = worker_.server();
+  std::string& out = worker_.scratch_out();
+  out.clear();
+
+  if (!codec::is_websocket_upgrade(request)) {
+    HttpResponse response;
+    if (request.target == "/healthz") {
+      response.status = 200;
+      response.body = "ok\n";
+    }
+    if (server.callbacks_.on_http) server.callbacks_.on_http(request, response);
+    if (!codec::write_http_response(out, response.status, response.content_type, response.body,
+                                    &response.headers, false)) {
+      codec::write_refusal(out, 500, "the application's HTTP response was invalid");
+    }
+    worker_.server().logger().log(LogLevel::debug, "http", "peer=%s %.*s %.*s status=%d",
+                                  peer_.to_string().c_str(), static_cast<int>(request.method.size()),
+                                  request.method.data(), static_cast<int>(request.target.size()),
+                                  request.target.data(), response.status);
+    refuse_http(out);
+    return;
+  }
+
+  codec::UpgradeRequest upgrade;
+  std::vector<char>& scratch = worker_.upgrade_scratch(codec::upgrade_scratch_size(request));
+  const codec::UpgradeValidationOptions options{server.origin_views_, true};
+  if (const codec::Refusal refusal = codec::validate_upgrade_request(request, options, upgrade, scratch)) {
+    refuse(refusal.status, refusal.reason, upgrade);
+    return;
+  }
+
+  codec::ResponseHeaders& headers = worker_.scratch_headers();
+  headers.clear();
+  UpgradeContext context(request, upgrade, peer_, headers, server.static_headers_);
+  const codec::SubprotocolNegotiation negotiation =
+      codec::negotiate_subprotocol(upgrade.protocols_offered, server.subprotocol_views_);
+  context.subprotocol_ = negotiation.selected;
+  if (server.callbacks_.on_upgrade) server.callbacks_.on_upgrade(context);
+  if (context.refuse_status_ != 0) {
+    refuse(context.refuse_status_, context.refuse_body_, upgrade);
+    return;
+  }
+  if (!context.subprotocol_chosen_) {
+    if (negotiation.outcome == codec::SubprotocolOutcome::no_common_protocol) {
+      std::string reason;
+      codec::append_subprotocol_refusal_reason(reason, upgrade.protocols_offered, server.subprotocol_views_);
+      refuse(400, reason, upgrade);
+      return;
+    }
+    if (negotiation.outcome == codec::SubprotocolOutcome::server_supports_none) {
+      server.logger().log(LogLevel::warn, "subprotocol",
+                          "peer=%s offered subprotocols \"%.*s\" but the server is configured with none; answering "
+                          "without one, which Chromium and node ws clients treat as a failed handshake (1006)",
+                          peer_.to_string().c_str(), static_cast<int>(upgrade.protocols_offered.size()),
+                          upgrade.protocols_offered.data());
+    }
+  }
+
+  const codec::ResponseHeaders* app_headers = context.headers_copied_ ? &headers : &server.static_headers_;
+  const std::array<char, 28> accept = codec::compute_accept(upgrade.key);
+  if (!codec::write_switching_protocols(out, codec::accept_view(accept), context.subprotocol_, {},
+                                        app_headers->empty() ? nullptr : app_headers)) {
+    refuse(500, "the server could not write a valid upgrade response", upgrade);
+    return;
+  }
+  if (!context.subprotocol_.empty()) subprotocol_ = std::make_unique<std::string>(context.subprotocol_);
+  user_data_ = context.user_data_;
+  state_ = State::open;
+  send_raw(bytes_of(out));
+  arm_liveness();
+  opened_ = true;
+  server.logger().log(LogLevel::info, "open", "peer=%s path=%.*s%s%s", peer_.to_string().c_str(),
+                      static_cast<int>(upgrade.path.size()), upgrade.path.data(),
+                      subprotocol_ ? " subprotocol=" : "", subprotocol_ ? subprotocol_->c_str() : "");
+  if (server.callbacks_.on_open) server.callbacks_.on_open(*this);
+}
+
+void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade) {
+  Server& server = worker_.server();
+  std::string& out = worker_.scratch_out();
+  out.clear();
+  codec::write_refusal(out, status, reason);
+  server.logger().log(LogLevel::info, "refused", "peer=%s status=%d user_agent=\"%.*s\" reason=\"%.*s\"",
+                      peer_.to_string().c_str(), status, static_cast<int>(upgrade.user_agent.size()),
+                      upgrade.user_agent.data(), static_cast<int>(reason.size()), reason.data());
+  worker_.counters().bump_refused();
+  refuse_http(out);
+}
+
+void Connection::refuse_http(std::string_view response) {
+  send_raw(bytes_of(response));
+  state_ = State::draining;
+  timer_.cancel();
+  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+  if (!worker_.corked(*this)) flush();
+}
+
+void Connection::process_frames(std::uint8_t* data, std::size_t len) {
+  Server& server = worker_.server();
+  std::size_t offset = 0;
+  while (offset < len) {
+    std::size_t used = 0;
+    const codec::Event event = reader_.next(data + offset, len - offset, used);
+    offset += used;
+    switch (event.type) {
+      case codec::EventType::need_more:
+        return;
+      case codec::EventType::message:
+        worker_.counters().bump_messages_in();
+        if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
+        last_message_ms_ = worker_.reactor().now_ms();
+        if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, event.payload});
+        break;
+      case codec::EventType::ping:
+        if (state_ == State::open) send_frame(Opcode::pong, event.payload, true);
+        break;
+      case codec::EventType::pong:
+        break;  // liveness is tracked from any bytes read
+      case codec::EventType::close:
+        on_peer_close(event.close_code, event.close_reason);
+        return;
+      case codec::EventType::error:
+        fail(event.error);
+        return;
+    }
+    if (state_ != State::open && state_ != State::closing) return;
+  }
+}
+
+void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
+  if (state_ == State::open) {
+    // RFC 6455 5.5.1: answer with a close frame, echoing the status code; then we are done sending.
+    std::uint8_t payload[2];
+    std::size_t payload_len = 0;
+    if (code != static_cast<std::uint16_t>(CloseCode::no_status)) {
+      payload_len = codec::write_close_payload(payload, code, {});
+    }
+    send_frame(Opcode::close, {payload, payload_len}, true);
+    notify_closed(code, reason);
+  }
+  // Both close frames are exchanged: the server closes the TCP connection first (RFC 6455 7.1.1), after the queue.
+  enter_draining();
+}
+
+void Connection::fail(codec::ProtocolError error) {
+  const codec::CloseCode code = codec::close_code_for(error);
+  worker_.server().logger().log(LogLevel::info, "protocol_error", "peer=%s code=%u error=\"%.*s\"",
+                                peer_.to_string().c_str(), static_cast<unsigned>(code),
+                                static_cast<int>(codec::describe(error).size()), codec::describe(error).data());
+  fail_with(static_cast<std::uint16_t>(code), codec::describe(error));
+}
+
+void Connection::fail_with(std::uint16_t code, std::string_view reason) {
+  // RFC 6455 7.1.7 "Fail the WebSocket Connection": send a close frame, then close without waiting for the
+  // peer's close frame.
+  if (state_ == State::open) {
+    std::uint8_t payload[125];
+    const std::size_t n = codec::write_close_payload(payload, code, reason);
+    send_frame(Opcode::close, {payload, n}, true);
+    notify_closed(code, reason);
+  }
+  enter_draining();
+}
+
+void Connection::enter_draining() {
+  if (state_ == State::draining || state_ == State::dead) return;
+  state_ = State::draining;
+  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+  if (!worker_.corked(*this)) flush();  // uncork() flushes otherwise
+}
+
+void Connection::on_eof() {
+  switch (state_) {
+    case State::handshake:
+    case State::draining:
+    case State::closing:
+      destroy(1006, "connection closed");
+      break;
+    case State::open:
+      destroy(1006, "connection dropped without a close frame");
+      break;
+    case State::dead:
+      break;
+  }
+}
+
+void Connection::destroy(std::uint16_t code, std::string_view reason) {
+  if (state_ == State::dead) return;
+  notify_closed(code, reason);
+  state_ = State::dead;
+  timer_.cancel();
+  flush_hook_.cancel();
+  transport_close(*this);
+  worker_.reactor().remove(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  queue_.clear();
+  reader_.release_memory();
+  head_.reset();
+  if (topics_) worker_.unsubscribe_all(*this);
+  worker_.release(*this);
+}
+
+void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
+  if (!opened_ || close_notified_) return;
+  close_notified_ = true;
+  Server& server = worker_.server();
+  server.logger().log(LogLevel::info, "close", "peer=%s code=%u reason=\"%.*s\"", peer_.to_string().c_str(),
+                      static_cast<unsigned>(code), static_cast<int>(reason.size()), reason.data());
+  if (server.callbacks_.on_close) server.callbacks_.on_close(*this, code, reason);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Sending
+
+SendStatus Connection::send(std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (opcode != Opcode::text && opcode != Opcode::binary) return SendStatus::closed;
+  return send_frame(opcode, payload, false);
+}
+
+SendStatus Connection::ping(std::span<const std::uint8_t> payload) {
+  if (payload.size() > codec::kMaxControlPayload) payload = payload.first(codec::kMaxControlPayload);
+  return send_frame(Opcode::ping, payload, true);
+}
+
+void Connection::close(std::uint16_t code, std::string_view reason) {
+  if (state_ != State::open) return;
+  std::uint8_t payload[125];
+  std::size_t n = 0;
+  if (code != static_cast<std::uint16_t>(CloseCode::no_status)) {
+    if (!codec::is_valid_wire_close_code(code)) code = static_cast<std::uint16_t>(CloseCode::normal);
+    n = codec::write_close_payload(payload, code, reason);
+  }
+  send_frame(Opcode::close, {payload, n}, true);
+  notify_closed(code, reason);
+  state_ = State::closing;
+  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+}
+
+void Connection::terminate() {
+  if (state_ == State::dead) return;
+  destroy(1006, "terminated by the server");
+}
+
+bool Connection::subscribe(std::string_view topic) { return state_ == State::open && worker_.subscribe(*this, topic); }
+
+bool Connection::unsubscribe(std::string_view topic) { return worker_.unsubscribe(*this, topic); }
+
+bool Connection::over_backpressure(std::size_t incoming) {
+  const Limits& limits = worker_.server().config().limits;
+  if (queue_.bytes() + incoming <= limits.max_backpressure) return false;
+  if (limits.backpressure_policy == BackpressurePolicy::drop) {
+    worker_.counters().bump_dropped();
+    return true;
+  }
+  worker_.counters().bump_backpressure_close();
+  worker_.server().logger().log(LogLevel::warn, "backpressure", "peer=%s queued=%zu limit=%zu: closing with 1008",
+                                peer_.to_string().c_str(), queue_.bytes(), limits.max_backpressure);
+  fail_with(static_cast<std::uint16_t>(CloseCode::policy_violation), "send queue over the backpressure limit");
+  return true;
+}
+
+SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
+  // Control frames may still go out while closing (the close frame itself, a pong); data only while open.
+  if (control ? (state_ != State::open && state_ != State::closing) : state_ != State::open) return SendStatus::closed;
+  if (!control && over_backpressure(payload.size())) {
+    return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
+  }
+  std::uint8_t header[codec::kMaxFrameHeaderSize];
+  const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size());
+  if (!control) worker_.counters().bump_messages_out();
+  write_or_queue({header, header_len}, payload);
+  return SendStatus::ok;
+}
+
+void Connection::send_raw(std::span<const std::uint8_t> bytes) { write_or_queue(bytes, {}); }
+
+void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+  if (worker_.corked(*this) && queue_.empty()) {
+    if (worker_.cork_append(header, payload)) return;
+    // The cork buffer is full: what it holds goes first, then this frame.
+    if (payload.size() >= kDirectWriteThreshold) {
+      write_direct(header, payload);
+      return;
+    }
+    worker_.move_cork_to(queue_);
+  } else if (queue_.empty() && payload.size() >= kDirectWriteThreshold && !worker_.corked(*this)) {
+    write_direct(header, payload);
+    return;
+  }
+  queue_.append_frame(header, payload);
+  schedule_flush();
+}
+
+void Connection::write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+  // Large payload, nothing queued: write it straight from the caller's buffer (together with whatever the cork
+  // holds for us), and queue only the part the kernel did not take.
+  iovec iov[3];
+  int n = 0;
+  std::span<const std::uint8_t> cork = worker_.corked(*this) ? worker_.cork_data() : std::span<const std::uint8_t>();
+  if (!cork.empty()) iov[n++] = {const_cast<std::uint8_t*>(cork.data()), cork.size()};
+  if (!header.empty()) iov[n++] = {const_cast<std::uint8_t*>(header.data()), header.size()};
+  if (!payload.empty()) iov[n++] = {const_cast<std::uint8_t*>(payload.data()), payload.size()};
+  std::size_t written = 0;
+  if (writable_) {
+    const net::IoResult r = transport_write(*this, iov, n);
+    if (r.status == net::IoStatus::ok) {
+      written = r.bytes;
+      worker_.counters().add_bytes_out(written);
+    } else if (r.status != net::IoStatus::would_block) {
+      if (!cork.empty()) worker_.cork_clear();
+      destroy(1006, "write failed");
+      return;
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    const std::size_t skip = std::min(written, iov[i].iov_len);
+    written -= skip;
+    if (skip < iov[i].iov_len) {
+      queue_.append({static_cast<const std::uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip});
+    }
+  }
+  if (!cork.empty()) worker_.cork_clear();
+  if (!queue_.empty()) {
+    writable_ = false;
+    waited_for_drain_ = true;
+  }
+}
+
+void Connection::queue_shared(Chunk* frame) {
+  if (state_ != State::open) return;
+  if (over_backpressure(frame->size())) return;
+  worker_.counters().bump_messages_out();
+  if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue_);
+  queue_.append_shared(frame);
+  if (!worker_.corked(*this)) schedule_flush();
+}
+
+void Connection::schedule_flush() {
+  if (flush_scheduled_ || state_ == State::dead) return;
+  flush_scheduled_ = true;
+  worker_.reactor().defer(flush_hook_);
+}
+
+void Connection::on_writable() {
+  writable_ = true;
+  flush();
+}
+
+void Connection::flush() {
+  if (state_ == State::dead) return;
+  while (writable_ && !queue_.empty()) {
+    iovec iov[64];
+    const int n = queue_.gather(iov, 64);
+    std::size_t total = 0;
+    for (int i = 0; i < n; ++i) total += iov[i].iov_len;
+    const net::IoResult r = transport_write(*this, iov, n);
+    if (r.status == net::IoStatus::ok) {
+      worker_.counters().add_bytes_out(r.bytes);
+      queue_.consume(r.bytes);
+      if (r.bytes < total) {  // the socket buffer is full: the next EPOLLOUT edge resumes
+        writable_ = false;
+        waited_for_drain_ = true;
+      }
+    } else if (r.status == net::IoStatus::would_block) {
+      writable_ = false;
+      waited_for_drain_ = true;
+    } else {
+      destroy(1006, "write failed");
+      return;
+    }
+  }
+  after_flush();
+}
+
+void Connection::after_flush() {
+  if (!queue_.empty()) return;
+  if (state_ == State::draining) {
+    if (!write_shut_) {
+      write_shut_ = true;
+      transport_shutdown(*this);
+    }
+    return;
+  }
+  if (waited_for_drain_) {
+    waited_for_drain_ = false;
+    Server& server = worker_.server();
+    if (state_ == State::open && server.callbacks_.on_drain) server.callbacks_.on_drain(*this);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Timers: one per connection, for whichever deadline applies in the current state.
+
+void Connection::arm(Deadline deadline, std::uint32_t delay_ms) {
+  deadline_ = deadline;
+  worker_.reactor().timers().schedule(timer_, delay_ms);
+}
+
+void Connection::arm_liveness() {
+  const Limits& limits = worker_.server().config().limits;
+  const std::uint64_t now = worker_.reactor().now_ms();
+  std::uint64_t due = UINT64_MAX;
+  if (limits.ping_interval_ms != 0) {
+    due = awaiting_pong_ ? ping_sent_ms_ + limits.pong_timeout_ms : last_heard_ms_ + limits.ping_interval_ms;
+  }
+  if (limits.idle_timeout_ms != 0) due = std::min<std::uint64_t>(due, last_message_ms_ + limits.idle_timeout_ms);
+  if (due == UINT64_MAX) {
+    timer_.cancel();
+    deadline_ = Deadline::none;
+    return;
+  }
+  arm(Deadline::liveness, static_cast<std::uint32_t>(due > now ? due - now : 0));
+}
+
+void Connection::on_timer(net::Timer&, void* context) { static_cast<Connection*>(context)->on_deadline(); }
+
+void Connection::on_deadline() {
+  Server& server = worker_.server();
+  const Limits& limits = server.config().limits;
+  switch (deadline_) {
+    case Deadline::none:
+      return;
+    case Deadline::handshake:
+      server.logger().log(LogLevel::info, "handshake_timeout", "peer=%s: no complete upgrade request within %u ms",
+                          peer_.to_string().c_str(), limits.handshake_timeout_ms);
+      destroy(1006, "handshake timeout");
+      return;
+    case Deadline::close:
+      destroy(1006, "close timeout");
+      return;
+    case Deadline::liveness:
+      break;
+  }
+  if (state_ != State::open) return;
+  const std::uint64_t now = worker_.reactor().now_ms();
+  if (limits.idle_timeout_ms != 0 && now >= last_message_ms_ + limits.idle_timeout_ms) {
+    close(static_cast<std::uint16_t>(CloseCode::going_away), "idle timeout");
+    return;
+  }
+  if (limits.ping_interval_ms != 0) {
+    if (awaiting_pong_ && now >= ping_sent_ms_ + limits.pong_timeout_ms) {
+      server.logger().log(LogLevel::info, "pong_timeout", "peer=%s: no answer to a ping within %u ms",
+                          peer_.to_string().c_str(), limits.pong_timeout_ms);
+      fail_with(static_cast<std::uint16_t>(CloseCode::going_away), "no pong");
+      return;
+    }
+    if (!awaiting_pong_ && now >= last_heard_ms_ + limits.ping_interval_ms) {
+      awaiting_pong_ = true;
+      ping_sent_ms_ = now;
+      send_frame(Opcode::ping, {}, true);
+    }
+  }
+  arm_liveness();
+}
+
+}  // namespace edgews::core

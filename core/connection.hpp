@@ -1,0 +1,178 @@
+// A WebSocket connection as the application sees it.
+//
+// A Connection& is handed to callbacks and is valid only during the callback. To keep a connection, keep its
+// ConnectionHandle: a plain value that stays safe to use after the connection closed (operations on it then
+// fail cleanly with SendStatus::closed), from any thread (Server::send posts to the owning reactor).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/handshake_request.hpp"
+#include "codec/http_request.hpp"
+#include "codec/message.hpp"
+#include "codec/protocol.hpp"
+#include "core/out_queue.hpp"
+#include "net/reactor.hpp"
+#include "net/socket.hpp"
+#include "net/timer_wheel.hpp"
+
+namespace edgews::net {
+class TlsStream;
+}
+
+namespace edgews::core {
+
+using codec::CloseCode;
+using codec::Opcode;
+
+class Worker;
+
+struct ConnectionHandle {
+  std::uint32_t worker = UINT32_MAX;
+  std::uint32_t slot = 0;
+  std::uint32_t generation = 0;
+
+  bool valid() const { return worker != UINT32_MAX; }
+  friend bool operator==(const ConnectionHandle&, const ConnectionHandle&) = default;
+};
+
+enum class SendStatus : std::uint8_t {
+  ok,       // queued (and possibly already written)
+  dropped,  // the backpressure limit was reached and the policy is drop: the message was not queued
+  closed,   // the connection is closing or closed (or the backpressure policy just closed it)
+};
+
+// The client's address: IPv4 or IPv6, compact.
+struct PeerAddress {
+  union {
+    sockaddr sa;
+    sockaddr_in v4;
+    sockaddr_in6 v6;
+  } addr{};
+  std::string to_string() const;  // "127.0.0.1:5000" or "[::1]:5000"
+};
+
+class Connection final : public net::Reactor::Handler {
+ public:
+  // Sends one message as a single frame. The payload is copied (or written at once); the caller's buffer may be
+  // reused when this returns.
+  SendStatus send(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
+  SendStatus send_text(std::string_view text) {
+    return send({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, Opcode::text);
+  }
+  SendStatus send_binary(std::span<const std::uint8_t> data) { return send(data, Opcode::binary); }
+  SendStatus ping(std::span<const std::uint8_t> payload = {});  // at most 125 bytes
+  // Starts the closing handshake (RFC 6455 7): queued messages go first, then the close frame; the descriptor is
+  // closed when the peer answers or after Limits::close_timeout_ms. The reason is cut to 123 bytes.
+  void close(std::uint16_t code = 1000, std::string_view reason = {});
+  // Drops the connection without a closing handshake (the peer sees 1006).
+  void terminate();
+
+  bool is_open() const { return state_ == State::open; }
+  std::size_t buffered_amount() const { return queue_.bytes(); }
+  ConnectionHandle handle() const;
+  const PeerAddress& remote_address() const { return peer_; }
+  std::string_view subprotocol() const { return subprotocol_ ? std::string_view(*subprotocol_) : std::string_view(); }
+
+  void* user_data() const { return user_data_; }
+  void set_user_data(void* data) { user_data_ = data; }
+
+  // Topic publish/subscribe within the process (Server::publish reaches every subscriber on every thread).
+  bool subscribe(std::string_view topic);
+  bool unsubscribe(std::string_view topic);
+
+  // Internal: created and owned by its Worker.
+  Connection(Worker& worker, int fd, const PeerAddress& peer, std::uint32_t slot, std::uint32_t generation);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+ private:
+  friend class Worker;
+
+  enum class State : std::uint8_t {
+    handshake,     // reading the upgrade request
+    open,          // messages flow both ways
+    closing,       // we sent a close frame; waiting for the peer's
+    draining,      // nothing more to say: flush the queue, then shut down our side and wait for EOF
+    dead,          // descriptor closed; freed at the end of the turn
+  };
+  enum class Deadline : std::uint8_t { none, handshake, liveness, close };
+
+  void on_events(std::uint32_t events) override;
+  void on_readable(bool peer_hung_up);
+  void on_writable();
+  void process(std::uint8_t* data, std::size_t len);
+  void process_handshake(std::uint8_t* data, std::size_t len);
+  void handle_request(const codec::HttpRequest& request);
+  void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade);
+  void refuse_http(std::string_view response);
+  void process_frames(std::uint8_t* data, std::size_t len);
+  void on_peer_close(std::uint16_t code, std::string_view reason);
+  void fail(codec::ProtocolError error);
+  void fail_with(std::uint16_t code, std::string_view reason);
+  void enter_draining();
+  void on_eof();
+  void destroy(std::uint16_t code, std::string_view reason);
+  void notify_closed(std::uint16_t code, std::string_view reason);
+
+  SendStatus send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control);
+  void send_raw(std::span<const std::uint8_t> bytes);
+  void write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  void write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  void queue_shared(Chunk* frame);
+  bool over_backpressure(std::size_t incoming);
+  void schedule_flush();
+  void flush();
+  void after_flush();
+
+  void arm(Deadline deadline, std::uint32_t delay_ms);
+  void arm_liveness();
+  static void on_timer(net::Timer& timer, void* context);
+  void on_deadline();
+
+  friend struct TlsTransport;
+  friend net::IoResult transport_read(Connection&, void*, std::size_t);
+  friend net::IoResult transport_write(Connection&, const iovec*, int);
+  friend bool transport_pending(const Connection&);
+  friend void transport_shutdown(Connection&);
+  friend void transport_close(Connection&);
+
+  // Kept small: an idle connection costs this object, its slot and nothing else in user space.
+  Worker& worker_;
+  int fd_;
+  State state_ = State::handshake;
+  Deadline deadline_ = Deadline::none;
+  bool writable_ = true;           // edge-triggered: false after EAGAIN until the next EPOLLOUT edge
+  bool flush_scheduled_ = false;
+  bool waited_for_drain_ = false;  // the queue hit EAGAIN: tell on_drain when it empties
+  bool awaiting_pong_ = false;
+  bool opened_ = false;            // on_open was called, so on_close is owed
+  bool close_notified_ = false;
+  bool write_shut_ = false;
+  std::uint32_t slot_;
+  std::uint32_t generation_;
+  std::uint64_t last_heard_ms_ = 0;    // any bytes from the peer
+  std::uint64_t last_message_ms_ = 0;  // a data message from the peer (idle timeout)
+  std::uint64_t ping_sent_ms_ = 0;
+  codec::MessageReader reader_;
+  OutQueue queue_;
+  net::Timer timer_;
+  net::EndOfTurnHook flush_hook_;
+  PeerAddress peer_;
+  std::unique_ptr<std::string> head_;          // partial upgrade request, only while it is incomplete
+  std::unique_ptr<std::string> subprotocol_;   // only when one was negotiated
+  std::unique_ptr<std::vector<std::string>> topics_;  // only while subscribed
+  std::unique_ptr<net::TlsStream> tls_;
+  void* user_data_ = nullptr;
+};
+
+}  // namespace edgews::core

@@ -1,0 +1,272 @@
+#include "core/server.hpp"
+
+#include <memory>
+
+#include "codec/http_token.hpp"
+#include "core/worker.hpp"
+
+namespace edgews::core {
+
+namespace {
+
+Error config_error(std::string message) { return Error{std::move(message)}; }
+
+Error check_limits(const Limits& limits) {
+  if (limits.max_message_size == 0) return config_error("limits.max_message_size must be at least 1 byte");
+  if (limits.max_fragments == 0) return config_error("limits.max_fragments must be at least 1");
+  if (limits.max_backpressure < 1024) {
+    return config_error("limits.max_backpressure must be at least 1024 bytes (a slow reader is closed above it)");
+  }
+  if (limits.max_connections == 0) return config_error("limits.max_connections must be at least 1");
+  if (limits.max_request_head < 1024) {
+    return config_error("limits.max_request_head must be at least 1024 bytes: real browsers send 500-1000 bytes");
+  }
+  if (limits.max_request_headers < 16) {
+    return config_error("limits.max_request_headers must be at least 16: real browsers send about 15 header lines");
+  }
+  if (limits.handshake_timeout_ms == 0) return config_error("limits.handshake_timeout_ms must be above 0");
+  if (limits.close_timeout_ms == 0) return config_error("limits.close_timeout_ms must be above 0");
+  if (limits.ping_interval_ms != 0 && limits.pong_timeout_ms == 0) {
+    return config_error("limits.pong_timeout_ms must be above 0 when limits.ping_interval_ms is set");
+  }
+  return {};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// UpgradeContext
+
+codec::HeaderError UpgradeContext::add_header(std::string_view name, std::string_view value) {
+  if (!headers_copied_) {
+    // Per-request headers join the static ones, so that a duplicate across the two is refused too.
+    headers_.clear();
+    for (const codec::HttpHeader header : static_headers_) (void)headers_.add(header.name, header.value);
+    headers_copied_ = true;
+  }
+  return headers_.add(name, value);
+}
+
+bool UpgradeContext::select_subprotocol(std::string_view protocol) {
+  if (protocol.empty()) {
+    subprotocol_ = {};
+    subprotocol_chosen_ = true;
+    return true;
+  }
+  // Only one the client offered (a strict client fails the handshake otherwise, RFC 6455 4.1).
+  const std::string_view offered[] = {protocol};
+  const std::string_view match = codec::select_subprotocol(upgrade_.protocols_offered, offered);
+  if (match.empty()) return false;
+  subprotocol_ = match;
+  subprotocol_chosen_ = true;
+  return true;
+}
+
+void UpgradeContext::refuse(int status, std::string_view body) {
+  refuse_status_ = (status >= 400 && status <= 599) ? status : 403;
+  refuse_body_ = body.empty() ? std::string("refused by the application") : std::string(body);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server
+
+Server::Server(ServerConfig config, Callbacks callbacks, Logger logger)
+    : config_(std::move(config)), callbacks_(std::move(callbacks)), logger_(std::move(logger)) {}
+
+Server::~Server() {
+  for (auto& worker : workers_) {
+    if (worker && worker->reactor_ptr()) worker->reactor().stop();
+  }
+  for (auto& worker : workers_) worker->join();
+}
+
+std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks, Error& error, Logger logger) {
+  error = {};
+  if (config.listeners.empty()) {
+    error = config_error("listeners: at least one listener is needed (host and port)");
+    return nullptr;
+  }
+  if (config.threads == 0 || config.threads > 256) {
+    error = config_error("threads must be between 1 and 256 (one reactor per thread; use the number of cores)");
+    return nullptr;
+  }
+  if ((error = check_limits(config.limits))) return nullptr;
+  for (const std::string& protocol : config.subprotocols) {
+    if (!codec::is_token(protocol)) {
+      error = config_error("subprotocols: \"" + protocol + "\" is not a valid token (RFC 6455 4.1: letters, digits "
+                           "and !#$%&'*+-.^_`|~, no spaces or commas)");
+      return nullptr;
+    }
+  }
+  bool any_tls = false;
+  for (const ListenConfig& listen : config.listeners) any_tls |= listen.tls;
+  if (any_tls && config.tls.certificates.empty()) {
+    error = config_error("tls.certificates: a listener has tls on but no certificate and key are configured "
+                         "(--tls-cert and --tls-key; tools/make-dev-cert.sh makes a development pair)");
+    return nullptr;
+  }
+
+  std::unique_ptr<Server> server(new Server(std::move(config), std::move(callbacks), std::move(logger)));
+  for (const auto& [name, value] : server->config_.response_headers) {
+    if (codec::HeaderError refused = server->static_headers_.add(name, value)) {
+      error = config_error("response_headers: " + refused.message);
+      return nullptr;
+    }
+  }
+  for (const std::string& protocol : server->config_.subprotocols) server->subprotocol_views_.push_back(protocol);
+  for (const std::string& origin : server->config_.allowed_origins) server->origin_views_.push_back(origin);
+  if (any_tls) {
+    if ((error = server->load_tls())) return nullptr;
+  }
+  return server;
+}
+
+Error Server::start() {
+  if (!workers_.empty()) return config_error("start: the server was already started");
+  for (unsigned i = 0; i < config_.threads; ++i) {
+    auto worker = std::make_unique<Worker>(*this, i);
+    net::Error error;
+    auto reactor = net::Reactor::create(error);
+    if (!reactor) return config_error("reactor: " + error.message);
+    worker->open(std::move(reactor));
+    workers_.push_back(std::move(worker));
+    if (net::Error listen_error = workers_.back()->listen()) {
+      workers_.clear();
+      return config_error("listen: " + listen_error.message +
+                          " (is another process on that port? choose another with --port, or 0 for any)");
+    }
+  }
+  workers_running_.store(config_.threads);
+  for (unsigned i = 1; i < config_.threads; ++i) workers_[i]->start_thread();
+  std::string addresses;
+  for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
+    if (!addresses.empty()) addresses += ' ';
+    addresses += (config_.listeners[i].tls ? "wss://" : "ws://") + config_.listeners[i].host + ":" +
+                 std::to_string(workers_[0]->ports()[i]);
+  }
+  logger_.log(LogLevel::info, "listening", "%s threads=%u", addresses.c_str(), config_.threads);
+  return {};
+}
+
+void Server::run() {
+  if (workers_.empty()) return;
+  workers_[0]->run();
+  for (auto& worker : workers_) worker->join();
+}
+
+void Server::worker_finished() { workers_running_.fetch_sub(1); }
+
+void Server::shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  logger_.log(LogLevel::info, "shutdown", "closing every connection with 1001 within %u ms",
+              config_.limits.shutdown_timeout_ms);
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    w->reactor().post([w] { w->begin_shutdown(); });
+  }
+}
+
+bool Server::stopped() const { return workers_running_.load() == 0; }
+
+int Server::event_fd() const { return workers_.empty() ? -1 : workers_[0]->reactor().fd(); }
+
+int Server::next_timeout_ms() const { return workers_.empty() ? -1 : workers_[0]->reactor().next_timeout_ms(); }
+
+void Server::run_ready() {
+  if (!workers_.empty()) workers_[0]->reactor().run_once(0);
+}
+
+bool Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (handle.worker >= workers_.size() || stopped()) return false;
+  Worker* worker = workers_[handle.worker].get();
+  if (worker->reactor().in_reactor_thread()) {
+    Connection* connection = worker->find(handle);
+    return connection != nullptr && connection->send(payload, opcode) == SendStatus::ok;
+  }
+  worker->reactor().post([worker, handle, data = std::string(reinterpret_cast<const char*>(payload.data()),
+                                                                  payload.size()),
+                          opcode] {
+    if (Connection* connection = worker->find(handle)) {
+      connection->send({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, opcode);
+    }
+  });
+  return true;
+}
+
+bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view reason) {
+  if (handle.worker >= workers_.size() || stopped()) return false;
+  Worker* worker = workers_[handle.worker].get();
+  if (worker->reactor().in_reactor_thread()) {
+    Connection* connection = worker->find(handle);
+    if (connection == nullptr) return false;
+    connection->close(code, reason);
+    return true;
+  }
+  worker->reactor().post([worker, handle, code, text = std::string(reason)] {
+    if (Connection* connection = worker->find(handle)) connection->close(code, text);
+  });
+  return true;
+}
+
+void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  std::shared_ptr<const std::string> data;
+  std::shared_ptr<const std::string> name;
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    if (w->reactor().in_reactor_thread()) {
+      w->publish_local(topic, payload, opcode);
+      continue;
+    }
+    if (!data) {
+      data = std::make_shared<const std::string>(reinterpret_cast<const char*>(payload.data()), payload.size());
+      name = std::make_shared<const std::string>(topic);
+    }
+    w->reactor().post([w, data, name, opcode] {
+      w->publish_local(*name, {reinterpret_cast<const std::uint8_t*>(data->data()), data->size()}, opcode);
+    });
+  }
+}
+
+void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
+  std::shared_ptr<const std::string> data;
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    if (w->reactor().in_reactor_thread()) {
+      w->broadcast_local(payload, opcode);
+      continue;
+    }
+    if (!data) data = std::make_shared<const std::string>(reinterpret_cast<const char*>(payload.data()), payload.size());
+    w->reactor().post([w, data, opcode] {
+      w->broadcast_local({reinterpret_cast<const std::uint8_t*>(data->data()), data->size()}, opcode);
+    });
+  }
+}
+
+net::Reactor* Server::reactor(unsigned index) const {
+  return index < workers_.size() ? workers_[index]->reactor_ptr() : nullptr;
+}
+
+std::vector<std::uint16_t> Server::ports() const {
+  return workers_.empty() ? std::vector<std::uint16_t>() : workers_[0]->ports();
+}
+
+ServerStats Server::stats() const {
+  ServerStats stats;
+  stats.connections_open = connection_count_.load(std::memory_order_relaxed);
+  for (const auto& worker : workers_) {
+    const Worker::Counters& c = worker->counters();
+    const auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    stats.connections_accepted += get(c.accepted);
+    stats.handshakes_refused += get(c.refused);
+    stats.messages_in += get(c.messages_in);
+    stats.messages_out += get(c.messages_out);
+    stats.bytes_in += get(c.bytes_in);
+    stats.bytes_out += get(c.bytes_out);
+    stats.messages_dropped += get(c.dropped);
+    stats.backpressure_closes += get(c.backpressure_closes);
+    stats.accepts_shed += get(c.shed);
+  }
+  return stats;
+}
+
+}  // namespace edgews::core

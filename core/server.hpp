@@ -1,0 +1,187 @@
+// The embedding API: a WebSocket server with N reactor threads.
+//
+//   edgews::ServerConfig config;
+//   config.listeners = {{"127.0.0.1", 8080}};
+//   edgews::Callbacks callbacks;
+//   callbacks.on_message = [](edgews::Connection& c, const edgews::Message& m) { c.send(m.data, m.opcode); };
+//   edgews::Error error;
+//   auto server = edgews::Server::create(config, callbacks, error);
+//   if (!server || (error = server->start())) { log(error.message); return 1; }
+//   server->run();   // until shutdown()
+//
+// Nothing here throws. Callbacks run on the reactor thread that owns the connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/handshake_request.hpp"
+#include "codec/handshake_response.hpp"
+#include "codec/http_request.hpp"
+#include "core/config.hpp"
+#include "core/connection.hpp"
+#include "core/log.hpp"
+
+namespace edgews::net {
+class TlsContext;
+class Reactor;
+}
+
+namespace edgews::core {
+
+struct Error {
+  std::string message;  // empty = success
+  explicit operator bool() const { return !message.empty(); }
+};
+
+struct Message {
+  Opcode opcode;                       // text or binary
+  std::span<const std::uint8_t> data;  // valid during the callback only
+  std::string_view text() const { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
+};
+
+// What on_upgrade sees and may decide. Headers added here go through the checked API: a header edgews owns or
+// an ill-formed one is refused with a message, and the response stays canonical whatever the application does.
+class UpgradeContext {
+ public:
+  const codec::HttpRequest& request() const { return request_; }
+  const codec::UpgradeRequest& upgrade() const { return upgrade_; }
+  std::string_view path() const { return upgrade_.path; }
+  std::string_view header(std::string_view name) const { return request_.header(name); }
+  const PeerAddress& remote_address() const { return peer_; }
+
+  codec::HeaderError add_header(std::string_view name, std::string_view value);
+  // Chooses the subprotocol instead of the configured preference list; it must be one the client offered.
+  bool select_subprotocol(std::string_view protocol);
+  std::string_view subprotocol() const { return subprotocol_; }
+  // Refuses the upgrade with this status (4xx/5xx) and a short plain-text body.
+  void refuse(int status, std::string_view body);
+  void set_user_data(void* data) { user_data_ = data; }
+
+  UpgradeContext(const codec::HttpRequest& request, const codec::UpgradeRequest& upgrade, const PeerAddress& peer,
+                 codec::ResponseHeaders& headers, const codec::ResponseHeaders& static_headers)
+      : request_(request), upgrade_(upgrade), peer_(peer), headers_(headers), static_headers_(static_headers) {}
+
+ private:
+  friend class Connection;
+  const codec::HttpRequest& request_;
+  const codec::UpgradeRequest& upgrade_;
+  const PeerAddress& peer_;
+  codec::ResponseHeaders& headers_;
+  const codec::ResponseHeaders& static_headers_;
+  bool headers_copied_ = false;
+  std::string_view subprotocol_;
+  bool subprotocol_chosen_ = false;
+  int refuse_status_ = 0;
+  std::string refuse_body_;
+  void* user_data_ = nullptr;
+};
+
+// A plain HTTP request (not an upgrade): health checks, a small page. The connection closes after the response.
+struct HttpResponse {
+  int status = 404;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body = "not found\n";
+  codec::ResponseHeaders headers;  // checked, like upgrade headers
+};
+
+struct Callbacks {
+  std::function<void(UpgradeContext&)> on_upgrade;
+  std::function<void(Connection&)> on_open;
+  std::function<void(Connection&, const Message&)> on_message;
+  // Called once for every opened connection: the peer's code when it closed first, ours when we did, 1006 when
+  // the connection dropped without a closing handshake.
+  std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
+  // The send queue emptied after the kernel had pushed back (EAGAIN).
+  std::function<void(Connection&)> on_drain;
+  // Plain HTTP requests. Without it: GET /healthz answers 200, anything else 404.
+  std::function<void(const codec::HttpRequest&, HttpResponse&)> on_http;
+};
+
+struct ServerStats {
+  std::uint64_t connections_open = 0;
+  std::uint64_t connections_accepted = 0;
+  std::uint64_t handshakes_refused = 0;
+  std::uint64_t messages_in = 0;
+  std::uint64_t messages_out = 0;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t messages_dropped = 0;      // backpressure policy "drop"
+  std::uint64_t backpressure_closes = 0;   // backpressure policy "close"
+  std::uint64_t accepts_shed = 0;          // over max_connections or out of descriptors
+};
+
+class Server {
+ public:
+  // Checks the configuration (listeners, limits, response headers, TLS files) and returns nullptr with `error`
+  // naming the setting and what to do when something is wrong. Binds nothing yet.
+  static std::unique_ptr<Server> create(ServerConfig config, Callbacks callbacks, Error& error,
+                                        Logger logger = Logger());
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds every listener on every reactor and starts reactor threads 1..N-1. Reactor 0 runs in run() or, for an
+  // embedder, through event_fd() + run_ready().
+  Error start();
+  // Runs reactor 0 on the calling thread until shutdown() completes; joins the other threads.
+  void run();
+  // Graceful shutdown, from any thread or a signal handler context of a reactor: stop accepting, send 1001 to
+  // every connection after what is queued, wait for them up to Limits::shutdown_timeout_ms, then stop.
+  void shutdown();
+  bool stopped() const;
+
+  // Embedding reactor 0 in another event loop: poll event_fd() for readability (and wake up after
+  // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks.
+  int event_fd() const;
+  int next_timeout_ms() const;
+  void run_ready();
+
+  // Any thread. The message is copied and handed to the owning reactor; false when the handle is gone (from the
+  // owning thread) or the server has stopped.
+  bool send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
+  bool close(ConnectionHandle handle, std::uint16_t code = 1000, std::string_view reason = {});
+  // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
+  void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  // Any thread: every open connection gets the message.
+  void broadcast(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+
+  // Reactor `index` (after start()), for an embedder's own descriptors and timers on a server thread (signals,
+  // a broker connection). Everything done with it must happen on that reactor's thread (post() is the way in).
+  net::Reactor* reactor(unsigned index) const;
+
+  std::vector<std::uint16_t> ports() const;  // bound ports, in listener order (resolves port 0)
+  ServerStats stats() const;                 // summed over reactors; approximate while running
+  const ServerConfig& config() const { return config_; }
+  const Logger& logger() const { return logger_; }
+  // Re-reads the TLS certificates (SIGHUP). Open connections keep theirs; on error the old ones stay in use.
+  Error reload_tls();
+
+ private:
+  friend class Worker;
+  friend class Connection;
+  Server(ServerConfig config, Callbacks callbacks, Logger logger);
+  Error load_tls();
+  std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
+  void worker_finished();
+
+  ServerConfig config_;
+  Callbacks callbacks_;
+  Logger logger_;
+  codec::ResponseHeaders static_headers_;
+  std::vector<std::string_view> subprotocol_views_;
+  std::vector<std::string_view> origin_views_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<std::size_t> connection_count_{0};
+  std::atomic<bool> shutting_down_{false};
+  std::atomic<unsigned> workers_running_{0};
+  std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()
+};
+
+}  // namespace edgews::core

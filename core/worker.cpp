@@ -1,0 +1,296 @@
+#include "core/worker.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec/frame.hpp"
+#include "core/server.hpp"
+#include "core/transport.hpp"
+
+namespace edgews::core {
+
+Worker::Worker(Server& server, std::uint32_t index)
+    : server_(server),
+      index_(index),
+      gc_hook_(&Worker::collect_garbage, this),
+      cork_buffer_(new std::uint8_t[kCorkSize]),
+      shutdown_timer_(&Worker::on_shutdown_timer, this) {
+  header_storage_.resize(server.config().limits.max_request_headers);
+}
+
+Worker::~Worker() {
+  join();
+  for (Slot& slot : slots_) delete slot.connection;
+  for (Connection* connection : graveyard_) delete connection;
+}
+
+net::Error Worker::open(std::unique_ptr<net::Reactor> reactor) {
+  reactor_ = std::move(reactor);
+  return {};
+}
+
+net::Error Worker::listen() {
+  const ServerConfig& config = server_.config();
+  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
+    const ListenConfig& listen = config.listeners[i];
+    std::uint16_t port = listen.port;
+    // Port 0 means "any free port": reactor 0 picks it, the others share it through SO_REUSEPORT.
+    if (port == 0 && index_ != 0) port = server_.workers_[0]->listeners_[i]->port();
+    net::Address address;
+    net::Error error;
+    if (!net::Address::parse(listen.host, port, address, error)) return error;
+    net::ListenOptions options;
+    options.reuse_port = true;
+    const bool tls = listen.tls;
+    auto listener = net::Listener::open(
+        *reactor_, address, options,
+        [this, tls](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, tls); }, error);
+    if (!listener) return error;
+    listeners_.push_back(std::move(listener));
+  }
+  return {};
+}
+
+void Worker::start_thread() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  reactor_->run();
+  server_.worker_finished();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+std::vector<std::uint16_t> Worker::ports() const {
+  std::vector<std::uint16_t> ports;
+  for (const auto& listener : listeners_) ports.push_back(listener->port());
+  return ports;
+}
+
+void Worker::on_accept(net::Fd fd, const net::Address& peer, bool tls) {
+  const Limits& limits = server_.config().limits;
+  if (shutting_down_ || server_.connection_count_.load(std::memory_order_relaxed) >= limits.max_connections) {
+    counters_.bump_shed();
+    server_.logger().log(LogLevel::warn, "shed", "peer=%s: over max_connections=%zu, closed at once",
+                         peer.to_string().c_str(), limits.max_connections);
+    return;  // fd closes here
+  }
+  std::uint32_t slot;
+  if (free_slots_.empty()) {
+    slot = static_cast<std::uint32_t>(slots_.size());
+    slots_.push_back({});
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  PeerAddress address;
+  std::memcpy(&address.addr, peer.data(), std::min<std::size_t>(peer.length, sizeof address.addr));
+  auto* connection = new Connection(*this, fd.release(), address, slot, slots_[slot].generation);
+  slots_[slot].connection = connection;
+  ++live_;
+  server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
+  counters_.bump_accepted();
+  if (tls) {
+    if (net::Error error = attach_tls(*connection)) {
+      server_.logger().log(LogLevel::warn, "tls", "peer=%s: %s", address.to_string().c_str(), error.message.c_str());
+      connection->destroy(1006, "tls setup failed");
+      return;
+    }
+  }
+  if (net::Error error = reactor_->add(connection->fd_, connection)) {
+    server_.logger().log(LogLevel::error, "accept", "peer=%s: %s", address.to_string().c_str(),
+                         error.message.c_str());
+    connection->destroy(1006, "reactor registration failed");
+    return;
+  }
+  connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
+}
+
+Connection* Worker::find(ConnectionHandle handle) const {
+  if (handle.worker != index_ || handle.slot >= slots_.size()) return nullptr;
+  const Slot& slot = slots_[handle.slot];
+  if (slot.generation != handle.generation || slot.connection == nullptr) return nullptr;
+  return slot.connection;
+}
+
+void Worker::release(Connection& connection) {
+  Slot& slot = slots_[connection.slot_];
+  slot.connection = nullptr;
+  ++slot.generation;  // every handle to the old connection now fails to resolve
+  free_slots_.push_back(connection.slot_);
+  --live_;
+  server_.connection_count_.fetch_sub(1, std::memory_order_relaxed);
+  graveyard_.push_back(&connection);  // freed after this turn: events of this batch may still name it
+  reactor_->defer(gc_hook_);
+}
+
+void Worker::collect_garbage(net::EndOfTurnHook&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  for (Connection* connection : self->graveyard_) delete connection;
+  self->graveyard_.clear();
+  if (self->shutting_down_ && self->live_ == 0) self->finish_shutdown();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Corking
+
+bool Worker::cork_append(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+  const std::size_t len = header.size() + payload.size();
+  if (kCorkSize - cork_used_ < len) return false;
+  if (!header.empty()) std::memcpy(cork_buffer_.get() + cork_used_, header.data(), header.size());
+  if (!payload.empty()) std::memcpy(cork_buffer_.get() + cork_used_ + header.size(), payload.data(), payload.size());
+  cork_used_ += len;
+  return true;
+}
+
+void Worker::move_cork_to(OutQueue& queue) {
+  if (cork_used_ == 0) return;
+  queue.append({cork_buffer_.get(), cork_used_});
+  cork_used_ = 0;
+}
+
+void Worker::uncork() {
+  Connection* connection = corked_;
+  corked_ = nullptr;
+  if (connection == nullptr) return;
+  if (connection->state_ == Connection::State::dead) {
+    cork_used_ = 0;
+    return;
+  }
+  if (cork_used_ != 0) {
+    if (connection->queue_.empty() && connection->writable_) {
+      // The common case: everything this connection's input produced leaves in one write.
+      iovec iov{cork_buffer_.get(), cork_used_};
+      const net::IoResult r = transport_write(*connection, &iov, 1);
+      std::size_t written = 0;
+      if (r.status == net::IoStatus::ok) {
+        written = r.bytes;
+        counters_.add_bytes_out(written);
+      } else if (r.status != net::IoStatus::would_block) {
+        cork_used_ = 0;
+        connection->destroy(1006, "write failed");
+        return;
+      }
+      if (written < cork_used_) {
+        connection->queue_.append({cork_buffer_.get() + written, cork_used_ - written});
+        connection->writable_ = false;
+        connection->waited_for_drain_ = true;
+      }
+      cork_used_ = 0;
+    } else {
+      move_cork_to(connection->queue_);
+    }
+  }
+  connection->flush();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Topics and broadcast
+
+bool Worker::subscribe(Connection& connection, std::string_view topic) {
+  if (!connection.topics_) connection.topics_ = std::make_unique<std::vector<std::string>>();
+  auto& mine = *connection.topics_;
+  if (std::find(mine.begin(), mine.end(), topic) != mine.end()) return false;
+  mine.emplace_back(topic);
+  topics_[std::string(topic)].push_back(&connection);
+  return true;
+}
+
+void Worker::remove_subscriber(const std::string& topic, Connection& connection) {
+  auto it = topics_.find(topic);
+  if (it == topics_.end()) return;
+  auto& subscribers = it->second;
+  auto pos = std::find(subscribers.begin(), subscribers.end(), &connection);
+  if (pos != subscribers.end()) {
+    *pos = subscribers.back();
+    subscribers.pop_back();
+  }
+  if (subscribers.empty()) topics_.erase(it);
+}
+
+bool Worker::unsubscribe(Connection& connection, std::string_view topic) {
+  if (!connection.topics_) return false;
+  auto& mine = *connection.topics_;
+  auto it = std::find(mine.begin(), mine.end(), topic);
+  if (it == mine.end()) return false;
+  remove_subscriber(*it, connection);
+  mine.erase(it);
+  if (mine.empty()) connection.topics_.reset();
+  return true;
+}
+
+void Worker::unsubscribe_all(Connection& connection) {
+  if (!connection.topics_) return;
+  for (const std::string& topic : *connection.topics_) remove_subscriber(topic, connection);
+  connection.topics_.reset();
+}
+
+Chunk* Worker::build_frame(std::span<const std::uint8_t> payload, Opcode opcode) {
+  std::uint8_t header[codec::kMaxFrameHeaderSize];
+  const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size());
+  Chunk* chunk = Chunk::create(header_len + payload.size());
+  chunk->append(header, header_len);
+  chunk->append(payload.data(), payload.size());
+  return chunk;
+}
+
+void Worker::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  auto it = topics_.find(std::string(topic));
+  if (it == topics_.end()) return;
+  // A subscriber may close while we deliver (backpressure, write error) and leave the topic: walk a copy.
+  // Connections are freed only at the end of the turn, so the pointers stay valid.
+  fanout_.assign(it->second.begin(), it->second.end());
+  Chunk* frame = build_frame(payload, opcode);
+  for (Connection* connection : fanout_) connection->queue_shared(frame);
+  frame->release();
+  fanout_.clear();
+}
+
+void Worker::broadcast_local(std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (live_ == 0) return;
+  Chunk* frame = build_frame(payload, opcode);
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    if (Connection* connection = slots_[i].connection) connection->queue_shared(frame);
+  }
+  frame->release();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Shutdown
+
+void Worker::begin_shutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  listeners_.clear();  // stop accepting
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    Connection* connection = slots_[i].connection;
+    if (connection == nullptr) continue;
+    if (connection->state_ == Connection::State::open) {
+      connection->close(static_cast<std::uint16_t>(CloseCode::going_away), "server shutting down");
+    } else if (connection->state_ == Connection::State::handshake) {
+      connection->destroy(1006, "server shutting down");
+    }
+  }
+  if (live_ == 0) {
+    finish_shutdown();
+  } else {
+    reactor_->timers().schedule(shutdown_timer_, server_.config().limits.shutdown_timeout_ms);
+  }
+}
+
+void Worker::on_shutdown_timer(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  for (std::size_t i = 0; i < self->slots_.size(); ++i) {
+    if (Connection* connection = self->slots_[i].connection) connection->destroy(1006, "shutdown deadline");
+  }
+}
+
+void Worker::finish_shutdown() {
+  shutdown_timer_.cancel();
+  reactor_->stop();
+}
+
+}  // namespace edgews::core

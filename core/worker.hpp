@@ -1,0 +1,141 @@
+// One reactor thread: its listeners, its connections, its topics and its corked send buffer.
+// A connection lives and dies on the worker that accepted it; other threads reach it by posting.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "codec/handshake_response.hpp"
+#include "codec/http_request.hpp"
+#include "core/connection.hpp"
+#include "net/listener.hpp"
+#include "net/reactor.hpp"
+
+namespace edgews::core {
+
+class Server;
+
+class Worker {
+ public:
+  Worker(Server& server, std::uint32_t index);
+  ~Worker();
+
+  net::Error open(std::unique_ptr<net::Reactor> reactor);
+  net::Error listen();  // binds this worker's listeners (SO_REUSEPORT across workers)
+  void start_thread();
+  void run();  // the reactor loop on the calling thread, until shutdown
+  void join();
+  void begin_shutdown();  // on the worker's thread
+
+  Server& server() { return server_; }
+  net::Reactor& reactor() { return *reactor_; }
+  net::Reactor* reactor_ptr() { return reactor_.get(); }
+  std::uint32_t index() const { return index_; }
+  std::vector<std::uint16_t> ports() const;
+
+  // Connection table: slot + generation make handles safe after close.
+  Connection* find(ConnectionHandle handle) const;
+  void release(Connection& connection);  // the connection is dead: free it at the end of this turn
+
+  // Corking: sends made while a connection's input is processed are gathered here and written with one write
+  // when processing ends (DESIGN.md step 5).
+  void cork(Connection& connection) { corked_ = &connection; }
+  void uncork();
+  bool corked(const Connection& connection) const { return corked_ == &connection; }
+  // Appends a frame for the corked connection; false when it does not fit (nothing appended).
+  bool cork_append(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  bool cork_has_data() const { return cork_used_ != 0; }
+  std::span<const std::uint8_t> cork_data() const { return {cork_buffer_.get(), cork_used_}; }
+  void cork_clear() { cork_used_ = 0; }
+  void move_cork_to(OutQueue& queue);
+
+  // Topics.
+  bool subscribe(Connection& connection, std::string_view topic);
+  bool unsubscribe(Connection& connection, std::string_view topic);
+  void unsubscribe_all(Connection& connection);
+  void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode);
+  void broadcast_local(std::span<const std::uint8_t> payload, Opcode opcode);
+
+  // Per-thread counters: written by this worker only (a relaxed load and store, no locked instruction), read by
+  // Server::stats() from any thread.
+  class Counters {
+   public:
+    void add_bytes_in(std::uint64_t n) { add(bytes_in, n); }
+    void add_bytes_out(std::uint64_t n) { add(bytes_out, n); }
+    void bump_messages_in() { add(messages_in, 1); }
+    void bump_messages_out() { add(messages_out, 1); }
+    void bump_refused() { add(refused, 1); }
+    void bump_dropped() { add(dropped, 1); }
+    void bump_backpressure_close() { add(backpressure_closes, 1); }
+    void bump_accepted() { add(accepted, 1); }
+    void bump_shed() { add(shed, 1); }
+
+    std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
+        dropped{0}, backpressure_closes{0}, shed{0};
+
+   private:
+    static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
+      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+  };
+  Counters& counters() { return counters_; }
+  const Counters& counters() const { return counters_; }
+  std::size_t open_connections() const { return live_; }
+
+  codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
+  std::string& scratch_out() { return scratch_out_; }
+  std::span<codec::HttpHeader> header_storage() { return header_storage_; }
+  std::vector<char>& upgrade_scratch(std::size_t size) {
+    if (upgrade_scratch_.size() < size) upgrade_scratch_.resize(size);
+    return upgrade_scratch_;
+  }
+
+ private:
+  void on_accept(net::Fd fd, const net::Address& peer, bool tls);
+  net::Error attach_tls(Connection& connection);
+  void remove_subscriber(const std::string& topic, Connection& connection);
+  static void collect_garbage(net::EndOfTurnHook& hook, void* context);
+  static void on_shutdown_timer(net::Timer& timer, void* context);
+  void finish_shutdown();
+  Chunk* build_frame(std::span<const std::uint8_t> payload, Opcode opcode);
+
+  Server& server_;
+  std::uint32_t index_;
+  std::unique_ptr<net::Reactor> reactor_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;
+  std::thread thread_;
+
+  struct Slot {
+    Connection* connection = nullptr;
+    std::uint32_t generation = 0;
+  };
+  std::vector<Slot> slots_;
+  std::vector<std::uint32_t> free_slots_;
+  std::size_t live_ = 0;
+  std::vector<Connection*> graveyard_;
+  net::EndOfTurnHook gc_hook_;
+
+  Connection* corked_ = nullptr;
+  std::unique_ptr<std::uint8_t[]> cork_buffer_;
+  std::size_t cork_used_ = 0;
+  static constexpr std::size_t kCorkSize = 64 * 1024;
+
+  std::unordered_map<std::string, std::vector<Connection*>> topics_;
+  std::vector<Connection*> fanout_;
+
+  bool shutting_down_ = false;
+  net::Timer shutdown_timer_;
+  Counters counters_;
+  codec::ResponseHeaders scratch_headers_;
+  std::string scratch_out_;
+  std::vector<codec::HttpHeader> header_storage_;
+  std::vector<char> upgrade_scratch_;
+};
+
+}  // namespace edgews::core

@@ -1,0 +1,173 @@
+// `edgews serve`: the standalone server. Echo (default) or broadcast, with /healthz and a test page at /.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "core/edgews.hpp"
+#include "net/signals.hpp"
+#include "tools/cli.hpp"
+#include "tools/web_assets.hpp"
+
+namespace edgews::tools {
+
+namespace {
+
+constexpr const char* kServeUsage = R"(usage: edgews serve [options]
+
+  --host ADDR               listen address (default 0.0.0.0; IPv6 literals such as :: or ::1 work)
+  --port N                  listen port (default 8080; 0 = any free port, printed at start)
+  --tls-port N              also listen for wss:// on this port (needs --tls-cert and --tls-key)
+  --tls-cert FILE           PEM certificate chain (tools/make-dev-cert.sh makes a development one)
+  --tls-key FILE            PEM private key
+  --threads N               reactor threads (default 1)
+  --echo                    echo every message back (default)
+  --broadcast               send every message to every connection
+  --subprotocol NAME        a subprotocol the server speaks (repeatable, in preference order)
+  --header 'Name: value'    add a header to every 101 response (repeatable; protocol headers are refused)
+  --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
+  --max-message-size BYTES  default 16777216
+  --max-backpressure BYTES  default 16777216
+  --backpressure-policy P   close (default) or drop
+  --max-connections N       default 100000
+  --handshake-timeout MS    default 10000
+  --idle-timeout MS         default 0 (off)
+  --ping-interval MS        default 30000 (0 = off)
+  --log-level LEVEL         debug, info (default), warn, error, off
+  --log-format FORMAT       text (default) or json
+)";
+
+}  // namespace
+
+int serve_main(int argc, char** argv) {
+  ServerConfig config;
+  config.listeners = {ListenConfig{}};
+  bool broadcast = false;
+  std::string host = "0.0.0.0";
+  long port = 8080, tls_port = -1;
+  std::string tls_cert, tls_key;
+  LogLevel level = LogLevel::info;
+  LogFormat format = LogFormat::text;
+  std::vector<std::string> header_lines;
+
+  Args args(argc, argv, kServeUsage);
+  while (args.next()) {
+    if (args.is("--host")) host = args.value();
+    else if (args.is("--port")) port = args.number(0, 65535);
+    else if (args.is("--tls-port")) tls_port = args.number(0, 65535);
+    else if (args.is("--tls-cert")) tls_cert = args.value();
+    else if (args.is("--tls-key")) tls_key = args.value();
+    else if (args.is("--threads")) config.threads = static_cast<unsigned>(args.number(1, 256));
+    else if (args.is("--echo")) broadcast = false;
+    else if (args.is("--broadcast")) broadcast = true;
+    else if (args.is("--subprotocol")) config.subprotocols.push_back(args.value());
+    else if (args.is("--header")) header_lines.push_back(args.value());
+    else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
+    else if (args.is("--max-message-size")) config.limits.max_message_size = args.number(1, 1LL << 40);
+    else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
+    else if (args.is("--backpressure-policy")) {
+      const std::string policy = args.value();
+      if (policy == "close") config.limits.backpressure_policy = BackpressurePolicy::close;
+      else if (policy == "drop") config.limits.backpressure_policy = BackpressurePolicy::drop;
+      else args.fail("--backpressure-policy takes close or drop");
+    } else if (args.is("--max-connections")) config.limits.max_connections = args.number(1, 100000000);
+    else if (args.is("--handshake-timeout")) config.limits.handshake_timeout_ms = args.number(1, 3600000);
+    else if (args.is("--idle-timeout")) config.limits.idle_timeout_ms = args.number(0, 86400000);
+    else if (args.is("--ping-interval")) config.limits.ping_interval_ms = args.number(0, 86400000);
+    else if (args.is("--log-level")) {
+      if (!core::parse_log_level(args.value(), level)) args.fail("--log-level takes debug, info, warn, error or off");
+    } else if (args.is("--log-format")) {
+      const std::string f = args.value();
+      if (f == "text") format = LogFormat::text;
+      else if (f == "json") format = LogFormat::json;
+      else args.fail("--log-format takes text or json");
+    } else args.unknown();
+  }
+  if (!args.ok()) return 2;
+
+  for (const std::string& line : header_lines) {
+    const std::size_t colon = line.find(':');
+    if (colon == std::string::npos) {
+      std::fprintf(stderr, "edgews serve: --header '%s': expected 'Name: value'\n", line.c_str());
+      return 2;
+    }
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+    config.response_headers.emplace_back(line.substr(0, colon), value);
+  }
+  config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false}};
+  if (tls_port >= 0 || !tls_cert.empty() || !tls_key.empty()) {
+    if (tls_cert.empty() || tls_key.empty() || tls_port < 0) {
+      std::fprintf(stderr, "edgews serve: TLS needs --tls-port, --tls-cert and --tls-key together\n");
+      return 2;
+    }
+    config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true});
+    config.tls.certificates.push_back({tls_cert, tls_key});
+  }
+
+  // Signals are handled by reactor 0 through signalfd: block them before any thread starts.
+  if (net::Error error = net::block_signals({SIGTERM, SIGINT, SIGHUP})) {
+    std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
+    return 1;
+  }
+
+  Callbacks callbacks;
+  Server* server_ptr = nullptr;
+  if (broadcast) {
+    callbacks.on_message = [&server_ptr](Connection&, const Message& m) { server_ptr->broadcast(m.data, m.opcode); };
+  } else {
+    callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  }
+  callbacks.on_http = [](const codec::HttpRequest& request, HttpResponse& response) {
+    if (request.method != "GET") return;
+    if (const WebAsset* asset = find_web_asset(request.target)) {
+      response.status = 200;
+      response.content_type = std::string(asset->content_type);
+      response.body = std::string(asset->body);
+      (void)response.headers.add("Cache-Control", "no-cache");
+    }
+  };
+
+  Error error;
+  auto server = Server::create(std::move(config), std::move(callbacks), error, Logger(level, format));
+  if (!server) {
+    std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
+    return 1;
+  }
+  server_ptr = server.get();
+  if ((error = server->start())) {
+    std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
+    return 1;
+  }
+  net::Error signal_error;
+  auto signals = net::SignalSet::create(
+      *server->reactor(0), {SIGTERM, SIGINT, SIGHUP},
+      [&server](int signo) {
+        if (signo == SIGHUP) {
+          (void)server->reload_tls();
+        } else {
+          server->shutdown();
+        }
+      },
+      signal_error);
+  if (!signals) {
+    std::fprintf(stderr, "edgews serve: %s\n", signal_error.message.c_str());
+    return 1;
+  }
+  // The bound ports, for scripts that asked for port 0.
+  std::string ports;
+  for (std::uint16_t p : server->ports()) {
+    if (!ports.empty()) ports += ' ';
+    ports += std::to_string(p);
+  }
+  std::printf("edgews: listening on port%s %s\n", server->ports().size() > 1 ? "s" : "", ports.c_str());
+  std::fflush(stdout);
+  server->run();
+  signals.reset();
+  return 0;
+}
+
+}  // namespace edgews::tools

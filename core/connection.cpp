@@ -82,7 +82,9 @@ void Connection::on_events(std::uint32_t events) {
   if (state_ == State::dead) return;
   if (events & EPOLLOUT) on_writable();
   if (state_ == State::dead) return;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+  // TLS: a read may have stopped on want_write (a handshake or key update message to send), so writability
+  // resumes reading too.
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || (tls_ && (events & EPOLLOUT))) {
     on_readable((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
   }
 }
@@ -103,9 +105,10 @@ void Connection::on_readable(bool peer_hung_up) {
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
       if (state_ == State::dead) break;
-      // A short read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up: then
-      // read on to see the EOF, which brings no further edge.
-      if (r.bytes < buffer.size() && !peer_hung_up && !transport_pending(*this)) break;
+      // A short plain read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up:
+      // then read on to see the EOF, which brings no further edge. TLS hands out one record per read, so only
+      // want_read proves it drained.
+      if (r.bytes < buffer.size() && !peer_hung_up && !tls_) break;
       continue;
     }
     if (r.status == net::IoStatus::would_block) break;

@@ -142,7 +142,6 @@ class Connection final : public net::Reactor::Handler {
   friend struct TlsTransport;
   friend net::IoResult transport_read(Connection&, void*, std::size_t);
   friend net::IoResult transport_write(Connection&, const iovec*, int);
-  friend bool transport_pending(const Connection&);
   friend void transport_shutdown(Connection&);
   friend void transport_close(Connection&);
 

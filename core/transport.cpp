@@ -30,8 +30,6 @@ net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) { re
 
 net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) { return to_io(c.tls_->write(iov, count)); }
 
-bool TlsTransport::pending(const Connection& c) { return c.tls_->has_buffered_input(); }
-
 void TlsTransport::shutdown(Connection& c) { c.tls_->shutdown(); }
 
 void TlsTransport::close(Connection& c) { c.tls_.reset(); }

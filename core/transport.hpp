@@ -12,7 +12,6 @@ namespace edgews::core {
 struct TlsTransport {
   static net::IoResult read(Connection& c, void* buf, std::size_t len);
   static net::IoResult write(Connection& c, const iovec* iov, int count);
-  static bool pending(const Connection& c);
   static void shutdown(Connection& c);
   static void close(Connection& c);
 };
@@ -26,10 +25,6 @@ inline net::IoResult transport_write(Connection& c, const iovec* iov, int count)
   if (c.tls_) return TlsTransport::write(c, iov, count);
   return net::write_vec(c.fd_, iov, count);
 }
-
-// Bytes already read from the kernel but not yet handed out (TLS records decrypted inside OpenSSL): with
-// edge-triggered epoll no new edge announces them, so the reader must go on.
-inline bool transport_pending(const Connection& c) { return c.tls_ && TlsTransport::pending(c); }
 
 inline void transport_shutdown(Connection& c) {
   if (c.tls_) TlsTransport::shutdown(c);

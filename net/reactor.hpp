@@ -83,6 +83,7 @@ class Reactor {
 
   // One turn. timeout_ms: -1 waits until the next timer (forever if none); it is shortened to the next timer and
   // to 0 when end-of-turn hooks are pending. Returns the number of descriptor events dispatched.
+  // Not reentrant: never call it from a handler, task, timer or hook.
   int run_once(int timeout_ms);
   void run();   // turns until stop(); a stop() that came before run() makes it return at once
   void stop();  // any thread

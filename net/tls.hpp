@@ -2,7 +2,8 @@
 //
 // A TlsStream does the socket I/O itself (SSL_set_fd) and reports what it waits for instead of blocking:
 // want_read means "call me again after the descriptor is readable", want_write "after it is writable". The
-// stream does not own the descriptor; whoever owns it closes it after the stream is gone.
+// stream does not own the descriptor; whoever owns it closes it after the stream is gone. OpenSSL's socket
+// BIO writes with write(), not send(MSG_NOSIGNAL): the process must ignore SIGPIPE (servers do anyway).
 //
 // Edge-triggered rule. After an EPOLLIN edge the owner calls read() until it returns want_read (and then
 // pending() is 0). Two shortcuts that are right for plain TCP hang a TLS connection:

@@ -1,5 +1,8 @@
 #include "core/server.hpp"
 
+#include <signal.h>
+
+#include <csignal>
 #include <memory>
 
 #include "codec/http_token.hpp"
@@ -123,6 +126,10 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
 
 Error Server::start() {
   if (!workers_.empty()) return config_error("start: the server was already started");
+  // OpenSSL writes to sockets with write(2), which raises SIGPIPE when the peer is gone; plain sockets use
+  // MSG_NOSIGNAL. A process that kept the default (terminate) gets it ignored; one with its own handler keeps it.
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
   for (unsigned i = 0; i < config_.threads; ++i) {
     auto worker = std::make_unique<Worker>(*this, i);
     net::Error error;

@@ -55,10 +55,7 @@ void Worker::start_thread() {
   thread_ = std::thread([this] { run(); });
 }
 
-void Worker::run() {
-  reactor_->run();
-  server_.worker_finished();
-}
+void Worker::run() { reactor_->run(); }
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -289,8 +286,11 @@ void Worker::on_shutdown_timer(net::Timer&, void* context) {
 }
 
 void Worker::finish_shutdown() {
+  if (finished_) return;
+  finished_ = true;
   shutdown_timer_.cancel();
   reactor_->stop();
+  server_.worker_finished();  // also in embedded mode, where nobody returns from run()
 }
 
 }  // namespace edgews::core

@@ -130,6 +130,7 @@ class Worker {
   std::vector<Connection*> fanout_;
 
   bool shutting_down_ = false;
+  bool finished_ = false;
   net::Timer shutdown_timer_;
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;

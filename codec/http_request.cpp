@@ -111,13 +111,16 @@ HttpParseResult parse_http_request(std::string_view buf, std::size_t last_len, c
 
   std::size_t pos = 0;
   // RFC 9112 2.2: a server should ignore at least one empty line received before the request line.
-  while (pos < buf.size() && (buf[pos] == '\r' || buf[pos] == '\n')) {
-    if (buf[pos] == '\r') {
-      if (pos + 1 == buf.size()) return incomplete(buf.size(), limits);
-      if (buf[pos + 1] != '\n') return bad_request("bare CR before the request line");
+  // A CR not followed by LF is left to the request line, which refuses it once its LF arrives: every verdict is
+  // reached at an LF, which is what lets a retry without a new LF return at once.
+  for (;;) {
+    if (pos < buf.size() && buf[pos] == '\n') {
       ++pos;
+    } else if (pos + 1 < buf.size() && buf[pos] == '\r' && buf[pos + 1] == '\n') {
+      pos += 2;
+    } else {
+      break;
     }
-    ++pos;
     if (pos > limits.max_head_bytes) return kHeadTooLarge;
   }
 

@@ -97,6 +97,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequestCase{"NulInValue", "GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n"sv, 400},
         BadRequestCase{"BareCrInValue", "GET / HTTP/1.1\r\nX-A: a\rInjected: 1\r\n\r\n", 400},
         BadRequestCase{"BareCrInRequestLine", "GET /\r HTTP/1.1\r\n\r\n", 400},
+        BadRequestCase{"LeadingBareCr", "\r\x07GET / HTTP/1.1\r\n\r\n", 400},
         BadRequestCase{"ControlInValue", "GET / HTTP/1.1\r\nX-A: a\x1b[31m\r\n\r\n", 400},
         BadRequestCase{"DelInValue", "GET / HTTP/1.1\r\nX-A: a\x7f\r\n\r\n", 400},
         BadRequestCase{"TooManyHeaders", "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431},

@@ -64,16 +64,22 @@ HttpParseResult parse_header_line(std::string_view line, HttpHeader& out) {
   if (line.front() == ' ' || line.front() == '\t') {
     return bad_request("header line starts with whitespace (obsolete line folding, RFC 9112 5.2)");
   }
-  const std::size_t colon = line.find(':');
-  if (colon == std::string_view::npos) return bad_request("header line has no colon");
-  out.name = line.substr(0, colon);
-  if (!is_token(out.name)) {
-    const char last = out.name.empty() ? 'x' : out.name.back();
+  // The name and its validation in one scan: token characters up to the colon.
+  std::size_t colon = 0;
+  while (colon < line.size() && is_token_char(static_cast<unsigned char>(line[colon]))) ++colon;
+  if (colon == line.size()) return bad_request("header line has no colon");
+  if (line[colon] != ':' || colon == 0) {
     // RFC 9112 5.1: no whitespace is allowed between the field name and colon; a server must reject it with 400.
-    if (last == ' ' || last == '\t') return bad_request("whitespace between a header name and its colon");
+    std::size_t after = colon;
+    while (after < line.size() && (line[after] == ' ' || line[after] == '\t')) ++after;
+    if (colon != 0 && after != colon && after < line.size() && line[after] == ':') {
+      return bad_request("whitespace between a header name and its colon");
+    }
     return bad_request("header name is not a token (RFC 9110 5.6.2)");
   }
+  out.name = line.substr(0, colon);
   out.value = trim_ows(line.substr(colon + 1));
+  if (all_field_value_chars(out.value)) return {HttpParseStatus::complete, 0, {}};
   for (char c : out.value) {
     const auto u = static_cast<unsigned char>(c);
     if (is_field_value_char(u)) continue;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "codec/http_token.hpp"
 #include "handshake_test_support.hpp"
 
 namespace edgews::codec {
@@ -159,6 +160,23 @@ TEST(HttpRequestRouting, RecognizesWebSocketUpgradeInAnyCaseAndInLists) {
   HttpRequest req;
   ASSERT_EQ(parse_http_request(plain, 0, {}, storage, req).status, HttpParseStatus::complete);
   EXPECT_FALSE(is_websocket_upgrade(req));
+}
+
+}  // namespace
+}  // namespace edgews::codec
+
+namespace edgews::codec {
+namespace {
+
+// The eight-bytes-at-a-time check must agree with the byte-by-byte definition for every byte at every position.
+TEST(FieldValueChars, WordAtATimeCheckMatchesTheByteDefinition) {
+  for (int byte = 0; byte < 256; ++byte) {
+    for (std::size_t position = 0; position < 19; ++position) {
+      std::string text(19, 'a');
+      text[position] = static_cast<char>(byte);
+      EXPECT_EQ(all_field_value_chars(text), is_field_value_char(static_cast<unsigned char>(byte))) << byte << "@" << position;
+    }
+  }
 }
 
 }  // namespace

@@ -42,13 +42,6 @@ bool combine_list(const HttpRequest& request, std::string_view name, std::span<c
   return true;
 }
 
-bool any_line_lists(const HttpRequest& request, std::string_view name, std::string_view token) {
-  for (const HttpHeader& h : request.headers) {
-    if (iequals(h.name, name) && list_contains_token(h.value, token)) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 bool is_valid_websocket_key(std::string_view key) {
@@ -61,50 +54,82 @@ bool is_valid_websocket_key(std::string_view key) {
   return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
 }
 
+namespace {
+
+// The headers RFC 6455 4.2.1 looks at, found in one pass over the request.
+enum Slot : unsigned char { kHost, kUpgrade, kConnection, kVersion, kKey, kOrigin, kUserAgent, kProtocol, kExtensions, kNone };
+
+Slot classify(std::string_view name) {
+  // Lengths are nearly unique, so most names are dismissed by one comparison.
+  switch (name.size()) {
+    case 4: return iequals(name, "host") ? kHost : kNone;
+    case 6: return iequals(name, "origin") ? kOrigin : kNone;
+    case 7: return iequals(name, "upgrade") ? kUpgrade : kNone;
+    case 10:
+      if (iequals(name, "connection")) return kConnection;
+      return iequals(name, "user-agent") ? kUserAgent : kNone;
+    case 17: return iequals(name, "sec-websocket-key") ? kKey : kNone;
+    case 21: return iequals(name, "sec-websocket-version") ? kVersion : kNone;
+    case 22: return iequals(name, "sec-websocket-protocol") ? kProtocol : kNone;
+    case 24: return iequals(name, "sec-websocket-extensions") ? kExtensions : kNone;
+    default: return kNone;
+  }
+}
+
+struct Seen {
+  std::size_t count = 0;
+  std::string_view first;
+};
+
+}  // namespace
+
 Refusal validate_upgrade_request(const HttpRequest& request, const UpgradeValidationOptions& options,
                                  UpgradeRequest& out, std::span<char> scratch) {
   out = UpgradeRequest{};
   out.request = &request;
   out.path = request.target;
 
+  Seen seen[kNone];
+  bool lists_websocket = false;
+  bool lists_upgrade = false;
+  for (const HttpHeader& h : request.headers) {
+    const Slot slot = classify(h.name);
+    if (slot == kNone) continue;
+    if (seen[slot].count++ == 0) seen[slot].first = h.value;
+    if (slot == kUpgrade && !lists_websocket) lists_websocket = list_contains_token(h.value, "websocket");
+    if (slot == kConnection && !lists_upgrade) lists_upgrade = list_contains_token(h.value, "upgrade");
+  }
+
   // RFC 6455 4.2.1 items 1-6, in order.
   if (request.method != "GET") return refuse(400, "a WebSocket upgrade must use the GET method");
   if (request.minor_version < 1) return refuse(400, "a WebSocket upgrade needs HTTP/1.1 or later");
 
-  const std::size_t hosts = request.header_count("host");
-  if (hosts == 0) return refuse(400, "the Host header is missing");
-  if (hosts > 1) return refuse(400, "the Host header appears more than once");
-  out.host = request.header("host");
+  if (seen[kHost].count == 0) return refuse(400, "the Host header is missing");
+  if (seen[kHost].count > 1) return refuse(400, "the Host header appears more than once");
+  out.host = seen[kHost].first;
   if (out.host.empty()) return refuse(400, "the Host header is empty");
 
-  if (!any_line_lists(request, "upgrade", "websocket")) {
-    return refuse(400, "the Upgrade header does not list websocket");
-  }
-  if (!any_line_lists(request, "connection", "upgrade")) {
-    return refuse(400, "the Connection header does not list upgrade");
-  }
+  if (!lists_websocket) return refuse(400, "the Upgrade header does not list websocket");
+  if (!lists_upgrade) return refuse(400, "the Connection header does not list upgrade");
 
   // RFC 6455 4.2.2: a version the server does not speak is answered with 426 and the versions it does.
-  const std::size_t versions = request.header_count("sec-websocket-version");
-  if (versions > 1) return refuse(400, "the Sec-WebSocket-Version header appears more than once");
-  if (versions == 0) return refuse(426, "the Sec-WebSocket-Version header is missing; this server speaks version 13");
-  if (request.header("sec-websocket-version") != "13") {
-    return refuse(426, "unsupported Sec-WebSocket-Version; this server speaks version 13");
+  if (seen[kVersion].count > 1) return refuse(400, "the Sec-WebSocket-Version header appears more than once");
+  if (seen[kVersion].count == 0) {
+    return refuse(426, "the Sec-WebSocket-Version header is missing; this server speaks version 13");
   }
+  if (seen[kVersion].first != "13") return refuse(426, "unsupported Sec-WebSocket-Version; this server speaks version 13");
 
-  const std::size_t keys = request.header_count("sec-websocket-key");
-  if (keys == 0) return refuse(400, "the Sec-WebSocket-Key header is missing");
-  if (keys > 1) return refuse(400, "the Sec-WebSocket-Key header appears more than once");
-  out.key = request.header("sec-websocket-key");
+  if (seen[kKey].count == 0) return refuse(400, "the Sec-WebSocket-Key header is missing");
+  if (seen[kKey].count > 1) return refuse(400, "the Sec-WebSocket-Key header appears more than once");
+  out.key = seen[kKey].first;
   if (!is_valid_websocket_key(out.key)) {
     return refuse(400, "the Sec-WebSocket-Key header is not the base64 encoding of 16 bytes");
   }
 
-  const std::size_t origins = request.header_count("origin");
-  if (origins > 1) return refuse(400, "the Origin header appears more than once");
-  out.origin = request.header("origin");
+  if (seen[kOrigin].count > 1) return refuse(400, "the Origin header appears more than once");
+  out.origin = seen[kOrigin].first;
   if (!options.allowed_origins.empty()) {
-    if (origins == 0) {
+    if (seen[kOrigin].count == 0) {
       if (!options.allow_missing_origin) return refuse(403, "the request has no Origin and this server requires one");
     } else {
       bool allowed = false;
@@ -118,10 +143,13 @@ Refusal validate_upgrade_request(const HttpRequest& request, const UpgradeValida
     }
   }
 
-  out.user_agent = request.header("user-agent");
+  out.user_agent = seen[kUserAgent].first;
+  out.protocols_offered = seen[kProtocol].first;
+  out.extensions_offered = seen[kExtensions].first;
   std::size_t used = 0;
-  if (!combine_list(request, "sec-websocket-protocol", scratch, used, out.protocols_offered) ||
-      !combine_list(request, "sec-websocket-extensions", scratch, used, out.extensions_offered)) {
+  if ((seen[kProtocol].count > 1 && !combine_list(request, "sec-websocket-protocol", scratch, used, out.protocols_offered)) ||
+      (seen[kExtensions].count > 1 &&
+       !combine_list(request, "sec-websocket-extensions", scratch, used, out.extensions_offered))) {
     return refuse(431, "the Sec-WebSocket-Protocol or Sec-WebSocket-Extensions lines are too long to combine");
   }
   return {};

@@ -64,16 +64,22 @@ HttpParseResult parse_header_line(std::string_view line, HttpHeader& out) {
   if (line.front() == ' ' || line.front() == '\t') {
     return bad_request("header line starts with whitespace (obsolete line folding, RFC 9112 5.2)");
   }
-  const std::size_t colon = line.find(':');
-  if (colon == std::string_view::npos) return bad_request("header line has no colon");
-  out.name = line.substr(0, colon);
-  if (!is_token(out.name)) {
-    const char last = out.name.empty() ? 'x' : out.name.back();
+  // The name and its validation in one scan: token characters up to the colon.
+  std::size_t colon = 0;
+  while (colon < line.size() && is_token_char(static_cast<unsigned char>(line[colon]))) ++colon;
+  if (colon == line.size()) return bad_request("header line has no colon");
+  if (line[colon] != ':' || colon == 0) {
     // RFC 9112 5.1: no whitespace is allowed between the field name and colon; a server must reject it with 400.
-    if (last == ' ' || last == '\t') return bad_request("whitespace between a header name and its colon");
+    std::size_t after = colon;
+    while (after < line.size() && (line[after] == ' ' || line[after] == '\t')) ++after;
+    if (colon != 0 && after != colon && after < line.size() && line[after] == ':') {
+      return bad_request("whitespace between a header name and its colon");
+    }
     return bad_request("header name is not a token (RFC 9110 5.6.2)");
   }
+  out.name = line.substr(0, colon);
   out.value = trim_ows(line.substr(colon + 1));
+  if (all_field_value_chars(out.value)) return {HttpParseStatus::complete, 0, {}};
   for (char c : out.value) {
     const auto u = static_cast<unsigned char>(c);
     if (is_field_value_char(u)) continue;
@@ -111,13 +117,16 @@ HttpParseResult parse_http_request(std::string_view buf, std::size_t last_len, c
 
   std::size_t pos = 0;
   // RFC 9112 2.2: a server should ignore at least one empty line received before the request line.
-  while (pos < buf.size() && (buf[pos] == '\r' || buf[pos] == '\n')) {
-    if (buf[pos] == '\r') {
-      if (pos + 1 == buf.size()) return incomplete(buf.size(), limits);
-      if (buf[pos + 1] != '\n') return bad_request("bare CR before the request line");
+  // A CR not followed by LF is left to the request line, which refuses it once its LF arrives: every verdict is
+  // reached at an LF, which is what lets a retry without a new LF return at once.
+  for (;;) {
+    if (pos < buf.size() && buf[pos] == '\n') {
       ++pos;
+    } else if (pos + 1 < buf.size() && buf[pos] == '\r' && buf[pos + 1] == '\n') {
+      pos += 2;
+    } else {
+      break;
     }
-    ++pos;
     if (pos > limits.max_head_bytes) return kHeadTooLarge;
   }
 

@@ -1,30 +1,38 @@
 #include "codec/http_token.hpp"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 namespace edgews::codec {
-
-namespace {
-
-constexpr std::array<bool, 256> make_token_table() {
-  std::array<bool, 256> table{};
-  for (int c = '0'; c <= '9'; ++c) table[static_cast<std::size_t>(c)] = true;
-  for (int c = 'a'; c <= 'z'; ++c) table[static_cast<std::size_t>(c)] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) table[static_cast<std::size_t>(c)] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
-  return table;
-}
-
-constexpr std::array<bool, 256> kTokenChars = make_token_table();
-
-}  // namespace
-
-bool is_token_char(unsigned char c) { return kTokenChars[c]; }
 
 bool is_token(std::string_view text) {
   if (text.empty()) return false;
   for (char c : text) {
-    if (!kTokenChars[static_cast<unsigned char>(c)]) return false;
+    if (!is_token_char(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+bool all_field_value_chars(std::string_view text) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, text.data() + i, 8);
+    // Some byte below 0x20 or equal to 0x7F (exact as an existence test; tab, allowed, lands here too).
+    const std::uint64_t below_space = (x - kOnes * 0x20) & ~x & kHighs;
+    const std::uint64_t del = x ^ (kOnes * 0x7F);
+    const std::uint64_t is_del = (del - kOnes) & ~del & kHighs;
+    if ((below_space | is_del) != 0) {
+      for (std::size_t j = i; j < i + 8; ++j) {
+        if (!is_field_value_char(static_cast<unsigned char>(text[j]))) return false;
+      }
+    }
+  }
+  for (; i < text.size(); ++i) {
+    if (!is_field_value_char(static_cast<unsigned char>(text[i]))) return false;
   }
   return true;
 }
@@ -32,18 +40,22 @@ bool is_token(std::string_view text) {
 bool is_clean_field_value(std::string_view value) {
   if (value.empty()) return false;
   if (value.front() == ' ' || value.front() == '\t' || value.back() == ' ' || value.back() == '\t') return false;
-  for (char c : value) {
-    if (!is_field_value_char(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
+  return all_field_value_chars(value);
 }
+
+namespace {
+// Branch-free ASCII case fold, so the comparison loop below has no early exit and vectorizes.
+inline unsigned fold(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return u | (static_cast<unsigned>(static_cast<unsigned>(u - 'A') < 26u) << 5);
+}
+}  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
+  unsigned diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= fold(a[i]) ^ fold(b[i]);
+  return diff == 0;
 }
 
 bool istarts_with(std::string_view text, std::string_view prefix) {

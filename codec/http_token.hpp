@@ -2,6 +2,7 @@
 // 5.5), case-insensitive comparison, and comma-separated list iteration (RFC 9110 5.6.1). No allocation.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <string_view>
 
@@ -9,7 +10,19 @@ namespace edgews::codec {
 
 // RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
 // / DIGIT / ALPHA.
-bool is_token_char(unsigned char c);
+namespace detail {
+constexpr std::array<bool, 256> make_token_table() {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) table[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[static_cast<std::size_t>(c)] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}
+inline constexpr std::array<bool, 256> kTokenChars = make_token_table();
+}  // namespace detail
+
+constexpr bool is_token_char(unsigned char c) { return detail::kTokenChars[c]; }
 
 // A non-empty run of tchar: header names, methods, subprotocol names, extension names and parameters.
 bool is_token(std::string_view text);
@@ -17,6 +30,10 @@ bool is_token(std::string_view text);
 // RFC 9110 5.5: a field value is VCHAR, obs-text, SP and HTAB. CR, LF, NUL and every other control byte are
 // refused because they would end the line or smuggle a header into the response.
 constexpr bool is_field_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7F); }
+
+// True when every byte of `text` is a field-value character. Checks eight bytes at a time: header values are
+// most of a request head, and this check is the parser's inner loop.
+bool all_field_value_chars(std::string_view text);
 
 // Non-empty, only field-value characters, no leading or trailing whitespace (which a parser would strip, so the
 // peer would see a different value than the one written).

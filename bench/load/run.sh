@@ -47,6 +47,7 @@ load() {  # load NAME PORT PID JSON ARGS...
     2>>"$out/load.log" || echo "  ($name: errors counted, see $json)" >&2
 }
 
+echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)"
 common=(--duration "$duration" --warmup "$warmup")
 declare -A scenario_args=(
@@ -97,4 +98,5 @@ for n in 10000 19000; do
   done
 done
 
+echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)"
 python3 "$here/summarize.py" "$out" "$rounds"

@@ -109,6 +109,24 @@ class AgainstServe(unittest.TestCase):
     def test_text_64k_echo_has_no_errors(self):
         self.run_against_serve("--connections", "4", "--size", "65536", "--text")
 
+    def test_wss_echo_verified_against_the_ca_has_no_errors(self):
+        with tempfile.TemporaryDirectory() as certs:
+            subprocess.run(["bash", os.path.join(SOURCE, "tools", "make-dev-cert.sh"), certs], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            server, port = start([EDGEWS, "serve", "--host", "127.0.0.1", "--port", "0", "--tls-port", "0",
+                                  "--tls-cert", os.path.join(certs, "localhost.crt"),
+                                  "--tls-key", os.path.join(certs, "localhost.key"), "--log-level", "warn"])
+            try:
+                status, report, stderr = run_load("wss://127.0.0.1:%d/" % port, "--ca", os.path.join(certs, "ca.crt"),
+                                                  "--connections", "8", "--inflight", "4", "--duration", "1",
+                                                  "--warmup", "0")
+            finally:
+                stop(server)
+        self.assertTrue(report["tls"])
+        self.assertEqual(report["errors_total"], 0, stderr)
+        self.assertEqual(status, 0, stderr)
+        self.assertGreater(report["messages"], 100, stderr)
+
     def test_open_loop_echo_has_no_errors(self):
         report = self.run_against_serve("--connections", "10", "--rate", "2000")
         self.assertGreater(report["messages"], 2000)

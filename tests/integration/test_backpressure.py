@@ -2,7 +2,6 @@
 closes it (1008) and its memory stays bounded; with drop the messages over the limit are dropped and the
 connection stays open. Other clients are served throughout."""
 import asyncio
-import socket
 
 import ws_checks
 from harness import (FrameReader, close_payload, edgews, expect, expect_eq, frame, raw_upgrade, run_checks)

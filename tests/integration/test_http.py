@@ -1,6 +1,5 @@
 """Plain HTTP on the WebSocket port, and the handshake guarantee: the 101 is canonical, byte for byte, and
 application headers from --header appear once without disturbing it."""
-import socket
 import subprocess
 
 from harness import (EDGEWS_BIN, accept_for, connect, edgews, expect, expect_eq, read_http_head,

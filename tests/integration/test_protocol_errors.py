@@ -1,8 +1,9 @@
 """Protocol errors from a raw client (what real clients refuse to send): the server fails the connection with
 the RFC 6455 close code and then closes the TCP connection."""
-import socket
+import time
 
-from harness import (FrameReader, close_payload, edgews, expect, expect_eq, frame, raw_upgrade, run_checks)
+from harness import (FrameReader, close_payload, connect, edgews, expect, expect_eq, frame, raw_upgrade,
+                     read_http_head, run_checks, upgrade_request)
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 
@@ -76,5 +77,28 @@ def unmasked_frame_closes_1002():
         expect(server.alive(), "the server died")
 
 
+def frames_right_behind_the_request_are_read():
+    """A client may send frames in the same packets as its upgrade request (RFC 6455 does not forbid it): the
+    bytes after the head belong to the frame reader, also when the request arrived in pieces."""
+    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+        request = upgrade_request(server.port)
+        first, second = frame(TEXT, b"first"), frame(BINARY, bytes(range(256)) * 300)
+        data = request + first + second
+        for cuts in ([], [len(request) - 5, len(request) + 3], [len(request) - 1, len(request) + len(first) + 100]):
+            s = connect(server.port)
+            start = 0
+            for cut in cuts + [len(data)]:
+                s.sendall(data[start:cut])
+                start = cut
+                time.sleep(0.05)  # separate reads on the server (not required for correctness)
+            head, rest = read_http_head(s)
+            expect(head.startswith(b"HTTP/1.1 101 "), f"upgrade refused: {head!r}")
+            reader = FrameReader(s, rest)
+            expect_eq(reader.next()[1:], (TEXT, b"first"), f"first frame behind the request (cuts {cuts})")
+            expect_eq(reader.next()[1:], (BINARY, bytes(range(256)) * 300), f"second frame (cuts {cuts})")
+            s.close()
+
+
 if __name__ == "__main__":
-    run_checks([invalid_utf8_closes_1007, oversized_message_closes_1009, unmasked_frame_closes_1002])
+    run_checks([invalid_utf8_closes_1007, oversized_message_closes_1009, unmasked_frame_closes_1002,
+                frames_right_behind_the_request_are_read])

@@ -5,7 +5,7 @@ import asyncio
 import websockets
 
 import ws_checks
-from harness import CheckFailed, edgews, expect, expect_eq, run_checks, test_server
+from harness import CheckFailed, FrameReader, edgews, expect, expect_eq, raw_upgrade, run_checks, test_server
 
 CLIENTS = 20
 BURST = 200
@@ -67,5 +67,21 @@ def sigterm_closes_edgews_serve_clients_with_1001():
         expect_eq(code, 0, "exit code after SIGTERM")
 
 
+def sigterm_with_unresponsive_client_exits_within_deadline():
+    """A client that never answers the 1001 close does not keep the server alive past its shutdown timeout."""
+    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+        s, rest = raw_upgrade(server.port)
+        server.signal(15)
+        code = server.wait(EXIT_DEADLINE)
+        expect(code is not None, f"edgews serve did not exit within {EXIT_DEADLINE}s with an unresponsive client")
+        expect_eq(code, 0, "exit code after SIGTERM")
+        # What the client got: the 1001 close frame, then the end of the connection.
+        reader = FrameReader(s, rest)
+        close_code, _ = reader.until_close()
+        expect_eq(close_code, 1001, "close code sent to the unresponsive client")
+        s.close()
+
+
 if __name__ == "__main__":
-    run_checks([sigterm_delivers_queued_messages_then_1001, sigterm_closes_edgews_serve_clients_with_1001])
+    run_checks([sigterm_delivers_queued_messages_then_1001, sigterm_closes_edgews_serve_clients_with_1001,
+                sigterm_with_unresponsive_client_exits_within_deadline])

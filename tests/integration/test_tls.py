@@ -1,12 +1,10 @@
 """The client checks over wss://, with a development CA made by tools/make-dev-cert.sh in a temporary directory;
 and abrupt disconnects over TLS (the server writes to connections the peer has reset)."""
-import asyncio
 import shutil
 import socket
-import ssl
 
 import ws_checks
-from harness import (accept_for, client_ssl_context, edgews, expect, expect_eq, frame, make_certs,
+from harness import (client_ssl_context, edgews, expect, expect_eq, frame, make_certs,
                      read_http_head, rst_close, run_checks, run_node, test_server, upgrade_request, wait_until)
 
 CERTS = None

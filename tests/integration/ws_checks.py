@@ -99,6 +99,20 @@ async def server_close(url, ssl_context=None):
                 expect_eq((e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else None), (code, reason),
                           "server-initiated close code and reason")
             expect_eq(ws.close_code, code, "close_code")
+    # A reason longer than a close frame allows (123 bytes) is cut, but never inside a UTF-8 character: a cut
+    # character would make every client fail the connection with 1007 instead of seeing the close.
+    long_reason = "é" * 62  # 124 bytes
+    async with connect(url, ssl_context) as ws:
+        await ws.send(f"close 4003 {long_reason}")
+        try:
+            await recv(ws)
+            raise CheckFailed("expected the server to close")
+        except websockets.ConnectionClosed as e:
+            expect(e.rcvd is not None, f"no close frame from the server (client sent {e.sent})")
+            expect_eq(e.rcvd.code, 4003, "close code with a long reason")
+            reason = e.rcvd.reason
+            expect(long_reason.startswith(reason) and 0 < len(reason.encode()) <= 123,
+                   f"long reason came back as {reason!r} ({len(reason.encode())} bytes)")
 
 
 def sync(check, url, ssl_context=None):

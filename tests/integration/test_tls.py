@@ -1,4 +1,5 @@
-"""The client checks over wss://, with a development CA made by tools/make-dev-cert.sh in a temporary directory;
+"""The client checks over wss://, with a development CA made by tools/make-dev-cert.sh in a temporary directory
+(verified by the certificate's IP:127.0.0.1 subjectAltName);
 and abrupt disconnects over TLS (the server writes to connections the peer has reset)."""
 import shutil
 import socket
@@ -28,7 +29,7 @@ def tls_server(binary_is_edgews=True):
 def python_client_wss():
     with tls_server() as server:
         expect_eq(len(server.ports), 2, "ports printed (ws and wss)")
-        url = f"wss://localhost:{server.ports[1]}/"
+        url = f"wss://127.0.0.1:{server.ports[1]}/"
         context = client_ssl_context(certs()["ca"])
         for check in (ws_checks.echo, ws_checks.fragments, ws_checks.ping, ws_checks.close_codes):
             ws_checks.sync(check, url, context)()
@@ -37,13 +38,13 @@ def python_client_wss():
 
 def python_server_close_wss():
     with tls_server(binary_is_edgews=False) as server:
-        ws_checks.sync(ws_checks.server_close, f"wss://localhost:{server.ports[1]}/",
+        ws_checks.sync(ws_checks.server_close, f"wss://127.0.0.1:{server.ports[1]}/",
                        client_ssl_context(certs()["ca"]))()
 
 
 def node_client_wss():
     with tls_server() as server:
-        rc, out = run_node("ws_client.mjs", [f"wss://localhost:{server.ports[1]}/", "--ca", certs()["ca"],
+        rc, out = run_node("ws_client.mjs", [f"wss://127.0.0.1:{server.ports[1]}/", "--ca", certs()["ca"],
                                              "echo", "fragments", "ping", "close_codes"])
         print(out, end="")
         expect(rc == 0, f"node ws checks over wss:// failed (exit {rc})")
@@ -51,7 +52,7 @@ def node_client_wss():
 
 def node_server_close_wss():
     with tls_server(binary_is_edgews=False) as server:
-        rc, out = run_node("ws_client.mjs", [f"wss://localhost:{server.ports[1]}/", "--ca", certs()["ca"],
+        rc, out = run_node("ws_client.mjs", [f"wss://127.0.0.1:{server.ports[1]}/", "--ca", certs()["ca"],
                                              "server_close"])
         print(out, end="")
         expect(rc == 0, f"node ws checks over wss:// failed (exit {rc})")
@@ -60,7 +61,7 @@ def node_server_close_wss():
 def tls_resets_leave_server_running():
     with tls_server() as server:
         context = client_ssl_context(certs()["ca"])
-        ws_checks.sync(ws_checks.ping, f"wss://localhost:{server.ports[1]}/", context)()
+        ws_checks.sync(ws_checks.ping, f"wss://127.0.0.1:{server.ports[1]}/", context)()
         baseline_fds = server.fd_count()
         for i in range(50):
             raw = socket.create_connection(("127.0.0.1", server.ports[1]), timeout=30)
@@ -77,7 +78,7 @@ def tls_resets_leave_server_running():
                                f"(exit {server.wait(5)}: a signal if negative)")
         expect(wait_until(lambda: server.fd_count() <= baseline_fds, 30),
                f"{server.fd_count()} descriptors after the resets, {baseline_fds} before")
-        ws_checks.sync(ws_checks.ping, f"wss://localhost:{server.ports[1]}/", context)()
+        ws_checks.sync(ws_checks.ping, f"wss://127.0.0.1:{server.ports[1]}/", context)()
 
 
 if __name__ == "__main__":

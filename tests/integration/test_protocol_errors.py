@@ -74,6 +74,17 @@ def unmasked_frame_closes_1002():
         expect_failed_with(server.port, [frame(TEXT, b"a", fin=True), frame(CONTINUATION, b"b")], 1002,
                            "a continuation with nothing to continue")
         expect_failed_with(server.port, [frame(TEXT, b"a", rsv=4)], 1002, "RSV1 without a negotiated extension")
+        other_framing_errors = [
+            ([frame(CLOSE, close_payload(1005))], "close code 1005 on the wire"),
+            ([frame(CLOSE, close_payload(999))], "close code 999"),
+            ([frame(CLOSE, b"\x03")], "a one-byte close payload"),
+            ([frame(PING, b"p" * 126)], "a ping longer than 125 bytes"),
+            ([frame(PING, b"p", fin=False)], "a fragmented ping"),
+            ([frame(0x3, b"")], "reserved opcode 3"),
+            ([frame(TEXT, b"a", fin=False), frame(TEXT, b"b")], "a new message inside a fragmented one"),
+        ]
+        for frames, what in other_framing_errors:
+            expect_failed_with(server.port, frames, 1002, what)
         expect(server.alive(), "the server died")
 
 

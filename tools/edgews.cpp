@@ -4,6 +4,7 @@
 
 namespace edgews::tools {
 int serve_main(int argc, char** argv);
+int doctor_main(int argc, char** argv);
 }
 
 namespace {
@@ -12,6 +13,7 @@ constexpr const char* kUsage = R"(usage: edgews COMMAND [options]
 
 commands:
   serve     run the WebSocket server (echo or broadcast), with /healthz and a test page at /
+  doctor    check any ws:// or wss:// server the way strict clients (iOS Safari, Chromium, WebKit) do
   help      this text
 
 Run 'edgews COMMAND --help' for the options of a command.
@@ -26,6 +28,7 @@ int main(int argc, char** argv) {
   }
   const std::string_view command = argv[1];
   if (command == "serve") return edgews::tools::serve_main(argc - 2, argv + 2);
+  if (command == "doctor") return edgews::tools::doctor_main(argc - 2, argv + 2);
   if (command == "help" || command == "--help" || command == "-h") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgews needs, quietly and only those that are missing.
 #   tools/install-deps.sh build    what building the library, server and tools needs
-#   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real clients)
+#   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real browsers)
 set -euo pipefail
 
 profile=${1:-build}
@@ -9,6 +9,10 @@ packages=(build-essential cmake pkg-config libssl-dev libxxhash-dev zlib1g-dev l
           libbenchmark-dev openssl)
 if [[ $profile == test ]]; then
   packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace)
+  # Real clients for the browser tests: headless Chromium with its driver, WebKitGTK (Safari's engine) with
+  # WebKitWebDriver and MiniBrowser under Xvfb; node runs the client helper's unit tests.
+  packages+=(chromium chromium-driver webkit2gtk-driver xvfb)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
 fi
 
 missing=()

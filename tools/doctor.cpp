@@ -68,6 +68,7 @@ struct Report {
   std::string response_head;
   std::vector<Step> steps;
   std::vector<Defect> defects;
+  std::vector<std::string> notes;  // worth knowing, harmless to every client measured: no effect on the exit status
 
   Step& step(std::string name, StepStatus status, std::string detail) {
     steps.push_back(Step{std::move(name), status, std::move(detail)});
@@ -547,6 +548,10 @@ void print_text(const Report& report, std::FILE* out) {
       std::fprintf(out, "  %s: %s\n      clients: %s\n", d.name.c_str(), d.message.c_str(), d.clients.c_str());
     }
   }
+  if (!report.notes.empty()) {
+    std::fprintf(out, "\nnotes:\n");
+    for (const std::string& n : report.notes) std::fprintf(out, "  %s\n", n.c_str());
+  }
   std::fprintf(out, "\n%s\n", report.defects.empty() ? "result: no defect found"
                                                       : ("result: " + std::to_string(report.defects.size()) +
                                                          " defect(s)").c_str());
@@ -572,6 +577,11 @@ void print_json(const Report& report, std::FILE* out) {
     if (!d.header.empty()) j += ",\"header\":" + json_string(d.header);
     j += ",\"message\":" + json_string(d.message) + ",\"clients\":" + json_string(d.clients) + "}";
   }
+  j += "],\"notes\":[";
+  for (std::size_t i = 0; i < report.notes.size(); ++i) {
+    if (i) j.push_back(',');
+    j.append(json_string(report.notes[i]));
+  }
   j += "]}\n";
   std::fputs(j.c_str(), out);
 }
@@ -588,6 +598,25 @@ std::string duplicated_header(const codec::ResponseCheck& check, std::size_t nth
     if (!before) seen.push_back(h.name);
   }
   return nth < repeated.size() ? std::string(repeated[nth]) : std::string();
+}
+
+// Values that every client accepts (RFC 6455 compares them case-insensitively, and Connection is a list) but that
+// differ from the canonical spelling: worth a note when comparing servers, never a defect.
+void note_spelling(Report& report, const codec::ResponseCheck& check) {
+  for (const codec::HttpHeader& h : check.headers) {
+    if (codec::iequals(h.name, "upgrade") && h.value != "websocket" && codec::iequals(h.value, "websocket")) {
+      report.notes.push_back("Upgrade is \"" + printable(h.value) + "\" rather than the canonical \"websocket\" "
+                             "(accepted: the comparison is case-insensitive)");
+    }
+    if (codec::iequals(h.name, "connection") && h.value != "Upgrade" && codec::list_contains_token(h.value, "upgrade")) {
+      report.notes.push_back("Connection is \"" + printable(h.value) + "\" rather than the canonical \"Upgrade\" "
+                             "(accepted: it lists upgrade)");
+    }
+    if (h.name != "Upgrade" && h.name != "Connection" && (codec::iequals(h.name, "upgrade") || codec::iequals(h.name, "connection"))) {
+      report.notes.push_back("the header name \"" + printable(h.name) + "\" is not in its usual spelling "
+                             "(accepted: header names are case-insensitive)");
+    }
+  }
 }
 
 void run(const Options& options, Report& report) {
@@ -686,9 +715,18 @@ void run(const Options& options, Report& report) {
     report.step("handshake", StepStatus::fail, std::to_string(handshake_defects) + " defect(s): " + names);
   }
   if (check.status != 101) {
+    // A refusal's body usually says why (edgews names the offered and supported subprotocols, for example).
+    std::string body = bytes.substr(check.head_length, 300);
+    if (body.empty()) {
+      char buf[300];
+      const LinkRead more = link->read(buf, sizeof buf, Clock::now() + std::chrono::milliseconds(300));
+      if (more.status == LinkStatus::ok) body.assign(buf, more.bytes);
+    }
+    if (!body.empty()) report.notes.push_back("the refusal's body begins: \"" + printable(body) + "\"");
     for (const char* s : {"echo_text", "echo_binary", "ping", "close"}) report.step(s, StepStatus::skip, "no upgrade");
     return;
   }
+  note_spelling(report, check);
 
   // Bytes that followed the head are the start of the frame stream: the Session parses them, and a server that
   // sent anything else after its 101 (a body, a second response) is caught as an invalid frame.

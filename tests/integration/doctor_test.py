@@ -151,6 +151,25 @@ class DoctorTest(unittest.TestCase):
             lambda key: b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", ["not_101"], echo_steps="skip")
         self.assertEqual(steps(report)["handshake"], "fail")
 
+    def test_non_canonical_spelling_is_a_note_not_a_defect(self):
+        # Every client accepts these (case-insensitive comparison, Connection is a list): exit 0, with notes.
+        respond = (lambda key: canonical_head(key).replace("Upgrade: websocket", "upgrade: WebSocket")
+                   .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade").encode())
+        with BrokenServer(respond) as server:
+            code, report = doctor("ws://127.0.0.1:%d/" % server.port)
+        self.assertEqual((code, report["defects"]), (0, []))
+        notes = " ".join(report["notes"])
+        self.assertIn('"WebSocket"', notes)
+        self.assertIn('"keep-alive, Upgrade"', notes)
+        self.assertIn('"upgrade"', notes)
+
+    def test_refusal_body_is_shown(self):
+        with BrokenServer(lambda key: b"HTTP/1.1 400 Bad Request\r\nContent-Length: 26\r\n\r\nno subprotocol in common\r\n",
+                          close_after=True) as server:
+            code, report = doctor("ws://127.0.0.1:%d/" % server.port)
+        self.assertEqual((code, defect_names(report)), (1, ["not_101"]))
+        self.assertIn("no subprotocol in common", " ".join(report["notes"]))
+
     def test_no_close_reply(self):
         # A 101 that is fine, then the server drops the connection when the doctor starts the closing handshake.
         with BrokenServer(lambda key: canonical_head(key).encode(), close_after=True) as server:

@@ -83,6 +83,15 @@ class DoctorTest(unittest.TestCase):
             code, report = doctor("ws://127.0.0.1:%d/" % server.port)
         self.assertEqual((code, report["defects"]), (0, []))
 
+    def test_compressed_echoes_are_inflated_with_deflate(self):
+        respond = lambda key: canonical_head(key).replace(
+            "\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n").encode()
+        with BrokenServer(respond, deflate=True) as server:
+            code, report = doctor("ws://127.0.0.1:%d/" % server.port, "--deflate")
+        self.assertEqual((code, report["defects"]), (0, []), json.dumps(report, indent=1))
+        self.assertIn("permessage-deflate", report["request_head"])
+        self.assertEqual(steps(report)["echo_binary"], "pass")
+
     # --- deliberately broken servers ---------------------------------------------------------------------
 
     def test_duplicated_connection_header(self):

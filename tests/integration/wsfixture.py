@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 
 SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -121,19 +122,22 @@ def _recv_exact(conn, n):
     return data
 
 
-def _frame(opcode, payload):
+def _frame(opcode, payload, rsv1=False):
     n = len(payload)
+    b0 = 0x80 | opcode | (0x40 if rsv1 else 0)
     if n < 126:
-        header = struct.pack("!BB", 0x80 | opcode, n)
+        header = struct.pack("!BB", b0, n)
     elif n < 65536:
-        header = struct.pack("!BBH", 0x80 | opcode, 126, n)
+        header = struct.pack("!BBH", b0, 126, n)
     else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 127, n)
+        header = struct.pack("!BBQ", b0, 127, n)
     return header + payload
 
 
-def echo_frames(conn):
-    """A minimal RFC 6455 echo loop (server side): echoes data frames, answers pings, answers a close and ends."""
+def echo_frames(conn, deflate=False):
+    """A minimal RFC 6455 echo loop (server side): echoes data frames, answers pings, answers a close and ends.
+    With deflate, data replies are compressed (RFC 7692 7.2.1, with context takeover) and carry RSV1."""
+    compressor = zlib.compressobj(wbits=-15) if deflate else None
     while True:
         b0, b1 = _recv_exact(conn, 2)
         opcode, n = b0 & 0x0F, b1 & 0x7F
@@ -143,7 +147,11 @@ def echo_frames(conn):
             n = struct.unpack("!Q", _recv_exact(conn, 8))[0]
         mask = _recv_exact(conn, 4) if b1 & 0x80 else b"\0\0\0\0"
         payload = bytes(b ^ mask[i % 4] for i, b in enumerate(_recv_exact(conn, n)))
-        if opcode in (1, 2):
+        if opcode in (1, 2) and compressor:
+            data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            assert data.endswith(b"\x00\x00\xff\xff")
+            conn.sendall(_frame(opcode, data[:-4], rsv1=True))
+        elif opcode in (1, 2):
             conn.sendall(_frame(opcode, payload))
         elif opcode == 9:
             conn.sendall(_frame(10, payload))
@@ -156,9 +164,10 @@ class BrokenServer:
     """Answers each upgrade with respond(key) -> bytes (the 101 head to send, possibly defective), then echoes
     frames unless respond returned close_after=True. Runs on a daemon thread; stop() closes the listener."""
 
-    def __init__(self, respond, close_after=False):
+    def __init__(self, respond, close_after=False, deflate=False):
         self.respond = respond
         self.close_after = close_after
+        self.deflate = deflate
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -194,7 +203,7 @@ class BrokenServer:
             if self.close_after:
                 conn.shutdown(socket.SHUT_RDWR)
                 return
-            echo_frames(conn)
+            echo_frames(conn, self.deflate)
         except (EOFError, OSError):
             pass
         finally:

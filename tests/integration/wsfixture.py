@@ -49,7 +49,9 @@ class EdgewsServer:
         return cmd + self.extra
 
     def start(self, timeout=10.0):
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # stderr goes to a file: a pipe nobody reads could fill up and stall the server.
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=self.stderr, text=True)
         # The first line names the bound ports; read it with a deadline so a hung server cannot hang the test.
         result = {}
 
@@ -62,13 +64,20 @@ class EdgewsServer:
         line = result.get("line", "")
         if not line.startswith("edgews: listening on port"):
             self.stop()
-            raise RuntimeError("edgews serve did not start: %r %s" % (line, self.process.stderr.read()
-                                                                       if self.process.stderr else ""))
+            raise RuntimeError("edgews serve did not start: %r %s" % (line, self.log()))
         ports = [int(p) for p in line.split()[4:]]
         self.port = ports[0]
         if self.tls:
             self.tls_port = ports[1]
         return self
+
+    def log(self):
+        """What the server wrote to stderr so far."""
+        if not getattr(self, "stderr", None) or self.stderr.closed:
+            return ""
+        self.stderr.flush()
+        self.stderr.seek(0)
+        return self.stderr.read()[-4000:]
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -78,10 +87,8 @@ class EdgewsServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-        if self.process:
-            for stream in (self.process.stdout, self.process.stderr):
-                if stream:
-                    stream.close()
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
         self.process = None
 
     def restart(self, pause=0.0):

@@ -647,7 +647,12 @@ void run(const Options& options, Report& report) {
     return;
   }
   report.step("connect", StepStatus::pass, "TCP connected to " + link->peer() + " in " + ms_text(ms_since(connect_start)));
-  if (url.secure) report.step("tls", StepStatus::pass, link->tls_summary());
+  if (url.secure) {
+    report.step("tls", StepStatus::pass,
+                link->tls_summary() + (options.tls.insecure ? ", certificate not verified (--insecure)"
+                                       : options.tls.ca_file.empty() ? ", certificate verified by the system's CAs"
+                                                                     : ", certificate verified by " + options.tls.ca_file));
+  }
 
   std::uint8_t nonce[16];
   RAND_bytes(nonce, sizeof nonce);

@@ -151,6 +151,10 @@ class DoctorTest(unittest.TestCase):
         self.assert_diagnosis(lambda key: canonical_head(key)[:40].encode(), ["early_close"], close_after=True,
                               echo_steps=None)
 
+    def test_silent_server_times_out(self):
+        report = self.assert_diagnosis(lambda key: b"", ["handshake_timeout"], "--timeout", "500", echo_steps=None)
+        self.assertEqual(report["response_head"], "")
+
     def test_extra_bytes_after_the_head(self):
         self.assert_diagnosis(lambda key: (canonical_head(key) + "hello").encode(), ["extra_bytes"],
                               echo_steps=None)

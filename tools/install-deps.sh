@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages edgews needs, quietly and only those that are missing.
 #   tools/install-deps.sh build    what building the library, server and tools needs
-#   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real clients)
+#   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real browsers)
 set -euo pipefail
 
 profile=${1:-build}
@@ -12,6 +12,10 @@ if [[ $profile == test ]]; then
   # The node ws client of the integration tests (its npm packages come from tests/clients/package-lock.json).
   # Only when node is missing: a newer node from another packaging must not be replaced by Debian's.
   command -v node >/dev/null || packages+=(nodejs npm)
+  # Real clients for the browser tests: headless Chromium with its driver, WebKitGTK (Safari's engine) with
+  # WebKitWebDriver and MiniBrowser under Xvfb; node runs the client helper's unit tests.
+  packages+=(chromium chromium-driver webkit2gtk-driver xvfb)
+  command -v node >/dev/null 2>&1 || packages+=(nodejs)
 fi
 
 missing=()

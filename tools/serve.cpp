@@ -38,7 +38,36 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --ping-interval MS        default 30000 (0 = off)
   --log-level LEVEL         debug, info (default), warn, error, off
   --log-format FORMAT       text (default) or json
+  --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
+                            close that connection with CODE and REASON (off by default)
 )";
+
+// "close-me CODE [REASON]" -> true with code and reason when CODE is a close code a server may send.
+bool parse_close_command(std::string_view text, std::uint16_t& code, std::string_view& reason) {
+  constexpr std::string_view kPrefix = "close-me ";
+  if (!text.starts_with(kPrefix)) return false;
+  text.remove_prefix(kPrefix.size());
+  unsigned value = 0;
+  std::size_t digits = 0;
+  while (digits < text.size() && digits < 5 && text[digits] >= '0' && text[digits] <= '9') {
+    value = value * 10 + static_cast<unsigned>(text[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || (digits < text.size() && text[digits] != ' ')) return false;
+  if (value > 0xFFFF || !codec::is_valid_wire_close_code(static_cast<std::uint16_t>(value))) return false;
+  code = static_cast<std::uint16_t>(value);
+  reason = digits < text.size() ? text.substr(digits + 1) : std::string_view{};
+  return true;
+}
+
+// True when the message was a test command and has been carried out.
+bool run_test_command(Connection& connection, const Message& message) {
+  std::uint16_t code = 0;
+  std::string_view reason;
+  if (message.opcode != Opcode::text || !parse_close_command(message.text(), code, reason)) return false;
+  connection.close(code, reason);
+  return true;
+}
 
 }  // namespace
 
@@ -46,6 +75,7 @@ int serve_main(int argc, char** argv) {
   ServerConfig config;
   config.listeners = {ListenConfig{}};
   bool broadcast = false;
+  bool test_commands = false;
   std::string host = "0.0.0.0";
   long port = 8080, tls_port = -1;
   std::string tls_cert, tls_key;
@@ -63,6 +93,7 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--threads")) config.threads = static_cast<unsigned>(args.number(1, 256));
     else if (args.is("--echo")) broadcast = false;
     else if (args.is("--broadcast")) broadcast = true;
+    else if (args.is("--test-commands")) test_commands = true;
     else if (args.is("--subprotocol")) config.subprotocols.push_back(args.value());
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
@@ -117,9 +148,13 @@ int serve_main(int argc, char** argv) {
   Callbacks callbacks;
   Server* server_ptr = nullptr;
   if (broadcast) {
-    callbacks.on_message = [&server_ptr](Connection&, const Message& m) { server_ptr->broadcast(m.data, m.opcode); };
+    callbacks.on_message = [&server_ptr, test_commands](Connection& c, const Message& m) {
+      if (!(test_commands && run_test_command(c, m))) server_ptr->broadcast(m.data, m.opcode);
+    };
   } else {
-    callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+    callbacks.on_message = [test_commands](Connection& c, const Message& m) {
+      if (!(test_commands && run_test_command(c, m))) c.send(m.data, m.opcode);
+    };
   }
   callbacks.on_http = [](const codec::HttpRequest& request, HttpResponse& response) {
     if (request.method != "GET") return;

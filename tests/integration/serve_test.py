@@ -1,0 +1,97 @@
+"""`edgews serve` behaviour the browser tests rely on: the origin story's start-up refusal, application headers on
+the 101, and the --test-commands switch (off by default)."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import unittest
+
+from wsfixture import EdgewsServer, edgews_binary
+
+
+def open_socket(port, extra_headers=""):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+                  % (port, extra_headers)).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError("connection closed during the handshake: %r" % head)
+        head += chunk
+    return sock, head.decode("latin-1")
+
+
+def send_text(sock, text):
+    payload = text.encode()
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask +
+                 bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def read_frame(sock):
+    def exact(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError
+            data += chunk
+        return data
+    b0, b1 = exact(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", exact(2))[0]
+    return b0 & 0x0F, exact(n)
+
+
+class ServeTest(unittest.TestCase):
+    def test_refuses_an_application_connection_header_naming_the_library(self):
+        done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--header", "Connection: upgrade"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("Connection", done.stderr)
+        self.assertIn("edgews writes Connection itself", done.stderr)
+        self.assertEqual(done.stdout, "", "it must refuse before listening")
+
+    def test_serves_an_application_cors_header_once(self):
+        with EdgewsServer(extra=["--header", "Access-Control-Allow-Origin: *"]) as server:
+            sock, head = open_socket(server.port)
+            sock.close()
+        self.assertEqual(head.count("Access-Control-Allow-Origin: *\r\n"), 1)
+        self.assertEqual(head.lower().count("connection:"), 1)
+
+    def test_close_command_closes_with_the_code_and_reason(self):
+        with EdgewsServer(extra=["--test-commands"]) as server:
+            sock, _ = open_socket(server.port)
+            send_text(sock, "close-me 4000 server says bye")
+            opcode, payload = read_frame(sock)
+            sock.close()
+        self.assertEqual(opcode, 8)
+        self.assertEqual(struct.unpack("!H", payload[:2])[0], 4000)
+        self.assertEqual(payload[2:].decode(), "server says bye")
+
+    def test_close_command_is_echoed_without_the_flag(self):
+        with EdgewsServer() as server:
+            sock, _ = open_socket(server.port)
+            send_text(sock, "close-me 4000 server says bye")
+            opcode, payload = read_frame(sock)
+            sock.close()
+        self.assertEqual((opcode, payload), (1, b"close-me 4000 server says bye"))
+
+    def test_close_command_with_a_reserved_code_is_echoed(self):
+        # 1005 and 1006 may never be sent (RFC 6455 7.4.1): the command is not a command then.
+        with EdgewsServer(extra=["--test-commands"]) as server:
+            sock, _ = open_socket(server.port)
+            send_text(sock, "close-me 1006 no")
+            opcode, payload = read_frame(sock)
+            sock.close()
+        self.assertEqual((opcode, payload), (1, b"close-me 1006 no"))
+
+
+if __name__ == "__main__":
+    unittest.main(argv=sys.argv, verbosity=2)

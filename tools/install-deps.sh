@@ -15,7 +15,6 @@ if [[ $profile == test ]]; then
   # Real clients for the browser tests: headless Chromium with its driver, WebKitGTK (Safari's engine) with
   # WebKitWebDriver and MiniBrowser under Xvfb; node runs the client helper's unit tests.
   packages+=(chromium chromium-driver webkit2gtk-driver xvfb)
-  command -v node >/dev/null 2>&1 || packages+=(nodejs)
 fi
 
 missing=()

@@ -78,29 +78,37 @@ __attribute__((target("avx2"))) std::size_t mask_copy_avx2(std::uint8_t* dst, co
                                                            std::size_t len, const std::uint8_t key[4],
                                                            std::size_t phase) {
   phase &= 3;
+  std::size_t i = 0;
+  if (len >= 256) {
+    // Align the stores to 32 bytes: in place, the loads are then aligned too and no access splits a cache line.
+    i = (32 - (reinterpret_cast<std::uintptr_t>(dst) & 31)) & 31;
+    mask_words(dst, src, i, key, phase);
+  }
+  const std::size_t vphase = (phase + i) & 3;
   std::uint32_t k32;
   {
     std::uint8_t bytes[4];
-    for (std::size_t i = 0; i < 4; ++i) bytes[i] = key[(phase + i) & 3];
+    for (std::size_t j = 0; j < 4; ++j) bytes[j] = key[(vphase + j) & 3];
     std::memcpy(&k32, bytes, 4);
   }
   const __m256i k = _mm256_set1_epi32(static_cast<int>(k32));
-  std::size_t i = 0;
-  // Two vectors per turn keep both load ports busy; unaligned loads cost nothing extra on current cores unless
-  // they split a cache line, which is still cheaper than a scalar prologue for typical frame sizes.
-  for (; i + 64 <= len; i += 64) {
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
-    __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 32));
+  // Four independent vectors per turn keep the load and store ports busy.
+  for (; i + 128 <= len; i += 128) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 32));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 64));
+    const __m256i d = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i + 96));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_xor_si256(a, k));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 32), _mm256_xor_si256(b, k));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 64), _mm256_xor_si256(c, k));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i + 96), _mm256_xor_si256(d, k));
   }
-  if (i + 32 <= len) {
-    __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+  for (; i + 32 <= len; i += 32) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_xor_si256(a, k));
-    i += 32;
   }
-  // Every step above is a multiple of 4 bytes, so the phase for the tail is unchanged.
-  mask_words(dst + i, src + i, len - i, key, phase);
+  // The vector steps are multiples of 4 bytes, so the tail continues at vphase.
+  mask_words(dst + i, src + i, len - i, key, vphase);
   return (phase + len) & 3;
 }
 #else

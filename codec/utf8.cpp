@@ -10,21 +10,32 @@ constexpr std::uint64_t kHighBits = 0x8080808080808080ull;
 
 inline std::uint64_t load64(const std::uint8_t* p) {
   std::uint64_t w;
-  std::memcpy(&w, p, 8);
+  std::memcpy(&w, p, sizeof w);
   return w;
 }
 
-// Skips the longest ASCII run at the start of [p, end), 32, 16 and 8 bytes at a time. Returns the first byte
-// that may be non-ASCII (or a position < 8 bytes before end).
-inline const std::uint8_t* skip_ascii(const std::uint8_t* p, const std::uint8_t* end) {
-  while (end - p >= 32) {
-    if (((load64(p) | load64(p + 8) | load64(p + 16) | load64(p + 24)) & kHighBits) != 0) break;
-    p += 32;
+struct Lead {
+  std::uint8_t length;  // 0: cannot start a sequence
+  std::uint8_t lo, hi;  // allowed range of the second byte
+};
+
+// Unicode table 3-7: the lead byte fixes the length and the range of the first continuation byte.
+inline Lead classify(std::uint8_t b) {
+  if (b >= 0xC2 && b <= 0xDF) return {2, 0x80, 0xBF};
+  if (b >= 0xE0 && b <= 0xEF) {
+    if (b == 0xE0) return {3, 0xA0, 0xBF};  // no overlong 3-byte forms
+    if (b == 0xED) return {3, 0x80, 0x9F};  // no surrogates
+    return {3, 0x80, 0xBF};
   }
-  if (end - p >= 16 && ((load64(p) | load64(p + 8)) & kHighBits) == 0) p += 16;
-  if (end - p >= 8 && (load64(p) & kHighBits) == 0) p += 8;
-  return p;
+  if (b >= 0xF0 && b <= 0xF4) {
+    if (b == 0xF0) return {4, 0x90, 0xBF};  // no overlong 4-byte forms
+    if (b == 0xF4) return {4, 0x80, 0x8F};  // nothing above U+10FFFF
+    return {4, 0x80, 0xBF};
+  }
+  return {0, 0, 0};  // 80-BF (stray continuation), C0/C1 (always overlong), F5-FF
 }
+
+inline bool is_continuation(std::uint8_t b) { return (b & 0xC0) == 0x80; }
 
 }  // namespace
 
@@ -32,54 +43,64 @@ bool Utf8Validator::feed(const std::uint8_t* data, std::size_t len) {
   if (!ok_) return false;
   const std::uint8_t* p = data;
   const std::uint8_t* const end = data + len;
-  std::uint8_t need = need_;
-  std::uint8_t lo = lo_;
-  std::uint8_t hi = hi_;
+
+  // Finish a code point that the previous call left open.
+  while (need_ != 0 && p != end) {
+    const std::uint8_t b = *p++;
+    if (b < lo_ || b > hi_) return ok_ = false;
+    --need_;
+    lo_ = 0x80;
+    hi_ = 0xBF;
+  }
+
   while (p != end) {
-    if (need == 0) {
-      p = skip_ascii(p, end);
-      if (p == end) break;
-      const std::uint8_t b = *p++;
-      if (b < 0x80) continue;
-      // Unicode table 3-7: the lead byte fixes the length and the range of the first continuation byte.
-      lo = 0x80;
-      hi = 0xBF;
-      if (b >= 0xC2 && b <= 0xDF) {
-        need = 1;
-      } else if (b >= 0xE0 && b <= 0xEF) {
-        need = 2;
-        if (b == 0xE0) lo = 0xA0;       // no overlong 3-byte forms
-        else if (b == 0xED) hi = 0x9F;  // no surrogates
-      } else if (b >= 0xF0 && b <= 0xF4) {
-        need = 3;
-        if (b == 0xF0) lo = 0x90;       // no overlong 4-byte forms
-        else if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-      } else {
-        ok_ = false;  // 80-BF (stray continuation), C0/C1 (overlong), F5-FF
-        return false;
+    if (end - p >= 8) {
+      const std::uint64_t high = load64(p) & kHighBits;
+      if (high == 0) {
+        p += 8;
+        // Long ASCII runs: 32 bytes per test.
+        while (end - p >= 32 && ((load64(p) | load64(p + 8) | load64(p + 16) | load64(p + 24)) & kHighBits) == 0)
+          p += 32;
+        continue;
       }
-    } else {
-      const std::uint8_t b = *p++;
-      if (b < lo || b > hi) {
-        ok_ = false;
-        return false;
-      }
-      --need;
-      lo = 0x80;
-      hi = 0xBF;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      // Skip the ASCII bytes in front of the first non-ASCII one in a single step.
+      p += static_cast<unsigned>(__builtin_ctzll(high)) >> 3;
+#else
+      while (*p < 0x80) ++p;
+#endif
+    } else if (*p < 0x80) {
+      ++p;
+      continue;
+    }
+
+    const Lead lead = classify(*p);
+    if (lead.length == 0) return ok_ = false;
+    if (end - p >= lead.length) {
+      // The whole sequence is here: check it at once.
+      if (p[1] < lead.lo || p[1] > lead.hi) return ok_ = false;
+      if (lead.length >= 3 && !is_continuation(p[2])) return ok_ = false;
+      if (lead.length == 4 && !is_continuation(p[3])) return ok_ = false;
+      p += lead.length;
+      continue;
+    }
+    // The sequence continues in the next call: check the bytes that are here and keep the rest as state.
+    need_ = static_cast<std::uint8_t>(lead.length - 1);
+    lo_ = lead.lo;
+    hi_ = lead.hi;
+    for (++p; p != end; ++p) {
+      if (*p < lo_ || *p > hi_) return ok_ = false;
+      --need_;
+      lo_ = 0x80;
+      hi_ = 0xBF;
     }
   }
-  need_ = need;
-  lo_ = lo;
-  hi_ = hi;
   return true;
 }
 
 bool is_valid_utf8(const std::uint8_t* data, std::size_t len) {
-  // Common case first: all ASCII needs no state.
-  const std::uint8_t* p = skip_ascii(data, data + len);
   Utf8Validator v;
-  return v.feed(p, static_cast<std::size_t>(data + len - p)) && v.complete();
+  return v.feed(data, len) && v.complete();
 }
 
 }  // namespace edgews::codec

@@ -45,8 +45,9 @@ using MaskFn = std::size_t (*)(std::uint8_t*, const std::uint8_t*, std::size_t, 
 std::size_t resolve_and_mask(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t* key,
                              std::size_t phase);
 
-// Chosen once, on the first long payload: a constant-initialized pointer cannot be caught half-initialized by
-// another translation unit's static constructors, unlike a dynamically initialized one.
+// The implementation for long payloads, chosen once with __builtin_cpu_supports. The pointer is constant-
+// initialized to a resolver, so a call from another translation unit's static constructor (which may run
+// before this one's) still works.
 constinit std::atomic<MaskFn> g_mask_long{&resolve_and_mask};
 
 std::size_t resolve_and_mask(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t* key,
@@ -55,6 +56,13 @@ std::size_t resolve_and_mask(std::uint8_t* dst, const std::uint8_t* src, std::si
   g_mask_long.store(fn, std::memory_order_relaxed);
   return fn(dst, src, len, key, phase);
 }
+
+// Resolve at start-up as well, so that the first long payload does not pay for the CPU check.
+[[maybe_unused]] const bool g_resolved_at_startup = [] {
+  g_mask_long.store(detail::cpu_has_avx2() ? &detail::mask_copy_avx2 : &detail::mask_copy_portable,
+                    std::memory_order_relaxed);
+  return true;
+}();
 
 // Below this size the vector set-up and the indirect call cost more than they save.
 constexpr std::size_t kVectorThreshold = 64;

@@ -4,6 +4,9 @@
 // (U+D800-U+DFFF), nothing above U+10FFFF. A code point may be split across feed() calls. Validation fails on
 // the first byte that cannot start or continue any well-formed sequence, so a server can close a connection
 // before the rest of a bad message arrives (Autobahn 6.4.x).
+//
+// ASCII is checked 8, 32 and 64 bytes at a time; a multi-byte sequence that lies wholly in the buffer is checked
+// at once, and only one split across calls goes through the byte-at-a-time state below.
 #pragma once
 
 #include <cstddef>

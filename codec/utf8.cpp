@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace edgews::codec {
 
 namespace {
@@ -37,7 +41,127 @@ inline Lead classify(std::uint8_t b) {
 
 inline bool is_continuation(std::uint8_t b) { return (b & 0xC0) == 0x80; }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define EDGEWS_UTF8_AVX2 1
+
+// Keiser and Lemire, "Validating UTF-8 In Less Than One Instruction Per Byte" (2021): three 16-entry table
+// lookups classify every pair of adjacent bytes; a second check catches missing or extra continuation bytes of
+// 3- and 4-byte sequences. Error bits:
+constexpr std::uint8_t kTooShort = 1 << 0;      // lead byte followed by a non-continuation
+constexpr std::uint8_t kTooLong = 1 << 1;       // ASCII followed by a continuation
+constexpr std::uint8_t kOverlong3 = 1 << 2;     // E0 80-9F
+constexpr std::uint8_t kTooLarge = 1 << 3;      // F4 90-BF, F5-FF
+constexpr std::uint8_t kSurrogate = 1 << 4;     // ED A0-BF
+constexpr std::uint8_t kOverlong2 = 1 << 5;     // C0-C1
+constexpr std::uint8_t kTooLarge1000 = 1 << 6;  // F5-FF 80-8F
+constexpr std::uint8_t kOverlong4 = 1 << 6;     // F0 80-8F
+constexpr std::uint8_t kTwoConts = 1 << 7;      // continuation after continuation (legal only in 3-4 byte forms)
+constexpr std::uint8_t kCarry = kTooShort | kTooLong | kTwoConts;
+
+// A 16-entry table repeated in both 128-bit lanes, for _mm256_shuffle_epi8.
+__attribute__((target("avx2"))) inline __m256i table16(const std::uint8_t (&t)[16]) {
+  const __m128i lane = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t));
+  return _mm256_broadcastsi128_si256(lane);
+}
+
+constexpr std::uint8_t kBig = kCarry | kTooLarge | kTooLarge1000;
+constexpr std::uint8_t kCont = kTooLong | kOverlong2 | kTwoConts;
+// Indexed by the high nibble of the first byte of a pair.
+alignas(16) constexpr std::uint8_t kByte1High[16] = {
+    kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong,  // 0xxx: ASCII
+    kTwoConts, kTwoConts, kTwoConts, kTwoConts,                                      // 10xx: continuation
+    kTooShort | kOverlong2,                                                          // C
+    kTooShort,                                                                       // D
+    kTooShort | kOverlong3 | kSurrogate,                                             // E
+    kTooShort | kTooLarge | kTooLarge1000 | kOverlong4};                             // F
+// Indexed by the low nibble of the first byte of a pair.
+alignas(16) constexpr std::uint8_t kByte1Low[16] = {
+    kCarry | kOverlong3 | kOverlong2 | kOverlong4,  // x0
+    kCarry | kOverlong2,                            // x1
+    kCarry, kCarry,                                 // x2, x3
+    kCarry | kTooLarge,                             // x4
+    kBig, kBig, kBig, kBig, kBig, kBig, kBig, kBig,  // x5-xC
+    kBig | kSurrogate,                              // xD
+    kBig, kBig};                                    // xE, xF
+// Indexed by the high nibble of the second byte of a pair.
+alignas(16) constexpr std::uint8_t kByte2High[16] = {
+    kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort,  // ASCII
+    kCont | kOverlong3 | kTooLarge1000 | kOverlong4,  // 80-8F
+    kCont | kOverlong3 | kTooLarge,                   // 90-9F
+    kCont | kSurrogate | kTooLarge,                   // A0-AF
+    kCont | kSurrogate | kTooLarge,                   // B0-BF
+    kTooShort, kTooShort, kTooShort, kTooShort};      // C0-FF
+
+// Validates whole 32-byte blocks from p (which must be at a code point boundary) while 32 bytes remain. Returns
+// nullptr on an error, else the position where the scalar code continues: the end of the last block, moved back
+// to the lead byte of a sequence that the block boundary cut (the scalar code checks it with what follows).
+// Every error the tables flag is final whatever follows, so checking the cut sequence later loses nothing.
+__attribute__((target("avx2"))) const std::uint8_t* validate_blocks_avx2(const std::uint8_t* p,
+                                                                         const std::uint8_t* end) {
+  const __m256i byte_1_high = table16(kByte1High);
+  const __m256i byte_1_low = table16(kByte1Low);
+  const __m256i byte_2_high = table16(kByte2High);
+  const __m256i low_nibble = _mm256_set1_epi8(0x0F);
+  const __m256i third_min = _mm256_set1_epi8(static_cast<char>(0xE0 - 0x80));
+  const __m256i fourth_min = _mm256_set1_epi8(static_cast<char>(0xF0 - 0x80));
+  const __m256i high_bit = _mm256_set1_epi8(static_cast<char>(0x80));
+
+  __m256i prev = _mm256_setzero_si256();
+  __m256i error = _mm256_setzero_si256();
+  for (; end - p >= 32; p += 32) {
+    const __m256i in = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    // prev1/2/3: the byte 1, 2 and 3 positions before each byte, across the block boundary.
+    const __m256i prev_shifted = _mm256_permute2x128_si256(prev, in, 0x21);
+    const __m256i prev1 = _mm256_alignr_epi8(in, prev_shifted, 16 - 1);
+    const __m256i prev2 = _mm256_alignr_epi8(in, prev_shifted, 16 - 2);
+    const __m256i prev3 = _mm256_alignr_epi8(in, prev_shifted, 16 - 3);
+    const __m256i b1h =
+        _mm256_shuffle_epi8(byte_1_high, _mm256_and_si256(_mm256_srli_epi16(prev1, 4), low_nibble));
+    const __m256i b1l = _mm256_shuffle_epi8(byte_1_low, _mm256_and_si256(prev1, low_nibble));
+    const __m256i b2h = _mm256_shuffle_epi8(byte_2_high, _mm256_and_si256(_mm256_srli_epi16(in, 4), low_nibble));
+    const __m256i special = _mm256_and_si256(_mm256_and_si256(b1h, b1l), b2h);
+    // Bytes 3 and 4 of a sequence must be continuations: exactly where kTwoConts may (and must) appear.
+    const __m256i must23 = _mm256_or_si256(_mm256_subs_epu8(prev2, third_min), _mm256_subs_epu8(prev3, fourth_min));
+    error = _mm256_or_si256(error, _mm256_xor_si256(_mm256_and_si256(must23, high_bit), special));
+    prev = in;
+  }
+  if (!_mm256_testz_si256(error, error)) return nullptr;
+  // A sequence cut by the last block boundary: back up to its lead byte.
+  for (int k = 1; k <= 3; ++k) {
+    const std::uint8_t c = p[-k];
+    if ((c & 0xC0) == 0x80) continue;
+    const int length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (length > k) p -= k;
+    break;
+  }
+  return p;
+}
+
+bool detect_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2");
+}
+
+// Chosen once at start-up, like the unmask implementation.
+bool g_use_avx2 = detect_avx2();
+#else
+#define EDGEWS_UTF8_AVX2 0
+#endif
+
 }  // namespace
+
+namespace detail {
+bool set_utf8_simd(bool enabled) {
+#if EDGEWS_UTF8_AVX2
+  const bool before = g_use_avx2;
+  g_use_avx2 = enabled && detect_avx2();
+  return before;
+#else
+  (void)enabled;
+  return false;
+#endif
+}
+}  // namespace detail
 
 bool Utf8Validator::feed(const std::uint8_t* data, std::size_t len) {
   if (!ok_) return false;
@@ -72,6 +196,14 @@ bool Utf8Validator::feed(const std::uint8_t* data, std::size_t len) {
       p += static_cast<unsigned>(__builtin_ctzll(high)) >> 3;
 #else
       while (*p < 0x80) ++p;
+#endif
+#if EDGEWS_UTF8_AVX2
+      // Non-ASCII text with room for vectors: check whole blocks at once. p is at a code point boundary.
+      if (end - p >= 64 && g_use_avx2) {
+        p = validate_blocks_avx2(p, end);
+        if (p == nullptr) return ok_ = false;
+        continue;
+      }
 #endif
     } else if (*p < 0x80) {
       ++p;

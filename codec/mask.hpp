@@ -18,13 +18,18 @@ std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t le
                       std::size_t phase = 0);
 
 namespace detail {
-// The implementations behind mask_copy, exposed so that tests and benchmarks can force each one.
+// The implementations behind mask_copy, exposed so that tests and benchmarks can force each one. mask_copy picks
+// one at start-up: AVX-512 if cpu_has_avx512(), else AVX2 if cpu_has_avx2(), else the portable one.
 // mask_copy_portable: 8-byte words, any CPU. mask_copy_avx2: 32-byte vectors; call only if cpu_has_avx2().
 std::size_t mask_copy_portable(std::uint8_t* dst, const std::uint8_t* src, std::size_t len,
                                const std::uint8_t key[4], std::size_t phase);
 std::size_t mask_copy_avx2(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                            std::size_t phase);
 bool cpu_has_avx2();
+// 64-byte vectors; call only if cpu_has_avx512() (AVX-512F on a core that runs it at full clock speed).
+std::size_t mask_copy_avx512(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                             std::size_t phase);
+bool cpu_has_avx512();
 }  // namespace detail
 
 }  // namespace edgews::codec

@@ -8,6 +8,34 @@
 
 namespace edgews::codec {
 
+namespace {
+
+constexpr std::size_t kFusedMax = 256;
+
+// Unmasks a small payload in place and reports whether it is all ASCII, in one pass over the bytes: the common
+// small text message then needs no second pass for UTF-8 and no call.
+inline bool unmask_small_is_ascii(std::uint8_t* data, std::size_t len, const std::uint8_t* key) {
+  std::uint64_t k;
+  std::uint8_t kb[8] = {key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]};
+  std::memcpy(&k, kb, 8);
+  std::uint64_t seen = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, data + i, 8);
+    w ^= k;
+    seen |= w;
+    std::memcpy(data + i, &w, 8);
+  }
+  for (; i < len; ++i) {
+    data[i] = static_cast<std::uint8_t>(data[i] ^ key[i & 3]);
+    seen |= data[i];
+  }
+  return (seen & 0x8080808080808080ull) == 0;
+}
+
+}  // namespace
+
 MessageReader::MessageReader(Role role, ReaderLimits limits) : role_(role), limits_(limits) {}
 MessageReader::~MessageReader() = default;
 MessageReader::MessageReader(MessageReader&&) noexcept = default;
@@ -133,26 +161,39 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
       const std::size_t avail = len - pos;
       std::uint8_t* p = input + pos;
 
-      // Fast path: a whole, final, uncompressed text or binary frame with a 7-bit length, masked as the role
-      // requires, and no message open. Anything else goes through the full parser below.
+      // Fast path: a whole, final, uncompressed text or binary frame with a 7- or 16-bit length, masked as the
+      // role requires, and no message open. Anything else (and every error) goes through the full parser below.
       if (header_len_ == 0 && avail >= 2 && !in_message_) {
         const std::uint8_t b0 = p[0];
         const std::uint8_t b1 = p[1];
         const std::uint8_t op = b0 & 0x0F;
-        const std::size_t len7 = b1 & 0x7F;
         const bool want_mask = role_ == Role::server;
-        if ((b0 & 0xF0) == 0x80 && (op == 0x1 || op == 0x2) && ((b1 & 0x80) != 0) == want_mask && len7 <= 125 &&
-            len7 <= limits_.max_message_size) {
-          const std::size_t hlen = want_mask ? 6 : 2;
-          if (avail >= hlen + len7) {
+        if ((b0 & 0xF0) == 0x80 && (op == 0x1 || op == 0x2) && ((b1 & 0x80) != 0) == want_mask) {
+          std::size_t plen = b1 & 0x7F;
+          std::size_t hlen = 2;
+          bool fast = plen <= 125;
+          if (plen == 126 && avail >= 4) {
+            plen = (std::size_t{p[2]} << 8) | p[3];
+            hlen = 4;
+            fast = plen >= 126;  // else non-minimal: the full parser reports it
+          }
+          if (want_mask) hlen += 4;
+          if (fast && plen <= limits_.max_message_size && avail >= hlen + plen) {
             std::uint8_t* payload = p + hlen;
-            if (want_mask) unmask_in_place(payload, len7, p + 2);
-            if (op == 0x1 && !is_valid_utf8(payload, len7)) return fail(ProtocolError::invalid_utf8, pos, consumed);
-            consumed = pos + hlen + len7;
+            bool valid = true;
+            if (want_mask && plen <= kFusedMax) {
+              // One pass: unmask and learn whether the text is pure ASCII (then it is valid UTF-8).
+              if (!unmask_small_is_ascii(payload, plen, payload - 4) && op == 0x1) valid = is_valid_utf8(payload, plen);
+            } else {
+              if (want_mask) unmask_in_place(payload, plen, payload - 4);
+              if (op == 0x1) valid = is_valid_utf8(payload, plen);
+            }
+            if (!valid) return fail(ProtocolError::invalid_utf8, pos, consumed);
+            consumed = pos + hlen + plen;
             Event ev;
             ev.type = EventType::message;
             ev.opcode = static_cast<Opcode>(op);
-            ev.payload = std::span<const std::uint8_t>(payload, len7);
+            ev.payload = std::span<const std::uint8_t>(payload, plen);
             return ev;
           }
         }

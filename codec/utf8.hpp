@@ -4,6 +4,10 @@
 // (U+D800-U+DFFF), nothing above U+10FFFF. A code point may be split across feed() calls. Validation fails on
 // the first byte that cannot start or continue any well-formed sequence, so a server can close a connection
 // before the rest of a bad message arrives (Autobahn 6.4.x).
+//
+// ASCII is checked 8, 32 and 64 bytes at a time. Non-ASCII text of 64 bytes or more goes through an AVX2 block
+// validator (Keiser-Lemire lookup tables) when the CPU has AVX2; otherwise a multi-byte sequence that lies
+// wholly in the buffer is checked at once, and only one split across calls uses the byte-at-a-time state.
 #pragma once
 
 #include <cstddef>
@@ -34,5 +38,11 @@ class Utf8Validator {
 
 // Whole-buffer check: valid and complete.
 bool is_valid_utf8(const std::uint8_t* data, std::size_t len);
+
+namespace detail {
+// Enables or disables the AVX2 block validator (used when the CPU has AVX2), returning the previous setting.
+// For tests and benchmarks, which compare both paths; not thread-safe.
+bool set_utf8_simd(bool enabled);
+}  // namespace detail
 
 }  // namespace edgews::codec

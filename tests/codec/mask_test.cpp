@@ -28,6 +28,7 @@ std::vector<Impl> implementations() {
       {"portable", &detail::mask_copy_portable},
   };
   if (detail::cpu_has_avx2()) impls.push_back({"avx2", &detail::mask_copy_avx2});
+  if (detail::cpu_has_avx512()) impls.push_back({"avx512", &detail::mask_copy_avx512});
   return impls;
 }
 
@@ -69,6 +70,28 @@ TEST(Mask, InPlaceMatchesScalarReferenceAtEveryLengthAlignmentAndPhase) {
           std::uint8_t* p = got.data() + kGuard + align;
           impl.fn(p, p, len, kKey, phase);
           ASSERT_EQ(got, want) << impl.name << " len=" << len << " align=" << align << " phase=" << phase;
+        }
+      }
+    }
+  }
+}
+
+// Longer payloads reach the vector code's alignment prologue and its unrolled loops.
+TEST(Mask, LongPayloadsMatchScalarReferenceAtEveryAlignmentAndPhase) {
+  std::mt19937 rng(8);
+  std::vector<std::uint8_t> src(kGuard + 64 + 4200 + kGuard);
+  for (auto& b : src) b = static_cast<std::uint8_t>(rng());
+  for (const Impl& impl : implementations()) {
+    for (std::size_t len : {301, 383, 511, 512, 513, 640, 777, 1023, 1024, 1100, 2049, 4099}) {
+      for (std::size_t align = 0; align < 64; ++align) {
+        for (std::size_t phase = 0; phase < 4; ++phase) {
+          std::vector<std::uint8_t> got = src;
+          std::vector<std::uint8_t> want = src;
+          reference_mask(want.data() + kGuard + align, src.data() + kGuard + align, len, kKey, phase);
+          std::uint8_t* p = got.data() + kGuard + align;
+          const std::size_t next = impl.fn(p, p, len, kKey, phase);
+          ASSERT_EQ(got, want) << impl.name << " len=" << len << " align=" << align << " phase=" << phase;
+          ASSERT_EQ(next, (phase + len) % 4);
         }
       }
     }

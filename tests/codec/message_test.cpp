@@ -80,6 +80,14 @@ TEST(MessageReader, MixedStreamGivesTheSameEventsWholeByteByByteAndInRandomChunk
   const std::string greek = "\xCE\xBA\xE1\xBD\xB9\xCF\x83\xCE\xBC\xCE\xB5";  // split mid-code-point below
   append(s, make_frame(Opcode::text, "first"));
   want.push_back(message(Opcode::text, "first"));
+  append(s, make_frame(Opcode::text, greek));  // non-ASCII text on the single-frame fast path
+  want.push_back(message(Opcode::text, greek));
+  std::string mid;
+  while (mid.size() < 200) mid += greek + "ascii ";
+  append(s, make_frame(Opcode::text, mid));  // 16-bit length, still the fast path
+  want.push_back(message(Opcode::text, mid));
+  append(s, make_frame(Opcode::text, mid + mid));  // beyond the fused unmask-and-check size
+  want.push_back(message(Opcode::text, mid + mid));
   append(s, make_frame(Opcode::binary, big));
   want.push_back(message(Opcode::binary, big));
   append(s, make_frame(Opcode::text, greek.substr(0, 4), false));

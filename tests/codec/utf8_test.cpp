@@ -223,6 +223,63 @@ TEST(Utf8Validator, AcceptsBoundaryCodePointsWholeAndSplitAtEveryByte) {
   }
 }
 
+// Long buffers go through the vector path (when the CPU has it): every malformed and boundary sequence at every
+// offset of a 200-byte mixed text, so that each lands at every position of a 32-byte block and across blocks.
+TEST(Utf8Validator, VectorAndScalarPathsAgreeWithReferenceAtEveryOffsetOfLongText) {
+  const Bytes filler_piece = {'a', 0xC3, 0xA9, 'b', 0xE2, 0x82, 0xAC, ' ', 0xF0, 0x9F, 0x98, 0x80, 'z'};
+  const std::vector<Bytes> cores = {
+      {0xC0, 0x80}, {0xE0, 0x9F, 0xBF}, {0xED, 0xA0, 0x80}, {0xF4, 0x90, 0x80, 0x80}, {0xF5, 0x80, 0x80, 0x80},
+      {0xFF}, {0x80}, {0xC2}, {0xE2, 0x82}, {0xF0, 0x9F, 0x98}, {0xC2, 0x41}, {0xE2, 0x82, 0xAC, 0xAC},
+      {0xC2, 0x80}, {0xE0, 0xA0, 0x80}, {0xED, 0x9F, 0xBF}, {0xF0, 0x90, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}};
+  std::mt19937 rng(11);
+  for (bool simd : {true, false}) {
+    const bool before = detail::set_utf8_simd(simd);
+    for (const Bytes& core : cores) {
+      for (std::size_t offset = 0; offset < 100; ++offset) {
+        Bytes s;
+        while (s.size() < offset) s.push_back(static_cast<std::uint8_t>('a' + offset % 26));
+        s.insert(s.end(), core.begin(), core.end());
+        while (s.size() < 200) s.insert(s.end(), filler_piece.begin(), filler_piece.end());
+        if (rng() % 2 == 0) {  // also with multi-byte text before the core
+          Bytes t = filler_piece;
+          t.insert(t.end(), filler_piece.begin(), filler_piece.end());
+          t.insert(t.end(), s.begin(), s.end());
+          s = t;
+        }
+        const bool want = reference_valid(s);
+        ASSERT_EQ(is_valid_utf8(s.data(), s.size()), want) << hex(s) << " simd " << simd;
+        const std::size_t at = rng() % (s.size() + 1);
+        ASSERT_EQ(validate_split(s, at), want) << hex(s) << " split " << at << " simd " << simd;
+      }
+    }
+    detail::set_utf8_simd(before);
+  }
+}
+
+TEST(Utf8Validator, RandomLongBuffersAgreeWithReference) {
+  std::mt19937 rng(12);
+  for (int trial = 0; trial < 20000; ++trial) {
+    Bytes s(64 + rng() % 200);
+    // Mostly continuation and lead bytes so that malformed and valid sequences both occur.
+    for (auto& b : s) {
+      const auto r = rng();
+      b = static_cast<std::uint8_t>(r % 4 == 0 ? 'a' : 0x80 + (r >> 8) % 0x80);
+    }
+    ASSERT_EQ(is_valid_utf8(s.data(), s.size()), reference_valid(s)) << hex(s);
+    // Make a valid one and corrupt one byte.
+    Bytes v;
+    while (v.size() < s.size()) {
+      static const Bytes pieces[] = {{'q'}, {0xC3, 0xA9}, {0xE2, 0x82, 0xAC}, {0xF0, 0x9F, 0x98, 0x80},
+                                     {0xED, 0x9F, 0xBF}, {0xF4, 0x8F, 0xBF, 0xBF}};
+      const Bytes& piece = pieces[rng() % 6];
+      v.insert(v.end(), piece.begin(), piece.end());
+    }
+    ASSERT_TRUE(is_valid_utf8(v.data(), v.size())) << hex(v);
+    v[rng() % v.size()] = static_cast<std::uint8_t>(rng());
+    ASSERT_EQ(is_valid_utf8(v.data(), v.size()), reference_valid(v)) << hex(v);
+  }
+}
+
 TEST(Utf8Validator, StaysFailedAfterInvalidInputUntilReset) {
   Utf8Validator v;
   const std::uint8_t bad[] = {0xFF};

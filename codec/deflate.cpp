@@ -99,6 +99,13 @@ bool Deflater::compress(std::span<const std::uint8_t> message, ByteBuffer& out, 
   }
   // RFC 7692 7.2.1: remove the 4 octets 00 00 ff ff at the tail end.
   if (out.size() >= 4 && std::memcmp(out.data() + out.size() - 4, kTail, 4) == 0) out.resize(out.size() - 4);
+  // A flush right after a flush (an empty message with context takeover) produces nothing, and an empty payload
+  // plus the tail is not a valid block. RFC 7692 7.2.3.6: an empty message may be sent as a single 0x00 (an empty
+  // stored block's first byte).
+  if (out.size() == 0) {
+    out.data()[0] = 0x00;
+    out.resize(1);
+  }
   if (reset_after) deflateReset(&z);
   return true;
 }

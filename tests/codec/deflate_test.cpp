@@ -108,6 +108,19 @@ TEST(Deflate, EmptyMessageIsOneZeroByteAndInflatesToNothing) {
   EXPECT_EQ(inflate_ok(inf, Bytes{}), "");
 }
 
+TEST(Deflate, EmptyMessageAfterAnotherWithContextTakeoverRoundTrips) {
+  // A sync flush right after a sync flush yields no bytes at all; the payload must still be a valid block.
+  Deflater d;
+  Inflater inf;
+  ASSERT_TRUE(d.init(15));
+  ASSERT_TRUE(inf.init(15));
+  for (std::string_view m : {"Hello", "", "", "Hello", ""}) {
+    const Bytes packed = compress(d, m, false);
+    EXPECT_FALSE(packed.empty());
+    EXPECT_EQ(inflate_ok(inf, packed), m);
+  }
+}
+
 // --- round trips ---------------------------------------------------------------------------------------------
 
 std::string json_message(std::mt19937& rng, std::size_t size) {

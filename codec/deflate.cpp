@@ -159,13 +159,17 @@ InflateStatus Inflater::inflate(std::span<const std::uint8_t> message, std::size
       z.avail_in = sizeof kTail;
       tail_fed = true;
     }
-    if (out.size() == out.capacity()) {
-      if (out.capacity() >= cap_limit) return failed(InflateStatus::too_big);
+    // The buffer may be larger than this limit (kept from an earlier, larger message): zlib is never given room
+    // beyond limit + 1 either way.
+    const std::size_t room_limit = std::min(out.capacity(), cap_limit);
+    if (out.size() == room_limit) {
+      if (room_limit == cap_limit) return failed(InflateStatus::too_big);
       const std::size_t want = std::max({out.capacity() * 2, kInflateChunk, message.size() * 4});
       if (!out.reserve(std::min(want, cap_limit))) return failed(InflateStatus::no_memory);
     }
     z.next_out = out.data() + out.size();
-    z.avail_out = static_cast<uInt>(std::min<std::size_t>(out.capacity() - out.size(), UINT32_MAX));
+    z.avail_out = static_cast<uInt>(
+        std::min<std::size_t>(std::min(out.capacity(), cap_limit) - out.size(), UINT32_MAX));
     const uInt before = z.avail_out;
     const int rc = ::inflate(&z, Z_SYNC_FLUSH);
     out.resize(out.size() + (before - z.avail_out));

@@ -215,6 +215,10 @@ TEST(Deflate, StopsADecompressionBombAtTheLimitWithoutAllocatingItsSize) {
   EXPECT_EQ(inf2.inflate(p2.view(), limit, out, true), InflateStatus::ok);
   EXPECT_EQ(out.size(), limit);
   EXPECT_EQ(inf2.inflate(p2.view(), limit - 1, out, true), InflateStatus::too_big);
+  // A buffer kept from a larger message does not let a smaller limit be overrun.
+  ASSERT_GT(out.capacity(), 1000u);
+  EXPECT_EQ(inf2.inflate(p2.view(), 1000, out, true), InflateStatus::too_big);
+  EXPECT_LE(out.size(), 1001u);
 }
 
 TEST(Deflate, ReportsCorruptDataAsInvalidPayload) {

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "codec/deflate.hpp"
 #include "codec/extensions.hpp"
 #include "codec/handshake_response.hpp"
 #include "codec/http_token.hpp"
@@ -101,6 +102,22 @@ std::string_view find_header(const ResponseCheck& check, std::string_view name, 
   return {};
 }
 
+// RFC 7692 7.1: the accepted parameters must answer one of the client's permessage-deflate offers (the
+// response does not say which; any offer it fits will do).
+void check_deflate_params(ResponseCheck& check, const ExtensionOffer& accepted, std::span<const ExtensionOffer> offers) {
+  std::string_view why = "no permessage-deflate offer of the client was valid";
+  for (const ExtensionOffer& offer : offers) {
+    DeflateClientOffer client;
+    if (offer.name != kPerMessageDeflate || !parse_deflate_offer(offer.params, client)) continue;
+    const DeflateResponseParse parsed = parse_deflate_response(accepted.params, client);
+    if (parsed.ok) return;
+    why = parsed.error;
+  }
+  report(check, Kind::invalid_extension_params,
+         "the response's permessage-deflate parameters answer none of the offers: " + std::string(why) +
+             " (RFC 7692 7.1; the client must fail the connection)");
+}
+
 void check_extensions(ResponseCheck& check, std::string_view value, std::string_view offered_list) {
   std::vector<ExtensionOffer> accepted(16);
   std::vector<ExtensionParam> params(64);
@@ -119,6 +136,9 @@ void check_extensions(ResponseCheck& check, std::string_view value, std::string_
     if (!was_offered) {
       report(check, Kind::unoffered_extension,
              "the response accepts extension " + quoted(accepted[i].name) + " which the client did not offer");
+    }
+    if (was_offered && accepted[i].name == kPerMessageDeflate) {
+      check_deflate_params(check, accepted[i], std::span(offers.data(), offered.offer_count));
     }
     for (std::size_t k = 0; k < i; ++k) {
       if (accepted[k].name == accepted[i].name) {
@@ -226,6 +246,7 @@ std::string_view defect_name(ResponseDefect::Kind kind) {
     case Kind::malformed_extensions: return "malformed_extensions";
     case Kind::unoffered_extension: return "unoffered_extension";
     case Kind::duplicate_extension: return "duplicate_extension";
+    case Kind::invalid_extension_params: return "invalid_extension_params";
   }
   return "unknown";
 }

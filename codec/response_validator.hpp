@@ -39,6 +39,7 @@ struct ResponseDefect {
     malformed_extensions,         // not the RFC 6455 9.1 grammar
     unoffered_extension,          // an extension the client did not offer: fails in every browser
     duplicate_extension,          // the same extension accepted twice (RFC 7692 5: at most one of each)
+    invalid_extension_params,     // permessage-deflate parameters that break RFC 7692 7.1 for every offer made
   };
   Kind kind;
   bool warning = false;  // true for defects that some real clients tolerate and others do not (reported, not fatal)

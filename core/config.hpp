@@ -34,6 +34,29 @@ struct Limits {
   std::uint32_t shutdown_timeout_ms = 5000;        // graceful shutdown: deliver queued data and 1001 within this
 };
 
+// permessage-deflate (RFC 7692). Off by default: compression costs CPU and, per connection, zlib memory.
+//
+// Memory per connection while compression is in use (zlib's figures): the server's compressor holds
+// 2^(server_max_window_bits+2) + 2^(mem_level+9) bytes + ~6 KiB (262 KiB at 15/8, 14 KiB at 9/1), the inflater
+// 2^client_max_window_bits + ~7 KiB (39 KiB at 15). Each is allocated at the first message that needs it. With
+// server_no_context_takeover and shared_compressor, one compressor per thread serves every connection (0 bytes
+// per connection); likewise one inflater per thread when the client uses no context takeover. Inflated and
+// compressed messages go through per-thread buffers, never per connection.
+struct DeflateConfig {
+  bool enabled = false;
+  unsigned server_max_window_bits = 15;  // 9..15: the window the server compresses with
+  unsigned client_max_window_bits = 15;  // 9..15: asked of clients that offer client_max_window_bits
+  int mem_level = 8;                     // 1..9: zlib's hash memory (2^(mem_level+9) bytes)
+  int compression_level = 6;             // 1..9: zlib's effort (1 fastest)
+  std::size_t min_size = 64;             // messages shorter than this are sent uncompressed
+  bool server_no_context_takeover = false;  // reset the compressor after each message (less memory, worse ratio)
+  bool client_no_context_takeover = false;  // ask clients to do the same (the inflater may then be shared)
+  bool shared_compressor = true;         // with no context takeover: one zlib stream per thread, not per connection
+  // Decline compression for user agents known to fail with it (Safari and iOS 15.0-15.3, see
+  // codec::is_deflate_broken_user_agent); the connection opens uncompressed.
+  bool decline_broken_user_agents = true;
+};
+
 struct ListenConfig {
   std::string host = "0.0.0.0";  // an IPv4 or IPv6 literal, or "localhost"
   std::uint16_t port = 8080;     // 0 = any free port (see Server::ports())
@@ -64,6 +87,7 @@ struct ServerConfig {
   // edgews owns (Upgrade, Connection, Sec-WebSocket-*, Content-Length, Transfer-Encoding), invalid names, empty or
   // control-character values and duplicates are refused there, with the reason.
   std::vector<std::pair<std::string, std::string>> response_headers;
+  DeflateConfig deflate;
 };
 
 }  // namespace edgews::core

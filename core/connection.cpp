@@ -12,6 +12,7 @@
 #include "codec/handshake_request.hpp"
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
+#include "core/deflate_session.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 #include "core/worker.hpp"
@@ -243,14 +244,35 @@ void Connection::handle_request(const codec::HttpRequest& request) {
     }
   }
 
+  codec::DeflateNegotiation deflate;
+  if (server.config().deflate.enabled) {
+    const DeflateDecision decision =
+        decide_deflate(server.config().deflate, upgrade, server.callbacks_.on_deflate_offer, deflate);
+    if (decision == DeflateDecision::broken_user_agent || decision == DeflateDecision::declined_by_hook) {
+      server.logger().log(LogLevel::debug, "deflate", "peer=%s declined permessage-deflate (%s) user_agent=\"%.*s\"",
+                          peer_.to_string().c_str(),
+                          decision == DeflateDecision::broken_user_agent ? "user agent known to fail with it"
+                                                                         : "on_deflate_offer",
+                          static_cast<int>(upgrade.user_agent.size()), upgrade.user_agent.data());
+    }
+  }
+
   const codec::ResponseHeaders* app_headers = context.headers_copied_ ? &headers : &server.static_headers_;
   const std::array<char, 28> accept = codec::compute_accept(upgrade.key);
-  if (!codec::write_switching_protocols(out, codec::accept_view(accept), context.subprotocol_, {},
+  if (!codec::write_switching_protocols(out, codec::accept_view(accept), context.subprotocol_,
+                                        deflate.accepted ? deflate.response.view() : std::string_view(),
                                         app_headers->empty() ? nullptr : app_headers)) {
     refuse(500, "the server could not write a valid upgrade response", upgrade);
     return;
   }
   if (!context.subprotocol_.empty()) subprotocol_ = std::make_unique<std::string>(context.subprotocol_);
+  if (deflate.accepted) {
+    deflate_ = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
+    // RFC 7692 6: RSV1 marks a compressed message from now on.
+    codec::ReaderLimits limits = reader_.limits();
+    limits.rsv1_allowed = true;
+    reader_ = codec::MessageReader(codec::Role::server, limits);
+  }
   user_data_ = context.user_data_;
   state_ = State::open;
   send_raw(bytes_of(out));
@@ -296,6 +318,19 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
         worker_.counters().bump_messages_in();
         if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
         last_message_ms_ = worker_.reactor().now_ms();
+        if (event.compressed) [[unlikely]] {  // only when deflate_ exists: RSV1 is refused otherwise
+          std::span<const std::uint8_t> inflated;
+          const codec::ProtocolError error =
+              deflate_->inflate(event.payload, event.opcode == Opcode::text,
+                                static_cast<std::size_t>(server.config().limits.max_message_size), inflated);
+          if (error != codec::ProtocolError::none) {
+            fail(error);
+            return;
+          }
+          if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, inflated});
+          DeflateSession::trim_inflated_buffer();
+          break;
+        }
         if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, event.payload});
         break;
       case codec::EventType::ping:
@@ -383,6 +418,7 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   fd_ = -1;
   queue_.clear();
   reader_.release_memory();
+  deflate_.reset();
   head_.reset();
   if (topics_) worker_.unsubscribe_all(*this);
   worker_.release(*this);
@@ -453,10 +489,15 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   if (!control && over_backpressure(payload.size())) {
     return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
   }
+  // RFC 7692 6: a compressed message has RSV1 on its (only) frame. Compressed only once it is sure to be sent:
+  // with context takeover a dropped message would leave our window ahead of the peer's.
+  bool compressed = false;
+  if (deflate_ && !control) [[unlikely]] compressed = deflate_->compress(payload, payload);
   std::uint8_t header[codec::kMaxFrameHeaderSize];
-  const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size());
+  const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size(), true, compressed);
   if (!control) worker_.counters().bump_messages_out();
-  write_or_queue({header, header_len}, payload);
+  write_or_queue({header, header_len}, payload);  // copies what it does not write at once
+  if (compressed) DeflateSession::trim_compressed_buffer();
   return SendStatus::ok;
 }
 

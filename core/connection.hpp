@@ -34,6 +34,7 @@ using codec::CloseCode;
 using codec::Opcode;
 
 class Worker;
+class DeflateSession;
 
 struct ConnectionHandle {
   std::uint32_t worker = UINT32_MAX;
@@ -171,6 +172,7 @@ class Connection final : public net::Reactor::Handler {
   std::unique_ptr<std::string> subprotocol_;   // only when one was negotiated
   std::unique_ptr<std::vector<std::string>> topics_;  // only while subscribed
   std::unique_ptr<net::TlsStream> tls_;
+  std::unique_ptr<DeflateSession> deflate_;    // only when permessage-deflate was negotiated
   void* user_data_ = nullptr;
 };
 

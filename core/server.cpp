@@ -35,6 +35,22 @@ Error check_limits(const Limits& limits) {
   return {};
 }
 
+Error check_deflate(const DeflateConfig& deflate) {
+  if (!deflate.enabled) return {};
+  // 8 is not offered: zlib cannot run a raw window of 8 bits (a client's "8" is honoured with 9, which fits).
+  if (deflate.server_max_window_bits < 9 || deflate.server_max_window_bits > 15) {
+    return config_error("deflate.server_max_window_bits must be from 9 to 15 (zlib has no raw 8-bit window)");
+  }
+  if (deflate.client_max_window_bits < 9 || deflate.client_max_window_bits > 15) {
+    return config_error("deflate.client_max_window_bits must be from 9 to 15 (zlib has no raw 8-bit window)");
+  }
+  if (deflate.mem_level < 1 || deflate.mem_level > 9) return config_error("deflate.mem_level must be from 1 to 9");
+  if (deflate.compression_level < 1 || deflate.compression_level > 9) {
+    return config_error("deflate.compression_level must be from 1 (fastest) to 9 (smallest)");
+  }
+  return {};
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -94,6 +110,7 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
     return nullptr;
   }
   if ((error = check_limits(config.limits))) return nullptr;
+  if ((error = check_deflate(config.deflate))) return nullptr;
   for (const std::string& protocol : config.subprotocols) {
     if (!codec::is_token(protocol)) {
       error = config_error("subprotocols: \"" + protocol + "\" is not a valid token (RFC 6455 4.1: letters, digits "

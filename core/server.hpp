@@ -100,6 +100,9 @@ struct Callbacks {
   std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
   // The send queue emptied after the kernel had pushed back (EAGAIN).
   std::function<void(Connection&)> on_drain;
+  // With DeflateConfig::enabled, asked when a client offers permessage-deflate (after the built-in user-agent
+  // check): false declines compression for this connection, which then opens uncompressed.
+  std::function<bool(const codec::UpgradeRequest&)> on_deflate_offer;
   // Plain HTTP requests. Without it: GET /healthz answers 200, anything else 404.
   std::function<void(const codec::HttpRequest&, HttpResponse&)> on_http;
 };

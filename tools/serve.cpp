@@ -36,6 +36,13 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --handshake-timeout MS    default 10000
   --idle-timeout MS         default 0 (off)
   --ping-interval MS        default 30000 (0 = off)
+  --deflate                 enable permessage-deflate (RFC 7692; declined for Safari/iOS 15.0-15.3)
+  --deflate-window-bits N   9..15: the server's compression window (default 15)
+  --deflate-client-window-bits N  9..15: asked of clients that offer client_max_window_bits (default 15)
+  --deflate-mem-level N     1..9 (default 8)
+  --deflate-level N         1..9 (default 6)
+  --deflate-min-size BYTES  send shorter messages uncompressed (default 64)
+  --deflate-no-context-takeover  server and client reset their windows after each message
   --log-level LEVEL         debug, info (default), warn, error, off
   --log-format FORMAT       text (default) or json
   --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
@@ -108,7 +115,16 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--handshake-timeout")) config.limits.handshake_timeout_ms = args.number(1, 3600000);
     else if (args.is("--idle-timeout")) config.limits.idle_timeout_ms = args.number(0, 86400000);
     else if (args.is("--ping-interval")) config.limits.ping_interval_ms = args.number(0, 86400000);
-    else if (args.is("--log-level")) {
+    else if (args.is("--deflate")) config.deflate.enabled = true;
+    else if (args.is("--deflate-window-bits")) config.deflate.server_max_window_bits = static_cast<unsigned>(args.number(9, 15));
+    else if (args.is("--deflate-client-window-bits")) config.deflate.client_max_window_bits = static_cast<unsigned>(args.number(9, 15));
+    else if (args.is("--deflate-mem-level")) config.deflate.mem_level = static_cast<int>(args.number(1, 9));
+    else if (args.is("--deflate-level")) config.deflate.compression_level = static_cast<int>(args.number(1, 9));
+    else if (args.is("--deflate-min-size")) config.deflate.min_size = static_cast<std::size_t>(args.number(0, 1LL << 40));
+    else if (args.is("--deflate-no-context-takeover")) {
+      config.deflate.server_no_context_takeover = true;
+      config.deflate.client_no_context_takeover = true;
+    } else if (args.is("--log-level")) {
       if (!core::parse_log_level(args.value(), level)) args.fail("--log-level takes debug, info, warn, error or off");
     } else if (args.is("--log-format")) {
       const std::string f = args.value();

@@ -43,7 +43,7 @@ Reactor::Reactor(Fd epoll, Wakeup wakeup, std::uint64_t now_ms)
       wakeup_(std::move(wakeup)),
       timers_(now_ms),
       now_ms_(now_ms),
-      thread_(std::this_thread::get_id()),
+      thread_(std::thread::id()),  // no owner until the first turn: until then every caller posts
       receive_buffer_(new std::uint8_t[kReceiveBufferSize]) {
   hooks_.prev = hooks_.next = &hooks_;
   handlers_.resize(1024, nullptr);

@@ -114,6 +114,9 @@ std::string clients_for(Kind kind, std::string_view header) {
     case Kind::duplicate_extension:
     case Kind::malformed_extensions:
       return "every browser fails the handshake (close 1006): RFC 6455 9.1 and RFC 7692 5 forbid it";
+    case Kind::invalid_extension_params:
+      return "the client fails the handshake (close 1006): RFC 7692 7.1 lets a server answer only with parameters "
+             "that fit the client's offer";
     case Kind::missing_upgrade:
     case Kind::bad_upgrade_value:
     case Kind::missing_connection:

@@ -57,7 +57,9 @@ bool UpgradeContext::select_subprotocol(std::string_view protocol) {
   const std::string_view offered[] = {protocol};
   const std::string_view match = codec::select_subprotocol(upgrade_.protocols_offered, offered);
   if (match.empty()) return false;
-  subprotocol_ = match;
+  // match views the caller's string, which may be a temporary: keep a copy for the 101 written after on_upgrade.
+  chosen_subprotocol_.assign(match);
+  subprotocol_ = chosen_subprotocol_;
   subprotocol_chosen_ = true;
   return true;
 }

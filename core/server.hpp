@@ -58,6 +58,7 @@ class UpgradeContext {
 
   codec::HeaderError add_header(std::string_view name, std::string_view value);
   // Chooses the subprotocol instead of the configured preference list; it must be one the client offered.
+  // The name is copied: the caller's string may go away when this returns.
   bool select_subprotocol(std::string_view protocol);
   std::string_view subprotocol() const { return subprotocol_; }
   // Refuses the upgrade with this status (4xx/5xx) and a short plain-text body.
@@ -76,7 +77,8 @@ class UpgradeContext {
   codec::ResponseHeaders& headers_;
   const codec::ResponseHeaders& static_headers_;
   bool headers_copied_ = false;
-  std::string_view subprotocol_;
+  std::string_view subprotocol_;  // the configured name, or chosen_subprotocol_
+  std::string chosen_subprotocol_;
   bool subprotocol_chosen_ = false;
   int refuse_status_ = 0;
   std::string refuse_body_;

@@ -167,6 +167,28 @@ TEST(ServerUpgrade, NegotiatesConfiguredSubprotocolByServerPreference) {
   EXPECT_EQ(seen, "chat.v2");
 }
 
+TEST(ServerUpgrade, ApplicationChoosesSubprotocolFromAStringThatDoesNotOutliveTheCallback) {
+  ServerConfig config = test_config();
+  config.subprotocols = {"graphql-ws"};
+  std::atomic<bool> accepted{false}, unoffered_refused{false};
+  Callbacks callbacks = echo_callbacks();
+  callbacks.on_upgrade = [&](UpgradeContext& context) {
+    unoffered_refused = !context.select_subprotocol("not-offered-by-the-client");
+    // A temporary long enough to live on the heap: the 101 must not read it after it is gone.
+    accepted = context.select_subprotocol(std::string("graphql-transport-ws.example.com"));
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.connect(server.port()));
+  const UpgradeResult result = client.upgrade("/", "graphql-ws, graphql-transport-ws.example.com");
+  EXPECT_EQ(result.status, 101);
+  EXPECT_TRUE(result.check.ok()) << result.head;
+  EXPECT_EQ(result.header("Sec-WebSocket-Protocol"), "graphql-transport-ws.example.com");
+  EXPECT_TRUE(accepted.load());
+  EXPECT_TRUE(unoffered_refused.load());
+}
+
 TEST(ServerUpgrade, SubprotocolMismatchIs400NamingBothLists) {
   LogCapture log;
   ServerConfig config = test_config();

@@ -323,6 +323,7 @@ void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
       payload_len = codec::write_close_payload(payload, code, {});
     }
     send_frame(Opcode::close, {payload, payload_len}, true);
+    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
     notify_closed(code, reason);
   }
   // Both close frames are exchanged: the server closes the TCP connection first (RFC 6455 7.1.1), after the queue.
@@ -344,6 +345,7 @@ void Connection::fail_with(std::uint16_t code, std::string_view reason) {
     std::uint8_t payload[125];
     const std::size_t n = codec::write_close_payload(payload, code, reason);
     send_frame(Opcode::close, {payload, n}, true);
+    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
     notify_closed(code, reason);
   }
   enter_draining();
@@ -373,8 +375,10 @@ void Connection::on_eof() {
 
 void Connection::destroy(std::uint16_t code, std::string_view reason) {
   if (state_ == State::dead) return;
-  notify_closed(code, reason);
+  // Dead before on_close: a send from the callback fails (SendStatus::closed) instead of writing to this socket,
+  // failing, and destroying the connection a second time (released twice, freed twice).
   state_ = State::dead;
+  notify_closed(code, reason);
   timer_.cancel();
   flush_hook_.cancel();
   transport_close(*this);
@@ -419,9 +423,10 @@ void Connection::close(std::uint16_t code, std::string_view reason) {
     n = codec::write_close_payload(payload, code, reason);
   }
   send_frame(Opcode::close, {payload, n}, true);
-  notify_closed(code, reason);
+  // Closing before on_close: RFC 6455 5.5.1, no data frame may follow the close frame.
   state_ = State::closing;
   arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+  notify_closed(code, reason);
 }
 
 void Connection::terminate() {

@@ -98,7 +98,8 @@ struct Callbacks {
   std::function<void(Connection&)> on_open;
   std::function<void(Connection&, const Message&)> on_message;
   // Called once for every opened connection: the peer's code when it closed first, ours when we did, 1006 when
-  // the connection dropped without a closing handshake.
+  // the connection dropped without a closing handshake. The connection is no longer open here: sends from the
+  // callback return SendStatus::closed (nothing may follow a close frame, RFC 6455 5.5.1).
   std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
   // The send queue emptied after the kernel had pushed back (EAGAIN).
   std::function<void(Connection&)> on_drain;

@@ -349,6 +349,67 @@ TEST(ServerConnection, HandleAfterCloseFailsCleanly) {
   EXPECT_FALSE(next.read_frame(200)) << "the stale handle's message reached the new connection";
 }
 
+// on_close runs when the connection is closed: sends from it fail instead of putting data after the close frame
+// or writing to a socket that is being torn down.
+TEST(ServerConnection, SendsFromOnCloseFailAfterAnAbruptDrop) {
+  std::atomic<int> status{-1};
+  Callbacks callbacks = echo_callbacks();
+  callbacks.on_close = [&](Connection& c, std::uint16_t, std::string_view) {
+    const std::string large(100 * 1024, 'x');  // larger than the cork: would be written at once
+    status = static_cast<int>(c.send_text(large));
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_text("x"));
+  ASSERT_TRUE(client.read_frame());
+  client.reset();
+  ASSERT_TRUE(eventually([&] { return status.load() != -1; }));
+  EXPECT_EQ(status.load(), static_cast<int>(SendStatus::closed));
+  EXPECT_TRUE(eventually([&] { return server->stats().connections_open == 0; }));
+  EXPECT_EQ(server->stats().connections_open, 0u);
+  TestClient next;
+  EXPECT_TRUE(next.open(server.port()));
+}
+
+TEST(ServerConnection, NoDataFollowsTheCloseFrameWhenOnCloseSends) {
+  std::atomic<int> status{-1};
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message&) { c.close(4000, "done"); };
+  callbacks.on_close = [&](Connection& c, std::uint16_t, std::string_view) {
+    status = static_cast<int>(c.send_text("too late"));
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_text("close please"));
+  auto frame = client.read_frame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->opcode, Opcode::close);
+  EXPECT_FALSE(client.read_frame(200)) << "RFC 6455 5.5.1: no data frame after a close frame";
+  EXPECT_EQ(status.load(), static_cast<int>(SendStatus::closed));
+}
+
+TEST(ServerConnection, NoDataFollowsAnEchoedCloseFrameWhenOnCloseSends) {
+  std::atomic<int> status{-1};
+  Callbacks callbacks;
+  callbacks.on_close = [&](Connection& c, std::uint16_t, std::string_view) {
+    status = static_cast<int>(c.send_text("too late"));
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_close(1000));
+  auto frame = client.read_frame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->opcode, Opcode::close);
+  EXPECT_FALSE(client.read_frame(200)) << "RFC 6455 5.5.1: no data frame after a close frame";
+  EXPECT_EQ(status.load(), static_cast<int>(SendStatus::closed));
+}
+
 TEST(ServerTimeouts, HandshakeThatNeverCompletesIsClosedWhileOthersAreServed) {
   ServerConfig config = test_config();
   config.limits.handshake_timeout_ms = 200;

@@ -359,5 +359,47 @@ TEST(PubSub, ClosedSubscriberIsRemovedFromItsTopics) {
   EXPECT_EQ(frame->payload, "hello");
 }
 
+// The chat-room pattern: on_close tells the others. The publish that made a subscriber overflow (and close)
+// runs a nested publish from on_close, to a topic with more subscribers.
+TEST(PubSub, PublishFromOnCloseDuringAFanOutIsSafe) {
+  ServerConfig config = test_config();
+  config.limits.max_backpressure = 64 * 1024;
+  std::atomic<int> closes{0};
+  RunningServer* running = nullptr;
+  Callbacks callbacks = topic_callbacks();
+  callbacks.on_close = [&](Connection&, std::uint16_t, std::string_view) {
+    ++closes;
+    running->server().publish("lobby", TestClient::bytes(std::string("someone left")));
+  };
+  RunningServer server;
+  running = &server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  std::vector<TestClient> room(3), lobby(40);
+  for (TestClient& client : room) {
+    ASSERT_TRUE(client.open(server.port(), "/", 4096));
+    ASSERT_TRUE(client.send_text("sub room"));
+    ASSERT_TRUE(client.read_frame());
+  }
+  for (TestClient& client : lobby) {
+    ASSERT_TRUE(client.open(server.port()));
+    ASSERT_TRUE(client.send_text("sub lobby"));
+    ASSERT_TRUE(client.read_frame());
+  }
+  const std::string big(60 * 1024, 'b');
+  // Nobody in the room reads: the queues pass the limit and the room's subscribers close during fan-outs.
+  for (int i = 0; i < 200 && closes.load() < 3; ++i) {
+    server->reactor(0)->post([&] { server->publish("room", TestClient::bytes(big)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(eventually([&] { return closes.load() == 3; }));
+  for (TestClient& client : lobby) {
+    for (int i = 0; i < 3; ++i) {
+      auto frame = client.read_frame();
+      ASSERT_TRUE(frame);
+      EXPECT_EQ(frame->payload, "someone left");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace edgews::test

@@ -141,7 +141,8 @@ class Server {
   bool stopped() const;
 
   // Embedding reactor 0 in another event loop: poll event_fd() for readability (and wake up after
-  // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks.
+  // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks. After shutdown(), keep
+  // calling run_ready() until stopped() (the closing handshakes and queued data need turns of the loop).
   int event_fd() const;
   int next_timeout_ms() const;
   void run_ready();

@@ -57,7 +57,11 @@ void Worker::start_thread() {
 
 void Worker::run() {
   reactor_->run();
-  server_.worker_finished();
+  report_finished();
+}
+
+void Worker::report_finished() {
+  if (!finish_reported_.exchange(true)) server_.worker_finished();
 }
 
 void Worker::join() {
@@ -294,6 +298,7 @@ void Worker::on_shutdown_timer(net::Timer&, void* context) {
 }
 
 void Worker::finish_shutdown() {
+  shutdown_finished_ = true;
   shutdown_timer_.cancel();
   reactor_->stop();
 }

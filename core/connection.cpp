@@ -460,7 +460,10 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   }
   std::uint8_t header[codec::kMaxFrameHeaderSize];
   const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size());
-  if (!control) worker_.counters().bump_messages_out();
+  if (!control) {
+    worker_.counters().bump_messages_out();
+    last_message_ms_ = worker_.reactor().now_ms();  // the idle timeout counts messages either way
+  }
   write_or_queue({header, header_len}, payload);
   return SendStatus::ok;
 }
@@ -523,6 +526,7 @@ void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure(frame->size())) return;
   worker_.counters().bump_messages_out();
+  last_message_ms_ = worker_.reactor().now_ms();
   if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue_);
   queue_.append_shared(frame);
   if (!worker_.corked(*this)) schedule_flush();

@@ -446,6 +446,38 @@ TEST(ServerTimeouts, IdleConnectionIsClosedWith1001) {
   EXPECT_EQ(record.at(0).first, 1001);
 }
 
+TEST(ServerTimeouts, MessagesFromTheServerAlsoCountAsActivity) {
+  // Limits::idle_timeout_ms: "no message either way". A feed that only pushes to a silent client is not idle.
+  ServerConfig config = test_config();
+  config.limits.idle_timeout_ms = 300;
+  std::mutex mutex;
+  ConnectionHandle handle;
+  Callbacks callbacks;
+  callbacks.on_open = [&](Connection& c) {
+    std::lock_guard lock(mutex);
+    handle = c.handle();
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mutex);
+    return handle.valid();
+  }));
+  for (int i = 0; i < 15; ++i) {  // 750 ms of a message every 50 ms
+    server->send(handle, TestClient::bytes("tick"), Opcode::text);
+    auto frame = client.read_frame(1000);
+    ASSERT_TRUE(frame) << i;
+    ASSERT_EQ(frame->opcode, Opcode::text) << "closed after " << i << " ticks: " << frame->close_code;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto close = client.read_frame(3000);  // the feed stops: now it is idle
+  ASSERT_TRUE(close);
+  EXPECT_EQ(close->opcode, Opcode::close);
+  EXPECT_EQ(close->close_code, 1001);
+}
+
 TEST(ServerPing, PingIsAnsweredWithTheSamePayload) {
   RunningServer server;
   ASSERT_TRUE(server.start(test_config(), echo_callbacks()));

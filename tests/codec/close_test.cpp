@@ -86,6 +86,14 @@ TEST(CloseWriter, WritesCodeAndReasonThatParseBack) {
   EXPECT_EQ(r.payload.reason, "going away");
 }
 
+// A default string_view has a null data(): memcpy from it is undefined even for 0 bytes (UBSan aborts), and the
+// server's reply to a peer's close passes exactly that.
+TEST(CloseWriter, WritesCodeAloneForADefaultConstructedReason) {
+  std::uint8_t out[125];
+  const std::size_t n = write_close_payload(out, 1000, std::string_view{});
+  EXPECT_EQ(Bytes(out, out + n), close_bytes(1000, ""));
+}
+
 TEST(CloseWriter, NoStatusWritesTheEmptyPayload) {
   std::uint8_t out[125];
   EXPECT_EQ(write_close_payload(out, 1005, "ignored"), 0u);

@@ -358,6 +358,7 @@ void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
       payload_len = codec::write_close_payload(payload, code, {});
     }
     send_frame(Opcode::close, {payload, payload_len}, true);
+    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
     notify_closed(code, reason);
   }
   // Both close frames are exchanged: the server closes the TCP connection first (RFC 6455 7.1.1), after the queue.
@@ -379,6 +380,7 @@ void Connection::fail_with(std::uint16_t code, std::string_view reason) {
     std::uint8_t payload[125];
     const std::size_t n = codec::write_close_payload(payload, code, reason);
     send_frame(Opcode::close, {payload, n}, true);
+    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
     notify_closed(code, reason);
   }
   enter_draining();
@@ -408,8 +410,10 @@ void Connection::on_eof() {
 
 void Connection::destroy(std::uint16_t code, std::string_view reason) {
   if (state_ == State::dead) return;
-  notify_closed(code, reason);
+  // Dead before on_close: a send from the callback fails (SendStatus::closed) instead of writing to this socket,
+  // failing, and destroying the connection a second time (released twice, freed twice).
   state_ = State::dead;
+  notify_closed(code, reason);
   timer_.cancel();
   flush_hook_.cancel();
   transport_close(*this);
@@ -455,9 +459,10 @@ void Connection::close(std::uint16_t code, std::string_view reason) {
     n = codec::write_close_payload(payload, code, reason);
   }
   send_frame(Opcode::close, {payload, n}, true);
-  notify_closed(code, reason);
+  // Closing before on_close: RFC 6455 5.5.1, no data frame may follow the close frame.
   state_ = State::closing;
   arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+  notify_closed(code, reason);
 }
 
 void Connection::terminate() {
@@ -495,7 +500,10 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   if (deflate_ && !control) [[unlikely]] compressed = deflate_->compress(payload, payload);
   std::uint8_t header[codec::kMaxFrameHeaderSize];
   const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size(), true, compressed);
-  if (!control) worker_.counters().bump_messages_out();
+  if (!control) {
+    worker_.counters().bump_messages_out();
+    last_message_ms_ = worker_.reactor().now_ms();  // the idle timeout counts messages either way
+  }
   write_or_queue({header, header_len}, payload);  // copies what it does not write at once
   if (compressed) DeflateSession::trim_compressed_buffer();
   return SendStatus::ok;
@@ -559,6 +567,7 @@ void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure(frame->size())) return;
   worker_.counters().bump_messages_out();
+  last_message_ms_ = worker_.reactor().now_ms();
   if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue_);
   queue_.append_shared(frame);
   if (!worker_.corked(*this)) schedule_flush();

@@ -161,7 +161,7 @@ class Connection final : public net::Reactor::Handler {
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint64_t last_heard_ms_ = 0;    // any bytes from the peer
-  std::uint64_t last_message_ms_ = 0;  // a data message from the peer (idle timeout)
+  std::uint64_t last_message_ms_ = 0;  // a data message either way (idle timeout)
   std::uint64_t ping_sent_ms_ = 0;
   codec::MessageReader reader_;
   OutQueue queue_;

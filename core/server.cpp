@@ -76,7 +76,9 @@ bool UpgradeContext::select_subprotocol(std::string_view protocol) {
   const std::string_view offered[] = {protocol};
   const std::string_view match = codec::select_subprotocol(upgrade_.protocols_offered, offered);
   if (match.empty()) return false;
-  subprotocol_ = match;
+  // match views the caller's string, which may be a temporary: keep a copy for the 101 written after on_upgrade.
+  chosen_subprotocol_.assign(match);
+  subprotocol_ = chosen_subprotocol_;
   subprotocol_chosen_ = true;
   return true;
 }
@@ -197,7 +199,10 @@ int Server::event_fd() const { return workers_.empty() ? -1 : workers_[0]->react
 int Server::next_timeout_ms() const { return workers_.empty() ? -1 : workers_[0]->reactor().next_timeout_ms(); }
 
 void Server::run_ready() {
-  if (!workers_.empty()) workers_[0]->reactor().run_once(0);
+  if (workers_.empty()) return;
+  workers_[0]->reactor().run_once(0);
+  // An embedded reactor 0 has no run() to return from: its finished shutdown is what stopped() must see.
+  if (workers_[0]->shutdown_finished()) workers_[0]->report_finished();
 }
 
 bool Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {

@@ -58,6 +58,7 @@ class UpgradeContext {
 
   codec::HeaderError add_header(std::string_view name, std::string_view value);
   // Chooses the subprotocol instead of the configured preference list; it must be one the client offered.
+  // The name is copied: the caller's string may go away when this returns.
   bool select_subprotocol(std::string_view protocol);
   std::string_view subprotocol() const { return subprotocol_; }
   // Refuses the upgrade with this status (4xx/5xx) and a short plain-text body.
@@ -76,7 +77,8 @@ class UpgradeContext {
   codec::ResponseHeaders& headers_;
   const codec::ResponseHeaders& static_headers_;
   bool headers_copied_ = false;
-  std::string_view subprotocol_;
+  std::string_view subprotocol_;  // the configured name, or chosen_subprotocol_
+  std::string chosen_subprotocol_;
   bool subprotocol_chosen_ = false;
   int refuse_status_ = 0;
   std::string refuse_body_;
@@ -96,7 +98,8 @@ struct Callbacks {
   std::function<void(Connection&)> on_open;
   std::function<void(Connection&, const Message&)> on_message;
   // Called once for every opened connection: the peer's code when it closed first, ours when we did, 1006 when
-  // the connection dropped without a closing handshake.
+  // the connection dropped without a closing handshake. The connection is no longer open here: sends from the
+  // callback return SendStatus::closed (nothing may follow a close frame, RFC 6455 5.5.1).
   std::function<void(Connection&, std::uint16_t code, std::string_view reason)> on_close;
   // The send queue emptied after the kernel had pushed back (EAGAIN).
   std::function<void(Connection&)> on_drain;
@@ -142,7 +145,8 @@ class Server {
   bool stopped() const;
 
   // Embedding reactor 0 in another event loop: poll event_fd() for readability (and wake up after
-  // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks.
+  // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks. After shutdown(), keep
+  // calling run_ready() until stopped() (the closing handshakes and queued data need turns of the loop).
   int event_fd() const;
   int next_timeout_ms() const;
   void run_ready();

@@ -55,7 +55,14 @@ void Worker::start_thread() {
   thread_ = std::thread([this] { run(); });
 }
 
-void Worker::run() { reactor_->run(); }
+void Worker::run() {
+  reactor_->run();
+  report_finished();
+}
+
+void Worker::report_finished() {
+  if (!finish_reported_.exchange(true)) server_.worker_finished();
+}
 
 void Worker::join() {
   if (thread_.joinable()) thread_.join();
@@ -238,12 +245,17 @@ void Worker::publish_local(std::string_view topic, std::span<const std::uint8_t>
   auto it = topics_.find(std::string(topic));
   if (it == topics_.end()) return;
   // A subscriber may close while we deliver (backpressure, write error) and leave the topic: walk a copy.
-  // Connections are freed only at the end of the turn, so the pointers stay valid.
-  fanout_.assign(it->second.begin(), it->second.end());
+  // Connections are freed only at the end of the turn, so the pointers stay valid. The copy is taken out of
+  // fanout_ (keeping its capacity) because a close runs on_close, which may publish again: a nested publish
+  // then fills a list of its own instead of reallocating the one this loop walks.
+  std::vector<Connection*> targets;
+  targets.swap(fanout_);
+  targets.assign(it->second.begin(), it->second.end());
   Chunk* frame = build_frame(payload, opcode);
-  for (Connection* connection : fanout_) connection->queue_shared(frame);
+  for (Connection* connection : targets) connection->queue_shared(frame);
   frame->release();
-  fanout_.clear();
+  targets.clear();
+  if (targets.capacity() > fanout_.capacity()) fanout_.swap(targets);
 }
 
 void Worker::broadcast_local(std::span<const std::uint8_t> payload, Opcode opcode) {
@@ -286,11 +298,11 @@ void Worker::on_shutdown_timer(net::Timer&, void* context) {
 }
 
 void Worker::finish_shutdown() {
-  if (finished_) return;
-  finished_ = true;
+  if (shutdown_finished_) return;
+  shutdown_finished_ = true;
   shutdown_timer_.cancel();
   reactor_->stop();
-  server_.worker_finished();  // also in embedded mode, where nobody returns from run()
+  report_finished();  // also in embedded mode, where nobody returns from run()
 }
 
 }  // namespace edgews::core

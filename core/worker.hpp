@@ -32,6 +32,10 @@ class Worker {
   void run();  // the reactor loop on the calling thread, until shutdown
   void join();
   void begin_shutdown();  // on the worker's thread
+  // After the reactor stopped (run) or, for an embedded reactor 0, once its shutdown completed: counts this
+  // worker out of Server::stopped(), once.
+  void report_finished();
+  bool shutdown_finished() const { return shutdown_finished_; }
 
   Server& server() { return server_; }
   net::Reactor& reactor() { return *reactor_; }
@@ -130,7 +134,8 @@ class Worker {
   std::vector<Connection*> fanout_;
 
   bool shutting_down_ = false;
-  bool finished_ = false;
+  bool shutdown_finished_ = false;
+  std::atomic<bool> finish_reported_{false};
   net::Timer shutdown_timer_;
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;

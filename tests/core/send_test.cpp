@@ -1,0 +1,405 @@
+// Sending: corked sends, ordering across the cork, the queue and direct writes, on_drain, the backpressure
+// policies, cross-thread sends, publish/subscribe and broadcast.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/core/server_harness.hpp"
+#include "tests/core/test_client.hpp"
+
+namespace edgews::test {
+namespace {
+
+// A payload that says which message it is: "<index>:" then filler up to size bytes.
+std::string numbered(std::size_t index, std::size_t size) {
+  std::string payload = std::to_string(index);
+  payload += ':';
+  while (payload.size() < size) payload.push_back(static_cast<char>('a' + (index + payload.size()) % 26));
+  return payload;
+}
+
+// "sizes 10 70000 10 ..." sends one numbered message of each size, all from inside the callback.
+Callbacks sizes_callbacks() {
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) {
+    std::istringstream in{std::string(m.text())};
+    std::string word;
+    in >> word;
+    std::size_t size = 0;
+    for (std::size_t i = 0; in >> size; ++i) c.send_binary(TestClient::bytes(numbered(i, size)));
+  };
+  return callbacks;
+}
+
+void expect_numbered(TestClient& client, const std::vector<std::size_t>& sizes) {
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    auto frame = client.read_frame(10000);
+    ASSERT_TRUE(frame) << "message " << i << " of " << sizes.size() << " missing";
+    ASSERT_EQ(frame->payload.size(), sizes[i]) << "message " << i;
+    ASSERT_EQ(frame->payload, numbered(i, sizes[i])) << "message " << i << " out of order or damaged";
+  }
+}
+
+std::string sizes_command(const std::vector<std::size_t>& sizes) {
+  std::string command = "sizes";
+  for (std::size_t size : sizes) {
+    command += ' ';
+    command += std::to_string(size);
+  }
+  return command;
+}
+
+class SendThreads : public ::testing::TestWithParam<unsigned> {};
+INSTANTIATE_TEST_SUITE_P(Threads, SendThreads, ::testing::Values(1u, 2u),
+                         [](const auto& test) { return "threads" + std::to_string(test.param); });
+
+TEST_P(SendThreads, HundredSendsInOneCallbackArriveIntactAndInOrder) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(GetParam()), sizes_callbacks()));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < 100; ++i) sizes.push_back(8 + i * 3);
+  ASSERT_TRUE(client.send_text(sizes_command(sizes)));
+  expect_numbered(client, sizes);
+}
+
+TEST_P(SendThreads, OrderHoldsWhenTheCorkOverflowsIntoTheQueue) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(GetParam()), sizes_callbacks()));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  std::vector<std::size_t> sizes(300, 1000);  // ~300 KiB of small sends: several times the 64 KiB cork
+  for (std::size_t i = 0; i < sizes.size(); i += 7) sizes[i] = 5000 + i;
+  ASSERT_TRUE(client.send_text(sizes_command(sizes)));
+  expect_numbered(client, sizes);
+}
+
+TEST_P(SendThreads, OrderHoldsAcrossCorkQueueAndDirectWritesOfLargePayloads) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(GetParam()), sizes_callbacks()));
+  // A small receive window makes the direct writes partial, so later sends must wait behind the queue.
+  for (int window : {0, 4096}) {
+    TestClient client;
+    ASSERT_TRUE(client.open(server.port(), "/", window));
+    const std::vector<std::size_t> sizes = {10,     60000, 20000, 10,      70000, 5,  1 << 20, 3,
+                                            16384,  16383, 100,   3 << 20, 64,    7,  65536,   4};
+    ASSERT_TRUE(client.send_text(sizes_command(sizes)));
+    expect_numbered(client, sizes);
+  }
+}
+
+TEST(Send, EchoOfManyMessagesInOneReadKeepsOrder) {
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  std::string batch;
+  std::vector<std::size_t> sizes;
+  // Frames written back to back arrive in few reads: many on_message calls within one corked turn.
+  for (std::size_t i = 0; i < 500; ++i) {
+    sizes.push_back(20 + i % 300);
+    ASSERT_TRUE(client.send_binary(numbered(i, sizes.back())));
+  }
+  expect_numbered(client, sizes);
+}
+
+TEST(Send, OnDrainFiresWhenTheQueueEmptiesAfterPushBack) {
+  std::atomic<std::size_t> peak{0};
+  std::atomic<int> sent{0}, drains{0};
+  std::atomic<std::size_t> buffered_at_drain{1};
+  Callbacks callbacks;
+  callbacks.on_message = [&](Connection& c, const Message&) {
+    const std::string payload(64 * 1024, 'd');
+    int n = 0;
+    // Fill until the kernel pushes back and the queue holds a good amount.
+    while (c.buffered_amount() < 1024 * 1024 && n < 1000) {
+      if (c.send_binary(TestClient::bytes(payload)) != SendStatus::ok) break;
+      ++n;
+    }
+    sent = n;
+    peak = c.buffered_amount();
+  };
+  callbacks.on_drain = [&](Connection& c) {
+    buffered_at_drain = c.buffered_amount();
+    ++drains;
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port(), "/", 4096));
+  ASSERT_TRUE(client.send_text("fill"));
+  ASSERT_TRUE(eventually([&] { return sent.load() != 0; }));
+  EXPECT_GE(peak.load(), 1024u * 1024u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(drains.load(), 0) << "nothing drained while the client does not read";
+  for (int i = 0; i < sent.load(); ++i) {
+    auto frame = client.read_frame(10000);
+    ASSERT_TRUE(frame) << i;
+    ASSERT_EQ(frame->payload.size(), 64u * 1024u);
+  }
+  ASSERT_TRUE(eventually([&] { return drains.load() == 1; }));
+  EXPECT_EQ(buffered_at_drain.load(), 0u);
+}
+
+TEST(Send, BackpressurePolicyCloseClosesWith1008) {
+  ServerConfig config = test_config();
+  config.limits.max_backpressure = 256 * 1024;
+  config.limits.backpressure_policy = BackpressurePolicy::close;
+  std::atomic<int> last_status{-1}, close_code{0};
+  Callbacks callbacks;
+  callbacks.on_message = [&](Connection& c, const Message&) {
+    const std::string payload(32 * 1024, 'p');
+    SendStatus status = SendStatus::ok;
+    for (int i = 0; i < 2000 && status == SendStatus::ok; ++i) status = c.send_binary(TestClient::bytes(payload));
+    last_status = static_cast<int>(status);
+  };
+  callbacks.on_close = [&](Connection&, std::uint16_t code, std::string_view) { close_code = code; };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient slow, other;
+  ASSERT_TRUE(slow.open(server.port(), "/", 4096));
+  ASSERT_TRUE(other.open(server.port()));
+  ASSERT_TRUE(slow.send_text("flood"));
+  ASSERT_TRUE(eventually([&] { return last_status.load() != -1; }));
+  EXPECT_EQ(last_status.load(), static_cast<int>(SendStatus::closed));
+  EXPECT_EQ(close_code.load(), 1008);
+  EXPECT_EQ(server->stats().backpressure_closes, 1u);
+  std::vector<Frame> frames = slow.read_until_close(10000);
+  ASSERT_FALSE(frames.empty());
+  EXPECT_EQ(frames.back().opcode, Opcode::close);
+  EXPECT_EQ(frames.back().close_code, 1008);
+  // The other client is not disturbed (it gets the same callback: its flood closes it too, so only ping it).
+  ASSERT_TRUE(other.send_frame(Opcode::ping, TestClient::bytes("ok?")));
+  auto pong = other.read_frame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->opcode, Opcode::pong);
+}
+
+TEST(Send, BackpressurePolicyDropDropsDataButNotControlFrames) {
+  ServerConfig config = test_config();
+  config.limits.max_backpressure = 256 * 1024;
+  config.limits.backpressure_policy = BackpressurePolicy::drop;
+  std::atomic<int> accepted{-1}, dropped{0}, ping_status{-1};
+  Callbacks callbacks;
+  callbacks.on_message = [&](Connection& c, const Message& m) {
+    if (m.text() == "echo") {
+      c.send_text("echo");
+      return;
+    }
+    const std::string payload(32 * 1024, 'p');
+    int ok = 0, lost = 0;
+    for (int i = 0; i < 2000; ++i) {
+      const SendStatus status = c.send_binary(TestClient::bytes(payload));
+      if (status == SendStatus::ok) ++ok;
+      if (status == SendStatus::dropped) ++lost;
+      if (lost == 10) break;
+    }
+    ping_status = static_cast<int>(c.ping(TestClient::bytes("still-here")));
+    dropped = lost;
+    accepted = ok;
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port(), "/", 4096));
+  ASSERT_TRUE(client.send_text("flood"));
+  ASSERT_TRUE(eventually([&] { return accepted.load() != -1; }));
+  EXPECT_EQ(dropped.load(), 10);
+  EXPECT_EQ(ping_status.load(), static_cast<int>(SendStatus::ok));
+  EXPECT_EQ(server->stats().messages_dropped, 10u);
+  int data = 0;
+  bool saw_ping = false;
+  while (!saw_ping) {
+    auto frame = client.read_frame(10000);
+    ASSERT_TRUE(frame);
+    if (frame->opcode == Opcode::ping) {
+      EXPECT_EQ(frame->payload, "still-here");
+      saw_ping = true;
+    } else {
+      ++data;
+    }
+  }
+  EXPECT_EQ(data, accepted.load()) << "every accepted message arrives, the dropped ones do not";
+  ASSERT_TRUE(client.send_text("echo"));
+  auto echo = client.read_frame();
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->payload, "echo") << "the connection stays open";
+}
+
+TEST(Send, CrossThreadSendsArriveInOrderPerSender) {
+  constexpr int kClients = 8, kSenders = 4, kMessages = 300;
+  std::mutex mutex;
+  std::vector<ConnectionHandle> handles;
+  Callbacks callbacks;
+  callbacks.on_open = [&](Connection& c) {
+    std::lock_guard lock(mutex);
+    handles.push_back(c.handle());
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(2), callbacks));
+  std::vector<TestClient> clients(kClients);
+  for (TestClient& client : clients) ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mutex);
+    return handles.size() == kClients;
+  }));
+  std::vector<std::thread> senders;
+  for (int s = 0; s < kSenders; ++s) {
+    senders.emplace_back([&, s] {
+      for (int i = 0; i < kMessages; ++i) {
+        std::string text = std::to_string(s);
+        text += ':';
+        text += std::to_string(i);
+        for (const ConnectionHandle& handle : handles) {
+          server->send(handle, TestClient::bytes(text), Opcode::text);
+        }
+      }
+    });
+  }
+  for (std::thread& t : senders) t.join();
+  std::set<std::uint32_t> workers;
+  for (const ConnectionHandle& handle : handles) workers.insert(handle.worker);
+  for (TestClient& client : clients) {
+    std::vector<int> next(kSenders, 0);
+    for (int n = 0; n < kSenders * kMessages; ++n) {
+      auto frame = client.read_frame(10000);
+      ASSERT_TRUE(frame) << n;
+      const int s = std::atoi(frame->payload.c_str());
+      const int i = std::atoi(frame->payload.c_str() + frame->payload.find(':') + 1);
+      ASSERT_EQ(i, next[static_cast<std::size_t>(s)]) << "sender " << s << " out of order";
+      ++next[static_cast<std::size_t>(s)];
+    }
+  }
+  EXPECT_EQ(server->stats().messages_out, static_cast<std::uint64_t>(kClients * kSenders * kMessages));
+  RecordProperty("reactors_used", static_cast<int>(workers.size()));
+}
+
+// "sub <topic>", "unsub <topic>" answer "ok <topic>" once done.
+Callbacks topic_callbacks() {
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) {
+    const std::string_view text = m.text();
+    if (text.starts_with("sub ")) {
+      c.subscribe(text.substr(4));
+    } else if (text.starts_with("unsub ")) {
+      c.unsubscribe(text.substr(6));
+    }
+    c.send_text("ok");
+  };
+  return callbacks;
+}
+
+TEST(PubSub, PublishReachesTwoThousandSubscribersOnTwoReactorsAndUnsubscribeStopsIt) {
+  constexpr int kClients = 2000;  // 4,000 descriptors in this process; 10,000 is the fan-out benchmark's job
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(2), topic_callbacks()));
+  std::vector<TestClient> clients(kClients);
+  for (TestClient& client : clients) {
+    ASSERT_TRUE(client.open(server.port()));
+    ASSERT_TRUE(client.send_text("sub news"));
+  }
+  for (TestClient& client : clients) {
+    auto ack = client.read_frame();
+    ASSERT_TRUE(ack && ack->payload == "ok");
+  }
+  const std::string first = "first edition";
+  server->publish("news", TestClient::bytes(first));
+  for (int i = 0; i < kClients; ++i) {
+    auto frame = clients[static_cast<std::size_t>(i)].read_frame();
+    ASSERT_TRUE(frame) << i;
+    ASSERT_EQ(frame->payload, first) << i;
+  }
+  // Every other client leaves the topic.
+  for (int i = 0; i < kClients; i += 2) ASSERT_TRUE(clients[static_cast<std::size_t>(i)].send_text("unsub news"));
+  for (int i = 0; i < kClients; i += 2) {
+    auto ack = clients[static_cast<std::size_t>(i)].read_frame();
+    ASSERT_TRUE(ack && ack->payload == "ok");
+  }
+  server->publish("news", TestClient::bytes(std::string("second edition")));
+  server->publish("sport", TestClient::bytes(std::string("nobody listens")));
+  server->broadcast(TestClient::bytes(std::string("to everyone")));
+  for (int i = 0; i < kClients; ++i) {
+    TestClient& client = clients[static_cast<std::size_t>(i)];
+    if (i % 2 == 1) {
+      auto frame = client.read_frame();
+      ASSERT_TRUE(frame) << i;
+      ASSERT_EQ(frame->payload, "second edition") << i;
+    }
+    auto frame = client.read_frame();
+    ASSERT_TRUE(frame) << i;
+    ASSERT_EQ(frame->payload, "to everyone") << i << ": an unsubscribed client got the topic";
+  }
+}
+
+TEST(PubSub, ClosedSubscriberIsRemovedFromItsTopics) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), topic_callbacks()));
+  TestClient leaving, staying;
+  ASSERT_TRUE(leaving.open(server.port()));
+  ASSERT_TRUE(staying.open(server.port()));
+  for (TestClient* client : {&leaving, &staying}) {
+    ASSERT_TRUE(client->send_text("sub room"));
+    ASSERT_TRUE(client->read_frame());
+  }
+  leaving.reset();
+  ASSERT_TRUE(eventually([&] { return server->stats().connections_open == 1; }));
+  server->publish("room", TestClient::bytes(std::string("hello")));
+  auto frame = staying.read_frame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->payload, "hello");
+}
+
+// The chat-room pattern: on_close tells the others. The publish that made a subscriber overflow (and close)
+// runs a nested publish from on_close, to a topic with more subscribers.
+TEST(PubSub, PublishFromOnCloseDuringAFanOutIsSafe) {
+  ServerConfig config = test_config();
+  config.limits.max_backpressure = 64 * 1024;
+  std::atomic<int> closes{0};
+  RunningServer* running = nullptr;
+  Callbacks callbacks = topic_callbacks();
+  callbacks.on_close = [&](Connection&, std::uint16_t, std::string_view) {
+    ++closes;
+    running->server().publish("lobby", TestClient::bytes(std::string("someone left")));
+  };
+  RunningServer server;
+  running = &server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  std::vector<TestClient> room(3), lobby(40);
+  for (TestClient& client : room) {
+    ASSERT_TRUE(client.open(server.port(), "/", 4096));
+    ASSERT_TRUE(client.send_text("sub room"));
+    ASSERT_TRUE(client.read_frame());
+  }
+  for (TestClient& client : lobby) {
+    ASSERT_TRUE(client.open(server.port()));
+    ASSERT_TRUE(client.send_text("sub lobby"));
+    ASSERT_TRUE(client.read_frame());
+  }
+  const std::string big(60 * 1024, 'b');
+  // Nobody in the room reads: the queues pass the limit and the room's subscribers close during fan-outs.
+  for (int i = 0; i < 200 && closes.load() < 3; ++i) {
+    server->reactor(0)->post([&] { server->publish("room", TestClient::bytes(big)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(eventually([&] { return closes.load() == 3; }));
+  for (TestClient& client : lobby) {
+    for (int i = 0; i < 3; ++i) {
+      auto frame = client.read_frame();
+      ASSERT_TRUE(frame);
+      EXPECT_EQ(frame->payload, "someone left");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace edgews::test

@@ -8,7 +8,8 @@ profile=${1:-build}
 packages=(build-essential cmake pkg-config libssl-dev libxxhash-dev zlib1g-dev libgtest-dev libgmock-dev
           libbenchmark-dev openssl)
 if [[ $profile == test ]]; then
-  packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace)
+  packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace
+            prometheus)  # promtool checks the /metrics exposition
 fi
 
 missing=()

@@ -35,7 +35,7 @@ class Server:
             line = self.proc.stdout.readline()
             if not line:
                 break
-            m = re.search(r"listening on port (\d+)", line)
+            m = re.search(r"listening on ports? (\d+)", line)
             if m:
                 self.port = int(m.group(1))
         if self.port is None:
@@ -236,6 +236,46 @@ class ProxyProtocolListener(unittest.TestCase):
         while self.proxy_errors() < before + 5 and time.time() < deadline:
             time.sleep(0.05)
         self.assertEqual(self.proxy_errors(), before + 5)
+
+
+class ProxyProtocolBeforeTls(unittest.TestCase):
+    """On a TLS listener the PROXY header comes first, in clear; TLS starts right behind it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="edgews-ops-certs-")
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "make-dev-cert.sh")
+        subprocess.run(["bash", script, cls.certs], check=True, capture_output=True, timeout=60)
+        cls.server = Server("--proxy-protocol", "--tls-port", "0", "--tls-cert", os.path.join(cls.certs, "localhost.crt"),
+                            "--tls-key", os.path.join(cls.certs, "localhost.key"), "--metrics-port", "0")
+        cls.tls_port = int(re.search(r"wss://127\.0\.0\.1:(\d+)", cls.server.wait_log(r"wss://")).group(1))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        subprocess.run(["rm", "-rf", cls.certs], check=False)
+
+    def test_tls_after_proxy_header_reports_the_source(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+        raw = connect(self.tls_port)
+        raw.sendall(b"PROXY TCP4 198.51.100.99 10.0.0.1 31337 443\r\n")
+        tls = ctx.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        data = read_until_closed(tls)
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        tls.close()
+        self.server.wait_log(r"peer=198\.51\.100\.99:31337 via=127\.0\.0\.1:\d+ version=1")
+
+    def test_tls_without_proxy_header_is_refused(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
+        raw = connect(self.tls_port)
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, OSError)):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+        raw.close()
+        status, body = http_get(self.server.metrics_port, "/metrics")
+        self.assertGreaterEqual(parse_metrics(body)["edgews_proxy_protocol_errors_total"], 1)
 
 
 class TrustedProxiesAndMetrics(unittest.TestCase):

@@ -47,7 +47,7 @@ std::size_t write_close_payload(std::uint8_t* out, std::uint16_t code, std::stri
     // Back off over continuation bytes (10xxxxxx) so the cut falls before a lead byte.
     while (n > 0 && (static_cast<std::uint8_t>(reason[n]) & 0xC0) == 0x80) --n;
   }
-  std::memcpy(out + 2, reason.data(), n);
+  if (n > 0) std::memcpy(out + 2, reason.data(), n);  // a default string_view's data() is null: memcpy forbids it
   return 2 + n;
 }
 

@@ -61,6 +61,19 @@ struct ListenConfig {
   std::string host = "0.0.0.0";  // an IPv4 or IPv6 literal, or "localhost"
   std::uint16_t port = 8080;     // 0 = any free port (see Server::ports())
   bool tls = false;              // wss:// on this listener (needs ServerConfig::tls)
+  // Every connection must start with a PROXY protocol header (v1 or v2, from HAProxy, nginx, AWS NLB...) within
+  // Limits::handshake_timeout_ms; its source address replaces the socket's peer address (Connection::
+  // remote_address(), logs). A connection without a valid header is closed. Only for listeners that nothing but
+  // the load balancer can reach: whoever sends the header chooses the address.
+  bool proxy_protocol = false;
+};
+
+// The operator's listener: GET /metrics (Prometheus text format) and GET /healthz, nothing else. Off by default;
+// bind it to a loopback or private address, it is not meant for the public.
+struct AdminListenerConfig {
+  bool enabled = false;
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9100;  // 0 = any free port (see Server::admin_port())
 };
 
 struct TlsConfig {
@@ -88,6 +101,15 @@ struct ServerConfig {
   // control-character values and duplicates are refused there, with the reason.
   std::vector<std::pair<std::string, std::string>> response_headers;
   DeflateConfig deflate;
+
+  // Proxies whose forwarding headers are believed (CIDR: "10.0.0.0/8", "::1", "2001:db8::/32"). From these peers
+  // the client address is taken from Forwarded (for=), else X-Forwarded-For (the rightmost address that is not
+  // itself a trusted proxy), else X-Real-IP; from anyone else those headers are ignored. Empty = trust nobody.
+  std::vector<std::string> trusted_proxies;
+  // Metrics: an admin listener, and/or GET /metrics on the main listeners for peers in these networks (CIDR).
+  // Loop-lag sampling runs only when one of the two is on.
+  AdminListenerConfig admin_listener;
+  std::vector<std::string> metrics_allow;
 };
 
 }  // namespace edgews::core

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "codec/close.hpp"
@@ -13,6 +14,8 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
 #include "core/deflate_session.hpp"
+#include "codec/proxy_protocol.hpp"
+#include "core/forwarded.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 #include "core/worker.hpp"
@@ -27,6 +30,8 @@ namespace {
 constexpr std::size_t kDirectWriteThreshold = 16 * 1024;
 // Reads per readiness edge before yielding to other connections (a peer that never stops sending).
 constexpr int kMaxReadsPerEdge = 16;
+// A PROXY header is never longer than this (v2 fixed part + the parser's default bound on addresses and TLVs).
+constexpr std::size_t kMaxProxyHeader = codec::ProxyHeaderParser::kV2FixedLength + codec::ProxyLimits{}.max_v2_length;
 
 std::span<const std::uint8_t> bytes_of(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
@@ -39,9 +44,11 @@ std::string PeerAddress::to_string() const {
   char out[INET6_ADDRSTRLEN + 16];
   if (addr.sa.sa_family == AF_INET) {
     inet_ntop(AF_INET, &addr.v4.sin_addr, host, sizeof host);
+    if (addr.v4.sin_port == 0) return host;
     std::snprintf(out, sizeof out, "%s:%u", host, ntohs(addr.v4.sin_port));
   } else if (addr.sa.sa_family == AF_INET6) {
     inet_ntop(AF_INET6, &addr.v6.sin6_addr, host, sizeof host);
+    if (addr.v6.sin6_port == 0) return host;
     std::snprintf(out, sizeof out, "[%s]:%u", host, ntohs(addr.v6.sin6_port));
   } else {
     return "unknown";
@@ -91,6 +98,7 @@ void Connection::on_events(std::uint32_t events) {
 }
 
 void Connection::on_readable(bool peer_hung_up) {
+  if (proxy_ && !read_proxy_header()) return;
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
   worker_.cork(*this);
   bool more = false;
@@ -116,6 +124,11 @@ void Connection::on_readable(bool peer_hung_up) {
     if (r.status == net::IoStatus::closed) {
       on_eof();
     } else {
+      if (tls_ && !tls_->handshake_done()) {
+        worker_.counters().bump_tls_failure();
+        worker_.server().logger().log(LogLevel::info, "tls_failed", "peer=%s: TLS handshake failed",
+                                      peer_.to_string().c_str());
+      }
       destroy(1006, "read failed");
     }
     break;
@@ -172,7 +185,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     worker_.server().logger().log(LogLevel::info, "refused", "peer=%s status=%d reason=\"%.*s\"",
                                   peer_.to_string().c_str(), parsed.http_status,
                                   static_cast<int>(parsed.error.size()), parsed.error.data());
-    worker_.counters().bump_refused();
+    worker_.counters().bump_refused(refusal_reason_for_status(parsed.http_status));
     refuse_http(out);
     return;
   }
@@ -190,6 +203,11 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   std::string& out = worker_.scratch_out();
   out.clear();
 
+  if (admin_ || (request.target.substr(0, request.target.find('?')) == "/metrics" &&
+                 server.metrics_allow_.contains(peer_))) {
+    serve_metrics(request);
+    return;
+  }
   if (!codec::is_websocket_upgrade(request)) {
     HttpResponse response;
     if (request.target == "/healthz") {
@@ -217,22 +235,28 @@ void Connection::handle_request(const codec::HttpRequest& request) {
     return;
   }
 
+  PeerAddress client;
+  if (resolve_client_address(request, peer_, server.trusted_proxies_, client)) {
+    forwarded_ = std::make_unique<PeerAddress>(client);
+  }
   codec::ResponseHeaders& headers = worker_.scratch_headers();
   headers.clear();
   UpgradeContext context(request, upgrade, peer_, headers, server.static_headers_);
+  context.client_ = &client_address();
   const codec::SubprotocolNegotiation negotiation =
       codec::negotiate_subprotocol(upgrade.protocols_offered, server.subprotocol_views_);
   context.subprotocol_ = negotiation.selected;
   if (server.callbacks_.on_upgrade) server.callbacks_.on_upgrade(context);
+  for (std::uint32_t i = 0; i < context.headers_refused_; ++i) worker_.counters().bump_header_refused();
   if (context.refuse_status_ != 0) {
-    refuse(context.refuse_status_, context.refuse_body_, upgrade);
+    refuse(context.refuse_status_, context.refuse_body_, upgrade, RefusalReason::application);
     return;
   }
   if (!context.subprotocol_chosen_) {
     if (negotiation.outcome == codec::SubprotocolOutcome::no_common_protocol) {
       std::string reason;
       codec::append_subprotocol_refusal_reason(reason, upgrade.protocols_offered, server.subprotocol_views_);
-      refuse(400, reason, upgrade);
+      refuse(400, reason, upgrade, RefusalReason::no_common_subprotocol);
       return;
     }
     if (negotiation.outcome == codec::SubprotocolOutcome::server_supports_none) {
@@ -278,13 +302,19 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   send_raw(bytes_of(out));
   arm_liveness();
   opened_ = true;
-  server.logger().log(LogLevel::info, "open", "peer=%s path=%.*s%s%s", peer_.to_string().c_str(),
+  server.logger().log(LogLevel::info, "open", "peer=%s%s%s path=%.*s%s%s", peer_.to_string().c_str(),
+                      forwarded_ ? " client=" : "", forwarded_ ? forwarded_->to_string().c_str() : "",
                       static_cast<int>(upgrade.path.size()), upgrade.path.data(),
                       subprotocol_ ? " subprotocol=" : "", subprotocol_ ? subprotocol_->c_str() : "");
   if (server.callbacks_.on_open) server.callbacks_.on_open(*this);
 }
 
 void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade) {
+  refuse(status, reason, upgrade, refusal_reason_for_status(status));
+}
+
+void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade,
+                        RefusalReason why) {
   Server& server = worker_.server();
   std::string& out = worker_.scratch_out();
   out.clear();
@@ -292,8 +322,101 @@ void Connection::refuse(int status, std::string_view reason, const codec::Upgrad
   server.logger().log(LogLevel::info, "refused", "peer=%s status=%d user_agent=\"%.*s\" reason=\"%.*s\"",
                       peer_.to_string().c_str(), status, static_cast<int>(upgrade.user_agent.size()),
                       upgrade.user_agent.data(), static_cast<int>(reason.size()), reason.data());
-  worker_.counters().bump_refused();
+  worker_.counters().bump_refused(why);
   refuse_http(out);
+}
+
+void Connection::serve_metrics(const codec::HttpRequest& request) {
+  std::string& out = worker_.scratch_out();
+  out.clear();
+  const std::string_view path = request.target.substr(0, request.target.find('?'));
+  if (request.method != "GET" && request.method != "HEAD") {
+    codec::write_refusal(out, 405, "only GET is served here\n");
+  } else if (path == "/metrics") {
+    // Prometheus text exposition format 0.0.4.
+    const std::string body = worker_.server().metrics_text();
+    codec::write_http_response(out, 200, "text/plain; version=0.0.4; charset=utf-8", body, nullptr, false);
+  } else if (path == "/healthz") {
+    codec::write_http_response(out, 200, "text/plain; charset=utf-8", "ok\n", nullptr, false);
+  } else {
+    codec::write_http_response(out, 404, "text/plain; charset=utf-8", "the admin listener serves /metrics and /healthz\n",
+                               nullptr, false);
+  }
+  refuse_http(out);
+}
+
+bool Connection::read_proxy_header() {
+  // Peek, then take exactly the header's bytes: what follows it (a TLS ClientHello, the upgrade request) stays in
+  // the socket for the layer that owns it. Two system calls, once per connection.
+  std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
+  const std::size_t want = std::min(buffer.size(), kMaxProxyHeader);
+  Server& server = worker_.server();
+  for (;;) {
+    const ssize_t n = ::recv(fd_, buffer.data(), want, MSG_PEEK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n <= 0) {
+      worker_.counters().bump_proxy_error();
+      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: connection %s before the PROXY header was complete",
+                          peer_.to_string().c_str(), n == 0 ? "closed" : "failed");
+      destroy(1006, "no PROXY header");
+      return false;
+    }
+    const codec::ProxyParseResult r = proxy_->feed({buffer.data(), static_cast<std::size_t>(n)});
+    if (r.status == codec::ProxyParseStatus::error) {
+      worker_.counters().bump_proxy_error();
+      const std::string_view why = codec::describe(r.error);
+      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: %.*s", peer_.to_string().c_str(),
+                          static_cast<int>(why.size()), why.data());
+      destroy(1006, "invalid PROXY header");
+      return false;
+    }
+    std::size_t left = r.consumed;
+    while (left > 0) {
+      const ssize_t taken = ::recv(fd_, buffer.data(), left, 0);
+      if (taken < 0 && errno == EINTR) continue;
+      if (taken <= 0) {
+        destroy(1006, "read failed");
+        return false;
+      }
+      left -= static_cast<std::size_t>(taken);
+    }
+    if (r.status == codec::ProxyParseStatus::need_more) {
+      if (static_cast<std::size_t>(n) < want) return false;  // drained: the next bytes bring a new edge
+      continue;
+    }
+    break;
+  }
+  const codec::ProxyHeader& header = proxy_->header();
+  const PeerAddress socket_peer = peer_;
+  if (header.command == codec::ProxyCommand::proxy) {
+    const codec::ProxyEndpoint& source = header.source;
+    if (source.family == codec::ProxyFamily::inet4) {
+      peer_ = PeerAddress{};
+      peer_.addr.v4.sin_family = AF_INET;
+      std::memcpy(&peer_.addr.v4.sin_addr, source.ip.data(), 4);
+      peer_.addr.v4.sin_port = htons(source.port);
+    } else if (source.family == codec::ProxyFamily::inet6) {
+      peer_ = PeerAddress{};
+      peer_.addr.v6.sin6_family = AF_INET6;
+      std::memcpy(&peer_.addr.v6.sin6_addr, source.ip.data(), 16);
+      peer_.addr.v6.sin6_port = htons(source.port);
+    }
+    // A UNIX-socket or unspecified source has no IP address to report: the socket's peer stays.
+  }
+  server.logger().log(LogLevel::debug, "proxy_protocol", "peer=%s via=%s version=%u command=%s",
+                      peer_.to_string().c_str(), socket_peer.to_string().c_str(), header.version,
+                      header.command == codec::ProxyCommand::proxy ? "proxy" : "local");
+  proxy_.reset();
+  if (tls_pending_) {
+    tls_pending_ = false;
+    if (net::Error error = worker_.attach_tls(*this)) {
+      server.logger().log(LogLevel::warn, "tls", "peer=%s: %s", peer_.to_string().c_str(), error.message.c_str());
+      destroy(1006, "tls setup failed");
+      return false;
+    }
+  }
+  return true;
 }
 
 void Connection::refuse_http(std::string_view response) {
@@ -432,7 +555,9 @@ void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
   if (!opened_ || close_notified_) return;
   close_notified_ = true;
   Server& server = worker_.server();
-  server.logger().log(LogLevel::info, "close", "peer=%s code=%u reason=\"%.*s\"", peer_.to_string().c_str(),
+  worker_.counters().bump_closed(code);
+  server.logger().log(LogLevel::info, "close", "peer=%s%s%s code=%u reason=\"%.*s\"", peer_.to_string().c_str(),
+                      forwarded_ ? " client=" : "", forwarded_ ? forwarded_->to_string().c_str() : "",
                       static_cast<unsigned>(code), static_cast<int>(reason.size()), reason.data());
   if (server.callbacks_.on_close) server.callbacks_.on_close(*this, code, reason);
 }
@@ -659,6 +784,13 @@ void Connection::on_deadline() {
     case Deadline::none:
       return;
     case Deadline::handshake:
+      if (proxy_) {
+        worker_.counters().bump_proxy_error();
+        server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: no complete PROXY header within %u ms",
+                            peer_.to_string().c_str(), limits.handshake_timeout_ms);
+        destroy(1006, "PROXY header timeout");
+        return;
+      }
       server.logger().log(LogLevel::info, "handshake_timeout", "peer=%s: no complete upgrade request within %u ms",
                           peer_.to_string().c_str(), limits.handshake_timeout_ms);
       destroy(1006, "handshake timeout");

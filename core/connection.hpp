@@ -19,6 +19,7 @@
 #include "codec/http_request.hpp"
 #include "codec/message.hpp"
 #include "codec/protocol.hpp"
+#include "core/metrics.hpp"
 #include "core/out_queue.hpp"
 #include "net/reactor.hpp"
 #include "net/socket.hpp"
@@ -26,6 +27,9 @@
 
 namespace edgews::net {
 class TlsStream;
+}
+namespace edgews::codec {
+class ProxyHeaderParser;
 }
 
 namespace edgews::core {
@@ -58,7 +62,7 @@ struct PeerAddress {
     sockaddr_in v4;
     sockaddr_in6 v6;
   } addr{};
-  std::string to_string() const;  // "127.0.0.1:5000" or "[::1]:5000"
+  std::string to_string() const;  // "127.0.0.1:5000" or "[::1]:5000"; without a port when it is 0 ("::1")
 };
 
 class Connection final : public net::Reactor::Handler {
@@ -80,7 +84,11 @@ class Connection final : public net::Reactor::Handler {
   bool is_open() const { return state_ == State::open; }
   std::size_t buffered_amount() const { return queue_.bytes(); }
   ConnectionHandle handle() const;
+  // The peer of the TCP connection, or on a proxy_protocol listener the source address of the PROXY header.
   const PeerAddress& remote_address() const { return peer_; }
+  // The client: the address trusted proxies named in Forwarded / X-Forwarded-For / X-Real-IP
+  // (ServerConfig::trusted_proxies), else remote_address(). Forwarding headers carry no port: it is then 0.
+  const PeerAddress& client_address() const { return forwarded_ ? *forwarded_ : peer_; }
   std::string_view subprotocol() const { return subprotocol_ ? std::string_view(*subprotocol_) : std::string_view(); }
 
   void* user_data() const { return user_data_; }
@@ -115,6 +123,9 @@ class Connection final : public net::Reactor::Handler {
   void process_handshake(std::uint8_t* data, std::size_t len);
   void handle_request(const codec::HttpRequest& request);
   void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade);
+  void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade, RefusalReason why);
+  bool read_proxy_header();
+  void serve_metrics(const codec::HttpRequest& request);
   void refuse_http(std::string_view response);
   void process_frames(std::uint8_t* data, std::size_t len);
   void on_peer_close(std::uint16_t code, std::string_view reason);
@@ -158,6 +169,8 @@ class Connection final : public net::Reactor::Handler {
   bool opened_ = false;            // on_open was called, so on_close is owed
   bool close_notified_ = false;
   bool write_shut_ = false;
+  bool admin_ = false;        // accepted on the admin listener: /metrics and /healthz only
+  bool tls_pending_ = false;  // TLS listener with PROXY protocol: TLS starts after the header
   std::uint32_t slot_;
   std::uint32_t generation_;
   std::uint64_t last_heard_ms_ = 0;    // any bytes from the peer
@@ -173,6 +186,8 @@ class Connection final : public net::Reactor::Handler {
   std::unique_ptr<std::vector<std::string>> topics_;  // only while subscribed
   std::unique_ptr<net::TlsStream> tls_;
   std::unique_ptr<DeflateSession> deflate_;    // only when permessage-deflate was negotiated
+  std::unique_ptr<codec::ProxyHeaderParser> proxy_;  // only until the PROXY header is read
+  std::unique_ptr<PeerAddress> forwarded_;           // only when trusted proxies named the client
   void* user_data_ = nullptr;
 };
 

@@ -7,6 +7,7 @@
 #include "core/server.hpp"
 
 namespace edgews {
+using core::AdminListenerConfig;
 using core::BackpressurePolicy;
 using core::Callbacks;
 using core::CloseCode;

@@ -63,7 +63,9 @@ codec::HeaderError UpgradeContext::add_header(std::string_view name, std::string
     for (const codec::HttpHeader header : static_headers_) (void)headers_.add(header.name, header.value);
     headers_copied_ = true;
   }
-  return headers_.add(name, value);
+  codec::HeaderError refused = headers_.add(name, value);
+  if (refused) ++headers_refused_;
+  return refused;
 }
 
 bool UpgradeContext::select_subprotocol(std::string_view protocol) {
@@ -134,6 +136,16 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
       error = config_error("response_headers: " + refused.message);
       return nullptr;
     }
+  }
+  if (std::string problem = server->trusted_proxies_.assign(server->config_.trusted_proxies, "trusted_proxies");
+      !problem.empty()) {
+    error = config_error(std::move(problem));
+    return nullptr;
+  }
+  if (std::string problem = server->metrics_allow_.assign(server->config_.metrics_allow, "metrics_allow");
+      !problem.empty()) {
+    error = config_error(std::move(problem));
+    return nullptr;
   }
   for (const std::string& protocol : server->config_.subprotocols) server->subprotocol_views_.push_back(protocol);
   for (const std::string& origin : server->config_.allowed_origins) server->origin_views_.push_back(origin);
@@ -274,6 +286,8 @@ void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
 net::Reactor* Server::reactor(unsigned index) const {
   return index < workers_.size() ? workers_[index]->reactor_ptr() : nullptr;
 }
+
+std::uint16_t Server::admin_port() const { return workers_.empty() ? 0 : workers_[0]->admin_port(); }
 
 std::vector<std::uint16_t> Server::ports() const {
   return workers_.empty() ? std::vector<std::uint16_t>() : workers_[0]->ports();

@@ -26,6 +26,7 @@
 #include "codec/http_request.hpp"
 #include "core/config.hpp"
 #include "core/connection.hpp"
+#include "core/forwarded.hpp"
 #include "core/log.hpp"
 
 namespace edgews::net {
@@ -55,6 +56,8 @@ class UpgradeContext {
   std::string_view path() const { return upgrade_.path; }
   std::string_view header(std::string_view name) const { return request_.header(name); }
   const PeerAddress& remote_address() const { return peer_; }
+  // The client behind trusted proxies (ServerConfig::trusted_proxies), else remote_address(); see Connection.
+  const PeerAddress& client_address() const { return client_ != nullptr ? *client_ : peer_; }
 
   codec::HeaderError add_header(std::string_view name, std::string_view value);
   // Chooses the subprotocol instead of the configured preference list; it must be one the client offered.
@@ -74,6 +77,8 @@ class UpgradeContext {
   const codec::HttpRequest& request_;
   const codec::UpgradeRequest& upgrade_;
   const PeerAddress& peer_;
+  const PeerAddress* client_ = nullptr;
+  std::uint32_t headers_refused_ = 0;  // counted in edgews_handshakes_refused_total{reason="application_header"}
   codec::ResponseHeaders& headers_;
   const codec::ResponseHeaders& static_headers_;
   bool headers_copied_ = false;
@@ -166,6 +171,10 @@ class Server {
 
   std::vector<std::uint16_t> ports() const;  // bound ports, in listener order (resolves port 0)
   ServerStats stats() const;                 // summed over reactors; approximate while running
+  // Every counter in the Prometheus text exposition format (what GET /metrics answers). Any thread.
+  std::string metrics_text() const;
+  bool metrics_enabled() const { return config_.admin_listener.enabled || !metrics_allow_.empty(); }
+  std::uint16_t admin_port() const;          // the admin listener's bound port after start(); 0 when off
   const ServerConfig& config() const { return config_; }
   const Logger& logger() const { return logger_; }
   // Re-reads the TLS certificates (SIGHUP). Open connections keep theirs; on error the old ones stay in use.
@@ -185,6 +194,8 @@ class Server {
   codec::ResponseHeaders static_headers_;
   std::vector<std::string_view> subprotocol_views_;
   std::vector<std::string_view> origin_views_;
+  CidrSet trusted_proxies_;
+  CidrSet metrics_allow_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
   std::atomic<bool> shutting_down_{false};

@@ -1,9 +1,12 @@
 #include "core/worker.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 #include <cstring>
 
 #include "codec/frame.hpp"
+#include "codec/proxy_protocol.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 
@@ -14,7 +17,8 @@ Worker::Worker(Server& server, std::uint32_t index)
       index_(index),
       gc_hook_(&Worker::collect_garbage, this),
       cork_buffer_(new std::uint8_t[kCorkSize]),
-      shutdown_timer_(&Worker::on_shutdown_timer, this) {
+      shutdown_timer_(&Worker::on_shutdown_timer, this),
+      metrics_timer_(&Worker::on_metrics_timer, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
 }
 
@@ -41,14 +45,66 @@ net::Error Worker::listen() {
     if (!net::Address::parse(listen.host, port, address, error)) return error;
     net::ListenOptions options;
     options.reuse_port = true;
-    const bool tls = listen.tls;
+    const AcceptMode mode{listen.tls, listen.proxy_protocol, false};
     auto listener = net::Listener::open(
         *reactor_, address, options,
-        [this, tls](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, tls); }, error);
+        [this, mode](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, mode); }, error);
     if (!listener) return error;
     listeners_.push_back(std::move(listener));
   }
+  if (index_ == 0 && config.admin_listener.enabled) {
+    // One admin socket, on reactor 0: scrapes are rare and read every thread's counters from there.
+    net::Address address;
+    net::Error error;
+    if (!net::Address::parse(config.admin_listener.host, config.admin_listener.port, address, error)) {
+      error.message = "admin_listener: " + error.message;
+      return error;
+    }
+    net::ListenOptions options;
+    options.reuse_port = false;
+    admin_listener_ = net::Listener::open(
+        *reactor_, address, options,
+        [this](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, AcceptMode{false, false, true}); },
+        error);
+    if (!admin_listener_) {
+      error.message = "admin_listener: " + error.message;
+      return error;
+    }
+  }
+  if (server_.metrics_enabled()) reactor_->timers().schedule(metrics_timer_, kMetricsPeriodMs);
   return {};
+}
+
+std::uint16_t Worker::admin_port() const { return admin_listener_ ? admin_listener_->port() : 0; }
+
+namespace {
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+void Worker::on_metrics_timer(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  if (self->shutting_down_) return;
+  // Loop lag: a task posted now runs after the rest of this turn, the next epoll_wait and the next batch; the wait
+  // is what any ready event waits. Cheaper and finer than a timer's lateness (the wheel ticks every 16 ms).
+  const std::uint64_t posted = monotonic_ns();
+  self->reactor_->post([self, posted] { self->counters_.loop_lag.observe(monotonic_ns() - posted); });
+  if (++self->metrics_ticks_ % kQueueSampleEvery == 0) {
+    std::uint64_t queued = 0;
+    for (const Slot& slot : self->slots_) {
+      if (slot.connection != nullptr) queued += slot.connection->buffered_amount();
+    }
+    self->counters_.queued_bytes.store(queued, std::memory_order_relaxed);
+    std::uint64_t shed = 0;
+    for (const auto& listener : self->listeners_) shed += listener->shed_count();
+    self->counters_.listener_shed.store(shed, std::memory_order_relaxed);
+  }
+  self->reactor_->timers().schedule(self->metrics_timer_, kMetricsPeriodMs);
 }
 
 void Worker::start_thread() {
@@ -74,7 +130,7 @@ std::vector<std::uint16_t> Worker::ports() const {
   return ports;
 }
 
-void Worker::on_accept(net::Fd fd, const net::Address& peer, bool tls) {
+void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   const Limits& limits = server_.config().limits;
   if (shutting_down_ || server_.connection_count_.load(std::memory_order_relaxed) >= limits.max_connections) {
     counters_.bump_shed();
@@ -97,7 +153,12 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, bool tls) {
   ++live_;
   server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
   counters_.bump_accepted();
-  if (tls) {
+  connection->admin_ = mode.admin;
+  if (mode.proxy_protocol) {
+    // The PROXY header comes first, in clear, even on a TLS listener: TLS starts once it is read.
+    connection->proxy_ = std::make_unique<codec::ProxyHeaderParser>();
+    connection->tls_pending_ = mode.tls;
+  } else if (mode.tls) {
     if (net::Error error = attach_tls(*connection)) {
       server_.logger().log(LogLevel::warn, "tls", "peer=%s: %s", address.to_string().c_str(), error.message.c_str());
       connection->destroy(1006, "tls setup failed");
@@ -274,6 +335,8 @@ void Worker::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   listeners_.clear();  // stop accepting
+  admin_listener_.reset();
+  metrics_timer_.cancel();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;

@@ -2,6 +2,7 @@
 // A connection lives and dies on the worker that accepted it; other threads reach it by posting.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
 #include "core/connection.hpp"
+#include "core/metrics.hpp"
 #include "net/listener.hpp"
 #include "net/reactor.hpp"
 
@@ -42,6 +44,7 @@ class Worker {
   net::Reactor* reactor_ptr() { return reactor_.get(); }
   std::uint32_t index() const { return index_; }
   std::vector<std::uint16_t> ports() const;
+  std::uint16_t admin_port() const;
 
   // Connection table: slot + generation make handles safe after close.
   Connection* find(ConnectionHandle handle) const;
@@ -74,14 +77,26 @@ class Worker {
     void add_bytes_out(std::uint64_t n) { add(bytes_out, n); }
     void bump_messages_in() { add(messages_in, 1); }
     void bump_messages_out() { add(messages_out, 1); }
-    void bump_refused() { add(refused, 1); }
+    void bump_refused(RefusalReason reason) {
+      add(refused, 1);
+      add(refused_by[static_cast<std::size_t>(reason)], 1);
+    }
+    void bump_header_refused() { add(refused_by[static_cast<std::size_t>(RefusalReason::application_header)], 1); }
+    void bump_closed(std::uint16_t code) { add(closed_by[close_code_slot(code)], 1); }
+    void bump_tls_failure() { add(tls_failures, 1); }
+    void bump_proxy_error() { add(proxy_errors, 1); }
     void bump_dropped() { add(dropped, 1); }
     void bump_backpressure_close() { add(backpressure_closes, 1); }
     void bump_accepted() { add(accepted, 1); }
     void bump_shed() { add(shed, 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
-        dropped{0}, backpressure_closes{0}, shed{0};
+        dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0};
+    std::array<std::atomic<std::uint64_t>, kRefusalReasons> refused_by{};
+    std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
+    // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
+    std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
+    LagHistogram loop_lag;
 
    private:
     static void add(std::atomic<std::uint64_t>& counter, std::uint64_t n) {
@@ -92,6 +107,8 @@ class Worker {
   const Counters& counters() const { return counters_; }
   std::size_t open_connections() const { return live_; }
 
+  net::Error attach_tls(Connection& connection);
+
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }
   std::span<codec::HttpHeader> header_storage() { return header_storage_; }
@@ -101,8 +118,13 @@ class Worker {
   }
 
  private:
-  void on_accept(net::Fd fd, const net::Address& peer, bool tls);
-  net::Error attach_tls(Connection& connection);
+  struct AcceptMode {
+    bool tls = false;
+    bool proxy_protocol = false;
+    bool admin = false;
+  };
+  void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
+  static void on_metrics_timer(net::Timer& timer, void* context);
   void remove_subscriber(const std::string& topic, Connection& connection);
   static void collect_garbage(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
@@ -113,6 +135,7 @@ class Worker {
   std::uint32_t index_;
   std::unique_ptr<net::Reactor> reactor_;
   std::vector<std::unique_ptr<net::Listener>> listeners_;
+  std::unique_ptr<net::Listener> admin_listener_;  // reactor 0 only, when ServerConfig::admin_listener is on
   std::thread thread_;
 
   struct Slot {
@@ -137,6 +160,10 @@ class Worker {
   bool shutdown_finished_ = false;
   std::atomic<bool> finish_reported_{false};
   net::Timer shutdown_timer_;
+  net::Timer metrics_timer_;
+  static constexpr std::uint32_t kMetricsPeriodMs = 100;  // loop-lag samples
+  static constexpr std::uint32_t kQueueSampleEvery = 10;  // queued bytes and listener sheds: once a second
+  std::uint32_t metrics_ticks_ = 0;
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;

@@ -8,7 +8,8 @@ profile=${1:-build}
 packages=(build-essential cmake pkg-config libssl-dev libxxhash-dev zlib1g-dev libgtest-dev libgmock-dev
           libbenchmark-dev openssl)
 if [[ $profile == test ]]; then
-  packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace)
+  packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace
+            prometheus)  # promtool checks the /metrics exposition
   # The node ws client of the integration tests (its npm packages come from tests/clients/package-lock.json).
   # Only when node is missing: a newer node from another packaging must not be replaced by Debian's.
   command -v node >/dev/null || packages+=(nodejs npm)

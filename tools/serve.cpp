@@ -43,6 +43,13 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --deflate-level N         1..9 (default 6)
   --deflate-min-size BYTES  send shorter messages uncompressed (default 64)
   --deflate-no-context-takeover  server and client reset their windows after each message
+  --proxy-protocol          every connection must start with a PROXY protocol v1/v2 header (behind HAProxy,
+                            nginx, AWS NLB); its source address becomes the peer address
+  --trusted-proxy CIDR      believe Forwarded / X-Forwarded-For / X-Real-IP from these peers (repeatable;
+                            10.0.0.0/8, ::1, 2001:db8::/32)
+  --metrics-port N          serve Prometheus /metrics (and /healthz) on this port (default off; 0 = any free port)
+  --metrics-host ADDR       address of the metrics listener (default 127.0.0.1)
+  --metrics-allow CIDR      also serve /metrics on the main port to these peers (repeatable)
   --log-level LEVEL         debug, info (default), warn, error, off
   --log-format FORMAT       text (default) or json
   --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
@@ -89,6 +96,7 @@ int serve_main(int argc, char** argv) {
   LogLevel level = LogLevel::info;
   LogFormat format = LogFormat::text;
   std::vector<std::string> header_lines;
+  bool proxy_protocol = false;
 
   Args args(argc, argv, kServeUsage);
   while (args.next()) {
@@ -124,7 +132,15 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--deflate-no-context-takeover")) {
       config.deflate.server_no_context_takeover = true;
       config.deflate.client_no_context_takeover = true;
-    } else if (args.is("--log-level")) {
+    }
+    else if (args.is("--proxy-protocol")) proxy_protocol = true;
+    else if (args.is("--trusted-proxy")) config.trusted_proxies.push_back(args.value());
+    else if (args.is("--metrics-port")) {
+      config.admin_listener.enabled = true;
+      config.admin_listener.port = static_cast<std::uint16_t>(args.number(0, 65535));
+    } else if (args.is("--metrics-host")) config.admin_listener.host = args.value();
+    else if (args.is("--metrics-allow")) config.metrics_allow.push_back(args.value());
+    else if (args.is("--log-level")) {
       if (!core::parse_log_level(args.value(), level)) args.fail("--log-level takes debug, info, warn, error or off");
     } else if (args.is("--log-format")) {
       const std::string f = args.value();
@@ -145,13 +161,13 @@ int serve_main(int argc, char** argv) {
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
     config.response_headers.emplace_back(line.substr(0, colon), value);
   }
-  config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false}};
+  config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false, proxy_protocol}};
   if (tls_port >= 0 || !tls_cert.empty() || !tls_key.empty()) {
     if (tls_cert.empty() || tls_key.empty() || tls_port < 0) {
       std::fprintf(stderr, "edgews serve: TLS needs --tls-port, --tls-cert and --tls-key together\n");
       return 2;
     }
-    config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true});
+    config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true, proxy_protocol});
     config.tls.certificates.push_back({tls_cert, tls_key});
   }
 
@@ -215,6 +231,7 @@ int serve_main(int argc, char** argv) {
     ports += std::to_string(p);
   }
   std::printf("edgews: listening on port%s %s\n", server->ports().size() > 1 ? "s" : "", ports.c_str());
+  if (server->admin_port() != 0) std::printf("edgews: metrics on port %u\n", server->admin_port());
   std::fflush(stdout);
   server->run();
   signals.reset();

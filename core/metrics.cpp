@@ -1,0 +1,168 @@
+#include "core/metrics.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+
+#include "core/server.hpp"
+#include "core/worker.hpp"
+
+namespace edgews::core {
+
+namespace {
+
+constexpr std::string_view kRefusalLabels[kRefusalReasons] = {
+    "bad_request",       "forbidden",   "unsupported_version", "headers_too_large", "no_common_subprotocol",
+    "application", "application_header", "internal_error",     "other"};
+
+constexpr std::string_view kCloseCodeLabels[kCloseCodeSlots] = {
+    "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",
+    "1010", "1011", "1012", "1013", "1014", "1015", "3xxx", "4xxx", "other"};
+
+std::uint64_t get(const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); }
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value) {
+  out += name;
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  char number[32];
+  std::snprintf(number, sizeof number, " %" PRIu64 "\n", value);
+  out += number;
+}
+
+}  // namespace
+
+std::string_view label(RefusalReason reason) { return kRefusalLabels[static_cast<std::size_t>(reason)]; }
+
+RefusalReason refusal_reason_for_status(int status) {
+  switch (status) {
+    case 400: return RefusalReason::bad_request;
+    case 403: return RefusalReason::forbidden;
+    case 426: return RefusalReason::unsupported_version;
+    case 431: return RefusalReason::headers_too_large;
+    default: return status >= 500 ? RefusalReason::internal_error : RefusalReason::other;
+  }
+}
+
+std::string_view close_code_label(std::size_t slot) {
+  return slot < kCloseCodeSlots ? kCloseCodeLabels[slot] : std::string_view("other");
+}
+
+void LagHistogram::observe(std::uint64_t nanoseconds) {
+  const double seconds = static_cast<double>(nanoseconds) / 1e9;
+  std::size_t i = 0;
+  while (i < kBounds.size() && seconds > kBounds[i]) ++i;
+  // Only the owning reactor writes: a relaxed load and store, no locked instruction.
+  buckets[i].store(buckets[i].load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  sum_ns.store(sum_ns.load(std::memory_order_relaxed) + nanoseconds, std::memory_order_relaxed);
+  count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+std::string Server::metrics_text() const {
+  // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
+  // instant of the scrape, which is all Prometheus counters need (they only ever grow).
+  std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
+                bp_closes = 0, shed = 0, tls_failures = 0, proxy_errors = 0, queued = 0;
+  std::uint64_t refused[kRefusalReasons] = {};
+  std::uint64_t closed[kCloseCodeSlots] = {};
+  for (const auto& worker : workers_) {
+    const Worker::Counters& c = worker->counters();
+    accepted += get(c.accepted);
+    messages_in += get(c.messages_in);
+    messages_out += get(c.messages_out);
+    bytes_in += get(c.bytes_in);
+    bytes_out += get(c.bytes_out);
+    dropped += get(c.dropped);
+    bp_closes += get(c.backpressure_closes);
+    shed += get(c.shed) + get(c.listener_shed);
+    tls_failures += get(c.tls_failures);
+    proxy_errors += get(c.proxy_errors);
+    queued += get(c.queued_bytes);
+    for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
+    for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
+  }
+
+  std::string out;
+  out.reserve(4096 + workers_.size() * 1024);
+  family(out, "edgews_connections_open", "gauge", "WebSocket and HTTP connections currently open.");
+  sample(out, "edgews_connections_open", {}, connection_count_.load(std::memory_order_relaxed));
+  family(out, "edgews_connections_accepted_total", "counter", "TCP connections accepted.");
+  sample(out, "edgews_connections_accepted_total", {}, accepted);
+  family(out, "edgews_connections_closed_total", "counter",
+         "Opened WebSocket connections closed, by close code (1006: dropped without a closing handshake).");
+  for (std::size_t i = 0; i < kCloseCodeSlots; ++i) {
+    if (closed[i] == 0 && i != 0) continue;
+    sample(out, "edgews_connections_closed_total", "code=\"" + std::string(close_code_label(i)) + "\"", closed[i]);
+  }
+  family(out, "edgews_handshakes_refused_total", "counter",
+         "Upgrade requests refused, by reason; application_header counts headers refused by the checked API.");
+  for (std::size_t i = 0; i < kRefusalReasons; ++i) {
+    sample(out, "edgews_handshakes_refused_total",
+           "reason=\"" + std::string(label(static_cast<RefusalReason>(i))) + "\"", refused[i]);
+  }
+  family(out, "edgews_messages_received_total", "counter", "WebSocket data messages received.");
+  sample(out, "edgews_messages_received_total", {}, messages_in);
+  family(out, "edgews_messages_sent_total", "counter", "WebSocket data messages queued for sending.");
+  sample(out, "edgews_messages_sent_total", {}, messages_out);
+  family(out, "edgews_bytes_received_total", "counter", "Bytes read from sockets (after TLS).");
+  sample(out, "edgews_bytes_received_total", {}, bytes_in);
+  family(out, "edgews_bytes_sent_total", "counter", "Bytes written to sockets (before TLS).");
+  sample(out, "edgews_bytes_sent_total", {}, bytes_out);
+  family(out, "edgews_send_queue_bytes", "gauge",
+         "Bytes queued in connections' send queues, sampled once a second per reactor.");
+  sample(out, "edgews_send_queue_bytes", {}, queued);
+  family(out, "edgews_backpressure_actions_total", "counter",
+         "Sends over limits.max_backpressure, by the policy applied (drop: message dropped; close: closed 1008).");
+  sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);
+  sample(out, "edgews_backpressure_actions_total", "policy=\"close\"", bp_closes);
+  family(out, "edgews_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
+  sample(out, "edgews_tls_handshake_failures_total", {}, tls_failures);
+  family(out, "edgews_proxy_protocol_errors_total", "counter",
+         "Connections closed for a missing, malformed, truncated, oversized or late PROXY protocol header.");
+  sample(out, "edgews_proxy_protocol_errors_total", {}, proxy_errors);
+  family(out, "edgews_accepts_shed_total", "counter",
+         "Connections closed at accept: over limits.max_connections, shutting down, or out of descriptors.");
+  sample(out, "edgews_accepts_shed_total", {}, shed);
+
+  family(out, "edgews_reactor_loop_lag_seconds", "histogram",
+         "Delay before a reactor runs work that is ready, sampled every 100 ms per reactor.");
+  for (const auto& worker : workers_) {
+    const LagHistogram& lag = worker->counters().loop_lag;
+    const std::string reactor = "reactor=\"" + std::to_string(worker->index()) + "\"";
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i <= LagHistogram::kBounds.size(); ++i) {
+      cumulative += get(lag.buckets[i]);
+      char le[32];
+      if (i < LagHistogram::kBounds.size()) {
+        std::snprintf(le, sizeof le, "%g", LagHistogram::kBounds[i]);
+      } else {
+        std::snprintf(le, sizeof le, "+Inf");
+      }
+      sample(out, "edgews_reactor_loop_lag_seconds_bucket", reactor + ",le=\"" + le + "\"", cumulative);
+    }
+    char sum[64];
+    std::snprintf(sum, sizeof sum, "edgews_reactor_loop_lag_seconds_sum{%s} %.9f\n", reactor.c_str(),
+                  static_cast<double>(get(lag.sum_ns)) / 1e9);
+    out += sum;
+    // _count equals the +Inf bucket: both come from the same bucket reads, so they agree within one scrape.
+    sample(out, "edgews_reactor_loop_lag_seconds_count", reactor, cumulative);
+  }
+  return out;
+}
+
+}  // namespace edgews::core

@@ -42,6 +42,8 @@ MessageReader::MessageReader(MessageReader&&) noexcept = default;
 MessageReader& MessageReader::operator=(MessageReader&&) noexcept = default;
 
 void MessageReader::release_memory() {
+  if (in_frame_ && is_control(frame_.opcode)) return;
+  control_.reset();
   if (in_message_) return;
   assembly_.reset();
   assembly_size_ = 0;
@@ -248,7 +250,8 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
     // buffer, where the rest of the frame (or message) will join them.
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, len - pos));
     const bool control = is_control(frame_.opcode);
-    std::uint8_t* dst = control ? control_ + control_len_ : assembly_extend(take);
+    if (control && !control_) control_.reset(new std::uint8_t[kMaxControlPayload]);  // rare: split control frame
+    std::uint8_t* dst = control ? control_.get() + control_len_ : assembly_extend(take);
     if (control) control_len_ += take;
     if (frame_.masked) {
       mask_phase_ = mask_copy(dst, input + pos, take, frame_.mask_key, mask_phase_);
@@ -261,7 +264,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
     if (frame_remaining_ != 0) break;  // input used up inside the frame
 
     in_frame_ = false;
-    if (control) return control_event(control_, control_len_, pos, consumed);
+    if (control) return control_event(control_.get(), control_len_, pos, consumed);
     if (frame_.fin) {
       if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
       consumed = pos;

@@ -111,7 +111,7 @@ class MessageReader {
   std::size_t mask_phase_ = 0;
 
   // A control frame split across calls (RFC 6455 5.5: at most 125 bytes).
-  std::uint8_t control_[kMaxControlPayload] = {};
+  std::unique_ptr<std::uint8_t[]> control_;  // a control frame split across calls (<= 125 B), allocated when needed
   std::size_t control_len_ = 0;
 
   // The data message being received.

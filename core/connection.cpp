@@ -66,13 +66,6 @@ Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uin
               codec::ReaderLimits{worker.server().config().limits.max_message_size,
                                   worker.server().config().limits.max_fragments, false}),
       timer_(&Connection::on_timer, this),
-      flush_hook_(
-          [](net::EndOfTurnHook&, void* self) {
-            auto* connection = static_cast<Connection*>(self);
-            connection->flush_scheduled_ = false;
-            connection->flush();
-          },
-          this),
       peer_(peer) {
   last_heard_ms_ = last_message_ms_ = worker.reactor().now_ms();
 }
@@ -538,7 +531,6 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   state_ = State::dead;
   notify_closed(code, reason);
   timer_.cancel();
-  flush_hook_.cancel();
   transport_close(*this);
   worker_.reactor().remove(fd_);
   ::close(fd_);
@@ -701,7 +693,7 @@ void Connection::queue_shared(Chunk* frame) {
 void Connection::schedule_flush() {
   if (flush_scheduled_ || state_ == State::dead) return;
   flush_scheduled_ = true;
-  worker_.reactor().defer(flush_hook_);
+  worker_.schedule_flush(*this);
 }
 
 void Connection::on_writable() {

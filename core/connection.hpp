@@ -179,7 +179,6 @@ class Connection final : public net::Reactor::Handler {
   codec::MessageReader reader_;
   OutQueue queue_;
   net::Timer timer_;
-  net::EndOfTurnHook flush_hook_;
   PeerAddress peer_;
   std::unique_ptr<std::string> head_;          // partial upgrade request, only while it is incomplete
   std::unique_ptr<std::string> subprotocol_;   // only when one was negotiated

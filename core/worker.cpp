@@ -15,7 +15,7 @@ namespace edgews::core {
 Worker::Worker(Server& server, std::uint32_t index)
     : server_(server),
       index_(index),
-      gc_hook_(&Worker::collect_garbage, this),
+      turn_hook_(&Worker::end_of_turn, this),
       cork_buffer_(new std::uint8_t[kCorkSize]),
       shutdown_timer_(&Worker::on_shutdown_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this) {
@@ -26,6 +26,7 @@ Worker::~Worker() {
   join();
   for (Slot& slot : slots_) delete slot.connection;
   for (Connection* connection : graveyard_) delete connection;
+  for (Connection* connection : dead_) delete connection;
 }
 
 net::Error Worker::open(std::unique_ptr<net::Reactor> reactor) {
@@ -189,14 +190,28 @@ void Worker::release(Connection& connection) {
   --live_;
   server_.connection_count_.fetch_sub(1, std::memory_order_relaxed);
   graveyard_.push_back(&connection);  // freed after this turn: events of this batch may still name it
-  reactor_->defer(gc_hook_);
+  reactor_->defer(turn_hook_);
 }
 
-void Worker::collect_garbage(net::EndOfTurnHook&, void* context) {
+void Worker::schedule_flush(Connection& connection) {
+  dirty_.push_back(&connection);
+  reactor_->defer(turn_hook_);
+}
+
+// Once per turn: one flush per connection that queued data, then free the connections that died before this
+// hook started. One that dies during it waits for the next turn's hook: it may sit in the next dirty list.
+void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
   auto* self = static_cast<Worker*>(context);
-  for (Connection* connection : self->graveyard_) delete connection;
-  self->graveyard_.clear();
-  if (self->shutting_down_ && self->live_ == 0) self->finish_shutdown();
+  self->dead_.swap(self->graveyard_);
+  self->flushing_.swap(self->dirty_);
+  for (Connection* connection : self->flushing_) {
+    connection->flush_scheduled_ = false;
+    connection->flush();  // nothing for a dead connection
+  }
+  self->flushing_.clear();
+  for (Connection* connection : self->dead_) delete connection;
+  self->dead_.clear();
+  if (self->shutting_down_ && self->live_ == 0 && self->graveyard_.empty()) self->finish_shutdown();
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class Worker {
   // Connection table: slot + generation make handles safe after close.
   Connection* find(ConnectionHandle handle) const;
   void release(Connection& connection);  // the connection is dead: free it at the end of this turn
+  void schedule_flush(Connection& connection);  // flush it once at the end of this turn
 
   // Corking: sends made while a connection's input is processed are gathered here and written with one write
   // when processing ends (DESIGN.md step 5).
@@ -126,7 +127,7 @@ class Worker {
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
   static void on_metrics_timer(net::Timer& timer, void* context);
   void remove_subscriber(const std::string& topic, Connection& connection);
-  static void collect_garbage(net::EndOfTurnHook& hook, void* context);
+  static void end_of_turn(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
   void finish_shutdown();
   Chunk* build_frame(std::span<const std::uint8_t> payload, Opcode opcode);
@@ -145,8 +146,11 @@ class Worker {
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_slots_;
   std::size_t live_ = 0;
-  std::vector<Connection*> graveyard_;
-  net::EndOfTurnHook gc_hook_;
+  std::vector<Connection*> graveyard_;  // released this turn, deleted by the next end-of-turn hook run
+  std::vector<Connection*> dead_;
+  std::vector<Connection*> dirty_;     // queued data to flush at the end of the turn
+  std::vector<Connection*> flushing_;
+  net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;
   std::unique_ptr<std::uint8_t[]> cork_buffer_;

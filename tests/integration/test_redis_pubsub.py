@@ -200,8 +200,12 @@ def redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions
                     expect(seqs[-1] == total - 1, "B's subscriber: the last message is missing")
                 sa = (await stats(a.port))["redis"]
                 expect(sa["publish_failed"] > 0, f"A counts failed publishes during the outage: {sa}")
-                expect(sa["publish_failed"] <= during_outage - before_kill + 50,
-                       f"A counts failures only around the outage: {sa}, {during_outage - before_kill} published")
+                # Every publish is accounted for: acknowledged by Redis or counted as failed, and failures only
+                # after the kill (until A's reconnection, which may come a backoff step after the restart).
+                expect_eq(sa["published"] + sa["publish_failed"], total, f"A: acknowledged + failed publishes ({sa})")
+                expect(sa["published"] >= before_kill, f"A: publishes before the kill acknowledged: {sa}")
+                expect(sa["publish_failed"] >= during_outage - before_kill - 5,
+                       f"A: publishes during the outage counted as failed: {sa}, {during_outage - before_kill} sent")
                 expect(sa["outages"] == 1 and sa["link_up"], f"A: one outage, link up again: {sa}")
             try:
                 asyncio.run(run())

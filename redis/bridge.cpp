@@ -37,6 +37,7 @@ std::string_view reply_string(const redisReply* reply) {
 bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& error) {
   std::string_view host = text;
   std::string_view port;
+  bool has_port = false;
   if (text.starts_with('[')) {
     const std::size_t close = text.find(']');
     if (close == std::string_view::npos) {
@@ -50,6 +51,7 @@ bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& er
         return false;
       }
       port = text.substr(close + 2);
+      has_port = true;
     }
   } else if (const std::size_t colon = text.rfind(':'); colon != std::string_view::npos) {
     if (text.find(':') != colon) {
@@ -58,13 +60,14 @@ bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& er
     }
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
+    has_port = true;
   }
   if (host.empty()) {
     error.message = "redis address '" + std::string(text) + "': the host is empty; use HOST:PORT";
     return false;
   }
   unsigned long value = 6379;
-  if (!port.empty()) {
+  if (has_port) {
     value = 0;
     for (char c : port) {
       if (c < '0' || c > '9' || value > 65535) {

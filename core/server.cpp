@@ -250,6 +250,36 @@ bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view
 }
 
 void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  publish_local(topic, payload, opcode);
+  if (PubSubRelay* relay = relay_.load(std::memory_order_acquire)) relay->published(topic, payload, opcode);
+}
+
+std::vector<std::string> Server::set_pubsub_relay(PubSubRelay* relay) {
+  std::lock_guard lock(interest_mutex_);
+  relay_.store(relay, std::memory_order_release);
+  std::vector<std::string> topics;
+  topics.reserve(interest_.size());
+  for (const auto& entry : interest_) topics.push_back(entry.first);
+  return topics;
+}
+
+void Server::topic_interest(std::string_view topic, bool gained) {
+  std::lock_guard lock(interest_mutex_);
+  PubSubRelay* relay = relay_.load(std::memory_order_relaxed);
+  if (gained) {
+    auto [it, inserted] = interest_.try_emplace(std::string(topic), 0);
+    if (++it->second == 1 && relay) relay->topic_interest(topic, true);
+  } else {
+    auto it = interest_.find(std::string(topic));
+    if (it == interest_.end()) return;
+    if (--it->second == 0) {
+      interest_.erase(it);
+      if (relay) relay->topic_interest(topic, false);
+    }
+  }
+}
+
+void Server::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
   std::shared_ptr<const std::string> data;
   std::shared_ptr<const std::string> name;
   for (auto& worker : workers_) {

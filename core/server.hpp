@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "codec/handshake_request.hpp"
@@ -28,6 +30,7 @@
 #include "core/connection.hpp"
 #include "core/forwarded.hpp"
 #include "core/log.hpp"
+#include "core/pubsub.hpp"
 
 namespace edgews::net {
 class TlsContext;
@@ -161,7 +164,14 @@ class Server {
   bool send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
   bool close(ConnectionHandle handle, std::uint16_t code = 1000, std::string_view reason = {});
   // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
+  // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances.
   void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  // Any thread: like publish(), but for this process only; a relay delivers what came from elsewhere with it.
+  void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  // Installs (or, with nullptr, removes) the relay that carries topics to other instances; before or after
+  // start(). Returns the topics that have local subscribers at that moment, taken atomically with the
+  // installation: the relay sees every later change through PubSubRelay::topic_interest and misses none.
+  std::vector<std::string> set_pubsub_relay(PubSubRelay* relay);
   // Any thread: every open connection gets the message.
   void broadcast(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
 
@@ -187,6 +197,8 @@ class Server {
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();
+  // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
+  void topic_interest(std::string_view topic, bool gained);
 
   ServerConfig config_;
   Callbacks callbacks_;
@@ -201,6 +213,12 @@ class Server {
   std::atomic<bool> shutting_down_{false};
   std::atomic<unsigned> workers_running_{0};
   std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()
+
+  // Topic -> number of workers with subscribers. Touched only when a worker's first subscriber of a topic comes
+  // or its last one goes, never per message.
+  std::mutex interest_mutex_;
+  std::unordered_map<std::string, std::uint32_t> interest_;
+  std::atomic<PubSubRelay*> relay_{nullptr};
 };
 
 }  // namespace edgews::core

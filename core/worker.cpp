@@ -275,7 +275,9 @@ bool Worker::subscribe(Connection& connection, std::string_view topic) {
   auto& mine = *connection.topics_;
   if (std::find(mine.begin(), mine.end(), topic) != mine.end()) return false;
   mine.emplace_back(topic);
-  topics_[std::string(topic)].push_back(&connection);
+  auto [it, first] = topics_.try_emplace(std::string(topic));
+  it->second.push_back(&connection);
+  if (first) server_.topic_interest(topic, true);
   return true;
 }
 
@@ -288,7 +290,10 @@ void Worker::remove_subscriber(const std::string& topic, Connection& connection)
     *pos = subscribers.back();
     subscribers.pop_back();
   }
-  if (subscribers.empty()) topics_.erase(it);
+  if (subscribers.empty()) {
+    topics_.erase(it);
+    server_.topic_interest(topic, false);
+  }
 }
 
 bool Worker::unsubscribe(Connection& connection, std::string_view topic) {

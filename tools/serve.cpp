@@ -1,9 +1,12 @@
-// `edgews serve`: the standalone server. Echo (default) or broadcast, with /healthz and a test page at /.
+// `edgews serve`: the standalone server. Echo (default), broadcast or topics (optionally across instances through
+// Redis), with /healthz and a test page at /.
 #include <signal.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -11,6 +14,9 @@
 #include "net/signals.hpp"
 #include "tools/cli.hpp"
 #include "tools/web_assets.hpp"
+#ifdef EDGEWS_WITH_REDIS
+#include "redis/bridge.hpp"
+#endif
 
 namespace edgews::tools {
 
@@ -26,6 +32,15 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --threads N               reactor threads (default 1)
   --echo                    echo every message back (default)
   --broadcast               send every message to every connection
+  --pubsub                  topics: a message (text or binary) is a command
+                              sub TOPIC          subscribe; answered with "ok sub TOPIC"
+                              unsub TOPIC        unsubscribe; answered with "ok unsub TOPIC"
+                              pub TOPIC PAYLOAD  every subscriber of TOPIC gets PAYLOAD (same opcode), on every
+                                                 instance with --redis
+                              stats              answered with a JSON object of server and Redis counters
+  --redis HOST:PORT         carry topics to other instances through Redis (pub/sub); implies --pubsub.
+                              Local delivery goes on while Redis is away; the link is retried with backoff
+  --redis-prefix PREFIX     Redis channel = PREFIX + topic (default "edgews:")
   --subprotocol NAME        a subprotocol the server speaks (repeatable, in preference order)
   --header 'Name: value'    add a header to every 101 response (repeatable; protocol headers are refused)
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
@@ -83,13 +98,50 @@ bool run_test_command(Connection& connection, const Message& message) {
   return true;
 }
 
+// --pubsub: one command per message. Replies are text; a published payload keeps the opcode it came with.
+void pubsub_command(Server& server, Connection& c, const Message& m, const std::function<std::string()>& redis_stats) {
+  const std::string_view text = m.text();
+  const std::size_t space = text.find(' ');
+  const std::string_view verb = text.substr(0, space);
+  const std::string_view rest = space == std::string_view::npos ? std::string_view() : text.substr(space + 1);
+  if (verb == "pub") {
+    const std::size_t end = rest.find(' ');
+    const std::string_view topic = rest.substr(0, end);
+    const std::string_view payload = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    if (topic.empty()) {
+      c.send_text("error: pub needs a topic: pub TOPIC PAYLOAD");
+      return;
+    }
+    server.publish(topic, {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()}, m.opcode);
+  } else if (verb == "sub" || verb == "unsub") {
+    if (rest.empty() || rest.find(' ') != std::string_view::npos) {
+      c.send_text("error: " + std::string(verb) + " takes one topic without spaces");
+      return;
+    }
+    if (verb == "sub") (void)c.subscribe(rest);
+    else (void)c.unsubscribe(rest);
+    c.send_text("ok " + std::string(verb) + " " + std::string(rest));
+  } else if (verb == "stats") {
+    const ServerStats s = server.stats();
+    char json[256];
+    std::snprintf(json, sizeof json, "{\"connections_open\":%llu,\"messages_in\":%llu,\"messages_out\":%llu,",
+                  static_cast<unsigned long long>(s.connections_open), static_cast<unsigned long long>(s.messages_in),
+                  static_cast<unsigned long long>(s.messages_out));
+    c.send_text(std::string(json) + "\"redis\":" + redis_stats() + "}");
+  } else {
+    c.send_text("error: unknown command; use sub TOPIC, unsub TOPIC, pub TOPIC PAYLOAD or stats");
+  }
+}
+
 }  // namespace
 
 int serve_main(int argc, char** argv) {
   ServerConfig config;
   config.listeners = {ListenConfig{}};
-  bool broadcast = false;
+  enum class Mode { echo, broadcast, pubsub } mode = Mode::echo;
   bool test_commands = false;
+  std::string redis_address;
+  std::string redis_prefix = "edgews:";
   std::string host = "0.0.0.0";
   long port = 8080, tls_port = -1;
   std::string tls_cert, tls_key;
@@ -106,9 +158,12 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--tls-cert")) tls_cert = args.value();
     else if (args.is("--tls-key")) tls_key = args.value();
     else if (args.is("--threads")) config.threads = static_cast<unsigned>(args.number(1, 256));
-    else if (args.is("--echo")) broadcast = false;
-    else if (args.is("--broadcast")) broadcast = true;
+    else if (args.is("--echo")) mode = Mode::echo;
+    else if (args.is("--broadcast")) mode = Mode::broadcast;
+    else if (args.is("--pubsub")) mode = Mode::pubsub;
     else if (args.is("--test-commands")) test_commands = true;
+    else if (args.is("--redis")) redis_address = args.value();
+    else if (args.is("--redis-prefix")) redis_prefix = args.value();
     else if (args.is("--subprotocol")) config.subprotocols.push_back(args.value());
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
@@ -177,11 +232,36 @@ int serve_main(int argc, char** argv) {
     return 1;
   }
 
+#ifdef EDGEWS_WITH_REDIS
+  redis::BridgeConfig redis_config;
+  std::unique_ptr<redis::Bridge> bridge;
+  if (!redis_address.empty()) {
+    Error error;
+    if (!redis::parse_endpoint(redis_address, redis_config, error)) {
+      std::fprintf(stderr, "edgews serve: --redis: %s\n", error.message.c_str());
+      return 2;
+    }
+    redis_config.channel_prefix = redis_prefix;
+    mode = Mode::pubsub;
+  }
+#else
+  if (!redis_address.empty()) {
+    std::fprintf(stderr, "edgews serve: --redis: this edgews was built without Redis support "
+                         "(configure with -DEDGEWS_WITH_REDIS=ON and libhiredis-dev installed)\n");
+    return 2;
+  }
+#endif
+
   Callbacks callbacks;
   Server* server_ptr = nullptr;
-  if (broadcast) {
+  std::function<std::string()> redis_stats = [] { return std::string("null"); };
+  if (mode == Mode::broadcast) {
     callbacks.on_message = [&server_ptr, test_commands](Connection& c, const Message& m) {
       if (!(test_commands && run_test_command(c, m))) server_ptr->broadcast(m.data, m.opcode);
+    };
+  } else if (mode == Mode::pubsub) {
+    callbacks.on_message = [&server_ptr, &redis_stats](Connection& c, const Message& m) {
+      pubsub_command(*server_ptr, c, m, redis_stats);
     };
   } else {
     callbacks.on_message = [test_commands](Connection& c, const Message& m) {
@@ -209,6 +289,28 @@ int serve_main(int argc, char** argv) {
     std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
     return 1;
   }
+#ifdef EDGEWS_WITH_REDIS
+  if (!redis_address.empty()) {
+    bridge = redis::Bridge::create(*server, redis_config, error);
+    if (!bridge) {
+      std::fprintf(stderr, "edgews serve: --redis: %s\n", error.message.c_str());
+      return 1;
+    }
+    redis::Bridge* b = bridge.get();
+    redis_stats = [b] {
+      const redis::BridgeStats s = b->stats();
+      char json[512];
+      std::snprintf(json, sizeof json,
+                    "{\"link_up\":%s,\"published\":%llu,\"publish_failed\":%llu,\"received\":%llu,"
+                    "\"echoes_ignored\":%llu,\"outages\":%llu,\"connects\":%llu,\"channels\":%llu}",
+                    s.link_up ? "true" : "false", static_cast<unsigned long long>(s.published),
+                    static_cast<unsigned long long>(s.publish_failed), static_cast<unsigned long long>(s.received),
+                    static_cast<unsigned long long>(s.echoes_ignored), static_cast<unsigned long long>(s.outages),
+                    static_cast<unsigned long long>(s.connects), static_cast<unsigned long long>(s.channels));
+      return std::string(json);
+    };
+  }
+#endif
   net::Error signal_error;
   auto signals = net::SignalSet::create(
       *server->reactor(0), {SIGTERM, SIGINT, SIGHUP},
@@ -235,6 +337,9 @@ int serve_main(int argc, char** argv) {
   std::fflush(stdout);
   server->run();
   signals.reset();
+#ifdef EDGEWS_WITH_REDIS
+  bridge.reset();  // before the server: it unhooks itself from it
+#endif
   return 0;
 }
 

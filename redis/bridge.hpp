@@ -1,0 +1,79 @@
+// Cross-instance pub/sub through Redis: Server::publish() on one instance reaches the subscribers of that topic on
+// every instance connected to the same Redis.
+//
+//   auto server = edgews::Server::create(config, callbacks, error);   // then server->start()
+//   edgews::redis::BridgeConfig redis;                                  // or parse_endpoint("10.0.0.5:6379", ...)
+//   auto bridge = edgews::redis::Bridge::create(*server, redis, error);
+//   server->run();
+//   bridge.reset();                                                     // before the server goes
+//
+// How it works. Everything runs on reactor 0 through hiredis' asynchronous API attached to the edgews reactor;
+// the bridge has no thread of its own and never blocks the loop. Two connections: one in SUBSCRIBE mode, one for
+// PUBLISH. A publish is delivered locally at once and sent to the channel `channel_prefix + topic` with this
+// instance's id, so that the copy Redis sends back is ignored. The bridge is subscribed to a channel exactly
+// while at least one local client (on any reactor thread) wants the topic. Messages of one publisher keep their
+// order: one reactor thread -> one queue -> one Redis connection -> the subscriber's reactor 0 -> each reactor.
+//
+// When Redis is unreachable or restarts, local delivery goes on; publishes meant for other instances are counted
+// as failed (stats().publish_failed) with one log line per outage, not per message; both connections are retried
+// with exponential backoff, and the subscriptions are restored once the link is back. Messages published on
+// other instances during an outage are lost: Redis pub/sub is at-most-once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/server.hpp"
+
+namespace edgews::redis {
+
+struct BridgeConfig {
+  // A numeric address is best: a name is resolved once, when the bridge is created (resolving later would block
+  // the loop).
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  // Channel = prefix + topic, so that several applications can share one Redis.
+  std::string channel_prefix = "edgews:";
+  std::uint32_t connect_timeout_ms = 2000;
+  std::uint32_t reconnect_min_ms = 100;  // first retry; doubled after each failure up to reconnect_max_ms
+  std::uint32_t reconnect_max_ms = 5000;
+  // Bytes handed to Redis and not yet acknowledged; beyond it, publishes are counted as failed rather than queued
+  // without bound while Redis is slow.
+  std::size_t max_pending_bytes = 64u << 20;
+};
+
+// Parses "HOST:PORT", "HOST" (port 6379) or "[IPv6]:PORT" into config; false with `error` saying what is wrong.
+bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& error);
+
+struct BridgeStats {
+  bool link_up = false;             // both connections established
+  std::uint64_t published = 0;      // handed to Redis and acknowledged
+  std::uint64_t publish_failed = 0; // meant for other instances but not delivered to Redis
+  std::uint64_t received = 0;       // messages from other instances delivered locally
+  std::uint64_t echoes_ignored = 0; // our own messages coming back
+  std::uint64_t outages = 0;        // times the link went down (or was not up at start)
+  std::uint64_t connects = 0;       // successful connections (both kinds)
+  std::uint64_t channels = 0;       // channels Redis confirmed we are subscribed to
+};
+
+class Bridge {
+ public:
+  // Call after server.start(), on the thread that runs reactor 0 (before run(), or on it). Resolves the host,
+  // installs itself as the server's relay and starts connecting (without waiting). nullptr with `error` when the
+  // host does not resolve.
+  static std::unique_ptr<Bridge> create(core::Server& server, BridgeConfig config, core::Error& error);
+  // On reactor 0's thread, or after the server has stopped.
+  ~Bridge();
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
+
+  BridgeStats stats() const;  // any thread
+
+ private:
+  class Impl;
+  explicit Bridge(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;  // shared: tasks posted to reactor 0 hold weak references
+};
+
+}  // namespace edgews::redis

@@ -1,0 +1,226 @@
+"""Cross-instance pub/sub through a real redis-server: two `edgews serve --redis` instances, subscribers on both,
+publishers on both. Every subscriber receives every message, in order per publisher; Redis channel subscriptions
+follow local interest; a Redis crash and restart during traffic keeps local delivery going, counts the failed
+cross-instance publishes, and cross-instance delivery resumes with the subscriptions restored."""
+import asyncio
+import json
+import time
+
+import websockets
+
+import ws_checks
+from harness import CheckFailed, edgews, expect, expect_eq, run_checks
+from services import Redis, report_logs
+
+SUBSCRIBERS = 1000
+MESSAGES_PER_PUBLISHER = 40
+WAIT = 30.0
+
+
+def instance(redis, threads=2):
+    return edgews("--host", "127.0.0.1", "--port", "0", "--threads", str(threads), "--redis", redis.address,
+                  "--log-level", "info", "--max-connections", "5000")
+
+
+async def command(ws, text):
+    await ws.send(text)
+    return await ws_checks.recv(ws)
+
+
+async def stats(port):
+    async with ws_checks.connect(f"ws://127.0.0.1:{port}/") as ws:
+        return json.loads(await command(ws, "stats"))
+
+
+async def wait_for(predicate_async, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok, last = await predicate_async()
+        if ok:
+            return last
+        await asyncio.sleep(0.05)
+    raise CheckFailed(f"{what}: not reached within {timeout}s (last: {last!r})")
+
+
+async def wait_channels(port, n):
+    async def check():
+        s = await stats(port)
+        return s["redis"]["channels"] == n and s["redis"]["link_up"], s["redis"]
+    return await wait_for(check, f"port {port}: {n} confirmed Redis channel(s)")
+
+
+async def subscribe(port, topic):
+    ws = await ws_checks.connect(f"ws://127.0.0.1:{port}/")
+    expect_eq(await command(ws, f"sub {topic}"), f"ok sub {topic}", "subscription answer")
+    return ws
+
+
+async def collect(ws, count):
+    got = []
+    while len(got) < count:
+        got.append(await asyncio.wait_for(ws.recv(), WAIT))
+    return got
+
+
+def check_order(messages, publishers, count, who):
+    """Each publisher's messages arrive complete and in its order (interleaving between publishers is free)."""
+    for p in publishers:
+        seqs = [int(m.split(":")[1]) for m in messages if m.startswith(p + ":")]
+        expect_eq(seqs, list(range(count)), f"{who}: messages of publisher {p}")
+
+
+def thousand_subscribers_on_two_instances_receive_every_message_in_order():
+    redis = Redis()
+    try:
+        with instance(redis) as a, instance(redis) as b:
+            async def run():
+                ports = [a.port, b.port]
+                subscribers = []
+                for i in range(SUBSCRIBERS):  # spread over both instances (and over their reactor threads)
+                    subscribers.append(await subscribe(ports[i % 2], "news"))
+                await wait_channels(a.port, 1)
+                await wait_channels(b.port, 1)
+                numsub = redis.command("PUBSUB", "NUMSUB", "edgews:news")
+                expect_eq(numsub[1], 2, "Redis subscribers of edgews:news (one per instance)")
+
+                publishers = {"A": await ws_checks.connect(f"ws://127.0.0.1:{a.port}/"),
+                              "B": await ws_checks.connect(f"ws://127.0.0.1:{b.port}/")}
+
+                async def publish(name, ws):
+                    for i in range(MESSAGES_PER_PUBLISHER):
+                        await ws.send(f"pub news {name}:{i}")
+                receivers = [asyncio.create_task(collect(ws, 2 * MESSAGES_PER_PUBLISHER)) for ws in subscribers]
+                await asyncio.gather(*(publish(n, ws) for n, ws in publishers.items()))
+                results = await asyncio.gather(*receivers)
+                for i, messages in enumerate(results):
+                    check_order(messages, ["A", "B"], MESSAGES_PER_PUBLISHER, f"subscriber {i} on {'AB'[i % 2]}")
+                # Nothing more arrives: each message came once (the echo of one's own publish is ignored).
+                extra = await asyncio.gather(*(asyncio.wait_for(ws.recv(), 0.5) for ws in subscribers[:10]),
+                                             return_exceptions=True)
+                expect(all(isinstance(e, asyncio.TimeoutError) for e in extra), f"duplicate deliveries: {extra[:3]!r}")
+                sa, sb = (await stats(a.port))["redis"], (await stats(b.port))["redis"]
+                expect_eq(sa["received"], MESSAGES_PER_PUBLISHER, "A: messages received from B through Redis")
+                expect_eq(sb["received"], MESSAGES_PER_PUBLISHER, "B: messages received from A through Redis")
+                expect_eq(sa["echoes_ignored"], MESSAGES_PER_PUBLISHER, "A: its own messages coming back, ignored")
+                expect_eq(sa["publish_failed"], 0, "A: failed publishes")
+
+                # Interest: when B's last subscriber leaves, B unsubscribes from the channel; A stays.
+                for ws in subscribers[1::2]:
+                    await ws.close()
+                await wait_channels(b.port, 0)
+                expect_eq(redis.command("PUBSUB", "NUMSUB", "edgews:news")[1], 1, "Redis subscribers after B's left")
+                # ...and subscribes again when one comes back.
+                again = await subscribe(b.port, "news")
+                await wait_channels(b.port, 1)
+                await publishers["A"].send("pub news A:again")
+                expect_eq(await ws_checks.recv(again), "A:again", "B's new subscriber gets A's message")
+                for ws in subscribers[0::2] + [again] + list(publishers.values()):
+                    await ws.close()
+                await wait_channels(a.port, 0)
+                expect_eq(redis.command("PUBSUB", "NUMSUB", "edgews:news")[1], 0, "Redis subscribers at the end")
+            try:
+                asyncio.run(run())
+            except Exception:
+                report_logs(redis)
+                raise
+    finally:
+        redis.stop()
+
+
+def redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions():
+    redis = Redis()
+    port = redis.port
+    try:
+        with instance(redis) as a, instance(redis) as b:
+            async def run():
+                nonlocal redis
+                subs_a = [await subscribe(a.port, "ticks") for _ in range(10)]
+                subs_b = [await subscribe(b.port, "ticks") for _ in range(10)]
+                await wait_channels(a.port, 1)
+                await wait_channels(b.port, 1)
+                pub_a = await ws_checks.connect(f"ws://127.0.0.1:{a.port}/")
+                pub_b = await ws_checks.connect(f"ws://127.0.0.1:{b.port}/")
+                received = {id(ws): [] for ws in subs_a + subs_b}
+                stop = asyncio.Event()
+
+                async def reader(ws):
+                    while True:
+                        try:
+                            received[id(ws)].append(await ws.recv())
+                        except websockets.ConnectionClosed:
+                            return
+
+                readers = [asyncio.create_task(reader(ws)) for ws in subs_a + subs_b]
+                sent = {"A": 0}
+
+                async def publisher():
+                    while not stop.is_set():
+                        await pub_a.send(f"pub ticks A:{sent['A']}")
+                        sent["A"] += 1
+                        await asyncio.sleep(0.01)
+
+                pumping = asyncio.create_task(publisher())
+                await asyncio.sleep(0.5)
+                before_kill = sent["A"]
+                redis.kill()  # SIGKILL: a crash, not a polite shutdown
+                await asyncio.sleep(1.5)
+                during_outage = sent["A"]
+                expect((await stats(a.port))["redis"]["link_up"] is False, "A sees the link down")
+                redis = Redis(port=port)
+                # Cross-instance delivery resumes: B's subscribers get a message A publishes after the restart.
+                after_restart = sent["A"]
+
+                async def b_resumed():
+                    seqs = [int(m.split(":")[1]) for m in received[id(subs_b[0])] if m.startswith("A:")]
+                    return bool(seqs) and seqs[-1] >= after_restart, seqs[-3:]
+                await wait_for(b_resumed, "B receives A's messages again after the Redis restart")
+                stop.set()
+                await pumping
+                total = sent["A"]
+                # Other direction: A's subscription was restored too.
+                await wait_channels(a.port, 1)
+                await pub_b.send("pub ticks B:0")
+
+                async def a_got_b():
+                    return all("B:0" in received[id(ws)] for ws in subs_a), None
+                await wait_for(a_got_b, "A's subscribers receive B's message after the restart")
+                await asyncio.sleep(0.3)
+                for ws in subs_a + subs_b + [pub_a, pub_b]:
+                    await ws.close()
+                await asyncio.gather(*readers)
+
+                for ws in subs_a:  # local delivery never stopped: every message, in order, outage or not
+                    seqs = [int(m.split(":")[1]) for m in received[id(ws)] if m.startswith("A:")]
+                    expect_eq(seqs, list(range(total)), "A's subscriber: A's messages through the outage")
+                for ws in subs_b:  # across instances: in order, the outage's messages may be missing
+                    seqs = [int(m.split(":")[1]) for m in received[id(ws)] if m.startswith("A:")]
+                    expect(seqs == sorted(set(seqs)), "B's subscriber: A's messages out of order or duplicated")
+                    expect(set(range(before_kill)) <= set(seqs), "B's subscriber lost messages sent before the kill")
+                    expect(seqs[-1] == total - 1, "B's subscriber: the last message is missing")
+                sa = (await stats(a.port))["redis"]
+                expect(sa["publish_failed"] > 0, f"A counts failed publishes during the outage: {sa}")
+                # Every publish is accounted for: acknowledged by Redis or counted as failed, and failures only
+                # after the kill (until A's reconnection, which may come a backoff step after the restart).
+                expect_eq(sa["published"] + sa["publish_failed"], total, f"A: acknowledged + failed publishes ({sa})")
+                expect(sa["published"] >= before_kill, f"A: publishes before the kill acknowledged: {sa}")
+                expect(sa["publish_failed"] >= during_outage - before_kill - 5,
+                       f"A: publishes during the outage counted as failed: {sa}, {during_outage - before_kill} sent")
+                expect(sa["outages"] == 1 and sa["link_up"], f"A: one outage, link up again: {sa}")
+            try:
+                asyncio.run(run())
+            except Exception:
+                report_logs(redis)
+                raise
+            # One log line when the link went down and one when it came back, not one per message.
+            for name, server in (("A", a), ("B", b)):
+                log = server.log()
+                expect_eq(log.count("down ("), 1, f"{name}: 'link down' log lines")
+                expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    run_checks([thousand_subscribers_on_two_instances_receive_every_message_in_order,
+                redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions])

@@ -192,6 +192,7 @@ def scenario_deflate(browser, session, server):
         assert shown == extensions, shown
         step("negotiated over %s: %s" % (scheme, extensions))
         deflate_echo(session, scheme)
+        session.execute("window.scrollTo(0, 0);")  # the state table, with the extensions, in the picture
         screenshot(session, "%s-%s-deflate" % (browser, scheme))
 
 
@@ -221,6 +222,7 @@ def scenario_deflate_declined(browser, session, server):
         assert session.execute("return document.getElementById('extensions').textContent") == "none"
         step("opened uncompressed over %s" % scheme)
         deflate_echo(session, scheme)
+        session.execute("window.scrollTo(0, 0);")
         screenshot(session, "%s-%s-deflate-declined" % (browser, scheme))
 
 

@@ -58,6 +58,8 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --deflate-level N         1..9 (default 6)
   --deflate-min-size BYTES  send shorter messages uncompressed (default 64)
   --deflate-no-context-takeover  server and client reset their windows after each message
+  --deflate-decline-ua TEXT decline compression when the User-Agent contains TEXT (repeatable, case-sensitive);
+                            such clients connect uncompressed
   --proxy-protocol          every connection must start with a PROXY protocol v1/v2 header (behind HAProxy,
                             nginx, AWS NLB); its source address becomes the peer address
   --trusted-proxy CIDR      believe Forwarded / X-Forwarded-For / X-Real-IP from these peers (repeatable;
@@ -149,6 +151,7 @@ int serve_main(int argc, char** argv) {
   LogFormat format = LogFormat::text;
   std::vector<std::string> header_lines;
   bool proxy_protocol = false;
+  std::vector<std::string> deflate_decline_agents;
 
   Args args(argc, argv, kServeUsage);
   while (args.next()) {
@@ -188,6 +191,11 @@ int serve_main(int argc, char** argv) {
       config.deflate.server_no_context_takeover = true;
       config.deflate.client_no_context_takeover = true;
     }
+    else if (args.is("--deflate-decline-ua")) {
+      std::string agent = args.value();
+      if (agent.empty()) args.fail("--deflate-decline-ua takes a non-empty part of a User-Agent");
+      deflate_decline_agents.push_back(std::move(agent));
+    }
     else if (args.is("--proxy-protocol")) proxy_protocol = true;
     else if (args.is("--trusted-proxy")) config.trusted_proxies.push_back(args.value());
     else if (args.is("--metrics-port")) {
@@ -205,6 +213,10 @@ int serve_main(int argc, char** argv) {
     } else args.unknown();
   }
   if (!args.ok()) return 2;
+  if (!deflate_decline_agents.empty() && !config.deflate.enabled) {
+    std::fprintf(stderr, "edgews serve: --deflate-decline-ua has no effect without --deflate: add --deflate\n");
+    return 2;
+  }
 
   for (const std::string& line : header_lines) {
     const std::size_t colon = line.find(':');
@@ -266,6 +278,16 @@ int serve_main(int argc, char** argv) {
   } else {
     callbacks.on_message = [test_commands](Connection& c, const Message& m) {
       if (!(test_commands && run_test_command(c, m))) c.send(m.data, m.opcode);
+    };
+  }
+  if (!deflate_decline_agents.empty()) {
+    // Through the application hook, as an application would do it: the built-in list covers only the versions
+    // known to be broken, this one whatever the operator names (a client version found broken in the field).
+    callbacks.on_deflate_offer = [agents = std::move(deflate_decline_agents)](const codec::UpgradeRequest& request) {
+      for (const std::string& agent : agents) {
+        if (request.user_agent.find(agent) != std::string_view::npos) return false;
+      }
+      return true;
     };
   }
   callbacks.on_http = [](const codec::HttpRequest& request, HttpResponse& response) {

@@ -1,15 +1,19 @@
 """Real browsers against `edgews serve`: headless Chromium and WebKit (Safari's engine) load the test page over
 ws:// and wss:// (the development certificate accepted), reach OPEN, echo text and binary through the page's
 buttons, receive a server-initiated close and show its code and reason, and reconnect by themselves after the
-server is restarted on the same ports. The origin story runs as a regression test. Screenshots go to
-$EDGEWS_ARTIFACTS/browser/.
+server is restarted on the same ports. The origin story runs as a regression test. With `edgews serve --deflate`
+(RFC 7692) both negotiate permessage-deflate (the page shows socket.extensions) and echo compressible messages;
+with WebKit's User-Agent declined (--deflate-decline-ua) WebKit opens uncompressed, the 101 carrying no
+Sec-WebSocket-Extensions header at all. Screenshots go to $EDGEWS_ARTIFACTS/browser/.
 
-  browser_test.py chromium echo|origin_story
-  browser_test.py webkit echo|origin_story
+  browser_test.py chromium echo|origin_story|deflate
+  browser_test.py webkit echo|origin_story|deflate|deflate_declined
 """
 
+import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -125,11 +129,117 @@ def scenario_origin_story(browser, session, server):
         screenshot(session, "%s-%s-origin-story" % (browser, scheme))
 
 
+# WebKit's frozen engine version: Safari, iOS browsers and WebKitGTK say "AppleWebKit/605.1.15"; Chromium says
+# "AppleWebKit/537.36". What an operator would name to decline compression for Safari's engine.
+WEBKIT_UA = "AppleWebKit/605"
+# Compressible and longer than the server's --deflate-min-size (64 by default), so it goes out compressed.
+DEFLATE_TEXT = "{\"type\":\"quote\",\"symbol\":\"EDGE\",\"bid\":101.25,\"ask\":101.5} " * 60 + "\u2713"
+DEFLATE_BINARY_SIZE = 65536  # the page's pattern repeats every 256 bytes
+
+
+def deflate_echo(session, label):
+    """Echoes DEFLATE_TEXT and a 64 KiB binary message through the page's buttons. The text is set by script:
+    typing thousands of characters through WebDriver is slow in WebKit."""
+    text = DEFLATE_TEXT + " " + label
+    session.execute("document.getElementById('text').value = arguments[0];", text)
+    session.click("#send-text")
+    data = session.wait_for("the %d-character text echo" % len(text),
+                            lambda d: d.get("textEcho", "").startswith(("MISMATCH", "error")) or
+                            d.get("textEcho") == text)
+    assert data["textEcho"] == text, data["textEcho"][:200]
+    session.execute("document.getElementById('binary-size').value = arguments[0];", str(DEFLATE_BINARY_SIZE))
+    session.click("#send-binary")
+    expected = "%d bytes, identical" % DEFLATE_BINARY_SIZE
+    data = session.wait_for("the binary echo", lambda d: d.get("binaryEcho") in (expected, "MISMATCH") or
+                            d.get("binaryEcho", "").startswith("error"))
+    assert data["binaryEcho"] == expected, data["binaryEcho"]
+    step("echoed %d characters of text and %d binary bytes (%s)" % (len(text), DEFLATE_BINARY_SIZE, label))
+
+
+def upgrade_head(port, user_agent):
+    """A browser-like upgrade offering permessage-deflate with the given User-Agent, over a raw socket: returns
+    the response head exactly as sent, so that an empty or stray Sec-WebSocket-Extensions line would show."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = ("GET / HTTP/1.1\r\nHost: localhost:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nOrigin: http://localhost:%d\r\n"
+               "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+               "User-Agent: %s\r\n\r\n" % (port, key, port, user_agent))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request.encode())
+        head = b""
+        deadline = time.monotonic() + 10
+        while b"\r\n\r\n" not in head and time.monotonic() < deadline:
+            chunk = connection.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    head = head.split(b"\r\n\r\n")[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 101 "), head
+    return head
+
+
+def extension_lines(head):
+    return [line for line in head.split("\r\n")[1:] if line.lower().startswith("sec-websocket-extensions")]
+
+
+def scenario_deflate(browser, session, server):
+    for scheme, port in (("ws", server.port), ("wss", server.tls_port)):
+        http = "http" if scheme == "ws" else "https"
+        data = load_and_open(session, "%s://localhost:%d/" % (http, port))
+        extensions = data.get("extensions", "")
+        assert extensions.startswith("permessage-deflate"), "socket.extensions is %r" % extensions
+        shown = session.execute("return document.getElementById('extensions').textContent")
+        assert shown == extensions, shown
+        step("negotiated over %s: %s" % (scheme, extensions))
+        deflate_echo(session, scheme)
+        session.execute("window.scrollTo(0, 0);")  # the state table, with the extensions, in the picture
+        screenshot(session, "%s-%s-deflate" % (browser, scheme))
+
+
+def scenario_deflate_declined(browser, session, server):
+    user_agent = session.execute("return navigator.userAgent")
+    assert WEBKIT_UA in user_agent, "the browser's User-Agent %r does not contain %r" % (user_agent, WEBKIT_UA)
+    step("User-Agent: %s" % user_agent)
+    # The 101 for this User-Agent names no extension (not even an empty header, which some WebKit versions
+    # reject), while the same server still compresses for others: the control shows the check can fail.
+    declined = upgrade_head(server.port, user_agent)
+    assert extension_lines(declined) == [], declined
+    accepted = upgrade_head(server.port, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                            "Chrome/120.0.0.0 Safari/537.36")
+    assert [line.split(":", 1)[1].strip().startswith("permessage-deflate")
+            for line in extension_lines(accepted)] == [True], accepted
+    doctor = subprocess.run([os.environ["EDGEWS_BIN"], "doctor", "--deflate", "--json",
+                             "ws://127.0.0.1:%d/" % server.port], capture_output=True, text=True, timeout=30)
+    report = json.loads(doctor.stdout)
+    assert doctor.returncode == 0 and report["defects"] == [], report
+    assert "Sec-WebSocket-Extensions: permessage-deflate" in report["response_head"], report["response_head"]
+    step("101 for the declined User-Agent has no Sec-WebSocket-Extensions; others (and doctor --deflate) get "
+         "permessage-deflate")
+    for scheme, port in (("ws", server.port), ("wss", server.tls_port)):
+        http = "http" if scheme == "ws" else "https"
+        data = load_and_open(session, "%s://localhost:%d/" % (http, port))
+        assert data.get("extensions") == "", "socket.extensions is %r" % data.get("extensions")
+        assert session.execute("return document.getElementById('extensions').textContent") == "none"
+        step("opened uncompressed over %s" % scheme)
+        deflate_echo(session, scheme)
+        session.execute("window.scrollTo(0, 0);")
+        screenshot(session, "%s-%s-deflate-declined" % (browser, scheme))
+
+
+SCENARIOS = {
+    # scenario: (function, extra `edgews serve` arguments)
+    "echo": (scenario_echo, ["--test-commands"]),
+    "origin_story": (scenario_origin_story, ["--header", "Access-Control-Allow-Origin: *"]),
+    "deflate": (scenario_deflate, ["--deflate"]),
+    "deflate_declined": (scenario_deflate_declined, ["--deflate", "--deflate-decline-ua", WEBKIT_UA]),
+}
+
+
 def main():
     browser, scenario = sys.argv[1], sys.argv[2]
     with temp_dir() as directory:
         ca, cert, key = make_cert(directory)
-        extra = ["--test-commands"] if scenario == "echo" else ["--header", "Access-Control-Allow-Origin: *"]
+        run, extra = SCENARIOS[scenario]
         server = EdgewsServer(tls=(cert, key), extra=extra).start()
         driver = None
         session = None
@@ -137,7 +247,7 @@ def main():
             driver = DRIVERS[browser]()
             session = driver.session()
             step("%s %s session started" % (browser, session.capabilities.get("browserVersion", "?")))
-            {"echo": scenario_echo, "origin_story": scenario_origin_story}[scenario](browser, session, server)
+            run(browser, session, server)
         except BaseException:
             if session is not None:
                 try:

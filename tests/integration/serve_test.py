@@ -1,5 +1,5 @@
 """`edgews serve` behaviour the browser tests rely on: the origin story's start-up refusal, application headers on
-the 101, and the --test-commands switch (off by default)."""
+the 101, the --test-commands switch (off by default) and --deflate-decline-ua."""
 
 import os
 import socket
@@ -91,6 +91,42 @@ class ServeTest(unittest.TestCase):
             opcode, payload = read_frame(sock)
             sock.close()
         self.assertEqual((opcode, payload), (1, b"close-me 1006 no"))
+
+    def deflate_offer(self, port, user_agent):
+        sock, head = open_socket(port, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+                                       "User-Agent: %s\r\n" % user_agent)
+        # Still a working connection: an uncompressed reply (no RSV1) to a short text.
+        send_text(sock, "still here")
+        b0 = sock.recv(1, socket.MSG_PEEK)[0]
+        opcode, payload = read_frame(sock)
+        sock.close()
+        self.assertTrue(head.startswith("HTTP/1.1 101 "), head)
+        self.assertEqual((opcode, payload, b0 & 0x40), (1, b"still here", 0))
+        return [line for line in head.split("\r\n") if line.lower().startswith("sec-websocket-extensions")]
+
+    def test_deflate_decline_ua_declines_matching_user_agents_only(self):
+        safari = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                  "Version/17.4 Safari/605.1.15")
+        chrome = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+                  "Safari/537.36")
+        with EdgewsServer(extra=["--deflate", "--deflate-decline-ua", "Firefox/", "--deflate-decline-ua",
+                                 "AppleWebKit/605"]) as server:
+            # No Sec-WebSocket-Extensions line at all, not even an empty one (RFC 7692 5: no response, no extension).
+            self.assertEqual(self.deflate_offer(server.port, safari), [])
+            self.assertEqual(self.deflate_offer(server.port, "Mozilla/5.0 Gecko/20100101 Firefox/128.0"), [])
+            accepted = self.deflate_offer(server.port, chrome)
+        self.assertEqual(len(accepted), 1, accepted)
+        self.assertTrue(accepted[0].split(":", 1)[1].strip().startswith("permessage-deflate"), accepted)
+        # Without the flag, this Safari (17.4, not a broken version) is offered compression.
+        with EdgewsServer(extra=["--deflate"]) as server:
+            self.assertEqual(len(self.deflate_offer(server.port, safari)), 1)
+
+    def test_deflate_decline_ua_needs_deflate(self):
+        done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--deflate-decline-ua", "Safari/"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--deflate-decline-ua has no effect without --deflate", done.stderr)
+        self.assertEqual(done.stdout, "")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,19 @@ test("subprotocols are offered and the chosen one is reported", () => {
   last().open();
   assert.equal(client.protocol, "v2");
 });
+
+test("the negotiated extensions are reported per connection", () => {
+  const { client, c, last } = make();
+  client.connect().catch(() => {});
+  assert.equal(client.extensions, "");
+  last().extensions = "permessage-deflate; client_max_window_bits=15";
+  last().open();
+  assert.equal(client.extensions, "permessage-deflate; client_max_window_bits=15");
+  // The next connection (after a drop) may be declined compression: its own value replaces the old one.
+  last().closed(1006);
+  c.run(client.lastClose.delayMs);
+  last().extensions = "";
+  last().open();
+  assert.equal(client.opens, 2);
+  assert.equal(client.extensions, "");
+});

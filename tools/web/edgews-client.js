@@ -90,6 +90,7 @@
       this.lastClose = null;       // {code, reason, wasClean, willReconnect, delayMs}
       this.lastRttMs = null;       // round-trip time of the last request()
       this.protocol = "";          // the subprotocol the server chose
+      this.extensions = "";        // the extensions the server accepted ("permessage-deflate; ..." or "")
       this.onopen = null;          // (client) after each open
       this.onmessage = null;       // (data, event) for messages that no request()/receive() claimed
       this.onclose = null;         // (info) after each close, before any reconnect
@@ -248,6 +249,7 @@
         this._attempt = 0;
         this.opens += 1;
         this.protocol = socket.protocol || "";
+        this.extensions = socket.extensions || "";
         this._setState("open");
         this._settle(this._connectWaiters, true, this);
         this._settle(this._openWaiters, true, this);

@@ -163,6 +163,14 @@ def redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions
                 pumping = asyncio.create_task(publisher())
                 await asyncio.sleep(0.5)
                 before_kill = sent["A"]
+
+                # Redis pub/sub is at-most-once: what is in flight to Redis when it dies is lost. So the steady
+                # state is checked first: every message sent so far reaches B's subscribers, then Redis dies.
+                async def b_caught_up():
+                    counts = [sum(1 for m in received[id(ws)] if m.startswith("A:") and
+                                  int(m.split(":")[1]) < before_kill) for ws in subs_b]
+                    return min(counts) >= before_kill, min(counts)
+                await wait_for(b_caught_up, "B's subscribers receive every message sent before the kill")
                 redis.kill()  # SIGKILL: a crash, not a polite shutdown
                 await asyncio.sleep(1.5)
                 during_outage = sent["A"]

@@ -21,31 +21,7 @@ warmup=${WARMUP:-1}
 out=${OUT:-$build/load-results}
 [ -x "$edgews" ] && [ -x "$floor" ] || { echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2; exit 2; }
 rm -rf "$out" && mkdir -p "$out"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-# start NAME CPUS COMMAND...: starts a server, sets ${NAME}_pid and ${NAME}_port.
-start() {
-  local name=$1 cpus=$2; shift 2
-  local fifo=$out/$name.fifo
-  rm -f "$fifo"; mkfifo "$fifo"
-  taskset -c "$cpus" "$@" >"$fifo" 2>"$out/$name.log" &
-  local pid=$!
-  pids+=("$pid")
-  local line
-  read -r -t 10 line <"$fifo" || { echo "$name did not start" >&2; exit 1; }
-  rm -f "$fifo"
-  printf -v "${name}_pid" %s "$pid"
-  printf -v "${name}_port" %s "${line##* }"
-}
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-load() {  # load NAME PORT PID JSON ARGS...
-  local name=$1 port=$2 pid=$3 json=$4; shift 4
-  taskset -c 1 "$edgews" load "ws://127.0.0.1:$port/" --server-pid "$pid" --json "$json" --quiet "$@" \
-    2>>"$out/load.log" || echo "  ($name: errors counted, see $json)" >&2
-}
+source "$here/lib.sh"
 
 echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)"

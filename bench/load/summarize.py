@@ -63,5 +63,76 @@ def main():
                                                      r["server"]["rss_kib"], r["server"]["rss_bytes_per_connection"]))
 
 
+def peers(out, rounds, results, servers):
+    """Peer comparison (bench/load/peers.sh): one table per scenario, ratios to edgews within each round, and
+    peers.dat for peers.gp (one row per server: msgs/s and server CPU us/msg per scenario)."""
+    names = {"a": "(a) 100 conns, 16 B, 1 in flight", "b": "(b) 100 conns, 16 B, 16 in flight",
+             "c": "(c) 10 conns, 64 KiB binary"}
+    lines = ["| scenario | server | msgs/s (median) | min..max | server CPU us/msg | p50 us | p99 us | errors "
+             "| msgs/s / edgews | CPU/msg / edgews |", "|---|---|---|---|---|---|---|---|---|---|"]
+    dat = {s: {} for s in servers}
+    for sc in "abc":
+        for server in servers:
+            rs = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (sc, server))))]
+            if not rs:
+                continue
+            ratio_rate, ratio_cpu = [], []
+            for r in range(1, rounds + 1):
+                try:
+                    x = load(os.path.join(out, "%s-%s-%d.json" % (sc, server, r)))
+                    y = load(os.path.join(out, "%s-edgews-%d.json" % (sc, r)))
+                except FileNotFoundError:
+                    continue
+                if y["messages_per_s"] > 0:
+                    ratio_rate.append(x["messages_per_s"] / y["messages_per_s"])
+                if y["server"]["cpu_us_per_msg"] > 0:
+                    ratio_cpu.append(x["server"]["cpu_us_per_msg"] / y["server"]["cpu_us_per_msg"])
+            rate = [r["messages_per_s"] for r in rs]
+            cpu = med([r["server"]["cpu_us_per_msg"] for r in rs])
+            dat[server][sc] = (med(rate), cpu)
+            lines.append("| %s | %s | %.0f | %.0f..%.0f | %.2f | %.1f | %.1f | %d | %.3f | %.3f |" % (
+                names[sc], server, med(rate), min(rate), max(rate), cpu,
+                med([r["latency_us"]["p50"] for r in rs]), med([r["latency_us"]["p99"] for r in rs]),
+                sum(r["errors_total"] for r in rs), med(ratio_rate), med(ratio_cpu)))
+    lines += ["", "| (d) idle connections | server | open | RSS before KiB | RSS after KiB | bytes per connection "
+              "| / edgews |", "|---|---|---|---|---|---|---|"]
+    base = None
+    for server in servers:
+        path = os.path.join(out, "d10000-%s.json" % server)
+        if not os.path.exists(path):
+            continue
+        r = load(path)
+        per = r["server"]["rss_bytes_per_connection"]
+        if server == "edgews":
+            base = per
+        lines.append("| 10000 | %s | %d | %d | %d | %.0f | %s |" % (
+            server, r["open"], r["server"]["rss_kib_before"], r["server"]["rss_kib"], per,
+            "%.2f" % (per / base) if base else ""))
+    checks = []
+    for server in servers:
+        for mode in ("text", "binary"):
+            path = os.path.join(out, "check-%s--%s.json" % (server, mode))
+            if os.path.exists(path):
+                r = load(path)
+                if r["errors_total"] or r["messages_per_s"] <= 0:
+                    checks.append("%s failed the %s echo check (%d errors)" % (server, mode, r["errors_total"]))
+            else:
+                checks.append("%s: no %s echo check" % (server, mode))
+    lines += ["", "Echo checks (text and binary, before measuring): " + ("; ".join(checks) or "all passed") + "."]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(os.path.join(results, "peers.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(results, "peers.dat"), "w") as f:
+        f.write("# server a_msgs b_msgs c_msgs a_cpu b_cpu c_cpu (medians; msgs/s and server CPU us/msg)\n")
+        for server in servers:
+            d = dat[server]
+            f.write("%s %s %s\n" % (server, " ".join("%.1f" % d.get(sc, (float("nan"), 0))[0] for sc in "abc"),
+                                    " ".join("%.3f" % d.get(sc, (0, float("nan")))[1] for sc in "abc")))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "--peers":
+        peers(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+    else:
+        main()

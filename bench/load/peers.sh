@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
+#
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; about 8 minutes with the defaults, after the build)
+#
+# From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
+# configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
+# Method as bench/load/run.sh: all servers pinned to core 0 and started at once (an idle server costs nothing),
+# the load generator pinned to core 1, the servers take turns inside each round, medians over the rounds and
+# ratios to edgews taken within each round. Scenarios: (a) 100 connections, 16 B, 1 in flight; (b) 100
+# connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB binary; (d) server memory per idle connection at
+# 10,000 connections, a fresh server each.
+# Environment: ROUNDS (default 3), DURATION (seconds per run, default 3), WARMUP (default 1), SKIP_INSTALL=1.
+# Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
+# (peers.dat) go to $RESULTS (default bench/load/results).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build/release}
+rounds=${ROUNDS:-3}
+duration=${DURATION:-3}
+warmup=${WARMUP:-1}
+out=${OUT:-$build/peer-results}
+results=${RESULTS:-$here/results}
+python=/usr/bin/python3  # Debian's python3, which python3-websockets belongs to
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then "$here/peers/install.sh"; fi
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DEDGEWS_BUILD_PEERS=ON >/dev/null
+nice cmake --build "$build" -j2 --target edgews edgews_floor beast_echo websocketpp_echo lws_echo >/dev/null
+
+edgews=$build/tools/edgews
+p=$build/bench/load/peers
+declare -A cmd=(
+  [edgews]="$edgews serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0"
+  [floor]="$build/bench/load/edgews_floor --port 0"
+  [beast]="$p/beast_echo 0"
+  [websocketpp]="$p/websocketpp_echo 0"
+  [lws]="$p/lws_echo 0"
+  [node_ws]="node $here/peers/ws_echo.mjs 0"
+  [python]="$python $here/peers/py_echo.py 0"
+)
+servers=(edgews floor beast websocketpp lws node_ws python)
+
+rm -rf "$out" && mkdir -p "$out" "$results"
+source "$here/lib.sh"
+
+echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)" | tee "$out/machine.txt"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)" \
+  | tee -a "$out/machine.txt"
+common=(--duration "$duration" --warmup "$warmup")
+declare -A scenario_args=(
+  [a]="--connections 100 --inflight 1 --size 16"
+  [b]="--connections 100 --inflight 16 --size 16"
+  [c]="--connections 10 --inflight 1 --size 65536 --binary"
+)
+
+for s in "${servers[@]}"; do
+  # shellcheck disable=SC2086
+  start "$s" 0 ${cmd[$s]}
+done
+# Every server must echo text and binary: one short check of each before measuring (errors are reported).
+for s in "${servers[@]}"; do
+  pid_var=${s}_pid port_var=${s}_port
+  for mode in --text --binary; do
+    load "$s" "${!port_var}" "${!pid_var}" "$out/check-$s$mode.json" --connections 4 --inflight 4 --size 100 \
+      --duration 1 --warmup 0 "$mode"
+  done
+done
+for sc in a b c; do
+  for r in $(seq 1 "$rounds"); do
+    echo "scenario ($sc) round $r" >&2
+    for s in "${servers[@]}"; do
+      pid_var=${s}_pid port_var=${s}_port
+      # shellcheck disable=SC2086
+      load "$s" "${!port_var}" "${!pid_var}" "$out/$sc-$s-$r.json" ${scenario_args[$sc]} "${common[@]}"
+    done
+  done
+done
+for s in "${servers[@]}"; do pid_var=${s}_pid; stop "${!pid_var}"; done
+
+# (d): idle memory at 10,000 connections, a fresh server each.
+for s in "${servers[@]}"; do
+  echo "scenario (d) 10000 idle connections: $s" >&2
+  # shellcheck disable=SC2086
+  start d_server 0 ${cmd[$s]}
+  sleep 0.5
+  load "$s" "$d_server_port" "$d_server_pid" "$out/d10000-$s.json" --connect-only --connections 10000 \
+    --duration 2 --connect-timeout 60
+  stop "$d_server_pid"
+done
+
+echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+$python "$here/summarize.py" --peers "$out" "$rounds" "$results" "${servers[@]}"
+command -v gnuplot >/dev/null && gnuplot -e "dat='$results/peers.dat'; svg='$results/peers.svg'" "$here/peers.gp"
+echo "table: $results/peers.md   plot: $results/peers.svg"

@@ -13,9 +13,11 @@ namespace {
 
 constexpr std::string_view kLevelNames[] = {"debug", "info", "warn", "error", "off"};
 
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';
-  for (char c : text) {
+  for (unsigned char c : text) {
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -23,19 +25,17 @@ void append_json_string(std::string& out, std::string_view text) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (c < 0x20 || c == 0x7F) {
           char escaped[8];
           std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
           out += escaped;
         } else {
-          out += c;
+          out += static_cast<char>(c);
         }
     }
   }
   out += '"';
 }
-
-}  // namespace
 
 std::string_view to_string(LogLevel level) { return kLevelNames[static_cast<int>(level)]; }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 namespace edgews::core {
@@ -12,6 +13,8 @@ enum class LogLevel : std::uint8_t { debug, info, warn, error, off };
 enum class LogFormat : std::uint8_t { text, json };
 
 std::string_view to_string(LogLevel level);
+// Appends text as a JSON string literal (quotes, escapes for quote, backslash and control characters).
+void append_json_string(std::string& out, std::string_view text);
 bool parse_log_level(std::string_view text, LogLevel& out);
 
 class Logger {

@@ -20,6 +20,7 @@
 #include "codec/mask.hpp"
 #include "codec/response_validator.hpp"
 #include "codec/utf8.hpp"
+#include "core/log.hpp"
 #include "tools/cli.hpp"
 #include "tools/doctor_link.hpp"
 
@@ -157,25 +158,9 @@ std::string printable(std::string_view bytes) {
 }
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "\\u%04x", c);
-          out += hex;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
+  std::string out;
+  core::append_json_string(out, s);
+  return out;
 }
 
 double ms_since(Clock::time_point start) {

@@ -32,7 +32,7 @@ start_server() {  # sets server_pid, ws_port, wss_port
   taskset -c 0 "$edgews" serve --host 127.0.0.1 --port 0 --tls-port 0 --tls-cert "$out/certs/localhost.crt" \
     --tls-key "$out/certs/localhost.key" --log-level error --max-connections 100000 >"$out/serve.out" 2>&1 &
   server_pid=$!
-  for _ in $(seq 100); do grep -q "listening on ports" "$out/serve.out" && break; sleep 0.1; done
+  for _ in $(seq 100); do grep -qs "listening on ports" "$out/serve.out" && break; sleep 0.1; done
   read -r ws_port wss_port < <(sed -n 's/^edgews: listening on ports \([0-9]*\) \([0-9]*\)$/\1 \2/p' "$out/serve.out")
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }

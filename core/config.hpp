@@ -26,7 +26,7 @@ struct Limits {
   std::size_t max_connections = 100000;            // per server; over it new connections are closed at once
   std::size_t max_request_head = 8192;             // upgrade request line + headers; over it: 431
   std::size_t max_request_headers = 64;            // header lines; over it: 431
-  std::uint32_t handshake_timeout_ms = 10000;      // from accept to a complete upgrade request
+  std::uint32_t handshake_timeout_ms = 10000;      // to a complete upgrade request (after TLS, on TLS listeners)
   std::uint32_t idle_timeout_ms = 0;               // close (1001) after this long with no message either way; 0 = off
   std::uint32_t ping_interval_ms = 30000;          // ping after this long without hearing from the peer; 0 = off
   std::uint32_t pong_timeout_ms = 30000;           // close (1001) when nothing answers a ping for this long
@@ -84,6 +84,9 @@ struct TlsConfig {
   std::vector<Certificate> certificates;  // the first is the default; others are chosen by SNI
   std::string min_version = "1.2";        // "1.2" or "1.3"
   bool enable_ktls = true;                // kernel TLS when the kernel offers it
+  // From accept (or the end of the PROXY header) to a finished TLS handshake. Also what closes plain HTTP,
+  // garbage or silence on a TLS port that OpenSSL has not already refused. Then Limits::handshake_timeout_ms
+  // runs for the upgrade request.
   std::uint32_t handshake_timeout_ms = 10000;
 };
 

@@ -101,6 +101,8 @@ void Connection::on_readable(bool peer_hung_up) {
       break;
     }
     const net::IoResult r = transport_read(*this, buffer.data(), buffer.size());
+    // Before the bytes are processed: they may complete the upgrade, which sets its own deadline.
+    if (deadline_ == Deadline::tls_handshake && tls_->handshake_done()) after_tls_handshake();
     if (r.status == net::IoStatus::ok) {
       last_heard_ms_ = worker_.reactor().now_ms();
       awaiting_pong_ = false;  // any traffic proves the peer is alive
@@ -408,6 +410,7 @@ bool Connection::read_proxy_header() {
       destroy(1006, "tls setup failed");
       return false;
     }
+    arm(Deadline::tls_handshake, server.config().tls.handshake_timeout_ms);
   }
   return true;
 }
@@ -751,6 +754,10 @@ void Connection::arm(Deadline deadline, std::uint32_t delay_ms) {
   worker_.reactor().timers().schedule(timer_, delay_ms);
 }
 
+void Connection::after_tls_handshake() {
+  arm(Deadline::handshake, worker_.server().config().limits.handshake_timeout_ms);
+}
+
 void Connection::arm_liveness() {
   const Limits& limits = worker_.server().config().limits;
   const std::uint64_t now = worker_.reactor().now_ms();
@@ -774,6 +781,13 @@ void Connection::on_deadline() {
   const Limits& limits = server.config().limits;
   switch (deadline_) {
     case Deadline::none:
+      return;
+    case Deadline::tls_handshake:
+      // Also a plain HTTP client or a port scanner on the TLS port that sends nothing OpenSSL can answer.
+      worker_.counters().bump_tls_failure();
+      server.logger().log(LogLevel::info, "tls_handshake_timeout", "peer=%s: no complete TLS handshake within %u ms",
+                          peer_.to_string().c_str(), server.config().tls.handshake_timeout_ms);
+      destroy(1006, "TLS handshake timeout");
       return;
     case Deadline::handshake:
       if (proxy_) {

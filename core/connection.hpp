@@ -114,7 +114,9 @@ class Connection final : public net::Reactor::Handler {
     draining,      // nothing more to say: flush the queue, then shut down our side and wait for EOF
     dead,          // descriptor closed; freed at the end of the turn
   };
-  enum class Deadline : std::uint8_t { none, handshake, liveness, close };
+  // tls_handshake: from accept (or the end of the PROXY header) to a finished TLS handshake
+  // (TlsConfig::handshake_timeout_ms); then handshake: to a complete upgrade request (Limits).
+  enum class Deadline : std::uint8_t { none, tls_handshake, handshake, liveness, close };
 
   void on_events(std::uint32_t events) override;
   void on_readable(bool peer_hung_up);
@@ -148,6 +150,7 @@ class Connection final : public net::Reactor::Handler {
 
   void arm(Deadline deadline, std::uint32_t delay_ms);
   void arm_liveness();
+  void after_tls_handshake();
   static void on_timer(net::Timer& timer, void* context);
   void on_deadline();
 

@@ -129,6 +129,11 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
                          "(--tls-cert and --tls-key; tools/make-dev-cert.sh makes a development pair)");
     return nullptr;
   }
+  if (any_tls && config.tls.handshake_timeout_ms == 0) {
+    error = config_error("tls.handshake_timeout_ms must be above 0 (--tls-handshake-timeout): a client that never "
+                         "finishes the TLS handshake would hold its connection forever");
+    return nullptr;
+  }
 
   std::unique_ptr<Server> server(new Server(std::move(config), std::move(callbacks), std::move(logger)));
   for (const auto& [name, value] : server->config_.response_headers) {

@@ -61,8 +61,9 @@ Error Server::reload_tls() {
   if (!current) return Error{"tls: no TLS listener is configured, nothing to reload"};
   net::TlsError error;
   std::shared_ptr<net::TlsContext> next = net::TlsContext::reload(current, error);
-  if (!next) {
-    logger_.log(LogLevel::error, "tls_reload", "%s (the previous certificates stay in use)", error.message.c_str());
+  // TlsContext::reload hands back `current` itself when the new files are unusable (never null).
+  if (next == current) {
+    logger_.log(LogLevel::error, "tls_reload", "%s", error.message.c_str());
     return Error{"tls: " + error.message};
   }
   tls_context_.store(std::move(next));

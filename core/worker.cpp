@@ -172,7 +172,11 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
     connection->destroy(1006, "reactor registration failed");
     return;
   }
-  connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
+  if (mode.tls && !mode.proxy_protocol) {
+    connection->arm(Connection::Deadline::tls_handshake, server_.config().tls.handshake_timeout_ms);
+  } else {
+    connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
+  }
 }
 
 Connection* Worker::find(ConnectionHandle handle) const {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/edgews.hpp"
 #include "net/signals.hpp"
@@ -28,7 +29,10 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --port N                  listen port (default 8080; 0 = any free port, printed at start)
   --tls-port N              also listen for wss:// on this port (needs --tls-cert and --tls-key)
   --tls-cert FILE           PEM certificate chain (tools/make-dev-cert.sh makes a development one)
-  --tls-key FILE            PEM private key
+  --tls-key FILE            PEM private key of the --tls-cert before it
+                            (repeat the pair for more certificates, chosen by SNI; the first is the default)
+  --tls-handshake-timeout MS  TLS handshake deadline on the TLS port (default 10000); then
+                            --handshake-timeout runs for the upgrade request
   --threads N               reactor threads (default 1)
   --echo                    echo every message back (default)
   --broadcast               send every message to every connection
@@ -146,7 +150,7 @@ int serve_main(int argc, char** argv) {
   std::string redis_prefix = "edgews:";
   std::string host = "0.0.0.0";
   long port = 8080, tls_port = -1;
-  std::string tls_cert, tls_key;
+  std::vector<std::string> tls_certs, tls_keys;
   LogLevel level = LogLevel::info;
   LogFormat format = LogFormat::text;
   std::vector<std::string> header_lines;
@@ -158,8 +162,9 @@ int serve_main(int argc, char** argv) {
     if (args.is("--host")) host = args.value();
     else if (args.is("--port")) port = args.number(0, 65535);
     else if (args.is("--tls-port")) tls_port = args.number(0, 65535);
-    else if (args.is("--tls-cert")) tls_cert = args.value();
-    else if (args.is("--tls-key")) tls_key = args.value();
+    else if (args.is("--tls-cert")) tls_certs.push_back(args.value());
+    else if (args.is("--tls-key")) tls_keys.push_back(args.value());
+    else if (args.is("--tls-handshake-timeout")) config.tls.handshake_timeout_ms = args.number(1, 3600000);
     else if (args.is("--threads")) config.threads = static_cast<unsigned>(args.number(1, 256));
     else if (args.is("--echo")) mode = Mode::echo;
     else if (args.is("--broadcast")) mode = Mode::broadcast;
@@ -229,13 +234,20 @@ int serve_main(int argc, char** argv) {
     config.response_headers.emplace_back(line.substr(0, colon), value);
   }
   config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false, proxy_protocol}};
-  if (tls_port >= 0 || !tls_cert.empty() || !tls_key.empty()) {
-    if (tls_cert.empty() || tls_key.empty() || tls_port < 0) {
+  if (tls_port >= 0 || !tls_certs.empty() || !tls_keys.empty()) {
+    if (tls_certs.empty() || tls_keys.empty() || tls_port < 0) {
       std::fprintf(stderr, "edgews serve: TLS needs --tls-port, --tls-cert and --tls-key together\n");
       return 2;
     }
+    if (tls_certs.size() != tls_keys.size()) {
+      std::fprintf(stderr,
+                   "edgews serve: %zu --tls-cert but %zu --tls-key: give each certificate its key, in pairs and "
+                   "in order (--tls-cert A.pem --tls-key A.key --tls-cert B.pem --tls-key B.key)\n",
+                   tls_certs.size(), tls_keys.size());
+      return 2;
+    }
     config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true, proxy_protocol});
-    config.tls.certificates.push_back({tls_cert, tls_key});
+    for (std::size_t i = 0; i < tls_certs.size(); ++i) config.tls.certificates.push_back({tls_certs[i], tls_keys[i]});
   }
 
   // Signals are handled by reactor 0 through signalfd: block them before any thread starts.

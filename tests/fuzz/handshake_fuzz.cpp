@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "codec/extensions.hpp"
+#include "codec/deflate.hpp"
 #include "codec/handshake_request.hpp"
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
@@ -126,11 +126,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           write_refusal(response, 400, body, &app);
           check_complete_response(response);
         } else {
-          ExtensionOffer offers[8];
-          ExtensionParam params[16];
-          std::string extension;
-          const ExtensionParseResult ext = parse_extension_offers(upgrade.extensions_offered, offers, params);
-          if (ext.ok && ext.offer_count > 0) append_extension(extension, offers[0].name, offers[0].params);
+          // The extension answer the server gives: its own permessage-deflate negotiation (RFC 7692), which
+          // names only parameters the offer allows. Unknown extensions are never accepted.
+          const DeflateNegotiation deflate = negotiate_deflate(upgrade.extensions_offered, DeflateServerOptions{});
+          const std::string_view extension = deflate.accepted ? deflate.response.view() : std::string_view();
           FUZZ_CHECK(write_switching_protocols(response, accept_view(compute_accept(upgrade.key)), negotiated.selected,
                                                extension, &app));
           const ResponseCheck check =

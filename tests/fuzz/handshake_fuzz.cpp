@@ -15,18 +15,11 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
 #include "codec/response_validator.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 namespace {
 
 using namespace edgews::codec;
-
-#define FUZZ_CHECK(cond)                                                          \
-  do {                                                                            \
-    if (!(cond)) {                                                                \
-      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__);     \
-      std::abort();                                                               \
-    }                                                                             \
-  } while (0)
 
 struct Parsed {
   HttpParseResult result;

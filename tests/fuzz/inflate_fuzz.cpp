@@ -11,18 +11,11 @@
 
 #include "codec/deflate.hpp"
 #include "codec/extensions.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 namespace {
 
 using namespace edgews::codec;
-
-#define FUZZ_CHECK(cond)                                                      \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                           \
-    }                                                                         \
-  } while (0)
 
 }  // namespace
 

@@ -8,18 +8,11 @@
 #include <span>
 
 #include "codec/proxy_protocol.hpp"
+#include "tests/fuzz/fuzz_check.hpp"
 
 namespace {
 
 using namespace edgews::codec;
-
-#define FUZZ_CHECK(cond)                                                      \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
-      std::abort();                                                           \
-    }                                                                         \
-  } while (0)
 
 struct Verdict {
   ProxyParseStatus status = ProxyParseStatus::need_more;

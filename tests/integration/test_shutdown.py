@@ -46,25 +46,8 @@ def sigterm_delivers_queued_messages_then_1001():
 
 def sigterm_closes_edgews_serve_clients_with_1001():
     with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
-        async def run():
-            clients = [await ws_checks.connect(f"ws://127.0.0.1:{server.port}/") for _ in range(CLIENTS)]
-            for ws in clients:
-                await ws.send("ready")
-                expect_eq(await ws_checks.recv(ws), "ready", "echo before SIGTERM")
-            server.signal(15)
-            codes = []
-            for ws in clients:
-                try:
-                    got = await ws_checks.recv(ws)
-                    raise CheckFailed(f"expected a close, received {got!r}")
-                except websockets.ConnectionClosed as e:
-                    codes.append(e.rcvd.code if e.rcvd else None)
-            return codes
-        codes = asyncio.run(run())
-        expect_eq(codes, [1001] * CLIENTS, "close codes after SIGTERM")
-        code = server.wait(EXIT_DEADLINE)
-        expect(code is not None, f"edgews serve did not exit within {EXIT_DEADLINE}s of SIGTERM")
-        expect_eq(code, 0, "exit code after SIGTERM")
+        ws_checks.sigterm_closes_clients_with_1001(server, f"ws://127.0.0.1:{server.port}/", None, CLIENTS,
+                                                   EXIT_DEADLINE)
 
 
 def sigterm_with_unresponsive_client_exits_within_deadline():

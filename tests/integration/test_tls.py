@@ -1,14 +1,11 @@
 """The client checks over wss://, with a development CA made by tools/make-dev-cert.sh in a temporary directory
 (verified by the certificate's IP:127.0.0.1 subjectAltName);
 and abrupt disconnects over TLS (the server writes to connections the peer has reset)."""
-import asyncio
 import shutil
 import socket
 
-import websockets
-
 import ws_checks
-from harness import (CheckFailed, client_ssl_context, edgews, expect, expect_eq, frame, make_certs,
+from harness import (client_ssl_context, edgews, expect, expect_eq, frame, make_certs,
                      read_http_head, rst_close, run_checks, run_node, test_server, upgrade_request, wait_until)
 
 CERTS = None
@@ -87,27 +84,8 @@ def tls_resets_leave_server_running():
 def sigterm_closes_wss_clients_with_1001():
     """Graceful shutdown over TLS: every wss client gets 1001 after its last echo, and the server exits 0."""
     with tls_server() as server:
-        url = f"wss://127.0.0.1:{server.ports[1]}/"
-        context = client_ssl_context(certs()["ca"])
-
-        async def run():
-            clients = [await ws_checks.connect(url, context) for _ in range(10)]
-            for ws in clients:
-                await ws.send("ready")
-                expect_eq(await ws_checks.recv(ws), "ready", "wss echo before SIGTERM")
-            server.signal(15)
-            codes = []
-            for ws in clients:
-                try:
-                    got = await ws_checks.recv(ws)
-                    raise CheckFailed(f"expected a close, received {got!r}")
-                except websockets.ConnectionClosed as e:
-                    codes.append(e.rcvd.code if e.rcvd else None)
-            return codes
-        expect_eq(asyncio.run(run()), [1001] * 10, "wss close codes after SIGTERM")
-        code = server.wait(30)
-        expect(code is not None, "edgews serve did not exit within 30 s of SIGTERM")
-        expect_eq(code, 0, "exit code after SIGTERM")
+        ws_checks.sigterm_closes_clients_with_1001(server, f"wss://127.0.0.1:{server.ports[1]}/",
+                                                   client_ssl_context(certs()["ca"]), clients=10)
 
 
 if __name__ == "__main__":

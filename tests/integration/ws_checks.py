@@ -117,3 +117,27 @@ async def server_close(url, ssl_context=None):
 
 def sync(check, url, ssl_context=None):
     return lambda: asyncio.run(check(url, ssl_context))
+
+
+def sigterm_closes_clients_with_1001(server, url, ssl_context=None, clients=20, exit_deadline=30):
+    """Connects `clients` clients, checks an echo on each, sends SIGTERM to the server: every client must get
+    close code 1001 and the server must exit 0 within exit_deadline seconds."""
+    async def run():
+        connected = [await connect(url, ssl_context) for _ in range(clients)]
+        for ws in connected:
+            await ws.send("ready")
+            expect_eq(await recv(ws), "ready", "echo before SIGTERM")
+        server.signal(15)
+        codes = []
+        for ws in connected:
+            try:
+                got = await recv(ws)
+                raise CheckFailed(f"expected a close, received {got!r}")
+            except websockets.ConnectionClosed as e:
+                codes.append(e.rcvd.code if e.rcvd else None)
+        return codes
+    expect_eq(asyncio.run(run()), [1001] * clients, "close codes after SIGTERM")
+    code = server.wait(exit_deadline)
+    expect(code is not None, f"the server did not exit within {exit_deadline}s of SIGTERM")
+    expect_eq(code, 0, "exit code after SIGTERM")
+

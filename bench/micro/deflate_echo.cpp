@@ -24,6 +24,7 @@
 #include "codec/deflate.hpp"
 #include "codec/frame.hpp"
 #include "codec/mask.hpp"
+#include "json_sample.hpp"
 
 namespace {
 
@@ -61,18 +62,6 @@ int connect_to(int port, bool deflate, std::string& leftover) {
   }
   leftover = head.substr(head.find("\r\n\r\n") + 4);
   return fd;
-}
-
-// Repetitive JSON (same keys, changing numbers); `variant` changes the numbers from one message to the next.
-std::string json(std::size_t size, unsigned variant) {
-  std::string s = "{\"type\":\"quote\",\"seq\":" + std::to_string(variant * 7919) + ",\"items\":[";
-  for (unsigned i = 0; s.size() < size; ++i) {
-    const unsigned x = (i + 1) * 2654435761u ^ variant * 40503u;
-    s += "{\"symbol\":\"ACME\",\"bid\":" + std::to_string(100 + x % 97) + "." + std::to_string(x % 100) +
-         ",\"ask\":" + std::to_string(101 + x % 89) + ".75,\"volume\":" + std::to_string(x % 100000) + "},";
-  }
-  s.resize(size);
-  return s;
 }
 
 std::size_t rss_kib(int pid) {
@@ -136,7 +125,7 @@ int main(int argc, char** argv) {
   Deflater d;
   d.init(15);
   for (int i = 0; i < kInFlight; ++i) {
-    messages.push_back(json(size, static_cast<unsigned>(i)));
+    messages.push_back(edgews::bench::json_sample(size, static_cast<unsigned>(i)));
     std::vector<std::uint8_t> payload(messages.back().begin(), messages.back().end());
     if (deflate) {
       ByteBuffer out;

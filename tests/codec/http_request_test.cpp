@@ -179,5 +179,30 @@ TEST(FieldValueChars, WordAtATimeCheckMatchesTheByteDefinition) {
   }
 }
 
+// The word-at-a-time comparison must agree with a byte-by-byte ASCII case fold for every length it branches on
+// (below 4, 4 to 7, 8 and over with an overlapping last word) and for every byte value, including bytes that differ
+// from a letter only in bit 5 ('@' and '`', '[' and '{') and bytes of 0x80 and above.
+TEST(CaseInsensitiveEquality, WordAtATimeMatchesTheByteDefinition) {
+  const auto reference = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    }
+    return true;
+  };
+  for (std::size_t length = 1; length <= 26; ++length) {
+    const std::string base = std::string("Sec-WebSocket-Extensions-X").substr(0, length);
+    for (std::size_t position = 0; position < length; ++position) {
+      for (int byte = 0; byte < 256; ++byte) {
+        std::string other = base;
+        other[position] = static_cast<char>(byte);
+        EXPECT_EQ(iequals(base, other), reference(base, other)) << length << " " << position << " " << byte;
+      }
+    }
+  }
+  EXPECT_TRUE(iequals("", ""));
+  EXPECT_FALSE(iequals("upgrade", "upgrades"));
+}
+
 }  // namespace
 }  // namespace edgews::codec

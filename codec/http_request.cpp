@@ -117,6 +117,34 @@ std::size_t find_control_byte(const char* data, std::size_t from, std::size_t si
   return size;
 }
 
+// Position of the first byte in [from, size) that is not a token character (RFC 9110 5.6.2), or `size`: the end
+// of a header name. Sixteen bytes per step with SSE2, like find_control_byte.
+std::size_t find_non_token_byte(const char* data, std::size_t from, std::size_t size) {
+  std::size_t i = from;
+#if defined(__SSE2__)
+  for (; i + 16 <= size; i += 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i));
+    const auto is = [x](char c) { return _mm_cmpeq_epi8(x, _mm_set1_epi8(c)); };
+    // Signed compares: both bounds lie in 0x21..0x7E, so bytes of 0x80 and above (negative) are never inside.
+    const auto within = [x](char low, char high) {
+      return _mm_and_si128(_mm_cmpgt_epi8(x, _mm_set1_epi8(static_cast<char>(low - 1))),
+                           _mm_cmplt_epi8(x, _mm_set1_epi8(static_cast<char>(high + 1))));
+    };
+    // Not a token: up to and including space, and 0x80 and above (negative), DEL, and the delimiters
+    // DQUOTE and "(),/:;<=>?@[\]{}".
+    __m128i bad = _mm_cmplt_epi8(x, _mm_set1_epi8(0x21));
+    bad = _mm_or_si128(bad, _mm_or_si128(is(0x7F), is('"')));
+    bad = _mm_or_si128(bad, _mm_or_si128(within('(', ')'), is(',')));
+    bad = _mm_or_si128(bad, _mm_or_si128(is('/'), within(':', '@')));
+    bad = _mm_or_si128(bad, _mm_or_si128(within('[', ']'), _mm_or_si128(is('{'), is('}'))));
+    const auto bits = static_cast<unsigned>(_mm_movemask_epi8(bad));
+    if (bits != 0) return i + static_cast<std::size_t>(__builtin_ctz(bits));
+  }
+#endif
+  while (i < size && is_token_char(static_cast<unsigned char>(data[i]))) ++i;
+  return i;
+}
+
 // The common header line, "Name: value" with CRLF or LF, in one pass that finds the line's end while checking its
 // bytes. Returns the position after the line's LF, or 0 when the line is anything else (incomplete, blank,
 // malformed, over a limit): parse_header_line then reads that line the careful way and reaches the same verdict
@@ -125,8 +153,7 @@ std::size_t parse_plain_header_line(std::string_view buf, std::size_t pos, const
                                     HttpHeader& out) {
   const char* data = buf.data();
   const std::size_t size = buf.size();
-  std::size_t colon = pos;
-  while (colon < size && is_token_char(static_cast<unsigned char>(data[colon]))) ++colon;
+  const std::size_t colon = find_non_token_byte(data, pos, size);
   if (colon == pos || colon == size || data[colon] != ':') return 0;
   std::size_t value = colon + 1;
   while (value < size && (data[value] == ' ' || data[value] == '\t')) ++value;

@@ -1,5 +1,6 @@
 #include "codec/handshake_request.hpp"
 
+#include <array>
 #include <cstring>
 
 #include "codec/http_token.hpp"
@@ -10,9 +11,14 @@ namespace {
 
 constexpr Refusal refuse(int status, std::string_view reason) { return {status, reason}; }
 
-bool is_base64_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+constexpr std::array<bool, 256> make_base64_table() {
+  std::array<bool, 256> table{};
+  for (char c : std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")) {
+    table[static_cast<unsigned char>(c)] = true;
+  }
+  return table;
 }
+constexpr std::array<bool, 256> kBase64Chars = make_base64_table();
 
 // Joins every line named `name` into one list. One line (the usual case) stays a view into the request.
 bool combine_list(const HttpRequest& request, std::string_view name, std::span<char> scratch, std::size_t& used,
@@ -48,10 +54,10 @@ bool is_valid_websocket_key(std::string_view key) {
   // 16 bytes encode to 22 significant characters plus "==". The last significant character carries only 2 bits
   // of data, so its low 4 bits must be zero: one of A, Q, g, w.
   if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
-  for (std::size_t i = 0; i < 21; ++i) {
-    if (!is_base64_char(key[i])) return false;
-  }
-  return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
+  // One table lookup per character and no early exit: every key is checked whole anyway.
+  bool all_base64 = true;
+  for (std::size_t i = 0; i < 21; ++i) all_base64 &= kBase64Chars[static_cast<unsigned char>(key[i])];
+  return all_base64 && (key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w');
 }
 
 namespace {

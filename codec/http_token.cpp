@@ -43,21 +43,6 @@ bool is_clean_field_value(std::string_view value) {
   return all_field_value_chars(value);
 }
 
-namespace {
-// Branch-free ASCII case fold, so the comparison loop below has no early exit and vectorizes.
-inline unsigned fold(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u | (static_cast<unsigned>(static_cast<unsigned>(u - 'A') < 26u) << 5);
-}
-}  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= fold(a[i]) ^ fold(b[i]);
-  return diff == 0;
-}
-
 bool istarts_with(std::string_view text, std::string_view prefix) {
   return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
 }

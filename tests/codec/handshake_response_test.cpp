@@ -1,6 +1,10 @@
 #include "codec/handshake_response.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <random>
+#include <string>
 
 #include "codec/response_validator.hpp"
 #include "handshake_test_support.hpp"
@@ -19,6 +23,23 @@ TEST(AcceptKey, DiffersPerKeyAndHandlesLongInput) {
   const auto accept = compute_accept(long_key);
   EXPECT_EQ(accept[27], '=');
   EXPECT_NE(accept_view(accept), accept_view(compute_accept(std::string(999, 'k'))));
+}
+
+// An independent computation through OpenSSL's EVP one-shot digest and its base64 encoder, over many keys: the
+// library's own digest call and base64 of the digest must agree with it byte for byte.
+TEST(AcceptKey, AgreesWithOpenSslDigestAndEncoderForManyKeys) {
+  std::mt19937 rng(7);
+  for (int n = 0; n < 2000; ++n) {
+    std::string key(static_cast<std::size_t>(n % 40), '\0');
+    for (char& c : key) c = static_cast<char>(rng());
+    std::string joined = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    ASSERT_EQ(EVP_Digest(joined.data(), joined.size(), digest, &length, EVP_sha1(), nullptr), 1);
+    unsigned char expected[29];
+    ASSERT_EQ(EVP_EncodeBlock(expected, digest, static_cast<int>(length)), 28);
+    EXPECT_EQ(accept_view(compute_accept(key)), std::string_view(reinterpret_cast<const char*>(expected), 28)) << n;
+  }
 }
 
 TEST(SwitchingProtocols, IsExactlyTheCanonicalBytes) {

@@ -179,5 +179,65 @@ TEST(FieldValueChars, WordAtATimeCheckMatchesTheByteDefinition) {
   }
 }
 
+// The parser checks header names and values sixteen bytes at a time; its verdict must match the byte definitions
+// (is_token_char, is_field_value_char) for every byte value at every position, including positions past the first
+// sixteen bytes and in the scalar tail near the end of the buffer.
+TEST(HttpRequestParser, HeaderNameBytesAreCheckedAgainstTheTokenDefinition) {
+  const std::string name = "X-Header-Name-Longer-Than-16";
+  for (std::size_t position = 0; position < name.size(); ++position) {
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string changed = name;
+      changed[position] = static_cast<char>(byte);
+      const std::string head = "GET / HTTP/1.1\r\n" + changed + ": v\r\n\r\n";
+      const auto r = feed(head, Feed::whole);
+      const bool parsed_whole_name =
+          r.status == HttpParseStatus::complete && r.headers.size() == 1 && r.headers[0].first == changed;
+      EXPECT_EQ(parsed_whole_name, is_token_char(static_cast<unsigned char>(byte))) << position << " " << byte;
+    }
+  }
+}
+
+TEST(HttpRequestParser, HeaderValueBytesAreCheckedAgainstTheFieldValueDefinition) {
+  const std::string value = "a value that is longer than two sixteen-byte steps";
+  for (std::size_t position = 1; position + 1 < value.size(); ++position) {
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string changed = value;
+      changed[position] = static_cast<char>(byte);
+      const std::string head = "GET / HTTP/1.1\r\nX-A: " + changed + "\r\n\r\n";
+      const auto r = feed(head, Feed::whole);
+      const bool accepted = r.status == HttpParseStatus::complete && r.headers.size() == 1 && r.headers[0].second == changed;
+      EXPECT_EQ(accepted, is_field_value_char(static_cast<unsigned char>(byte))) << position << " " << byte;
+      if (byte == 0 || byte == 0x7F || byte == 0x1B) {
+        EXPECT_EQ(r.http_status, 400) << position << " " << byte;
+      }
+    }
+  }
+}
+
+// The word-at-a-time comparison must agree with a byte-by-byte ASCII case fold for every length it branches on
+// (below 4, 4 to 7, 8 and over with an overlapping last word) and for every byte value, including bytes that differ
+// from a letter only in bit 5 ('@' and '`', '[' and '{') and bytes of 0x80 and above.
+TEST(CaseInsensitiveEquality, WordAtATimeMatchesTheByteDefinition) {
+  const auto reference = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    }
+    return true;
+  };
+  for (std::size_t length = 1; length <= 26; ++length) {
+    const std::string base = std::string("Sec-WebSocket-Extensions-X").substr(0, length);
+    for (std::size_t position = 0; position < length; ++position) {
+      for (int byte = 0; byte < 256; ++byte) {
+        std::string other = base;
+        other[position] = static_cast<char>(byte);
+        EXPECT_EQ(iequals(base, other), reference(base, other)) << length << " " << position << " " << byte;
+      }
+    }
+  }
+  EXPECT_TRUE(iequals("", ""));
+  EXPECT_FALSE(iequals("upgrade", "upgrades"));
+}
+
 }  // namespace
 }  // namespace edgews::codec

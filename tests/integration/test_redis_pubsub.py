@@ -78,6 +78,20 @@ def check_order(messages, publishers, count, who):
         expect_eq(seqs, list(range(count)), f"{who}: messages of publisher {p}")
 
 
+def run_then_check_one_outage_logged(run, redis, servers, down):
+    """Runs the coroutine function `run` (Redis' log on failure), then checks each server's log: one line when
+    the link went down (containing `down`) and one when it came back, not one per message."""
+    try:
+        asyncio.run(run())
+    except Exception:
+        report_logs(redis)
+        raise
+    for name, server in servers.items():
+        log = server.log()
+        expect_eq(log.count(down), 1, f"{name}: 'link down' log lines")
+        expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
+
+
 def thousand_subscribers_on_two_instances_receive_every_message_in_order():
     redis = Redis()
     try:
@@ -223,16 +237,7 @@ def redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions
                 expect(sa["publish_failed"] >= during_outage - before_kill - 5,
                        f"A: publishes during the outage counted as failed: {sa}, {during_outage - before_kill} sent")
                 expect(sa["outages"] == 1 and sa["link_up"], f"A: one outage, link up again: {sa}")
-            try:
-                asyncio.run(run())
-            except Exception:
-                report_logs(redis)
-                raise
-            # One log line when the link went down and one when it came back, not one per message.
-            for name, server in (("A", a), ("B", b)):
-                log = server.log()
-                expect_eq(log.count("down ("), 1, f"{name}: 'link down' log lines")
-                expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
+            run_then_check_one_outage_logged(run, redis, {"A": a, "B": b}, "down (")
     finally:
         redis.stop()
 
@@ -306,15 +311,7 @@ def redis_stopped_with_sigstop_is_detected_by_the_keepalive_and_the_link_recover
                            f"port {server.port}: one outage, detected by the keepalive, link up again: {s}")
                 for ws in (sub_a, sub_b, pub_a, pub_b):
                     await ws.close()
-            try:
-                asyncio.run(run())
-            except Exception:
-                report_logs(redis)
-                raise
-            for name, server in (("A", a), ("B", b)):
-                log = server.log()
-                expect_eq(log.count("down (no answer to PING"), 1, f"{name}: 'link down' log lines")
-                expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
+            run_then_check_one_outage_logged(run, redis, {"A": a, "B": b}, "down (no answer to PING")
     finally:
         redis.stop()
 

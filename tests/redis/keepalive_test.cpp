@@ -97,12 +97,22 @@ bool run_until(core::Server& server, ScriptedRedis& redis, const std::function<b
   return done();
 }
 
-TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswersAgain) {
+// One reactor, embedded (run_ready on the test's thread, which is reactor 0's as Bridge::create requires).
+std::unique_ptr<core::Server> started_server() {
   core::Error error;
   auto server = core::Server::create(test::test_config(1), {}, error,
                                      core::Logger(core::LogLevel::off, core::LogFormat::text));
-  ASSERT_TRUE(server) << error.message;
-  ASSERT_FALSE(error = server->start()) << error.message;
+  if (!server || (error = server->start())) {
+    ADD_FAILURE() << error.message;
+    return nullptr;
+  }
+  return server;
+}
+
+TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswersAgain) {
+  core::Error error;
+  auto server = started_server();
+  ASSERT_TRUE(server);
   ScriptedRedis redis;
   BridgeConfig config;
   config.port = redis.port();
@@ -147,10 +157,8 @@ TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswe
 
 TEST(RedisKeepalive, RefusesAnIntervalBelowTheTimerResolutionNamingTheSetting) {
   core::Error error;
-  auto server = core::Server::create(test::test_config(1), {}, error,
-                                     core::Logger(core::LogLevel::off, core::LogFormat::text));
-  ASSERT_TRUE(server) << error.message;
-  ASSERT_FALSE(error = server->start()) << error.message;
+  auto server = started_server();
+  ASSERT_TRUE(server);
   BridgeConfig config;
   config.keepalive_interval_ms = 10;
   EXPECT_EQ(Bridge::create(*server, config, error), nullptr);

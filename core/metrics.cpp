@@ -21,7 +21,9 @@ constexpr std::string_view kCloseCodeLabels[kCloseCodeSlots] = {
 
 std::uint64_t get(const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); }
 
-void family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+}  // namespace
+
+void append_metric_family(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
   out += "# HELP ";
   out += name;
   out += ' ';
@@ -33,7 +35,7 @@ void family(std::string& out, std::string_view name, std::string_view type, std:
   out += '\n';
 }
 
-void sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value) {
+void append_metric_sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value) {
   out += name;
   if (!labels.empty()) {
     out += '{';
@@ -44,8 +46,6 @@ void sample(std::string& out, std::string_view name, std::string_view labels, st
   std::snprintf(number, sizeof number, " %" PRIu64 "\n", value);
   out += number;
 }
-
-}  // namespace
 
 std::string_view label(RefusalReason reason) { return kRefusalLabels[static_cast<std::size_t>(reason)]; }
 
@@ -99,47 +99,47 @@ std::string Server::metrics_text() const {
 
   std::string out;
   out.reserve(4096 + workers_.size() * 1024);
-  family(out, "edgews_connections_open", "gauge", "WebSocket and HTTP connections currently open.");
-  sample(out, "edgews_connections_open", {}, connection_count_.load(std::memory_order_relaxed));
-  family(out, "edgews_connections_accepted_total", "counter", "TCP connections accepted.");
-  sample(out, "edgews_connections_accepted_total", {}, accepted);
-  family(out, "edgews_connections_closed_total", "counter",
+  append_metric_family(out, "edgews_connections_open", "gauge", "WebSocket and HTTP connections currently open.");
+  append_metric_sample(out, "edgews_connections_open", {}, connection_count_.load(std::memory_order_relaxed));
+  append_metric_family(out, "edgews_connections_accepted_total", "counter", "TCP connections accepted.");
+  append_metric_sample(out, "edgews_connections_accepted_total", {}, accepted);
+  append_metric_family(out, "edgews_connections_closed_total", "counter",
          "Opened WebSocket connections closed, by close code (1006: dropped without a closing handshake).");
   for (std::size_t i = 0; i < kCloseCodeSlots; ++i) {
     if (closed[i] == 0 && i != 0) continue;
-    sample(out, "edgews_connections_closed_total", "code=\"" + std::string(close_code_label(i)) + "\"", closed[i]);
+    append_metric_sample(out, "edgews_connections_closed_total", "code=\"" + std::string(close_code_label(i)) + "\"", closed[i]);
   }
-  family(out, "edgews_handshakes_refused_total", "counter",
+  append_metric_family(out, "edgews_handshakes_refused_total", "counter",
          "Upgrade requests refused, by reason; application_header counts headers refused by the checked API.");
   for (std::size_t i = 0; i < kRefusalReasons; ++i) {
-    sample(out, "edgews_handshakes_refused_total",
+    append_metric_sample(out, "edgews_handshakes_refused_total",
            "reason=\"" + std::string(label(static_cast<RefusalReason>(i))) + "\"", refused[i]);
   }
-  family(out, "edgews_messages_received_total", "counter", "WebSocket data messages received.");
-  sample(out, "edgews_messages_received_total", {}, messages_in);
-  family(out, "edgews_messages_sent_total", "counter", "WebSocket data messages queued for sending.");
-  sample(out, "edgews_messages_sent_total", {}, messages_out);
-  family(out, "edgews_bytes_received_total", "counter", "Bytes read from sockets (after TLS).");
-  sample(out, "edgews_bytes_received_total", {}, bytes_in);
-  family(out, "edgews_bytes_sent_total", "counter", "Bytes written to sockets (before TLS).");
-  sample(out, "edgews_bytes_sent_total", {}, bytes_out);
-  family(out, "edgews_send_queue_bytes", "gauge",
+  append_metric_family(out, "edgews_messages_received_total", "counter", "WebSocket data messages received.");
+  append_metric_sample(out, "edgews_messages_received_total", {}, messages_in);
+  append_metric_family(out, "edgews_messages_sent_total", "counter", "WebSocket data messages queued for sending.");
+  append_metric_sample(out, "edgews_messages_sent_total", {}, messages_out);
+  append_metric_family(out, "edgews_bytes_received_total", "counter", "Bytes read from sockets (after TLS).");
+  append_metric_sample(out, "edgews_bytes_received_total", {}, bytes_in);
+  append_metric_family(out, "edgews_bytes_sent_total", "counter", "Bytes written to sockets (before TLS).");
+  append_metric_sample(out, "edgews_bytes_sent_total", {}, bytes_out);
+  append_metric_family(out, "edgews_send_queue_bytes", "gauge",
          "Bytes queued in connections' send queues, sampled once a second per reactor.");
-  sample(out, "edgews_send_queue_bytes", {}, queued);
-  family(out, "edgews_backpressure_actions_total", "counter",
+  append_metric_sample(out, "edgews_send_queue_bytes", {}, queued);
+  append_metric_family(out, "edgews_backpressure_actions_total", "counter",
          "Sends over limits.max_backpressure, by the policy applied (drop: message dropped; close: closed 1008).");
-  sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);
-  sample(out, "edgews_backpressure_actions_total", "policy=\"close\"", bp_closes);
-  family(out, "edgews_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
-  sample(out, "edgews_tls_handshake_failures_total", {}, tls_failures);
-  family(out, "edgews_proxy_protocol_errors_total", "counter",
+  append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);
+  append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"close\"", bp_closes);
+  append_metric_family(out, "edgews_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
+  append_metric_sample(out, "edgews_tls_handshake_failures_total", {}, tls_failures);
+  append_metric_family(out, "edgews_proxy_protocol_errors_total", "counter",
          "Connections closed for a missing, malformed, truncated, oversized or late PROXY protocol header.");
-  sample(out, "edgews_proxy_protocol_errors_total", {}, proxy_errors);
-  family(out, "edgews_accepts_shed_total", "counter",
+  append_metric_sample(out, "edgews_proxy_protocol_errors_total", {}, proxy_errors);
+  append_metric_family(out, "edgews_accepts_shed_total", "counter",
          "Connections closed at accept: over limits.max_connections, shutting down, or out of descriptors.");
-  sample(out, "edgews_accepts_shed_total", {}, shed);
+  append_metric_sample(out, "edgews_accepts_shed_total", {}, shed);
 
-  family(out, "edgews_reactor_loop_lag_seconds", "histogram",
+  append_metric_family(out, "edgews_reactor_loop_lag_seconds", "histogram",
          "Delay before a reactor runs work that is ready, sampled every 100 ms per reactor.");
   for (const auto& worker : workers_) {
     const LagHistogram& lag = worker->counters().loop_lag;
@@ -153,14 +153,19 @@ std::string Server::metrics_text() const {
       } else {
         std::snprintf(le, sizeof le, "+Inf");
       }
-      sample(out, "edgews_reactor_loop_lag_seconds_bucket", reactor + ",le=\"" + le + "\"", cumulative);
+      append_metric_sample(out, "edgews_reactor_loop_lag_seconds_bucket", reactor + ",le=\"" + le + "\"", cumulative);
     }
     char sum[64];
     std::snprintf(sum, sizeof sum, "edgews_reactor_loop_lag_seconds_sum{%s} %.9f\n", reactor.c_str(),
                   static_cast<double>(get(lag.sum_ns)) / 1e9);
     out += sum;
     // _count equals the +Inf bucket: both come from the same bucket reads, so they agree within one scrape.
-    sample(out, "edgews_reactor_loop_lag_seconds_count", reactor, cumulative);
+    append_metric_sample(out, "edgews_reactor_loop_lag_seconds_count", reactor, cumulative);
+  }
+  {
+    // Under the mutex that set_pubsub_relay() takes: a relay being removed is not called once it returns.
+    std::lock_guard lock(interest_mutex_);
+    if (PubSubRelay* relay = relay_.load(std::memory_order_relaxed)) relay->append_metrics(out);
   }
   return out;
 }

@@ -7,9 +7,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace edgews::core {
+
+// Pieces of the text exposition format, for families added to /metrics by a PubSubRelay or an embedder.
+void append_metric_family(std::string& out, std::string_view name, std::string_view type, std::string_view help);
+void append_metric_sample(std::string& out, std::string_view name, std::string_view labels, std::uint64_t value);
 
 enum class RefusalReason : std::uint8_t {
   bad_request,            // 400 from the HTTP parser or the upgrade validator

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "codec/protocol.hpp"
@@ -19,6 +20,9 @@ class PubSubRelay {
   // Server::publish() was called (any thread) and local subscribers have been served. The payload is valid during
   // the call only. Not called for Server::publish_local(), which is how a relay delivers what it received.
   virtual void published(std::string_view topic, std::span<const std::uint8_t> payload, codec::Opcode opcode) = 0;
+  // A scrape of /metrics (any thread): append the relay's own families (core::append_metric_family and
+  // append_metric_sample). Called under the lock that set_pubsub_relay() takes, so never after the relay is removed.
+  virtual void append_metrics(std::string& out) const { (void)out; }
 
  protected:
   ~PubSubRelay() = default;

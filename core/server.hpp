@@ -216,7 +216,7 @@ class Server {
 
   // Topic -> number of workers with subscribers. Touched only when a worker's first subscriber of a topic comes
   // or its last one goes, never per message.
-  std::mutex interest_mutex_;
+  mutable std::mutex interest_mutex_;  // also held while the relay appends to a scrape
   std::unordered_map<std::string, std::uint32_t> interest_;
   std::atomic<PubSubRelay*> relay_{nullptr};
 };

@@ -14,7 +14,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/metrics.hpp"
 #include "net/reactor.hpp"
+#include "redis/link.hpp"
 
 namespace edgews::redis {
 
@@ -87,163 +89,6 @@ bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& er
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// One Redis connection on the reactor: the hiredis event-library adapter (addRead/delRead/addWrite/delWrite/
-// cleanup), the connect timeout and the reconnection backoff.
-//
-// hiredis expects level-triggered readiness: it reads one buffer per callback and relies on being called again
-// while data remains, and it asks for write readiness only while its output buffer is not empty. So the
-// descriptor is registered without EPOLLET and the interest set follows hiredis' requests through modify().
-
-class Link final : public net::Reactor::Handler {
- public:
-  enum class Role : std::uint8_t { publish, subscribe };
-  using Listener = void (*)(void* owner, Link& link, bool up, const char* why);
-
-  Link(net::Reactor& reactor, Role role, const BridgeConfig& config, const std::string& ip, Listener listener,
-       void* owner)
-      : reactor_(reactor), role_(role), config_(config), ip_(ip), listener_(listener), owner_(owner),
-        timer_(&Link::on_timer, this), delay_ms_(config.reconnect_min_ms) {}
-  ~Link() { close(); }
-
-  Role role() const { return role_; }
-  bool up() const { return state_ == State::up; }
-  redisAsyncContext* context() const { return state_ == State::up ? context_ : nullptr; }
-  void* owner() const { return owner_; }
-
-  void connect() {
-    closing_ = false;
-    context_ = redisAsyncConnect(ip_.c_str(), config_.port);
-    if (context_ == nullptr) return failed("out of memory");
-    if (context_->err) {
-      const std::string why = context_->errstr;
-      redisAsyncFree(context_);
-      context_ = nullptr;
-      return failed(why.c_str());
-    }
-    fd_ = context_->c.fd;
-    context_->data = this;
-    context_->ev.data = this;
-    context_->ev.addRead = [](void* p) { static_cast<Link*>(p)->want(EPOLLIN, true); };
-    context_->ev.delRead = [](void* p) { static_cast<Link*>(p)->want(EPOLLIN, false); };
-    context_->ev.addWrite = [](void* p) { static_cast<Link*>(p)->want(EPOLLOUT, true); };
-    context_->ev.delWrite = [](void* p) { static_cast<Link*>(p)->want(EPOLLOUT, false); };
-    context_->ev.cleanup = [](void* p) { static_cast<Link*>(p)->detach(); };
-    interest_ = 0;
-    if (net::Error error = reactor_.add(fd_, this, 0)) {
-      fd_ = -1;
-      redisAsyncFree(context_);
-      context_ = nullptr;
-      return failed(error.message.c_str());
-    }
-    state_ = State::connecting;
-    // Both register write interest: the first writability reports the end of the non-blocking connect.
-    redisAsyncSetConnectCallback(context_, &Link::on_connect);
-    redisAsyncSetDisconnectCallback(context_, &Link::on_disconnect);
-    reactor_.timers().schedule(timer_, config_.connect_timeout_ms);
-  }
-
-  // Closes without reconnecting (the bridge is going away). Pending callbacks run with a null reply.
-  void close() {
-    closing_ = true;
-    timer_.cancel();
-    if (context_ != nullptr) {
-      redisAsyncContext* context = context_;
-      context_ = nullptr;
-      state_ = State::idle;
-      redisAsyncFree(context);
-    }
-    state_ = State::idle;
-  }
-
-  void on_events(std::uint32_t events) override {
-    if (context_ == nullptr) return;
-    // A hang-up or error is read: hiredis then sees the end of the stream or the error and disconnects.
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) redisAsyncHandleRead(context_);
-    if (context_ != nullptr && (events & EPOLLOUT)) redisAsyncHandleWrite(context_);
-  }
-
- private:
-  enum class State : std::uint8_t { idle, connecting, up, waiting };
-
-  void want(std::uint32_t bit, bool on) {
-    const std::uint32_t next = on ? (interest_ | bit) : (interest_ & ~bit);
-    if (next == interest_ || fd_ < 0) return;  // hiredis repeats its requests: no system call for those
-    interest_ = next;
-    (void)reactor_.modify(fd_, this, interest_);
-  }
-
-  // hiredis is freeing the context (after an error, a disconnect or redisAsyncFree).
-  void detach() {
-    if (fd_ >= 0) reactor_.remove(fd_);
-    fd_ = -1;
-    interest_ = 0;
-    context_ = nullptr;
-  }
-
-  static void on_connect(const redisAsyncContext* context, int status) {
-    auto* self = static_cast<Link*>(context->data);
-    if (status != REDIS_OK) {
-      const std::string why = context->errstr;
-      self->context_ = nullptr;  // hiredis frees it when this returns
-      self->failed(why.c_str());
-      return;
-    }
-    self->timer_.cancel();
-    self->state_ = State::up;
-    self->delay_ms_ = self->config_.reconnect_min_ms;
-    self->listener_(self->owner_, *self, true, "");
-  }
-
-  static void on_disconnect(const redisAsyncContext* context, int) {
-    auto* self = static_cast<Link*>(context->data);
-    const std::string why = context->err ? context->errstr : "connection closed";
-    self->context_ = nullptr;
-    if (self->closing_) return;
-    self->failed(why.c_str());
-  }
-
-  static void on_timer(net::Timer&, void* context) {
-    auto* self = static_cast<Link*>(context);
-    if (self->state_ == State::waiting) return self->connect();
-    if (self->state_ == State::connecting && self->context_ != nullptr) {
-      redisAsyncContext* c = self->context_;
-      self->context_ = nullptr;
-      redisAsyncFree(c);  // never connected: no disconnect callback
-      self->failed("connect timed out");
-    }
-  }
-
-  // The connection failed or dropped: tell the bridge (it counts and logs per outage), retry after the backoff.
-  void failed(const char* why) {
-    const bool was_up = state_ == State::up;
-    state_ = State::waiting;
-    if (closing_) {
-      state_ = State::idle;
-      return;
-    }
-    listener_(owner_, *this, false, why);
-    // After a connection that worked, retry soon (a restart); after failed attempts, back off exponentially.
-    if (was_up) delay_ms_ = config_.reconnect_min_ms;
-    reactor_.timers().schedule(timer_, delay_ms_);
-    delay_ms_ = std::min<std::uint64_t>(std::uint64_t{delay_ms_} * 2, config_.reconnect_max_ms);
-  }
-
-  net::Reactor& reactor_;
-  Role role_;
-  const BridgeConfig& config_;
-  const std::string& ip_;
-  Listener listener_;
-  void* owner_;
-  redisAsyncContext* context_ = nullptr;
-  int fd_ = -1;
-  std::uint32_t interest_ = 0;
-  State state_ = State::idle;
-  bool closing_ = false;
-  net::Timer timer_;
-  std::uint32_t delay_ms_;
-};
-
-// ---------------------------------------------------------------------------------------------------------------
 
 class Bridge::Impl final : public core::PubSubRelay, public std::enable_shared_from_this<Bridge::Impl> {
  public:
@@ -285,7 +130,30 @@ class Bridge::Impl final : public core::PubSubRelay, public std::enable_shared_f
     s.outages = outages_.load(std::memory_order_relaxed);
     s.connects = connects_.load(std::memory_order_relaxed);
     s.channels = confirmed_.load(std::memory_order_relaxed);
+    s.ping_timeouts = ping_timeouts_.load(std::memory_order_relaxed);
     return s;
+  }
+
+  void append_metrics(std::string& out) const override {
+    const BridgeStats s = stats();
+    const auto family = [&out](std::string_view name, std::string_view type, std::string_view help,
+                               std::uint64_t value) {
+      core::append_metric_family(out, name, type, help);
+      core::append_metric_sample(out, name, {}, value);
+    };
+    family("edgews_redis_link_up", "gauge", "1 while both Redis connections are up and answering, else 0.",
+           s.link_up ? 1 : 0);
+    family("edgews_redis_link_outages_total", "counter",
+           "Times the Redis link went down (or could not be made at start).", s.outages);
+    family("edgews_redis_ping_timeouts_total", "counter",
+           "Redis connections dropped because nothing answered the keepalive PING for two intervals.",
+           s.ping_timeouts);
+    family("edgews_redis_publishes_total", "counter", "Publishes handed to Redis and acknowledged.", s.published);
+    family("edgews_redis_publishes_failed_total", "counter",
+           "Publishes meant for other instances that did not reach Redis.", s.publish_failed);
+    family("edgews_redis_messages_received_total", "counter",
+           "Messages from other instances delivered locally.", s.received);
+    family("edgews_redis_channels", "gauge", "Redis channels this instance is subscribed to.", s.channels);
   }
 
   // core::PubSubRelay: any reactor thread.
@@ -482,6 +350,7 @@ class Bridge::Impl final : public core::PubSubRelay, public std::enable_shared_f
       }
     }
     if (up) connects_.fetch_add(1, std::memory_order_relaxed);
+    ping_timeouts_.store(pub_.ping_timeouts() + sub_.ping_timeouts(), std::memory_order_relaxed);
     const bool now_up = pub_up_.load(std::memory_order_relaxed) && sub_up_.load(std::memory_order_relaxed);
     const core::Logger& log = server_.logger();
     if (was_up && !now_up) {
@@ -537,7 +406,7 @@ class Bridge::Impl final : public core::PubSubRelay, public std::enable_shared_f
   std::atomic<bool> pub_up_{false};
   std::atomic<bool> sub_up_{false};
   std::atomic<std::uint64_t> published_{0}, failed_{0}, received_{0}, echoes_{0}, outages_{0}, connects_{0},
-      confirmed_{0};
+      confirmed_{0}, ping_timeouts_{0};
 
   // Handed over by other reactor threads.
   std::mutex inbox_mutex_;
@@ -568,6 +437,11 @@ std::unique_ptr<Bridge> Bridge::create(core::Server& server, BridgeConfig config
   }
   if (config.reconnect_min_ms == 0 || config.reconnect_max_ms < config.reconnect_min_ms) {
     error.message = "redis bridge: reconnect_min_ms must be at least 1 and at most reconnect_max_ms";
+    return nullptr;
+  }
+  if (config.keepalive_interval_ms != 0 && config.keepalive_interval_ms < kMinKeepaliveMs) {
+    error.message = "redis bridge: keepalive_interval_ms " + std::to_string(config.keepalive_interval_ms) +
+                    " is below the timer resolution; use 0 (off) or at least " + std::to_string(kMinKeepaliveMs);
     return nullptr;
   }
   // Resolved once, here: hiredis would call getaddrinfo() on every connection attempt, on the loop.

@@ -14,7 +14,9 @@
 // while at least one local client (on any reactor thread) wants the topic. Messages of one publisher keep their
 // order: one reactor thread -> one queue -> one Redis connection -> the subscriber's reactor 0 -> each reactor.
 //
-// When Redis is unreachable or restarts, local delivery goes on; publishes meant for other instances are counted
+// A connection counts as up once Redis has answered a PING, and a PING every keepalive_interval_ms detects a Redis
+// that stopped answering without closing its connections (link.hpp). When Redis is unreachable, restarts or stops
+// answering, local delivery goes on; publishes meant for other instances are counted
 // as failed (stats().publish_failed) with one log line per outage, not per message; both connections are retried
 // with exponential backoff, and the subscriptions are restored once the link is back. Messages published on
 // other instances during an outage are lost: Redis pub/sub is at-most-once.
@@ -28,6 +30,8 @@
 
 namespace edgews::redis {
 
+inline constexpr std::uint32_t kMinKeepaliveMs = 50;
+
 struct BridgeConfig {
   // A numeric address is best: a name is resolved once, when the bridge is created (resolving later would block
   // the loop).
@@ -38,6 +42,10 @@ struct BridgeConfig {
   std::uint32_t connect_timeout_ms = 2000;
   std::uint32_t reconnect_min_ms = 100;  // first retry; doubled after each failure up to reconnect_max_ms
   std::uint32_t reconnect_max_ms = 5000;
+  // A PING on both connections this often; a connection from which nothing has come for two intervals is
+  // dropped and retried (a Redis stopped with SIGSTOP, hung, or behind a route that blackholes packets: TCP alone
+  // takes many minutes to notice). 0 turns it off. At least kMinKeepaliveMs otherwise.
+  std::uint32_t keepalive_interval_ms = 5000;
   // Bytes handed to Redis and not yet acknowledged; beyond it, publishes are counted as failed rather than queued
   // without bound while Redis is slow.
   std::size_t max_pending_bytes = 64u << 20;
@@ -47,7 +55,7 @@ struct BridgeConfig {
 bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& error);
 
 struct BridgeStats {
-  bool link_up = false;             // both connections established
+  bool link_up = false;             // both connections established and answering
   std::uint64_t published = 0;      // handed to Redis and acknowledged
   std::uint64_t publish_failed = 0; // meant for other instances but not delivered to Redis
   std::uint64_t received = 0;       // messages from other instances delivered locally
@@ -55,6 +63,7 @@ struct BridgeStats {
   std::uint64_t outages = 0;        // times the link went down (or was not up at start)
   std::uint64_t connects = 0;       // successful connections (both kinds)
   std::uint64_t channels = 0;       // channels Redis confirmed we are subscribed to
+  std::uint64_t ping_timeouts = 0;  // connections dropped because Redis did not answer the keepalive
 };
 
 class Bridge {

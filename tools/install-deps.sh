@@ -11,7 +11,7 @@ if [[ $profile == test ]]; then
   packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace
             prometheus)  # promtool checks the /metrics exposition
   # Cross-instance pub/sub and the deploy/ configurations run against the real broker and proxies.
-  packages+=(redis-server haproxy nginx)
+  packages+=(redis-server haproxy nginx libnginx-mod-stream)  # the stream module: nginx TLS passthrough
   # The node ws client of the integration tests (its npm packages come from tests/clients/package-lock.json).
   # Only when node is missing: a newer node from another packaging must not be replaced by Debian's.
   command -v node >/dev/null || packages+=(nodejs npm)

@@ -45,6 +45,8 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --redis HOST:PORT         carry topics to other instances through Redis (pub/sub); implies --pubsub.
                               Local delivery goes on while Redis is away; the link is retried with backoff
   --redis-prefix PREFIX     Redis channel = PREFIX + topic (default "edgews:")
+  --redis-keepalive MS      PING Redis this often; a link silent for two intervals is dropped and retried
+                            (default 5000, 0 = off)
   --subprotocol NAME        a subprotocol the server speaks (repeatable, in preference order)
   --header 'Name: value'    add a header to every 101 response (repeatable; protocol headers are refused)
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
@@ -148,6 +150,7 @@ int serve_main(int argc, char** argv) {
   bool test_commands = false;
   std::string redis_address;
   std::string redis_prefix = "edgews:";
+  long redis_keepalive_ms = 5000;
   std::string host = "0.0.0.0";
   long port = 8080, tls_port = -1;
   std::vector<std::string> tls_certs, tls_keys;
@@ -172,6 +175,7 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--test-commands")) test_commands = true;
     else if (args.is("--redis")) redis_address = args.value();
     else if (args.is("--redis-prefix")) redis_prefix = args.value();
+    else if (args.is("--redis-keepalive")) redis_keepalive_ms = args.number(0, 3600000);
     else if (args.is("--subprotocol")) config.subprotocols.push_back(args.value());
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
@@ -266,6 +270,7 @@ int serve_main(int argc, char** argv) {
       return 2;
     }
     redis_config.channel_prefix = redis_prefix;
+    redis_config.keepalive_interval_ms = static_cast<std::uint32_t>(redis_keepalive_ms);
     mode = Mode::pubsub;
   }
 #else
@@ -336,11 +341,13 @@ int serve_main(int argc, char** argv) {
       char json[512];
       std::snprintf(json, sizeof json,
                     "{\"link_up\":%s,\"published\":%llu,\"publish_failed\":%llu,\"received\":%llu,"
-                    "\"echoes_ignored\":%llu,\"outages\":%llu,\"connects\":%llu,\"channels\":%llu}",
+                    "\"echoes_ignored\":%llu,\"outages\":%llu,\"connects\":%llu,\"channels\":%llu,"
+                    "\"ping_timeouts\":%llu}",
                     s.link_up ? "true" : "false", static_cast<unsigned long long>(s.published),
                     static_cast<unsigned long long>(s.publish_failed), static_cast<unsigned long long>(s.received),
                     static_cast<unsigned long long>(s.echoes_ignored), static_cast<unsigned long long>(s.outages),
-                    static_cast<unsigned long long>(s.connects), static_cast<unsigned long long>(s.channels));
+                    static_cast<unsigned long long>(s.connects), static_cast<unsigned long long>(s.channels),
+                    static_cast<unsigned long long>(s.ping_timeouts));
       return std::string(json);
     };
   }

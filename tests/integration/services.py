@@ -104,6 +104,14 @@ class Redis(Process):
     def address(self):
         return f"127.0.0.1:{self.port}"
 
+    def pause(self):
+        """SIGSTOP: the process stops answering but its connections stay open (the kernel even completes new
+        TCP handshakes into the listen backlog), like a hung Redis."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.pid, signal.SIGCONT)
+
     def command(self, *args):
         """One command through a fresh connection (RESP by hand: no client library needed)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -116,6 +124,8 @@ class Redis(Process):
             return _read_resp(reader)
 
     def stop(self):
+        if self.alive():
+            self.resume()  # a stopped process would not act on SIGTERM
         super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

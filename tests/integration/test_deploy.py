@@ -1,21 +1,26 @@
 """The configurations in deploy/ as they are (only ports and paths replaced), with the real proxies: HAProxy 2.6
-terminating TLS and passing TLS through (mode tcp), nginx 1.22 terminating TLS, each in front of two
-`edgews serve` instances. Through each: echo of text and binary over wss://; the 101 that reaches the client is
-canonical (each protocol header exactly once, the right accept key); the proxy spreads clients over both
-instances; a rolling restart (SIGTERM one instance) closes its clients with 1001, they reconnect through the proxy
-to the other instance, re-send what was not acknowledged, and lose no message."""
+terminating TLS (X-Forwarded-For, or the PROXY protocol v2) and passing TLS through (mode tcp, without and with the
+PROXY protocol v2), nginx 1.22 terminating TLS (X-Forwarded-For) and passing it through (stream module, PROXY
+protocol v1), each in front of two `edgews serve` instances. Through each: echo of text and binary over wss://;
+the 101 that reaches the client is canonical (each protocol header exactly once, the right accept key); the client
+address edgews reports is the real one (the client connects from 127.0.0.2, the proxy from 127.0.0.1, and forges
+forwarding headers that must not be believed); the proxy spreads clients over both instances; a rolling restart
+(SIGTERM one instance) closes its clients with 1001, they reconnect through the proxy to the other instance,
+re-send what was not acknowledged, and lose no message. Without trust in the proxy, its forwarding headers are
+ignored and edgews reports the proxy's address."""
 import asyncio
 import os
+import re
 import shutil
 import socket
-import ssl
 import tempfile
+from dataclasses import dataclass, field
 
 import websockets
 
 import ws_checks
 from harness import (SOURCE_DIR, CheckFailed, accept_for, client_ssl_context, edgews, expect, expect_eq,
-                     make_certs, read_http_head, run_checks, upgrade_request)
+                     make_certs, read_http_head, run_checks, upgrade_request, wait_until)
 from services import Process, free_port, report_logs, wait_listening
 
 DEPLOY = os.path.join(SOURCE_DIR, "deploy")
@@ -25,6 +30,45 @@ MESSAGES = 120
 SEND_INTERVAL = 0.02
 RESTART_AFTER = 0.8
 WAIT = 60.0
+LOG_WAIT = 15.0  # a log line is written when the connection opens: no need to wait long
+# On loopback the proxy and a client would both be 127.0.0.1: the client connects from another loopback address
+# (the whole of 127.0.0.0/8 is local on Linux), the proxy to edgews from 127.0.0.1.
+CLIENT_ADDRESS = "127.0.0.2"
+PROXY_ADDRESS = "127.0.0.1"
+# What a client may send to pass for someone else; a proxy that forwards them unchanged would let it.
+FORGED_HEADERS = ("X-Forwarded-For: 203.0.113.7", "Forwarded: for=203.0.113.8", "X-Real-IP: 203.0.113.9")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One file of deploy/: which proxy runs it, where TLS ends, how the client's address reaches edgews
+    ("xff": forwarding headers, believed from trusted proxies; "proxy-protocol"; None: it does not, edgews sees
+    the proxy), and the strings of the file that the test replaces (ports; paths to files in the test's
+    directory)."""
+    proxy: str
+    file: str
+    tls_at_edgews: bool
+    address: str | None
+    proxy_protocol_version: int = 0
+    paths: dict = field(default_factory=dict)
+
+
+HAPROXY_TERMINATE_PATHS = {"/etc/edgews/tls/edgews.pem": "edgews.pem"}
+KINDS = {
+    "haproxy-terminate": Kind("haproxy", "haproxy/edgews-tls-terminate.cfg", False, "xff",
+                              paths=HAPROXY_TERMINATE_PATHS),
+    "haproxy-terminate-proxy-protocol": Kind("haproxy", "haproxy/edgews-tls-terminate-proxy-protocol.cfg", False,
+                                             "proxy-protocol", 2, HAPROXY_TERMINATE_PATHS),
+    "haproxy-passthrough": Kind("haproxy", "haproxy/edgews-tls-passthrough.cfg", True, None),
+    "haproxy-passthrough-proxy-protocol": Kind("haproxy", "haproxy/edgews-tls-passthrough-proxy-protocol.cfg", True,
+                                               "proxy-protocol", 2),
+    "nginx-terminate": Kind("nginx", "nginx/edgews-tls-terminate.conf", False, "xff", paths={
+        "/etc/edgews/tls/edgews.crt": "certs/localhost.crt", "/etc/edgews/tls/edgews.key": "certs/localhost.key",
+        "/run/nginx-edgews.pid": "nginx.pid", "/var/log/nginx/edgews-error.log": "logs/error.log"}),
+    "nginx-passthrough": Kind("nginx", "nginx/edgews-tls-passthrough.conf", True, "proxy-protocol", 1, paths={
+        "/run/nginx-edgews-passthrough.pid": "nginx.pid",
+        "/var/log/nginx/edgews-passthrough-error.log": "logs/error.log"}),
+}
 
 
 def render(source, directory, replacements):
@@ -41,12 +85,16 @@ def render(source, directory, replacements):
 
 
 class Deployment:
-    """Two edgews instances and a proxy in front of them, all on free loopback ports."""
+    """Two edgews instances and a proxy in front of them, all on free loopback ports. trust_proxy=False starts
+    the instances without --trusted-proxy (only meaningful where the address travels in headers)."""
 
-    def __init__(self, kind):
-        self.kind = kind
-        self.dir = tempfile.mkdtemp(prefix=f"edgews-deploy-{kind}-")
+    def __init__(self, name, trust_proxy=True):
+        self.name = name
+        self.kind = KINDS[name]
+        self.trust_proxy = trust_proxy
+        self.dir = tempfile.mkdtemp(prefix=f"edgews-deploy-{name}-")
         os.chmod(self.dir, 0o755)  # nginx workers run as nobody
+        os.makedirs(os.path.join(self.dir, "logs"))
         self.certs = make_certs()
         self.pem = os.path.join(self.dir, "edgews.pem")
         with open(self.pem, "wb") as out:
@@ -59,50 +107,53 @@ class Deployment:
         self.instances = [None, None]
         self.proxy = None
 
+    def local_path(self, name):
+        if name.startswith("certs/"):
+            return os.path.join(self.certs["dir"], name[len("certs/"):])
+        return os.path.join(self.dir, name)
+
     def start_instance(self, i):
-        args = ["--host", "127.0.0.1", "--port", str(self.ws_ports[i]), "--log-level", "warn",
+        # debug: the PROXY protocol line (peer=... via=...) is a debug line.
+        args = ["--host", "127.0.0.1", "--port", str(self.ws_ports[i]), "--log-level", "debug",
                 "--header", f"{INSTANCE_HEADER}: edgews{i + 1}"]
-        if self.kind == "haproxy-passthrough":
+        if self.kind.tls_at_edgews:
             args += ["--tls-port", str(self.tls_ports[i]), "--tls-cert", self.certs["cert"],
                      "--tls-key", self.certs["key"]]
+        if self.kind.address == "proxy-protocol":
+            args += ["--proxy-protocol"]
+        elif self.kind.address == "xff" and self.trust_proxy:
+            args += ["--trusted-proxy", PROXY_ADDRESS]
         server = edgews(*args)
         server.__enter__()
         self.instances[i] = server
+
+    def replacements(self):
+        """Ports and paths of the file -> the test's. The listen lines are the proxy's own spelling of :443."""
+        r = {k: self.local_path(v) for k, v in self.kind.paths.items()}
+        if self.kind.proxy == "haproxy":
+            r["0.0.0.0:443"] = f"127.0.0.1:{self.proxy_port}"
+        else:
+            r["listen 443"] = f"listen 127.0.0.1:{self.proxy_port}"
+        for i in range(2):
+            if self.kind.tls_at_edgews and self.kind.proxy == "haproxy":  # TLS port, checks on the ws:// port
+                r[f"127.0.0.1:944{i + 1} port 900{i + 1}"] = f"127.0.0.1:{self.tls_ports[i]} port {self.ws_ports[i]}"
+            elif self.kind.tls_at_edgews:
+                r[f"127.0.0.1:944{i + 1}"] = f"127.0.0.1:{self.tls_ports[i]}"
+            else:
+                r[f"127.0.0.1:900{i + 1}"] = f"127.0.0.1:{self.ws_ports[i]}"
+        return r
 
     def __enter__(self):
         try:
             for i in range(2):
                 self.start_instance(i)
-            if self.kind == "haproxy-terminate":
-                cfg = render(os.path.join(DEPLOY, "haproxy", "edgews-tls-terminate.cfg"), self.dir, {
-                    "0.0.0.0:443": f"127.0.0.1:{self.proxy_port}",
-                    "/etc/edgews/tls/edgews.pem": self.pem,
-                    "127.0.0.1:9001": f"127.0.0.1:{self.ws_ports[0]}",
-                    "127.0.0.1:9002": f"127.0.0.1:{self.ws_ports[1]}"})
-                self.proxy = Process("haproxy", ["haproxy", "-f", cfg, "-db"], self.dir,
-                                     os.path.join(self.dir, "haproxy.log"))
-            elif self.kind == "haproxy-passthrough":
-                cfg = render(os.path.join(DEPLOY, "haproxy", "edgews-tls-passthrough.cfg"), self.dir, {
-                    "0.0.0.0:443": f"127.0.0.1:{self.proxy_port}",
-                    "127.0.0.1:9441 port 9001": f"127.0.0.1:{self.tls_ports[0]} port {self.ws_ports[0]}",
-                    "127.0.0.1:9442 port 9002": f"127.0.0.1:{self.tls_ports[1]} port {self.ws_ports[1]}"})
-                self.proxy = Process("haproxy", ["haproxy", "-f", cfg, "-db"], self.dir,
-                                     os.path.join(self.dir, "haproxy.log"))
-            elif self.kind == "nginx-terminate":
-                os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
-                cfg = render(os.path.join(DEPLOY, "nginx", "edgews-tls-terminate.conf"), self.dir, {
-                    "listen 443 ssl": f"listen 127.0.0.1:{self.proxy_port} ssl",
-                    "/etc/edgews/tls/edgews.crt": self.certs["cert"],
-                    "/etc/edgews/tls/edgews.key": self.certs["key"],
-                    "/run/nginx-edgews.pid": os.path.join(self.dir, "nginx.pid"),
-                    "/var/log/nginx/edgews-error.log": os.path.join(self.dir, "logs", "error.log"),
-                    "127.0.0.1:9001": f"127.0.0.1:{self.ws_ports[0]}",
-                    "127.0.0.1:9002": f"127.0.0.1:{self.ws_ports[1]}"})
-                self.proxy = Process("nginx", ["nginx", "-p", self.dir + "/", "-c", cfg, "-e",
-                                               os.path.join(self.dir, "logs", "error.log"), "-g", "daemon off;"],
-                                     self.dir, os.path.join(self.dir, "nginx.out"))
+            cfg = render(os.path.join(DEPLOY, self.kind.file), self.dir, self.replacements())
+            if self.kind.proxy == "haproxy":
+                cmd = ["haproxy", "-f", cfg, "-db"]
             else:
-                raise CheckFailed(f"unknown deployment {self.kind}")
+                cmd = ["nginx", "-p", self.dir + "/", "-c", cfg, "-e", os.path.join(self.dir, "logs", "error.log"),
+                       "-g", "daemon off;"]
+            self.proxy = Process(self.kind.proxy, cmd, self.dir, os.path.join(self.dir, f"{self.kind.proxy}.out"))
             if not wait_listening(self.proxy_port, proc=self.proxy.proc):
                 raise CheckFailed(f"{self.proxy.name} did not listen on {self.proxy_port}: {self.proxy.log()[-2000:]}")
         except BaseException:
@@ -114,7 +165,7 @@ class Deployment:
         failed = exc[0] is not None
         if failed and self.proxy is not None:
             report_logs(self.proxy)
-            if self.kind.startswith("nginx"):
+            if self.kind.proxy == "nginx":
                 try:
                     with open(os.path.join(self.dir, "logs", "error.log")) as f:
                         print(f.read()[-2000:])
@@ -138,16 +189,44 @@ class Deployment:
 
 
 def raw_101_through(deployment):
-    """The 101 head as bytes, read through the proxy over TLS."""
-    raw = socket.create_connection(("127.0.0.1", deployment.proxy_port), timeout=WAIT)
+    """An upgrade through the proxy over TLS, from CLIENT_ADDRESS, with forged forwarding headers. Returns the 101
+    head as bytes, the key sent, the path asked for (it names the client's source port, so that the instance's
+    log line of this very connection can be found) and the client's source port."""
+    raw = socket.create_connection(("127.0.0.1", deployment.proxy_port), timeout=WAIT,
+                                   source_address=(CLIENT_ADDRESS, 0))
+    source_port = raw.getsockname()[1]
     sock = deployment.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
     try:
         key = "dGhlIHNhbXBsZSBub25jZQ=="
-        sock.sendall(upgrade_request(deployment.proxy_port, key=key))
+        path = f"/address-check/{source_port}"
+        sock.sendall(upgrade_request(deployment.proxy_port, key=key, path=path, extra=FORGED_HEADERS))
         head, _ = read_http_head(sock)
-        return head, key
+        return head, key, path, source_port
     finally:
         sock.close()
+
+
+def check_client_address(deployment, head, path, source_port):
+    """The instance that answered logs the address it believes for the connection: the client's (the proxy's
+    address with client=CLIENT_ADDRESS for forwarding headers from a trusted proxy; the client's address and port
+    as the peer for the PROXY protocol) or, where nothing carries it or the proxy is not trusted, the proxy's.
+    Never a forged one."""
+    kind, what = deployment.kind, f"{deployment.name}: client address"
+    answered = re.search(rf"^{INSTANCE_HEADER}: edgews([12])\r$", head.decode("latin-1"), re.M | re.I)
+    expect(answered is not None, f"{what}: no {INSTANCE_HEADER} in {head!r}")
+    instance = deployment.instances[int(answered.group(1)) - 1]
+    proxy, client = re.escape(PROXY_ADDRESS), re.escape(CLIENT_ADDRESS)
+    if kind.address == "proxy-protocol":
+        wanted = [rf"proxy_protocol peer={client}:{source_port} via={proxy}:\d+ version={kind.proxy_protocol_version} ",
+                  rf"open peer={client}:{source_port} path={path}$"]
+    elif kind.address == "xff" and deployment.trust_proxy:
+        wanted = [rf"open peer={proxy}:\d+ client={client} path={path}$"]
+    else:
+        wanted = [rf"open peer={proxy}:\d+ path={path}$"]
+    found = lambda: all(re.search(w, instance.log(), re.M) for w in wanted)
+    expect(wait_until(found, LOG_WAIT), f"{what}: the instance's log has no line matching {wanted}: "
+                                    f"{[l for l in instance.log().splitlines() if path in l]}")
+    expect("203.0.113." not in instance.log(), f"{what}: a forged forwarding header was believed")
 
 
 def check_canonical_101(head, key, what):
@@ -217,14 +296,15 @@ async def rolling_client(k, deployment, started):
     return instances, closes, acked
 
 
-def exercise(kind):
-    with Deployment(kind) as d:
+def exercise(name):
+    with Deployment(name) as d:
         async def run():
             # Echo of text and binary, 0 B .. 16 MiB, through the proxy.
             await ws_checks.echo(d.url, d.ssl_context())
         asyncio.run(run())
-        head, key = raw_101_through(d)
-        check_canonical_101(head, key, f"{kind}: 101 through the proxy")
+        head, key, path, source_port = raw_101_through(d)
+        check_canonical_101(head, key, f"{name}: 101 through the proxy")
+        check_client_address(d, head, path, source_port)
 
         async def rolling():
             started = asyncio.Event()
@@ -238,29 +318,61 @@ def exercise(kind):
             return await asyncio.gather(*clients)
         results = asyncio.run(rolling())
         first = [instances[0] for instances, _, _ in results]
-        expect("edgews1" in first and "edgews2" in first, f"{kind}: clients were not spread: {first}")
+        expect("edgews1" in first and "edgews2" in first, f"{name}: clients were not spread: {first}")
         for k, (instances, closes, acked) in enumerate(results):
-            expect_eq(acked, set(range(MESSAGES)), f"{kind}: client {k}: acknowledged messages")
+            expect_eq(acked, set(range(MESSAGES)), f"{name}: client {k}: acknowledged messages")
             if instances[0] == "edgews1":
-                expect_eq(closes[:1], [1001], f"{kind}: client {k} on the stopped instance: close code")
-                expect_eq(instances[-1], "edgews2", f"{kind}: client {k}: reconnected to the other instance")
+                expect_eq(closes[:1], [1001], f"{name}: client {k} on the stopped instance: close code")
+                expect_eq(instances[-1], "edgews2", f"{name}: client {k}: reconnected to the other instance")
             else:
-                expect_eq(closes, [], f"{kind}: client {k} on the remaining instance: closes")
+                expect_eq(closes, [], f"{name}: client {k} on the remaining instance: closes")
         code = d.instances[0].wait(WAIT)
-        expect_eq(code, 0, f"{kind}: exit code of the stopped instance")
+        expect_eq(code, 0, f"{name}: exit code of the stopped instance")
+
+
+def untrusted(name):
+    """Instances that do not trust the proxy: its forwarding headers (and the client's forged ones) are ignored
+    and edgews reports the proxy's address."""
+    with Deployment(name, trust_proxy=False) as d:
+        head, key, path, source_port = raw_101_through(d)
+        check_canonical_101(head, key, f"{name} (untrusted): 101 through the proxy")
+        check_client_address(d, head, path, source_port)
 
 
 def haproxy_tls_terminate():
     exercise("haproxy-terminate")
 
 
+def haproxy_tls_terminate_proxy_protocol():
+    exercise("haproxy-terminate-proxy-protocol")
+
+
 def haproxy_tls_passthrough():
     exercise("haproxy-passthrough")
+
+
+def haproxy_tls_passthrough_proxy_protocol():
+    exercise("haproxy-passthrough-proxy-protocol")
 
 
 def nginx_tls_terminate():
     exercise("nginx-terminate")
 
 
+def nginx_tls_passthrough_proxy_protocol():
+    exercise("nginx-passthrough")
+
+
+def haproxy_forwarding_headers_from_an_untrusted_proxy_are_ignored():
+    untrusted("haproxy-terminate")
+
+
+def nginx_forwarding_headers_from_an_untrusted_proxy_are_ignored():
+    untrusted("nginx-terminate")
+
+
 if __name__ == "__main__":
-    run_checks([haproxy_tls_terminate, haproxy_tls_passthrough, nginx_tls_terminate])
+    run_checks([haproxy_tls_terminate, haproxy_tls_terminate_proxy_protocol, haproxy_tls_passthrough,
+                haproxy_tls_passthrough_proxy_protocol, nginx_tls_terminate, nginx_tls_passthrough_proxy_protocol,
+                haproxy_forwarding_headers_from_an_untrusted_proxy_are_ignored,
+                nginx_forwarding_headers_from_an_untrusted_proxy_are_ignored])

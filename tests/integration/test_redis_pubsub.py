@@ -4,22 +4,30 @@ follow local interest; a Redis crash and restart during traffic keeps local deli
 cross-instance publishes, and cross-instance delivery resumes with the subscriptions restored."""
 import asyncio
 import json
+import shutil
+import subprocess
 import time
+import urllib.request
 
 import websockets
 
 import ws_checks
-from harness import CheckFailed, edgews, expect, expect_eq, run_checks
+from harness import CheckFailed, edgews, expect, expect_eq, run_checks, wait_until
 from services import Redis, report_logs
 
 SUBSCRIBERS = 1000
 MESSAGES_PER_PUBLISHER = 40
 WAIT = 30.0
+KEEPALIVE_MS = 200
+# A silent link is dropped after two keepalive intervals without a byte from Redis; the next check comes at most
+# an interval later. The bound allows for a loaded machine, and is still far below what TCP alone would take
+# (minutes: a stopped peer's kernel acknowledges everything).
+DETECTION_BOUND = 3.0
 
 
-def instance(redis, threads=2):
+def instance(redis, *extra, threads=2):
     return edgews("--host", "127.0.0.1", "--port", "0", "--threads", str(threads), "--redis", redis.address,
-                  "--log-level", "info", "--max-connections", "5000")
+                  "--log-level", "info", "--max-connections", "5000", *extra)
 
 
 async def command(ws, text):
@@ -68,6 +76,20 @@ def check_order(messages, publishers, count, who):
     for p in publishers:
         seqs = [int(m.split(":")[1]) for m in messages if m.startswith(p + ":")]
         expect_eq(seqs, list(range(count)), f"{who}: messages of publisher {p}")
+
+
+def run_then_check_one_outage_logged(run, redis, servers, down):
+    """Runs the coroutine function `run` (Redis' log on failure), then checks each server's log: one line when
+    the link went down (containing `down`) and one when it came back, not one per message."""
+    try:
+        asyncio.run(run())
+    except Exception:
+        report_logs(redis)
+        raise
+    for name, server in servers.items():
+        log = server.log()
+        expect_eq(log.count(down), 1, f"{name}: 'link down' log lines")
+        expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
 
 
 def thousand_subscribers_on_two_instances_receive_every_message_in_order():
@@ -215,20 +237,86 @@ def redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions
                 expect(sa["publish_failed"] >= during_outage - before_kill - 5,
                        f"A: publishes during the outage counted as failed: {sa}, {during_outage - before_kill} sent")
                 expect(sa["outages"] == 1 and sa["link_up"], f"A: one outage, link up again: {sa}")
-            try:
-                asyncio.run(run())
-            except Exception:
-                report_logs(redis)
-                raise
-            # One log line when the link went down and one when it came back, not one per message.
-            for name, server in (("A", a), ("B", b)):
-                log = server.log()
-                expect_eq(log.count("down ("), 1, f"{name}: 'link down' log lines")
-                expect_eq(log.count("restored after"), 1, f"{name}: 'link restored' log lines")
+            run_then_check_one_outage_logged(run, redis, {"A": a, "B": b}, "down (")
+    finally:
+        redis.stop()
+
+
+def metrics(port, promtool=False):
+    """The /metrics samples of an instance started with --metrics-allow 127.0.0.0/8, as {name: value}; with
+    promtool=True the exposition is also checked by promtool (when installed: Debian package prometheus)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT) as response:
+        text = response.read().decode()
+    if promtool and shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                               timeout=WAIT)
+        expect_eq((check.returncode, check.stdout + check.stderr), (0, ""), "promtool check metrics")
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def redis_stopped_with_sigstop_is_detected_by_the_keepalive_and_the_link_recovers():
+    """SIGSTOP: Redis keeps its connections open and answers nothing. Only the keepalive notices: each instance
+    takes the link down within the bound (metric and one log line), local delivery goes on, and after SIGCONT
+    the link comes back, the subscriptions are restored and cross-instance delivery resumes."""
+    redis = Redis()
+    try:
+        with instance(redis, "--redis-keepalive", str(KEEPALIVE_MS), "--metrics-allow", "127.0.0.0/8") as a, \
+                instance(redis, "--redis-keepalive", str(KEEPALIVE_MS), "--metrics-allow", "127.0.0.0/8") as b:
+            async def run():
+                sub_a, sub_b = await subscribe(a.port, "ticks"), await subscribe(b.port, "ticks")
+                await wait_channels(a.port, 1)
+                await wait_channels(b.port, 1)
+                pub_a = await ws_checks.connect(f"ws://127.0.0.1:{a.port}/")
+                pub_b = await ws_checks.connect(f"ws://127.0.0.1:{b.port}/")
+                # Idle for several intervals: the PINGs of both connections (one of them in subscribed mode) are
+                # answered, so a live link is never dropped.
+                await asyncio.sleep(8 * KEEPALIVE_MS / 1000)
+                for server in (a, b):
+                    m = metrics(server.port, promtool=True)
+                    expect_eq((m["edgews_redis_link_up"], m["edgews_redis_ping_timeouts_total"],
+                               m["edgews_redis_link_outages_total"]), (1, 0, 0),
+                              "link up, no keepalive timeout, no outage while Redis answers")
+                await pub_a.send("pub ticks A:0")
+                expect_eq(await ws_checks.recv(sub_b), "A:0", "B's subscriber before the stop")
+                expect_eq(await ws_checks.recv(sub_a), "A:0", "A's subscriber before the stop")
+
+                redis.pause()
+                stopped = time.monotonic()
+                down = await asyncio.to_thread(wait_until, lambda: all(
+                    metrics(s.port)["edgews_redis_link_up"] == 0 for s in (a, b)), WAIT, 0.02)
+                detected = time.monotonic() - stopped
+                expect(down, "the link never went down while Redis was stopped")
+                expect(detected <= DETECTION_BOUND, f"link down after {detected:.2f}s (bound {DETECTION_BOUND}s)")
+                for server in (a, b):
+                    expect(metrics(server.port)["edgews_redis_ping_timeouts_total"] >= 1,
+                           "keepalive timeouts counted")
+                # Local delivery goes on while Redis is stopped.
+                for i in range(1, 6):
+                    await pub_a.send(f"pub ticks A:{i}")
+                    expect_eq(await ws_checks.recv(sub_a), f"A:{i}", "A's subscriber while Redis is stopped")
+                await asyncio.sleep(1.0)  # several reconnection attempts meet the stopped Redis
+
+                redis.resume()
+                await wait_channels(a.port, 1)
+                await wait_channels(b.port, 1)
+                await pub_a.send("pub ticks A:after")
+                expect_eq(await ws_checks.recv(sub_b), "A:after", "B's subscriber gets A's message after SIGCONT")
+                await pub_b.send("pub ticks B:after")
+                expect_eq(await ws_checks.recv(sub_a), "A:after", "A's own message, locally")
+                expect_eq(await ws_checks.recv(sub_a), "B:after", "A's subscriber gets B's message after SIGCONT")
+                for server in (a, b):
+                    s = (await stats(server.port))["redis"]
+                    expect(s["link_up"] and s["outages"] == 1 and s["ping_timeouts"] >= 1,
+                           f"port {server.port}: one outage, detected by the keepalive, link up again: {s}")
+                for ws in (sub_a, sub_b, pub_a, pub_b):
+                    await ws.close()
+            run_then_check_one_outage_logged(run, redis, {"A": a, "B": b}, "down (no answer to PING")
     finally:
         redis.stop()
 
 
 if __name__ == "__main__":
     run_checks([thousand_subscribers_on_two_instances_receive_every_message_in_order,
-                redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions])
+                redis_restart_during_traffic_keeps_local_delivery_and_restores_subscriptions,
+                redis_stopped_with_sigstop_is_detected_by_the_keepalive_and_the_link_recovers])

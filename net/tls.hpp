@@ -12,6 +12,7 @@
 //     and no further edge will ever come;
 //   - "the buffer was full, but the data is all here": decrypted bytes of a record larger than the caller's
 //     buffer stay in OpenSSL (pending()).
+// socket_drained() is the safe form of the first shortcut: it looks at OpenSSL's own last read(2) and its buffers.
 // A want_write from read() (TLS 1.3 key update, post-handshake messages) means: wait for EPOLLOUT, then call
 // read() again. Symmetrically a want_read from write() means: wait for EPOLLIN, then call write() again.
 // With an edge-triggered registration for both directions that simply means "retry on the next edge of the

@@ -2,7 +2,7 @@
 # One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
 #
 #   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 9 minutes with the defaults,
-#                                         ROUNDS=3, and about 13 minutes with ROUNDS=5)
+#                                         ROUNDS=3; 13.5 minutes measured with ROUNDS=5 under load average 7-8)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
 # configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.

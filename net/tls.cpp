@@ -335,7 +335,24 @@ std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::
   return std::unique_ptr<TlsStream>(new TlsStream(ssl, nullptr));
 }
 
+TlsStream::TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context) : ssl_(ssl), context_(std::move(context)) {
+  // SSL_set_fd made one socket BIO for both directions; watching its reads is what socket_drained() needs.
+  BIO* bio = SSL_get_rbio(ssl_);
+  BIO_set_callback_ex(bio, &TlsStream::on_socket_bio);
+  BIO_set_callback_arg(bio, reinterpret_cast<char*>(this));
+}
+
 TlsStream::~TlsStream() { SSL_free(ssl_); }
+
+long TlsStream::on_socket_bio(BIO* bio, int oper, const char*, std::size_t len, int, long, int ret,
+                              std::size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
+    // ret <= 0: would block, EOF or error; each ends the reading of this edge as well.
+    self->last_socket_read_short_ = ret <= 0 || (processed && *processed < len);
+  }
+  return ret;
+}
 
 TlsIo TlsStream::classify(int ret) {
   int code = SSL_get_error(ssl_, ret);
@@ -444,6 +461,8 @@ TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
 std::size_t TlsStream::pending() const { return static_cast<std::size_t>(SSL_pending(ssl_)); }
 
 bool TlsStream::has_buffered_input() const { return SSL_has_pending(ssl_) == 1; }
+
+bool TlsStream::socket_drained() const { return last_socket_read_short_ && SSL_has_pending(ssl_) == 0; }
 
 void TlsStream::shutdown() {
   // OpenSSL forbids SSL_shutdown after a fatal error, and it is meaningless before the handshake ends.

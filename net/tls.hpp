@@ -12,6 +12,7 @@
 //     and no further edge will ever come;
 //   - "the buffer was full, but the data is all here": decrypted bytes of a record larger than the caller's
 //     buffer stay in OpenSSL (pending()).
+// socket_drained() is the safe form of the first shortcut: it looks at OpenSSL's own last read(2) and its buffers.
 // A want_write from read() (TLS 1.3 key update, post-handshake messages) means: wait for EPOLLOUT, then call
 // read() again. Symmetrically a want_read from write() means: wait for EPOLLIN, then call write() again.
 // With an edge-triggered registration for both directions that simply means "retry on the next edge of the
@@ -138,6 +139,12 @@ class TlsStream {
   std::size_t pending() const;
   // Any input held by OpenSSL: decrypted bytes or read-ahead records not yet decrypted (SSL_has_pending).
   bool has_buffered_input() const;
+  // True when another read() would only find the kernel queue empty: the last read(2) OpenSSL made on the socket
+  // returned less than it asked for (or would block) and OpenSSL holds no input. This is the TLS form of "a short
+  // read proves the socket is drained": after an EPOLLIN edge the owner may stop here instead of paying a read()
+  // that ends in want_read (one system call, and with SSL_MODE_RELEASE_BUFFERS a 16 KiB buffer allocated and freed,
+  // per message at 1 in flight). As for plain sockets, an owner that saw the peer hang up reads on to the EOF.
+  bool socket_drained() const;
 
   // Sends close_notify once, best effort: never waits for the peer's.
   void shutdown();
@@ -155,14 +162,17 @@ class TlsStream {
   SSL* native() const { return ssl_; }
 
  private:
-  TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context) : ssl_(ssl), context_(std::move(context)) {}
+  TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
+  static long on_socket_bio(BIO* bio, int oper, const char* argp, std::size_t len, int argi, long argl, int ret,
+                            std::size_t* processed);
 
   SSL* ssl_;
   std::shared_ptr<TlsContext> context_;  // keeps the SNI callback's argument alive (null on the client side)
   unsigned long last_ssl_error_ = 0;
   int last_errno_ = 0;
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
+  bool last_socket_read_short_ = false;  // see socket_drained()
 };
 
 struct SslCtxDeleter {

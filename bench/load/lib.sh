@@ -20,8 +20,10 @@ start() {
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-load() {  # load NAME PORT PID JSON ARGS...
+load() {  # load NAME PORT PID JSON ARGS...   (ws://; set scheme=wss and ca=FILE for wss://)
   local name=$1 port=$2 pid=$3 json=$4; shift 4
-  taskset -c 1 "$edgews" load "ws://127.0.0.1:$port/" --server-pid "$pid" --json "$json" --quiet "$@" \
-    2>>"$out/load.log" || echo "  ($name: errors counted, see $json)" >&2
+  local tls=()
+  if [ "${scheme:-ws}" = wss ]; then tls=(--ca "$ca"); fi
+  taskset -c 1 "$edgews" load "${scheme:-ws}://127.0.0.1:$port/" "${tls[@]}" --server-pid "$pid" --json "$json" \
+    --quiet "$@" 2>>"$out/load.log" || echo "  ($name: errors counted, see $json)" >&2
 }

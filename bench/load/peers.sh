@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
 #
-#   bench/load/peers.sh [BUILD_DIR]      (default build/release; about 8 minutes with the defaults, after the build)
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 9 minutes with the defaults,
+#                                         ROUNDS=3; 13.5 minutes measured with ROUNDS=5 under load average 7-8)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
 # configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
@@ -9,7 +10,9 @@
 # the load generator pinned to core 1, the servers take turns inside each round, medians over the rounds and
 # ratios to edgews taken within each round. Scenarios: (a) 100 connections, 16 B, 1 in flight; (b) 100
 # connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB binary; (d) server memory per idle connection at
-# 10,000 connections, a fresh server each.
+# 10,000 connections, a fresh server each; (e) scenarios (a) and (b) over wss:// (TLS 1.3, one ECDSA P-256
+# certificate from tools/make-dev-cert.sh for all) against a second instance of every server that speaks TLS, each on
+# its own TLS port, started alongside the others (the floor has no TLS and sits (e) out).
 # Environment: ROUNDS (default 3), DURATION (seconds per run, default 3), WARMUP (default 1), SKIP_INSTALL=1.
 # Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
 # (peers.dat) go to $RESULTS (default bench/load/results).
@@ -44,6 +47,22 @@ servers=(edgews floor beast websocketpp lws node_ws python)
 rm -rf "$out" && mkdir -p "$out" "$results"
 source "$here/lib.sh"
 
+# (e): the same programs in their TLS mode, one certificate for all.
+bash "$root/tools/make-dev-cert.sh" "$out/certs" >/dev/null
+ca=$out/certs/ca.crt
+cert=$out/certs/localhost.crt
+key=$out/certs/localhost.key
+declare -A tls_cmd=(
+  # edgews serve always has a ws:// port too; the last word of its first line is the wss:// port.
+  [edgews]="${cmd[edgews]/--port 0/--port 0 --tls-port 0 --tls-cert $cert --tls-key $key}"
+  [beast]="${cmd[beast]} --tls $cert $key"
+  [websocketpp]="${cmd[websocketpp]} --tls $cert $key"
+  [lws]="${cmd[lws]} --tls $cert $key"
+  [node_ws]="${cmd[node_ws]} --tls $cert $key"
+  [python]="${cmd[python]} --tls $cert $key"
+)
+tls_servers=(edgews beast websocketpp lws node_ws python)
+
 echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)" | tee "$out/machine.txt"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)" \
   | tee -a "$out/machine.txt"
@@ -58,6 +77,10 @@ for s in "${servers[@]}"; do
   # shellcheck disable=SC2086
   start "$s" 0 ${cmd[$s]}
 done
+for s in "${tls_servers[@]}"; do
+  # shellcheck disable=SC2086
+  start "${s}_tls" 0 ${tls_cmd[$s]}
+done
 # Every server must echo text and binary: one short check of each before measuring (errors are reported).
 for s in "${servers[@]}"; do
   pid_var=${s}_pid port_var=${s}_port
@@ -66,17 +89,34 @@ for s in "${servers[@]}"; do
       --duration 1 --warmup 0 "$mode"
   done
 done
-for sc in a b c; do
+# The same over TLS, and the protocol and cipher each TLS server settles on with an OpenSSL 3 client offering
+# the defaults (as edgews load does; both use Debian's libssl).
+for s in "${tls_servers[@]}"; do
+  pid_var=${s}_tls_pid port_var=${s}_tls_port
+  for mode in --text --binary; do
+    scheme=wss load "$s" "${!port_var}" "${!pid_var}" "$out/check-tls-$s$mode.json" --connections 4 --inflight 4 \
+      --size 100 --duration 1 --warmup 0 "$mode"
+  done
+  timeout 10 openssl s_client -connect "127.0.0.1:${!port_var}" -CAfile "$ca" -brief </dev/null 2>&1 \
+    | sed -n 's/^Protocol version: //p; s/^Ciphersuite: //p' | paste -sd' ' >"$out/tls-$s.txt" || true
+done
+# (e) is scenarios (a) and (b) over wss://: "ea" and "eb" in file names.
+scenario_args[ea]=${scenario_args[a]}
+scenario_args[eb]=${scenario_args[b]}
+for sc in a b c ea eb; do
+  case $sc in e*) list=("${tls_servers[@]}") suffix=_tls scheme=wss ;; *) list=("${servers[@]}") suffix= scheme=ws ;; esac
   for r in $(seq 1 "$rounds"); do
     echo "scenario ($sc) round $r" >&2
-    for s in "${servers[@]}"; do
-      pid_var=${s}_pid port_var=${s}_port
+    for s in "${list[@]}"; do
+      pid_var=$s${suffix}_pid port_var=$s${suffix}_port
       # shellcheck disable=SC2086
       load "$s" "${!port_var}" "${!pid_var}" "$out/$sc-$s-$r.json" ${scenario_args[$sc]} "${common[@]}"
     done
   done
 done
+scheme=ws
 for s in "${servers[@]}"; do pid_var=${s}_pid; stop "${!pid_var}"; done
+for s in "${tls_servers[@]}"; do pid_var=${s}_tls_pid; stop "${!pid_var}"; done
 
 # (d): idle memory at 10,000 connections, a fresh server each.
 for s in "${servers[@]}"; do

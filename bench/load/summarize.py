@@ -65,13 +65,16 @@ def main():
 
 def peers(out, rounds, results, servers):
     """Peer comparison (bench/load/peers.sh): one table per scenario, ratios to edgews within each round, and
-    peers.dat for peers.gp (one row per server: msgs/s and server CPU us/msg per scenario)."""
+    peers.dat for peers.gp (one row per server: msgs/s and server CPU us/msg per scenario). Scenario (e) is (a)
+    and (b) over wss:// ("ea", "eb" in file names), against edgews over wss:// in the same round."""
+    scenarios = ("a", "b", "c", "ea", "eb")
     names = {"a": "(a) 100 conns, 16 B, 1 in flight", "b": "(b) 100 conns, 16 B, 16 in flight",
-             "c": "(c) 10 conns, 64 KiB binary"}
+             "c": "(c) 10 conns, 64 KiB binary", "ea": "(e) = (a) over TLS", "eb": "(e) = (b) over TLS"}
     lines = ["| scenario | server | msgs/s (median) | min..max | server CPU us/msg | p50 us | p99 us | errors "
              "| msgs/s / edgews | CPU/msg / edgews |", "|---|---|---|---|---|---|---|---|---|---|"]
     dat = {s: {} for s in servers}
-    for sc in "abc":
+    best = {}  # (e): the TLS peer with the most msgs/s and the one with the least CPU/msg, by median
+    for sc in scenarios:
         for server in servers:
             rs = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (sc, server))))]
             if not rs:
@@ -90,10 +93,33 @@ def peers(out, rounds, results, servers):
             rate = [r["messages_per_s"] for r in rs]
             cpu = med([r["server"]["cpu_us_per_msg"] for r in rs])
             dat[server][sc] = (med(rate), cpu)
+            if sc.startswith("e") and server != "edgews":
+                b = best.setdefault(sc, {})
+                if "rate" not in b or med(ratio_rate) > b["rate"][1]:
+                    b["rate"] = (server, med(ratio_rate))
+                if "cpu" not in b or med(ratio_cpu) < b["cpu"][1]:
+                    b["cpu"] = (server, med(ratio_cpu))
             lines.append("| %s | %s | %.0f | %.0f..%.0f | %.2f | %.1f | %.1f | %d | %.3f | %.3f |" % (
                 names[sc], server, med(rate), min(rate), max(rate), cpu,
                 med([r["latency_us"]["p50"] for r in rs]), med([r["latency_us"]["p99"] for r in rs]),
                 sum(r["errors_total"] for r in rs), med(ratio_rate), med(ratio_cpu)))
+    if best:
+        lines.append("")
+        for sc in ("ea", "eb"):
+            b = best.get(sc)
+            if not b:
+                continue
+            lines.append("%s, edgews against the best TLS peer (target: at least 1.5x): msgs/s %.2fx %s; CPU per "
+                         "message: %s costs %.2fx edgews'." % (names[sc], 1 / b["rate"][1], b["rate"][0],
+                                                              b["cpu"][0], b["cpu"][1]))
+    tls = []
+    for server in servers:
+        path = os.path.join(out, "tls-%s.txt" % server)
+        if os.path.exists(path):
+            with open(path) as f:
+                tls.append("%s %s" % (server, f.read().strip() or "(openssl s_client saw nothing)"))
+    if tls:
+        lines += ["", "TLS negotiated with an OpenSSL 3 client offering its defaults: " + "; ".join(tls) + "."]
     lines += ["", "| (d) idle connections | server | open | RSS before KiB | RSS after KiB | bytes per connection "
               "| / edgews |", "|---|---|---|---|---|---|---|"]
     base = None
@@ -110,25 +136,30 @@ def peers(out, rounds, results, servers):
             "%.2f" % (per / base) if base else ""))
     checks = []
     for server in servers:
-        for mode in ("text", "binary"):
-            path = os.path.join(out, "check-%s--%s.json" % (server, mode))
-            if os.path.exists(path):
-                r = load(path)
-                if r["errors_total"] or r["messages_per_s"] <= 0:
-                    checks.append("%s failed the %s echo check (%d errors)" % (server, mode, r["errors_total"]))
-            else:
-                checks.append("%s: no %s echo check" % (server, mode))
-    lines += ["", "Echo checks (text and binary, before measuring): " + ("; ".join(checks) or "all passed") + "."]
+        for prefix, what in (("check-", ""), ("check-tls-", " TLS")):
+            for mode in ("text", "binary"):
+                path = os.path.join(out, "%s%s--%s.json" % (prefix, server, mode))
+                if os.path.exists(path):
+                    r = load(path)
+                    if r["errors_total"] or r["messages_per_s"] <= 0:
+                        checks.append("%s failed the%s %s echo check (%d errors)" % (server, what, mode,
+                                                                                   r["errors_total"]))
+                elif not what:
+                    checks.append("%s: no %s echo check" % (server, mode))
+    tls_checked = [s for s in servers if os.path.exists(os.path.join(out, "check-tls-%s--text.json" % s))]
+    lines += ["", "Echo checks (text and binary, before measuring; over TLS too for %s): %s." % (
+        ", ".join(tls_checked) or "none", "; ".join(checks) or "all passed")]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(results, "peers.md"), "w") as f:
         f.write(text)
     with open(os.path.join(results, "peers.dat"), "w") as f:
-        f.write("# server a_msgs b_msgs c_msgs a_cpu b_cpu c_cpu (medians; msgs/s and server CPU us/msg)\n")
+        f.write("# server %s %s (medians; msgs/s and server CPU us/msg; nan: not run)\n" % (
+            " ".join(sc + "_msgs" for sc in scenarios), " ".join(sc + "_cpu" for sc in scenarios)))
         for server in servers:
             d = dat[server]
-            f.write("%s %s %s\n" % (server, " ".join("%.1f" % d.get(sc, (float("nan"), 0))[0] for sc in "abc"),
-                                    " ".join("%.3f" % d.get(sc, (0, float("nan")))[1] for sc in "abc")))
+            f.write("%s %s %s\n" % (server, " ".join("%.1f" % d.get(sc, (float("nan"), 0))[0] for sc in scenarios),
+                                    " ".join("%.3f" % d.get(sc, (0, float("nan")))[1] for sc in scenarios)))
 
 
 if __name__ == "__main__":

@@ -435,6 +435,54 @@ TEST_F(Tls, ReadUntilWantReadDrainsRecordsBufferedByOneKernelRead) {
   EXPECT_EQ(got, sent);
 }
 
+// socket_drained() may end an edge's reading early only when the kernel queue is really empty and OpenSSL holds
+// nothing: whatever the records and the reader's buffer size, reading until it says so gets every byte sent.
+TEST_F(Tls, SocketDrainedOnlyWhenKernelQueueAndOpensslAreEmpty) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
+  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+
+  // One small record, read whole: one short kernel read, nothing held.
+  ASSERT_EQ(c.client->write("hello", 5).status, TlsIo::ok);
+  ::usleep(20000);
+  char buf[64 * 1024];
+  TlsResult r = c.server->read(buf, sizeof buf);
+  ASSERT_EQ(r.status, TlsIo::ok);
+  EXPECT_EQ(std::string(buf, r.bytes), "hello");
+  EXPECT_TRUE(c.server->socket_drained());
+  EXPECT_EQ(c.server->read(buf, sizeof buf).status, TlsIo::want_read) << "drained means the next read finds nothing";
+
+  // Many records and more bytes than one kernel read takes (OpenSSL's read-ahead buffer is about 16 KiB), read
+  // through buffers of several sizes: not drained while anything is held or the last kernel read was full.
+  const std::string sent = random_bytes(48 * 1024 + 77, 7);
+  for (std::size_t size : {std::size_t{1}, std::size_t{7}, std::size_t{1000}, sizeof buf}) {
+    std::size_t offset = 0;
+    while (offset < sent.size()) {
+      const std::size_t piece = std::min<std::size_t>(3000, sent.size() - offset);  // several records
+      TlsResult w = c.client->write(sent.data() + offset, piece);
+      ASSERT_EQ(w.status, TlsIo::ok);
+      offset += w.bytes;
+    }
+    ::usleep(20000);
+    std::string got;
+    bool held_once = false;
+    for (int guard = 0; guard < 1000000; ++guard) {
+      TlsResult rr = c.server->read(buf, size);
+      ASSERT_EQ(rr.status, TlsIo::ok) << "reader of " << size << " B: drained was not reported before want_read";
+      got.append(buf, rr.bytes);
+      if (c.server->socket_drained()) break;
+      held_once = true;
+    }
+    EXPECT_TRUE(held_once) << "reader of " << size << " B: 48 KiB cannot come in one read";
+    int queued = -1;
+    ASSERT_EQ(::ioctl(c.fds.server.get(), FIONREAD, &queued), 0);
+    EXPECT_EQ(queued, 0) << "reader of " << size << " B";
+    EXPECT_FALSE(c.server->has_buffered_input());
+    EXPECT_TRUE(got == sent) << "reader of " << size << " B got " << got.size() << " of " << sent.size() << " bytes";
+  }
+}
+
 // ------------------------------------------------------------------------------------ hostile transports
 
 // Forwards bytes between two socket pairs, one byte per write() and per turn, so each side's OpenSSL sees

@@ -4,8 +4,12 @@
 // settings the documentation offers: a 64 KiB receive buffer, logging at errors only, no extensions (so no
 // per-message deflate), the default poll() event loop of the Debian build with one service thread.
 //
-// usage: lws_echo [PORT]   (0 = any free port; prints "lws_echo: listening on port N")
+// TLS mode (scenario (e)): the same server with the library's OpenSSL backend (LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT,
+// the certificate and key paths in the context creation info, as minimal-ws-server-tls does), TLS 1.3 only.
+//
+// usage: lws_echo [PORT] [--tls CERT KEY]   (0 = any free port; prints "lws_echo: listening on port N")
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +96,12 @@ int main(int argc, char** argv) {
   info.protocols = protocols;
   info.count_threads = 1;
   info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+  if (argc > 4 && strcmp(argv[2], "--tls") == 0) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = argv[3];
+    info.ssl_private_key_filepath = argv[4];
+    info.ssl_options_set = SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_TLSv1_2;  // TLS 1.3 only
+  }
   struct lws_context* context = lws_create_context(&info);
   if (!context) {
     fprintf(stderr, "lws_echo: lws_create_context failed\n");

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
 #
-#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 9 minutes with the defaults,
-#                                         ROUNDS=3; 13.5 minutes measured with ROUNDS=5 under load average 7-8)
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 13.5 minutes with the defaults,
+#                                         5 rounds as the method asks; ROUNDS=3 takes about 9)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
 # configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
@@ -13,14 +13,14 @@
 # 10,000 connections, a fresh server each; (e) scenarios (a) and (b) over wss:// (TLS 1.3, one ECDSA P-256
 # certificate from tools/make-dev-cert.sh for all) against a second instance of every server that speaks TLS, each on
 # its own TLS port, started alongside the others (the floor has no TLS and sits (e) out).
-# Environment: ROUNDS (default 3), DURATION (seconds per run, default 3), WARMUP (default 1), SKIP_INSTALL=1.
+# Environment: ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP (default 1), SKIP_INSTALL=1.
 # Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
 # (peers.dat) go to $RESULTS (default bench/load/results).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build/release}
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 duration=${DURATION:-3}
 warmup=${WARMUP:-1}
 out=${OUT:-$build/peer-results}

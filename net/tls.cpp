@@ -42,6 +42,13 @@ std::string openssl_reason() {
   return reason ? reason : "OpenSSL error " + std::to_string(code);
 }
 
+// Before each SSL_* I/O call the thread's error queue must be empty, or SSL_get_error reads a stale error. classify()
+// leaves it empty after every failure, so it almost always is: peek (cheap) before clearing (in OpenSSL 3.0,
+// ERR_clear_error frees every slot of the queue, a measurable share of a small message over TLS).
+inline void clear_stale_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 // An encrypted key must fail with a clear message, not prompt on the terminal of a daemon.
 int refuse_password(char*, int, int, void*) { return 0; }
 
@@ -386,7 +393,7 @@ TlsIo TlsStream::classify(int ret) {
 
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
-  ERR_clear_error();
+  clear_stale_errors();
   errno = 0;
   int ret = SSL_do_handshake(ssl_);
   if (ret == 1) return {TlsIo::ok, 0};
@@ -397,7 +404,7 @@ bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
-  ERR_clear_error();
+  clear_stale_errors();
   errno = 0;
   std::size_t got = 0;
   int ret = SSL_read_ex(ssl_, buf, len, &got);
@@ -439,7 +446,7 @@ TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
       }
       src = staging;
     }
-    ERR_clear_error();
+    clear_stale_errors();
     errno = 0;
     std::size_t written = 0;
     int ret = SSL_write_ex(ssl_, src, len, &written);

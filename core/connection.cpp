@@ -662,8 +662,21 @@ bool Connection::over_backpressure(std::size_t incoming) {
 SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
   // Control frames may still go out while closing (the close frame itself, a pong); data only while open.
   if (control ? (state_ != State::open && state_ != State::closing) : state_ != State::open) return SendStatus::closed;
-  if (!control && over_backpressure(payload.size())) {
-    return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
+  if (!control) {
+    // The common case, a reply from inside on_message: nothing queued, room in the cork buffer. The frame is
+    // written straight into the cork buffer, which uncork() hands to the kernel with this connection's one write.
+    std::uint8_t* at;
+    if (queue_ == nullptr && !deflate_ && worker_.corked(*this) &&
+        payload.size() <= worker_.server().config().limits.max_backpressure &&
+        (at = worker_.cork_reserve(codec::kMaxFrameHeaderSize + payload.size())) != nullptr) {
+      const std::size_t header_len = codec::write_frame_header(at, opcode, payload.size());
+      if (!payload.empty()) std::memcpy(at + header_len, payload.data(), payload.size());
+      worker_.cork_commit(header_len + payload.size());
+      worker_.counters().bump_messages_out();
+      last_message_ms_ = stamp(worker_.reactor().now_ms());  // the idle timeout counts messages either way
+      return SendStatus::ok;
+    }
+    if (over_backpressure(payload.size())) return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
   }
   // RFC 7692 6: a compressed message has RSV1 on its (only) frame. Compressed only once it is sure to be sent:
   // with context takeover a dropped message would leave our window ahead of the peer's.

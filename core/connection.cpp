@@ -471,6 +471,8 @@ void Connection::refuse_http(std::string_view response) {
 
 void Connection::process_frames(std::uint8_t* data, std::size_t len) {
   Server& server = worker_.server();
+  const std::function<void(Connection&, const Message&)>& on_message = server.callbacks_.on_message;
+  const std::uint32_t now = stamp(worker_.reactor().now_ms());  // the reactor's clock stands still within a turn
   std::size_t offset = 0;
   while (offset < len) {
     std::size_t used = 0;
@@ -482,7 +484,7 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
       case codec::EventType::message:
         worker_.counters().bump_messages_in();
         if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
-        last_message_ms_ = stamp(worker_.reactor().now_ms());
+        last_message_ms_ = now;
         if (event.compressed) [[unlikely]] {  // only with a deflate session: RSV1 is refused otherwise
           std::span<const std::uint8_t> inflated;
           const codec::ProtocolError error =
@@ -492,11 +494,11 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
             fail(error);
             return;
           }
-          if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, inflated});
+          if (on_message) on_message(*this, Message{event.opcode, inflated});
           DeflateSession::trim_inflated_buffer();
           break;
         }
-        if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, event.payload});
+        if (on_message) on_message(*this, Message{event.opcode, event.payload});
         break;
       case codec::EventType::ping:
         if (state_ == State::open) send_frame(Opcode::pong, event.payload, true);

@@ -80,28 +80,4 @@ HeaderParse parse_frame_header(const std::uint8_t* data, std::size_t len, Role r
   return r;
 }
 
-std::size_t write_frame_header(std::uint8_t* out, Opcode opcode, std::uint64_t payload_length, bool fin, bool rsv1,
-                               const std::uint8_t* mask_key) {
-  out[0] = static_cast<std::uint8_t>((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(opcode));
-  const std::uint8_t mask_bit = mask_key != nullptr ? 0x80 : 0;
-  std::size_t pos = 2;
-  if (payload_length <= 125) {
-    out[1] = static_cast<std::uint8_t>(mask_bit | payload_length);
-  } else if (payload_length <= 0xFFFF) {
-    out[1] = mask_bit | 126;
-    out[2] = static_cast<std::uint8_t>(payload_length >> 8);
-    out[3] = static_cast<std::uint8_t>(payload_length);
-    pos = 4;
-  } else {
-    out[1] = mask_bit | 127;
-    for (std::size_t i = 0; i < 8; ++i) out[2 + i] = static_cast<std::uint8_t>(payload_length >> (56 - 8 * i));
-    pos = 10;
-  }
-  if (mask_key != nullptr) {
-    std::memcpy(out + pos, mask_key, 4);
-    pos += 4;
-  }
-  return pos;
-}
-
 }  // namespace edgews::codec

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "codec/protocol.hpp"
 
@@ -53,7 +54,29 @@ constexpr std::size_t frame_header_size(std::uint64_t payload_length, bool maske
 // writes an unmasked header (server to client); otherwise the 4 bytes are the key (client to server) and the
 // caller masks the payload with mask_copy. The length is always minimally encoded. payload_length must be
 // below 2^63 (the RFC's limit); control frames must be <= 125 bytes with fin set: both are the caller's duty.
-std::size_t write_frame_header(std::uint8_t* out, Opcode opcode, std::uint64_t payload_length, bool fin = true,
-                               bool rsv1 = false, const std::uint8_t* mask_key = nullptr);
+// Inline: it runs once per message sent, and a call costs as much as the few stores it makes.
+inline std::size_t write_frame_header(std::uint8_t* out, Opcode opcode, std::uint64_t payload_length, bool fin = true,
+                                      bool rsv1 = false, const std::uint8_t* mask_key = nullptr) {
+  out[0] = static_cast<std::uint8_t>((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | static_cast<std::uint8_t>(opcode));
+  const std::uint8_t mask_bit = mask_key != nullptr ? 0x80 : 0;
+  std::size_t pos = 2;
+  if (payload_length <= 125) {
+    out[1] = static_cast<std::uint8_t>(mask_bit | payload_length);
+  } else if (payload_length <= 0xFFFF) {
+    out[1] = mask_bit | 126;
+    out[2] = static_cast<std::uint8_t>(payload_length >> 8);
+    out[3] = static_cast<std::uint8_t>(payload_length);
+    pos = 4;
+  } else {
+    out[1] = mask_bit | 127;
+    for (std::size_t i = 0; i < 8; ++i) out[2 + i] = static_cast<std::uint8_t>(payload_length >> (56 - 8 * i));
+    pos = 10;
+  }
+  if (mask_key != nullptr) {
+    std::memcpy(out + pos, mask_key, 4);
+    pos += 4;
+  }
+  return pos;
+}
 
 }  // namespace edgews::codec

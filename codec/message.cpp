@@ -42,7 +42,7 @@ MessageReader::MessageReader(MessageReader&&) noexcept = default;
 MessageReader& MessageReader::operator=(MessageReader&&) noexcept = default;
 
 void MessageReader::release_memory() {
-  if (in_frame_ && is_control(frame_.opcode)) return;
+  if (in_frame_ && is_control(frame_opcode_)) return;
   control_.reset();
   if (in_message_) return;
   assembly_.reset();
@@ -84,7 +84,10 @@ Event MessageReader::fail(ProtocolError e, std::size_t pos, std::size_t& consume
 // Applies the rules that need the message context (RFC 6455 5.4) and the limits, before any payload byte is
 // buffered.
 ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
-  frame_ = h;
+  frame_opcode_ = h.opcode;
+  frame_fin_ = h.fin;
+  frame_masked_ = h.masked;
+  std::memcpy(frame_mask_key_, h.mask_key, sizeof frame_mask_key_);
   frame_remaining_ = h.payload_length;
   mask_phase_ = 0;
   in_frame_ = true;
@@ -126,9 +129,9 @@ Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n) {
 Event MessageReader::control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos,
                                    std::size_t& consumed) {
   Event ev;
-  ev.opcode = frame_.opcode;
+  ev.opcode = frame_opcode_;
   ev.payload = std::span<const std::uint8_t>(payload, n);
-  if (frame_.opcode == Opcode::close) {
+  if (frame_opcode_ == Opcode::close) {
     const ClosePayloadParse cp = parse_close_payload(payload, n);
     if (!cp.ok) return fail(cp.error, pos, consumed);
     closed_ = true;
@@ -136,7 +139,7 @@ Event MessageReader::control_event(const std::uint8_t* payload, std::size_t n, s
     ev.close_code = cp.payload.code;
     ev.close_reason = cp.payload.reason;
   } else {
-    ev.type = frame_.opcode == Opcode::ping ? EventType::ping : EventType::pong;
+    ev.type = frame_opcode_ == Opcode::ping ? EventType::ping : EventType::pong;
   }
   consumed = pos;
   return ev;
@@ -230,31 +233,31 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
       if (const ProtocolError e = begin_frame(hp.header); e != ProtocolError::none) return fail(e, pos, consumed);
 
       // The frame is wholly in input and needs no assembly: unmask in place and return a view into input.
-      const std::uint64_t plen = frame_.payload_length;
-      const bool single = is_control(frame_.opcode) || (frame_.fin && frame_.opcode != Opcode::continuation);
+      const std::uint64_t plen = hp.header.payload_length;
+      const bool single = is_control(frame_opcode_) || (frame_fin_ && frame_opcode_ != Opcode::continuation);
       if (single && len - pos >= plen) {
         std::uint8_t* payload = input + pos;
         const auto n = static_cast<std::size_t>(plen);
-        if (frame_.masked) unmask_in_place(payload, n, frame_.mask_key);
+        if (frame_masked_) unmask_in_place(payload, n, frame_mask_key_);
         pos += n;
         in_frame_ = false;
-        if (is_control(frame_.opcode)) return control_event(payload, n, pos, consumed);
+        if (is_control(frame_opcode_)) return control_event(payload, n, pos, consumed);
         if (check_utf8_ && !is_valid_utf8(payload, n)) return fail(ProtocolError::invalid_utf8, pos, consumed);
         consumed = pos;
         return message_event(payload, n);
       }
-      if (!is_control(frame_.opcode)) assembly_reserve(assembly_size_ + static_cast<std::size_t>(plen));
+      if (!is_control(frame_opcode_)) assembly_reserve(assembly_size_ + static_cast<std::size_t>(plen));
     }
 
     // Payload bytes of the current frame: unmasked while copied into inline control storage or the assembly
     // buffer, where the rest of the frame (or message) will join them.
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, len - pos));
-    const bool control = is_control(frame_.opcode);
+    const bool control = is_control(frame_opcode_);
     if (control && !control_) control_.reset(new std::uint8_t[kMaxControlPayload]);  // rare: split control frame
     std::uint8_t* dst = control ? control_.get() + control_len_ : assembly_extend(take);
-    if (control) control_len_ += take;
-    if (frame_.masked) {
-      mask_phase_ = mask_copy(dst, input + pos, take, frame_.mask_key, mask_phase_);
+    if (control) control_len_ = static_cast<std::uint8_t>(control_len_ + take);  // <= 125 (RFC 6455 5.5)
+    if (frame_masked_) {
+      mask_phase_ = static_cast<std::uint8_t>(mask_copy(dst, input + pos, take, frame_mask_key_, mask_phase_));
     } else if (take != 0) {
       std::memcpy(dst, input + pos, take);
     }
@@ -265,7 +268,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
 
     in_frame_ = false;
     if (control) return control_event(control_.get(), control_len_, pos, consumed);
-    if (frame_.fin) {
+    if (frame_fin_) {
       if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
       consumed = pos;
       return message_event(assembly_.get(), assembly_size_);

@@ -95,34 +95,39 @@ class MessageReader {
   std::uint8_t* assembly_extend(std::size_t n);
   void assembly_reserve(std::size_t n);
 
+  // One per connection, so laid out to stay small (an idle connection holds one): the byte-sized state first,
+  // then the counters.
   Role role_;
-  ReaderLimits limits_;
   ProtocolError error_ = ProtocolError::none;
   bool closed_ = false;
 
-  // An incomplete frame header carried over from the previous call.
-  std::uint8_t header_[kMaxFrameHeaderSize] = {};
-  std::uint8_t header_len_ = 0;
-
-  // The frame whose payload is being received.
+  // The frame whose payload is being received: the parts of its header still needed.
   bool in_frame_ = false;
-  FrameHeader frame_;
-  std::uint64_t frame_remaining_ = 0;
-  std::size_t mask_phase_ = 0;
+  Opcode frame_opcode_ = Opcode::continuation;
+  bool frame_fin_ = false;
+  bool frame_masked_ = false;
+  std::uint8_t frame_mask_key_[4] = {};
+  std::uint8_t mask_phase_ = 0;  // 0-3: where in the mask key the next payload byte falls
 
-  // A control frame split across calls (RFC 6455 5.5: at most 125 bytes).
-  std::unique_ptr<std::uint8_t[]> control_;  // a control frame split across calls (<= 125 B), allocated when needed
-  std::size_t control_len_ = 0;
+  // An incomplete frame header carried over from the previous call.
+  std::uint8_t header_len_ = 0;
+  std::uint8_t header_[kMaxFrameHeaderSize] = {};
+
+  // A control frame split across calls (RFC 6455 5.5: at most 125 bytes); control_ is allocated when needed.
+  std::uint8_t control_len_ = 0;
 
   // The data message being received.
   bool in_message_ = false;
   Opcode message_opcode_ = Opcode::binary;
   bool message_compressed_ = false;
   bool check_utf8_ = false;
-  std::uint64_t message_size_ = 0;
   std::uint32_t fragments_ = 0;
   Utf8Validator utf8_;
 
+  ReaderLimits limits_;
+  std::uint64_t frame_remaining_ = 0;
+  std::uint64_t message_size_ = 0;
+  std::unique_ptr<std::uint8_t[]> control_;
   std::unique_ptr<std::uint8_t[]> assembly_;
   std::size_t assembly_size_ = 0;
   std::size_t assembly_capacity_ = 0;

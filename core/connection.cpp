@@ -13,8 +13,9 @@
 #include "codec/handshake_request.hpp"
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
-#include "core/deflate_session.hpp"
 #include "codec/proxy_protocol.hpp"
+#include "core/connection_extras.hpp"
+#include "core/deflate_session.hpp"
 #include "core/forwarded.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
@@ -35,6 +36,15 @@ constexpr std::size_t kMaxProxyHeader = codec::ProxyHeaderParser::kV2FixedLength
 
 std::span<const std::uint8_t> bytes_of(std::string_view text) {
   return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+// Connection timestamps keep the low 32 bits of the reactor clock; unsigned subtraction gives the exact elapsed
+// time for any span under 49 days, longer than any uint32 timeout they are compared with.
+std::uint32_t stamp(std::uint64_t now_ms) { return static_cast<std::uint32_t>(now_ms); }
+std::uint32_t elapsed(std::uint32_t since, std::uint64_t now_ms) { return stamp(now_ms) - since; }
+std::uint32_t remaining(std::uint32_t since, std::uint32_t limit, std::uint64_t now_ms) {
+  const std::uint32_t gone = elapsed(since, now_ms);
+  return gone >= limit ? 0 : limit - gone;
 }
 
 }  // namespace
@@ -67,7 +77,7 @@ Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uin
                                   worker.server().config().limits.max_fragments, false}),
       timer_(&Connection::on_timer, this),
       peer_(peer) {
-  last_heard_ms_ = last_message_ms_ = worker.reactor().now_ms();
+  last_heard_ms_ = last_message_ms_ = stamp(worker.reactor().now_ms());
 }
 
 Connection::~Connection() {
@@ -75,6 +85,32 @@ Connection::~Connection() {
 }
 
 ConnectionHandle Connection::handle() const { return {worker_.index(), slot_, generation_}; }
+
+const PeerAddress& Connection::client_address() const {
+  return extras_ && extras_->forwarded ? *extras_->forwarded : peer_;
+}
+
+std::string_view Connection::subprotocol() const {
+  return extras_ ? std::string_view(extras_->subprotocol) : std::string_view();
+}
+
+Connection::Extras& Connection::extras() {
+  if (!extras_) extras_ = std::make_unique<Extras>();
+  return *extras_;
+}
+
+void Connection::trim_extras() {
+  if (extras_ && extras_->unused()) extras_.reset();
+}
+
+net::TlsStream& Connection::tls_stream() { return *extras_->tls; }
+
+DeflateSession& Connection::deflate_session() { return *extras_->deflate; }
+
+OutQueue& Connection::queue() {
+  if (!queue_) queue_ = std::make_unique<OutQueue>();
+  return *queue_;
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Reading
@@ -91,7 +127,7 @@ void Connection::on_events(std::uint32_t events) {
 }
 
 void Connection::on_readable(bool peer_hung_up) {
-  if (proxy_ && !read_proxy_header()) return;
+  if (extras_ && extras_->proxy && !read_proxy_header()) return;
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
   worker_.cork(*this);
   bool more = false;
@@ -102,9 +138,9 @@ void Connection::on_readable(bool peer_hung_up) {
     }
     const net::IoResult r = transport_read(*this, buffer.data(), buffer.size());
     // Before the bytes are processed: they may complete the upgrade, which sets its own deadline.
-    if (deadline_ == Deadline::tls_handshake && tls_->handshake_done()) after_tls_handshake();
+    if (deadline_ == Deadline::tls_handshake && tls_stream().handshake_done()) after_tls_handshake();
     if (r.status == net::IoStatus::ok) {
-      last_heard_ms_ = worker_.reactor().now_ms();
+      last_heard_ms_ = stamp(worker_.reactor().now_ms());
       awaiting_pong_ = false;  // any traffic proves the peer is alive
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
@@ -119,7 +155,7 @@ void Connection::on_readable(bool peer_hung_up) {
     if (r.status == net::IoStatus::closed) {
       on_eof();
     } else {
-      if (tls_ && !tls_->handshake_done()) {
+      if (tls_ && !tls_stream().handshake_done()) {
         worker_.counters().bump_tls_failure();
         worker_.server().logger().log(LogLevel::info, "tls_failed", "peer=%s: TLS handshake failed",
                                       peer_.to_string().c_str());
@@ -158,19 +194,20 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   const Limits& limits = worker_.server().config().limits;
   std::string_view buffer;
   std::size_t last_len = 0;
-  if (!head_) {
+  std::string* head = extras_ ? extras_->head.get() : nullptr;
+  if (head == nullptr) {
     buffer = {reinterpret_cast<const char*>(data), len};  // parse in place: the common case, one read
   } else {
-    last_len = head_->size();
-    head_->append(reinterpret_cast<const char*>(data), len);
-    buffer = *head_;
+    last_len = head->size();
+    head->append(reinterpret_cast<const char*>(data), len);
+    buffer = *head;
   }
   codec::HttpRequest request;
   const codec::HttpParseResult parsed =
       codec::parse_http_request(buffer, last_len, {limits.max_request_head, limits.max_request_headers},
                                 worker_.header_storage(), request);
   if (parsed.status == codec::HttpParseStatus::need_more) {
-    if (!head_) head_ = std::make_unique<std::string>(buffer);
+    if (head == nullptr) extras().head = std::make_unique<std::string>(buffer);
     return;
   }
   if (parsed.status == codec::HttpParseStatus::error) {
@@ -190,7 +227,10 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     auto* rest = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(buffer.data())) + request.head_length;
     process_frames(rest, buffer.size() - request.head_length);
   }
-  head_.reset();
+  if (head != nullptr && state_ != State::dead) {
+    extras_->head.reset();
+    trim_extras();
+  }
 }
 
 void Connection::handle_request(const codec::HttpRequest& request) {
@@ -232,7 +272,7 @@ void Connection::handle_request(const codec::HttpRequest& request) {
 
   PeerAddress client;
   if (resolve_client_address(request, peer_, server.trusted_proxies_, client)) {
-    forwarded_ = std::make_unique<PeerAddress>(client);
+    extras().forwarded = client;
   }
   codec::ResponseHeaders& headers = worker_.scratch_headers();
   headers.clear();
@@ -284,9 +324,10 @@ void Connection::handle_request(const codec::HttpRequest& request) {
     refuse(500, "the server could not write a valid upgrade response", upgrade);
     return;
   }
-  if (!context.subprotocol_.empty()) subprotocol_ = std::make_unique<std::string>(context.subprotocol_);
+  if (!context.subprotocol_.empty()) extras().subprotocol.assign(context.subprotocol_);
   if (deflate.accepted) {
-    deflate_ = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
+    extras().deflate = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
+    deflate_ = true;
     // RFC 7692 6: RSV1 marks a compressed message from now on.
     codec::ReaderLimits limits = reader_.limits();
     limits.rsv1_allowed = true;
@@ -297,10 +338,14 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   send_raw(bytes_of(out));
   arm_liveness();
   opened_ = true;
-  server.logger().log(LogLevel::info, "open", "peer=%s%s%s path=%.*s%s%s", peer_.to_string().c_str(),
-                      forwarded_ ? " client=" : "", forwarded_ ? forwarded_->to_string().c_str() : "",
-                      static_cast<int>(upgrade.path.size()), upgrade.path.data(),
-                      subprotocol_ ? " subprotocol=" : "", subprotocol_ ? subprotocol_->c_str() : "");
+  if (server.logger().enabled(LogLevel::info)) {
+    const bool forwarded = extras_ && extras_->forwarded;
+    const std::string_view chosen = subprotocol();
+    server.logger().log(LogLevel::info, "open", "peer=%s%s%s path=%.*s%s%.*s", peer_.to_string().c_str(),
+                        forwarded ? " client=" : "", forwarded ? extras_->forwarded->to_string().c_str() : "",
+                        static_cast<int>(upgrade.path.size()), upgrade.path.data(),
+                        chosen.empty() ? "" : " subprotocol=", static_cast<int>(chosen.size()), chosen.data());
+  }
   if (server.callbacks_.on_open) server.callbacks_.on_open(*this);
 }
 
@@ -357,7 +402,7 @@ bool Connection::read_proxy_header() {
       destroy(1006, "no PROXY header");
       return false;
     }
-    const codec::ProxyParseResult r = proxy_->feed({buffer.data(), static_cast<std::size_t>(n)});
+    const codec::ProxyParseResult r = extras_->proxy->feed({buffer.data(), static_cast<std::size_t>(n)});
     if (r.status == codec::ProxyParseStatus::error) {
       worker_.counters().bump_proxy_error();
       const std::string_view why = codec::describe(r.error);
@@ -382,7 +427,7 @@ bool Connection::read_proxy_header() {
     }
     break;
   }
-  const codec::ProxyHeader& header = proxy_->header();
+  const codec::ProxyHeader& header = extras_->proxy->header();
   const PeerAddress socket_peer = peer_;
   if (header.command == codec::ProxyCommand::proxy) {
     const codec::ProxyEndpoint& source = header.source;
@@ -402,7 +447,8 @@ bool Connection::read_proxy_header() {
   server.logger().log(LogLevel::debug, "proxy_protocol", "peer=%s via=%s version=%u command=%s",
                       peer_.to_string().c_str(), socket_peer.to_string().c_str(), header.version,
                       header.command == codec::ProxyCommand::proxy ? "proxy" : "local");
-  proxy_.reset();
+  extras_->proxy.reset();
+  trim_extras();
   if (tls_pending_) {
     tls_pending_ = false;
     if (net::Error error = worker_.attach_tls(*this)) {
@@ -425,6 +471,8 @@ void Connection::refuse_http(std::string_view response) {
 
 void Connection::process_frames(std::uint8_t* data, std::size_t len) {
   Server& server = worker_.server();
+  const std::function<void(Connection&, const Message&)>& on_message = server.callbacks_.on_message;
+  const std::uint32_t now = stamp(worker_.reactor().now_ms());  // the reactor's clock stands still within a turn
   std::size_t offset = 0;
   while (offset < len) {
     std::size_t used = 0;
@@ -436,21 +484,21 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
       case codec::EventType::message:
         worker_.counters().bump_messages_in();
         if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
-        last_message_ms_ = worker_.reactor().now_ms();
-        if (event.compressed) [[unlikely]] {  // only when deflate_ exists: RSV1 is refused otherwise
+        last_message_ms_ = now;
+        if (event.compressed) [[unlikely]] {  // only with a deflate session: RSV1 is refused otherwise
           std::span<const std::uint8_t> inflated;
           const codec::ProtocolError error =
-              deflate_->inflate(event.payload, event.opcode == Opcode::text,
+              deflate_session().inflate(event.payload, event.opcode == Opcode::text,
                                 static_cast<std::size_t>(server.config().limits.max_message_size), inflated);
           if (error != codec::ProtocolError::none) {
             fail(error);
             return;
           }
-          if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, inflated});
+          if (on_message) on_message(*this, Message{event.opcode, inflated});
           DeflateSession::trim_inflated_buffer();
           break;
         }
-        if (server.callbacks_.on_message) server.callbacks_.on_message(*this, Message{event.opcode, event.payload});
+        if (on_message) on_message(*this, Message{event.opcode, event.payload});
         break;
       case codec::EventType::ping:
         if (state_ == State::open) send_frame(Opcode::pong, event.payload, true);
@@ -538,11 +586,13 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   worker_.reactor().remove(fd_);
   ::close(fd_);
   fd_ = -1;
-  queue_.clear();
+  queue_.reset();
   reader_.release_memory();
-  deflate_.reset();
-  head_.reset();
-  if (topics_) worker_.unsubscribe_all(*this);
+  if (extras_) {
+    extras_->deflate.reset();
+    extras_->head.reset();
+    if (!extras_->topics.empty()) worker_.unsubscribe_all(*this);
+  }
   worker_.release(*this);
 }
 
@@ -551,9 +601,12 @@ void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
   close_notified_ = true;
   Server& server = worker_.server();
   worker_.counters().bump_closed(code);
-  server.logger().log(LogLevel::info, "close", "peer=%s%s%s code=%u reason=\"%.*s\"", peer_.to_string().c_str(),
-                      forwarded_ ? " client=" : "", forwarded_ ? forwarded_->to_string().c_str() : "",
-                      static_cast<unsigned>(code), static_cast<int>(reason.size()), reason.data());
+  if (server.logger().enabled(LogLevel::info)) {
+    const bool forwarded = extras_ && extras_->forwarded;
+    server.logger().log(LogLevel::info, "close", "peer=%s%s%s code=%u reason=\"%.*s\"", peer_.to_string().c_str(),
+                        forwarded ? " client=" : "", forwarded ? extras_->forwarded->to_string().c_str() : "",
+                        static_cast<unsigned>(code), static_cast<int>(reason.size()), reason.data());
+  }
   if (server.callbacks_.on_close) server.callbacks_.on_close(*this, code, reason);
 }
 
@@ -596,14 +649,14 @@ bool Connection::unsubscribe(std::string_view topic) { return worker_.unsubscrib
 
 bool Connection::over_backpressure(std::size_t incoming) {
   const Limits& limits = worker_.server().config().limits;
-  if (queue_.bytes() + incoming <= limits.max_backpressure) return false;
+  if (buffered_amount() + incoming <= limits.max_backpressure) return false;
   if (limits.backpressure_policy == BackpressurePolicy::drop) {
     worker_.counters().bump_dropped();
     return true;
   }
   worker_.counters().bump_backpressure_close();
   worker_.server().logger().log(LogLevel::warn, "backpressure", "peer=%s queued=%zu limit=%zu: closing with 1008",
-                                peer_.to_string().c_str(), queue_.bytes(), limits.max_backpressure);
+                                peer_.to_string().c_str(), buffered_amount(), limits.max_backpressure);
   fail_with(static_cast<std::uint16_t>(CloseCode::policy_violation), "send queue over the backpressure limit");
   return true;
 }
@@ -611,18 +664,31 @@ bool Connection::over_backpressure(std::size_t incoming) {
 SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
   // Control frames may still go out while closing (the close frame itself, a pong); data only while open.
   if (control ? (state_ != State::open && state_ != State::closing) : state_ != State::open) return SendStatus::closed;
-  if (!control && over_backpressure(payload.size())) {
-    return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
+  if (!control) {
+    // The common case, a reply from inside on_message: nothing queued, room in the cork buffer. The frame is
+    // written straight into the cork buffer, which uncork() hands to the kernel with this connection's one write.
+    std::uint8_t* at;
+    if (queue_ == nullptr && !deflate_ && worker_.corked(*this) &&
+        payload.size() <= worker_.server().config().limits.max_backpressure &&
+        (at = worker_.cork_reserve(codec::kMaxFrameHeaderSize + payload.size())) != nullptr) {
+      const std::size_t header_len = codec::write_frame_header(at, opcode, payload.size());
+      if (!payload.empty()) std::memcpy(at + header_len, payload.data(), payload.size());
+      worker_.cork_commit(header_len + payload.size());
+      worker_.counters().bump_messages_out();
+      last_message_ms_ = stamp(worker_.reactor().now_ms());  // the idle timeout counts messages either way
+      return SendStatus::ok;
+    }
+    if (over_backpressure(payload.size())) return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
   }
   // RFC 7692 6: a compressed message has RSV1 on its (only) frame. Compressed only once it is sure to be sent:
   // with context takeover a dropped message would leave our window ahead of the peer's.
   bool compressed = false;
-  if (deflate_ && !control) [[unlikely]] compressed = deflate_->compress(payload, payload);
+  if (deflate_ && !control) [[unlikely]] compressed = deflate_session().compress(payload, payload);
   std::uint8_t header[codec::kMaxFrameHeaderSize];
   const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size(), true, compressed);
   if (!control) {
     worker_.counters().bump_messages_out();
-    last_message_ms_ = worker_.reactor().now_ms();  // the idle timeout counts messages either way
+    last_message_ms_ = stamp(worker_.reactor().now_ms());  // the idle timeout counts messages either way
   }
   write_or_queue({header, header_len}, payload);  // copies what it does not write at once
   if (compressed) DeflateSession::trim_compressed_buffer();
@@ -632,19 +698,19 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
 void Connection::send_raw(std::span<const std::uint8_t> bytes) { write_or_queue(bytes, {}); }
 
 void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
-  if (worker_.corked(*this) && queue_.empty()) {
+  if (worker_.corked(*this) && queue_empty()) {
     if (worker_.cork_append(header, payload)) return;
     // The cork buffer is full: what it holds goes first, then this frame.
     if (payload.size() >= kDirectWriteThreshold) {
       write_direct(header, payload);
       return;
     }
-    worker_.move_cork_to(queue_);
-  } else if (queue_.empty() && payload.size() >= kDirectWriteThreshold && !worker_.corked(*this)) {
+    worker_.move_cork_to(queue());
+  } else if (queue_empty() && payload.size() >= kDirectWriteThreshold && !worker_.corked(*this)) {
     write_direct(header, payload);
     return;
   }
-  queue_.append_frame(header, payload);
+  queue().append_frame(header, payload);
   schedule_flush();
 }
 
@@ -673,11 +739,11 @@ void Connection::write_direct(std::span<const std::uint8_t> header, std::span<co
     const std::size_t skip = std::min(written, iov[i].iov_len);
     written -= skip;
     if (skip < iov[i].iov_len) {
-      queue_.append({static_cast<const std::uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip});
+      queue().append({static_cast<const std::uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip});
     }
   }
   if (!cork.empty()) worker_.cork_clear();
-  if (!queue_.empty()) {
+  if (!queue_empty()) {
     writable_ = false;
     waited_for_drain_ = true;
   }
@@ -687,9 +753,9 @@ void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure(frame->size())) return;
   worker_.counters().bump_messages_out();
-  last_message_ms_ = worker_.reactor().now_ms();
-  if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue_);
-  queue_.append_shared(frame);
+  last_message_ms_ = stamp(worker_.reactor().now_ms());
+  if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue());
+  queue().append_shared(frame);
   if (!worker_.corked(*this)) schedule_flush();
 }
 
@@ -706,15 +772,15 @@ void Connection::on_writable() {
 
 void Connection::flush() {
   if (state_ == State::dead) return;
-  while (writable_ && !queue_.empty()) {
+  while (writable_ && !queue_empty()) {
     iovec iov[64];
-    const int n = queue_.gather(iov, 64);
+    const int n = queue_->gather(iov, 64);
     std::size_t total = 0;
     for (int i = 0; i < n; ++i) total += iov[i].iov_len;
     const net::IoResult r = transport_write(*this, iov, n);
     if (r.status == net::IoStatus::ok) {
       worker_.counters().add_bytes_out(r.bytes);
-      queue_.consume(r.bytes);
+      queue_->consume(r.bytes);
       if (r.bytes < total) {  // the socket buffer is full: the next EPOLLOUT edge resumes
         writable_ = false;
         waited_for_drain_ = true;
@@ -731,7 +797,8 @@ void Connection::flush() {
 }
 
 void Connection::after_flush() {
-  if (!queue_.empty()) return;
+  if (!queue_empty()) return;
+  queue_.reset();  // drained: an idle connection holds no queue
   if (state_ == State::draining) {
     if (!write_shut_) {
       write_shut_ = true;
@@ -761,17 +828,20 @@ void Connection::after_tls_handshake() {
 void Connection::arm_liveness() {
   const Limits& limits = worker_.server().config().limits;
   const std::uint64_t now = worker_.reactor().now_ms();
-  std::uint64_t due = UINT64_MAX;
+  std::uint64_t wait = UINT64_MAX;
   if (limits.ping_interval_ms != 0) {
-    due = awaiting_pong_ ? ping_sent_ms_ + limits.pong_timeout_ms : last_heard_ms_ + limits.ping_interval_ms;
+    wait = awaiting_pong_ ? remaining(ping_sent_ms_, limits.pong_timeout_ms, now)
+                          : remaining(last_heard_ms_, limits.ping_interval_ms, now);
   }
-  if (limits.idle_timeout_ms != 0) due = std::min<std::uint64_t>(due, last_message_ms_ + limits.idle_timeout_ms);
-  if (due == UINT64_MAX) {
+  if (limits.idle_timeout_ms != 0) {
+    wait = std::min<std::uint64_t>(wait, remaining(last_message_ms_, limits.idle_timeout_ms, now));
+  }
+  if (wait == UINT64_MAX) {
     timer_.cancel();
     deadline_ = Deadline::none;
     return;
   }
-  arm(Deadline::liveness, static_cast<std::uint32_t>(due > now ? due - now : 0));
+  arm(Deadline::liveness, static_cast<std::uint32_t>(wait));
 }
 
 void Connection::on_timer(net::Timer&, void* context) { static_cast<Connection*>(context)->on_deadline(); }
@@ -790,7 +860,7 @@ void Connection::on_deadline() {
       destroy(1006, "TLS handshake timeout");
       return;
     case Deadline::handshake:
-      if (proxy_) {
+      if (extras_ && extras_->proxy) {
         worker_.counters().bump_proxy_error();
         server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: no complete PROXY header within %u ms",
                             peer_.to_string().c_str(), limits.handshake_timeout_ms);
@@ -809,20 +879,20 @@ void Connection::on_deadline() {
   }
   if (state_ != State::open) return;
   const std::uint64_t now = worker_.reactor().now_ms();
-  if (limits.idle_timeout_ms != 0 && now >= last_message_ms_ + limits.idle_timeout_ms) {
+  if (limits.idle_timeout_ms != 0 && elapsed(last_message_ms_, now) >= limits.idle_timeout_ms) {
     close(static_cast<std::uint16_t>(CloseCode::going_away), "idle timeout");
     return;
   }
   if (limits.ping_interval_ms != 0) {
-    if (awaiting_pong_ && now >= ping_sent_ms_ + limits.pong_timeout_ms) {
+    if (awaiting_pong_ && elapsed(ping_sent_ms_, now) >= limits.pong_timeout_ms) {
       server.logger().log(LogLevel::info, "pong_timeout", "peer=%s: no answer to a ping within %u ms",
                           peer_.to_string().c_str(), limits.pong_timeout_ms);
       fail_with(static_cast<std::uint16_t>(CloseCode::going_away), "no pong");
       return;
     }
-    if (!awaiting_pong_ && now >= last_heard_ms_ + limits.ping_interval_ms) {
+    if (!awaiting_pong_ && elapsed(last_heard_ms_, now) >= limits.ping_interval_ms) {
       awaiting_pong_ = true;
-      ping_sent_ms_ = now;
+      ping_sent_ms_ = stamp(now);
       send_frame(Opcode::ping, {}, true);
     }
   }

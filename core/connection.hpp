@@ -82,14 +82,14 @@ class Connection final : public net::Reactor::Handler {
   void terminate();
 
   bool is_open() const { return state_ == State::open; }
-  std::size_t buffered_amount() const { return queue_.bytes(); }
+  std::size_t buffered_amount() const { return queue_ ? queue_->bytes() : 0; }
   ConnectionHandle handle() const;
   // The peer of the TCP connection, or on a proxy_protocol listener the source address of the PROXY header.
   const PeerAddress& remote_address() const { return peer_; }
   // The client: the address trusted proxies named in Forwarded / X-Forwarded-For / X-Real-IP
   // (ServerConfig::trusted_proxies), else remote_address(). Forwarding headers carry no port: it is then 0.
-  const PeerAddress& client_address() const { return forwarded_ ? *forwarded_ : peer_; }
-  std::string_view subprotocol() const { return subprotocol_ ? std::string_view(*subprotocol_) : std::string_view(); }
+  const PeerAddress& client_address() const;
+  std::string_view subprotocol() const;
 
   void* user_data() const { return user_data_; }
   void set_user_data(void* data) { user_data_ = data; }
@@ -106,6 +106,7 @@ class Connection final : public net::Reactor::Handler {
 
  private:
   friend class Worker;
+  struct Extras;  // core/connection_extras.hpp
 
   enum class State : std::uint8_t {
     handshake,     // reading the upgrade request
@@ -147,6 +148,13 @@ class Connection final : public net::Reactor::Handler {
   void schedule_flush();
   void flush();
   void after_flush();
+  bool queue_empty() const { return !queue_ || queue_->empty(); }
+  OutQueue& queue();  // allocated on first use, freed when it drains
+
+  Extras& extras();      // allocated on first use
+  void trim_extras();    // frees the extras once nothing in them is in use
+  net::TlsStream& tls_stream();
+  DeflateSession& deflate_session();
 
   void arm(Deadline deadline, std::uint32_t delay_ms);
   void arm_liveness();
@@ -160,9 +168,18 @@ class Connection final : public net::Reactor::Handler {
   friend void transport_shutdown(Connection&);
   friend void transport_close(Connection&);
 
-  // Kept small: an idle connection costs this object, its slot and nothing else in user space.
+  // Kept small: an idle connection costs this object, its slot and nothing else in user space. What only some
+  // connections need (TLS, deflate, a split upgrade request, topics, a PROXY header, a forwarded address, a
+  // subprotocol, a send queue) lives behind a pointer that is null for a plain idle connection.
   Worker& worker_;
   int fd_;
+  std::uint32_t slot_;
+  std::uint32_t generation_;
+  // Low 32 bits of the reactor's millisecond clock: compared by wrap-safe differences (every timeout they serve
+  // is a uint32 of milliseconds), half the size of full timestamps.
+  std::uint32_t last_heard_ms_ = 0;    // any bytes from the peer
+  std::uint32_t last_message_ms_ = 0;  // a data message either way (idle timeout)
+  std::uint32_t ping_sent_ms_ = 0;
   State state_ = State::handshake;
   Deadline deadline_ = Deadline::none;
   bool writable_ = true;           // edge-triggered: false after EAGAIN until the next EPOLLOUT edge
@@ -174,22 +191,15 @@ class Connection final : public net::Reactor::Handler {
   bool write_shut_ = false;
   bool admin_ = false;        // accepted on the admin listener: /metrics and /healthz only
   bool tls_pending_ = false;  // TLS listener with PROXY protocol: TLS starts after the header
-  std::uint32_t slot_;
-  std::uint32_t generation_;
-  std::uint64_t last_heard_ms_ = 0;    // any bytes from the peer
-  std::uint64_t last_message_ms_ = 0;  // a data message either way (idle timeout)
-  std::uint64_t ping_sent_ms_ = 0;
+  // Hot-path tests without touching extras_: the stream is TLS (extras_->tls), permessage-deflate was
+  // negotiated (extras_->deflate).
+  bool tls_ = false;
+  bool deflate_ = false;
   codec::MessageReader reader_;
-  OutQueue queue_;
+  std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;
   PeerAddress peer_;
-  std::unique_ptr<std::string> head_;          // partial upgrade request, only while it is incomplete
-  std::unique_ptr<std::string> subprotocol_;   // only when one was negotiated
-  std::unique_ptr<std::vector<std::string>> topics_;  // only while subscribed
-  std::unique_ptr<net::TlsStream> tls_;
-  std::unique_ptr<DeflateSession> deflate_;    // only when permessage-deflate was negotiated
-  std::unique_ptr<codec::ProxyHeaderParser> proxy_;  // only until the PROXY header is read
-  std::unique_ptr<PeerAddress> forwarded_;           // only when trusted proxies named the client
+  std::unique_ptr<Extras> extras_;
   void* user_data_ = nullptr;
 };
 

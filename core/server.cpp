@@ -5,6 +5,7 @@
 #include <csignal>
 #include <memory>
 
+#include "codec/handshake_response.hpp"
 #include "codec/http_token.hpp"
 #include "core/worker.hpp"
 
@@ -166,6 +167,12 @@ Error Server::start() {
   // MSG_NOSIGNAL. A process that kept the default (terminate) gets it ignored; one with its own handler keeps it.
   struct sigaction current {};
   if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+  // RFC 6455 1.3's sample key, once at start: it proves OpenSSL's SHA-1 is usable here, and it makes OpenSSL
+  // initialize itself (providers, about 2 MB of library pages) now rather than inside the first handshake.
+  if (codec::accept_view(codec::compute_accept("dGhlIHNhbXBsZSBub25jZQ==")) != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
+    return config_error("start: OpenSSL's SHA-1 gave a wrong Sec-WebSocket-Accept for RFC 6455's sample key; "
+                        "check the OpenSSL installation and its configuration (OPENSSL_CONF, providers)");
+  }
   for (unsigned i = 0; i < config_.threads; ++i) {
     auto worker = std::make_unique<Worker>(*this, i);
     net::Error error;

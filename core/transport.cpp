@@ -1,5 +1,6 @@
 #include "core/transport.hpp"
 
+#include "core/connection_extras.hpp"
 #include "core/server.hpp"
 #include "core/worker.hpp"
 #include "net/tls.hpp"
@@ -26,19 +27,24 @@ net::IoResult to_io(const net::TlsResult& r) {
 
 }  // namespace
 
-net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) { return to_io(c.tls_->read(buf, len)); }
+net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) { return to_io(c.tls_stream().read(buf, len)); }
 
-net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) { return to_io(c.tls_->write(iov, count)); }
+net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) { return to_io(c.tls_stream().write(iov, count)); }
 
-void TlsTransport::shutdown(Connection& c) { c.tls_->shutdown(); }
+void TlsTransport::shutdown(Connection& c) { c.tls_stream().shutdown(); }
 
-void TlsTransport::close(Connection& c) { c.tls_.reset(); }
+void TlsTransport::close(Connection& c) {
+  c.extras_->tls.reset();
+  c.tls_ = false;
+}
 
 net::Error Worker::attach_tls(Connection& connection) {
   std::shared_ptr<net::TlsContext> context = server_.tls_context();
   net::TlsError error;
-  connection.tls_ = net::TlsStream::accept(context, connection.fd_, error);
-  if (!connection.tls_) return net::Error{EPROTO, error.message};
+  std::unique_ptr<net::TlsStream> stream = net::TlsStream::accept(context, connection.fd_, error);
+  if (!stream) return net::Error{EPROTO, error.message};
+  connection.extras().tls = std::move(stream);
+  connection.tls_ = true;
   return {};
 }
 

@@ -7,6 +7,7 @@
 
 #include "codec/frame.hpp"
 #include "codec/proxy_protocol.hpp"
+#include "core/connection_extras.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 
@@ -157,7 +158,7 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   connection->admin_ = mode.admin;
   if (mode.proxy_protocol) {
     // The PROXY header comes first, in clear, even on a TLS listener: TLS starts once it is read.
-    connection->proxy_ = std::make_unique<codec::ProxyHeaderParser>();
+    connection->extras().proxy = std::make_unique<codec::ProxyHeaderParser>();
     connection->tls_pending_ = mode.tls;
   } else if (mode.tls) {
     if (net::Error error = attach_tls(*connection)) {
@@ -245,7 +246,7 @@ void Worker::uncork() {
     return;
   }
   if (cork_used_ != 0) {
-    if (connection->queue_.empty() && connection->writable_) {
+    if (connection->queue_empty() && connection->writable_) {
       // The common case: everything this connection's input produced leaves in one write.
       iovec iov{cork_buffer_.get(), cork_used_};
       const net::IoResult r = transport_write(*connection, &iov, 1);
@@ -259,13 +260,13 @@ void Worker::uncork() {
         return;
       }
       if (written < cork_used_) {
-        connection->queue_.append({cork_buffer_.get() + written, cork_used_ - written});
+        connection->queue().append({cork_buffer_.get() + written, cork_used_ - written});
         connection->writable_ = false;
         connection->waited_for_drain_ = true;
       }
       cork_used_ = 0;
     } else {
-      move_cork_to(connection->queue_);
+      move_cork_to(connection->queue());
     }
   }
   connection->flush();
@@ -275,8 +276,7 @@ void Worker::uncork() {
 // Topics and broadcast
 
 bool Worker::subscribe(Connection& connection, std::string_view topic) {
-  if (!connection.topics_) connection.topics_ = std::make_unique<std::vector<std::string>>();
-  auto& mine = *connection.topics_;
+  auto& mine = connection.extras().topics;
   if (std::find(mine.begin(), mine.end(), topic) != mine.end()) return false;
   mine.emplace_back(topic);
   auto [it, first] = topics_.try_emplace(std::string(topic));
@@ -301,20 +301,24 @@ void Worker::remove_subscriber(const std::string& topic, Connection& connection)
 }
 
 bool Worker::unsubscribe(Connection& connection, std::string_view topic) {
-  if (!connection.topics_) return false;
-  auto& mine = *connection.topics_;
+  if (!connection.extras_) return false;
+  auto& mine = connection.extras_->topics;
   auto it = std::find(mine.begin(), mine.end(), topic);
   if (it == mine.end()) return false;
   remove_subscriber(*it, connection);
   mine.erase(it);
-  if (mine.empty()) connection.topics_.reset();
+  if (mine.empty()) {
+    mine.shrink_to_fit();
+    connection.trim_extras();
+  }
   return true;
 }
 
 void Worker::unsubscribe_all(Connection& connection) {
-  if (!connection.topics_) return;
-  for (const std::string& topic : *connection.topics_) remove_subscriber(topic, connection);
-  connection.topics_.reset();
+  if (!connection.extras_) return;
+  std::vector<std::string>& mine = connection.extras_->topics;
+  for (const std::string& topic : mine) remove_subscriber(topic, connection);
+  std::vector<std::string>().swap(mine);
 }
 
 Chunk* Worker::build_frame(std::span<const std::uint8_t> payload, Opcode opcode) {

@@ -58,6 +58,12 @@ class Worker {
   bool corked(const Connection& connection) const { return corked_ == &connection; }
   // Appends a frame for the corked connection; false when it does not fit (nothing appended).
   bool cork_append(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  // The send fast path: room for len bytes at the end of the cork buffer (nullptr when they do not fit); the
+  // caller writes its frame there and commits what it wrote.
+  std::uint8_t* cork_reserve(std::size_t len) {
+    return kCorkSize - cork_used_ >= len ? cork_buffer_.get() + cork_used_ : nullptr;
+  }
+  void cork_commit(std::size_t len) { cork_used_ += len; }
   bool cork_has_data() const { return cork_used_ != 0; }
   std::span<const std::uint8_t> cork_data() const { return {cork_buffer_.get(), cork_used_}; }
   void cork_clear() { cork_used_ = 0; }

@@ -8,7 +8,8 @@
 # Scenarios: (a) 100 connections, 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections,
 # 64 KiB binary; (d) server memory per idle connection at 10,000 (and 19,000) connections, fresh servers;
 # (f) edgews with 2 reactor threads against 1 in scenario (b).
-# Environment: ROUNDS (default 5), DURATION (seconds per run, default 5), WARMUP (default 1).
+# Environment: ROUNDS (default 5), DURATION (seconds per run, default 5), WARMUP (default 1); BASELINE: the path of
+# an older edgews binary to measure in the same rounds as a third server in (a)-(c), for before/after ratios.
 # Raw JSON of every run goes to $OUT (default build/release/load-results); the summary table is printed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,6 +19,7 @@ floor=$build/bench/load/edgews_floor
 rounds=${ROUNDS:-5}
 duration=${DURATION:-5}
 warmup=${WARMUP:-1}
+baseline=${BASELINE:-}
 out=${OUT:-$build/load-results}
 [ -x "$edgews" ] && [ -x "$floor" ] || { echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2; exit 2; }
 rm -rf "$out" && mkdir -p "$out"
@@ -34,6 +36,7 @@ declare -A scenario_args=(
 
 start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn
 start floor 0 "$floor" --port 0
+[ -z "$baseline" ] || start baseline 0 "$baseline" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn
 for s in a b c; do
   for r in $(seq 1 "$rounds"); do
     echo "scenario ($s) round $r" >&2
@@ -41,9 +44,14 @@ for s in a b c; do
     load edgews "$edgews_port" "$edgews_pid" "$out/$s-edgews-$r.json" ${scenario_args[$s]} "${common[@]}"
     # shellcheck disable=SC2086
     load floor "$floor_port" "$floor_pid" "$out/$s-floor-$r.json" ${scenario_args[$s]} "${common[@]}"
+    if [ -n "$baseline" ]; then
+      # shellcheck disable=SC2086
+      load baseline "$baseline_port" "$baseline_pid" "$out/$s-baseline-$r.json" ${scenario_args[$s]} "${common[@]}"
+    fi
   done
 done
 stop "$edgews_pid"; stop "$floor_pid"
+[ -z "$baseline" ] || stop "$baseline_pid"
 
 # (f): 2 reactor threads may use both cores (the load generator shares core 1 with the second one).
 start edgews1 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn

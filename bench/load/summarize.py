@@ -24,8 +24,11 @@ def main():
     print("| scenario | server | msgs/s (median) | min..max | server CPU us/msg | client CPU us/msg | p50 us | p99 us "
           "| p99.9 us | errors | ratio msgs/s | ratio CPU/msg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for s, pair in (("a", ("edgews", "floor")), ("b", ("edgews", "floor")), ("c", ("edgews", "floor")),
-                    ("f", ("edgews1", "edgews2"))):
+    pairs = [("a", ("edgews", "floor")), ("b", ("edgews", "floor")), ("c", ("edgews", "floor")),
+             ("f", ("edgews1", "edgews2"))]
+    # BASELINE=... (an older edgews in the same rounds): edgews / baseline, rows labelled "edgews vs baseline".
+    pairs += [(s, ("edgews", "baseline")) for s in "abc" if glob.glob(os.path.join(out, "%s-baseline-*.json" % s))]
+    for s, pair in pairs:
         runs = {}
         for server in pair:
             runs[server] = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (s, server))))]

@@ -145,10 +145,10 @@ void Connection::on_readable(bool peer_hung_up) {
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
       if (state_ == State::dead) break;
-      // A short plain read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up:
-      // then read on to see the EOF, which brings no further edge. TLS hands out one record per read, so only
-      // want_read proves it drained.
-      if (r.bytes < buffer.size() && !peer_hung_up && !tls_) break;
+      // A short read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up: then
+      // read on to see the EOF, which brings no further edge. TLS hands out one record per read: there a short
+      // read proves it only when OpenSSL's own last read(2) came back short and it holds no further record.
+      if (r.bytes < buffer.size() && !peer_hung_up && (!tls_ || tls_stream().socket_drained())) break;
       continue;
     }
     if (r.status == net::IoStatus::would_block) break;

@@ -137,6 +137,9 @@ class Server {
   // naming the setting and what to do when something is wrong. Binds nothing yet.
   static std::unique_ptr<Server> create(ServerConfig config, Callbacks callbacks, Error& error,
                                         Logger logger = Logger());
+  // Stops the reactors and joins their threads. Connections still open are dropped: their sockets close without a
+  // close frame (clients see 1006) and on_close is not called, since the application may be half torn down by
+  // then. For a graceful stop (1001 to every client, on_close for each) call shutdown() and let run() return first.
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -162,6 +165,9 @@ class Server {
   // Any thread. The message is copied and handed to the owning reactor; false when the handle is gone (from the
   // owning thread) or the server has stopped.
   bool send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
+  // Any thread: starts the closing handshake (Connection::close). True when it was started or is already under
+  // way (a second close keeps the first code); false when the handle is gone (from the owning thread) or the
+  // server has stopped. Handles exist from on_open on, so there is no handle of a connection still in its upgrade.
   bool close(ConnectionHandle handle, std::uint16_t code = 1000, std::string_view reason = {});
   // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
   // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances.

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/core/server_harness.hpp"
 #include "tests/core/test_client.hpp"
@@ -65,6 +66,46 @@ TEST(EmbeddedReactor, EchoesAndShutsDownInsideThePollLoopOfTheEmbedder) {
   EXPECT_TRUE(pipe_seen);
   EXPECT_TRUE(shutdown_requested);
   EXPECT_TRUE(server->stopped()) << "a shutdown of an embedded reactor must be visible to the embedder";
+}
+
+// An embedder that destroys the Server without shutdown(): every socket is closed (clients see EOF, no close
+// frame), on_close is not called (the application may be half torn down), and nothing hangs or leaks descriptors.
+TEST(EmbeddedReactor, DestroyingTheServerWithoutShutdownDropsConnectionsWithoutCallbacks) {
+  std::atomic<int> opened{0}, closed{0};
+  Callbacks callbacks;
+  callbacks.on_open = [&](Connection&) { ++opened; };
+  callbacks.on_close = [&](Connection&, std::uint16_t, std::string_view) { ++closed; };
+  Error error;
+  auto server = Server::create(test_config(1), callbacks, error, Logger(LogLevel::off, LogFormat::text));
+  ASSERT_TRUE(server) << error.message;
+  ASSERT_FALSE(error = server->start()) << error.message;
+  const std::uint16_t port = server->ports().at(0);
+
+  constexpr int kClients = 3;
+  std::atomic<int> eofs{0}, ready{0};
+  std::atomic<bool> destroyed{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&] {
+      TestClient client;
+      if (!client.open(port)) return;
+      ++ready;
+      while (!destroyed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (client.wait_eof(3000)) ++eofs;
+    });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((ready < kClients || opened < kClients) && std::chrono::steady_clock::now() < deadline) {
+    pollfd fd{server->event_fd(), POLLIN, 0};
+    ASSERT_GE(::poll(&fd, 1, 10), 0);
+    server->run_ready();
+  }
+  ASSERT_EQ(opened.load(), kClients);
+  server.reset();
+  destroyed = true;
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(eofs.load(), kClients) << "every client's socket must be closed by the destructor";
+  EXPECT_EQ(closed.load(), 0) << "on_close must not run from the destructor";
 }
 
 TEST(EmbeddedReactor, RunReadyNeverBlocks) {

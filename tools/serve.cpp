@@ -68,6 +68,8 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
                             such clients connect uncompressed
   --proxy-protocol          every connection must start with a PROXY protocol v1/v2 header (behind HAProxy,
                             nginx, AWS NLB); its source address becomes the peer address
+  --proxy-protocol-on L     the same for one listener only: ws (--port) or wss (--tls-port); repeatable
+                            (a proxy that passes TLS through with PROXY, another that speaks plain HTTP)
   --trusted-proxy CIDR      believe Forwarded / X-Forwarded-For / X-Real-IP from these peers (repeatable;
                             10.0.0.0/8, ::1, 2001:db8::/32)
   --metrics-port N          serve Prometheus /metrics (and /healthz) on this port (default off; 0 = any free port)
@@ -157,7 +159,7 @@ int serve_main(int argc, char** argv) {
   LogLevel level = LogLevel::info;
   LogFormat format = LogFormat::text;
   std::vector<std::string> header_lines;
-  bool proxy_protocol = false;
+  bool proxy_protocol_ws = false, proxy_protocol_wss = false;
   std::vector<std::string> deflate_decline_agents;
 
   Args args(argc, argv, kServeUsage);
@@ -205,7 +207,13 @@ int serve_main(int argc, char** argv) {
       if (agent.empty()) args.fail("--deflate-decline-ua takes a non-empty part of a User-Agent");
       deflate_decline_agents.push_back(std::move(agent));
     }
-    else if (args.is("--proxy-protocol")) proxy_protocol = true;
+    else if (args.is("--proxy-protocol")) proxy_protocol_ws = proxy_protocol_wss = true;
+    else if (args.is("--proxy-protocol-on")) {
+      const std::string listener = args.value();
+      if (listener == "ws") proxy_protocol_ws = true;
+      else if (listener == "wss") proxy_protocol_wss = true;
+      else args.fail("--proxy-protocol-on takes ws (the --port listener) or wss (the --tls-port listener)");
+    }
     else if (args.is("--trusted-proxy")) config.trusted_proxies.push_back(args.value());
     else if (args.is("--metrics-port")) {
       config.admin_listener.enabled = true;
@@ -237,7 +245,7 @@ int serve_main(int argc, char** argv) {
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
     config.response_headers.emplace_back(line.substr(0, colon), value);
   }
-  config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false, proxy_protocol}};
+  config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false, proxy_protocol_ws}};
   if (tls_port >= 0 || !tls_certs.empty() || !tls_keys.empty()) {
     if (tls_certs.empty() || tls_keys.empty() || tls_port < 0) {
       std::fprintf(stderr, "edgews serve: TLS needs --tls-port, --tls-cert and --tls-key together\n");
@@ -250,8 +258,13 @@ int serve_main(int argc, char** argv) {
                    tls_certs.size(), tls_keys.size());
       return 2;
     }
-    config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true, proxy_protocol});
+    config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true, proxy_protocol_wss});
     for (std::size_t i = 0; i < tls_certs.size(); ++i) config.tls.certificates.push_back({tls_certs[i], tls_keys[i]});
+  }
+
+  if (proxy_protocol_wss && !proxy_protocol_ws && tls_port < 0) {
+    std::fprintf(stderr, "edgews serve: --proxy-protocol-on wss needs the TLS listener: add --tls-port\n");
+    return 2;
   }
 
   // Signals are handled by reactor 0 through signalfd: block them before any thread starts.

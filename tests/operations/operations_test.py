@@ -238,15 +238,16 @@ class ProxyProtocolListener(unittest.TestCase):
         self.assertEqual(self.proxy_errors(), before + 5)
 
 
-class ProxyProtocolBeforeTls(unittest.TestCase):
-    """On a TLS listener the PROXY header comes first, in clear; TLS starts right behind it."""
+class TlsServerCase(unittest.TestCase):
+    """A server with a ws:// and a wss:// listener (development certificate); PROXY_FLAGS choose the PROXY protocol."""
+    PROXY_FLAGS = ()
 
     @classmethod
     def setUpClass(cls):
         cls.certs = tempfile.mkdtemp(prefix="edgews-ops-certs-")
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "make-dev-cert.sh")
         subprocess.run(["bash", script, cls.certs], check=True, capture_output=True, timeout=60)
-        cls.server = Server("--proxy-protocol", "--tls-port", "0", "--tls-cert", os.path.join(cls.certs, "localhost.crt"),
+        cls.server = Server(*cls.PROXY_FLAGS, "--tls-port", "0", "--tls-cert", os.path.join(cls.certs, "localhost.crt"),
                             "--tls-key", os.path.join(cls.certs, "localhost.key"), "--metrics-port", "0")
         cls.tls_port = int(re.search(r"wss://127\.0\.0\.1:(\d+)", cls.server.wait_log(r"wss://")).group(1))
 
@@ -255,19 +256,19 @@ class ProxyProtocolBeforeTls(unittest.TestCase):
         cls.server.stop()
         subprocess.run(["rm", "-rf", cls.certs], check=False)
 
-    def test_tls_after_proxy_header_reports_the_source(self):
+    def tls_healthz(self, prefix=b""):
+        """GET /healthz over TLS on the wss:// listener, after `prefix` in clear (a PROXY header)."""
         import ssl
         ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
         raw = connect(self.tls_port)
-        raw.sendall(b"PROXY TCP4 198.51.100.99 10.0.0.1 31337 443\r\n")
+        raw.sendall(prefix)
         tls = ctx.wrap_socket(raw, server_hostname="localhost")
         tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         data = read_until_closed(tls)
-        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
         tls.close()
-        self.server.wait_log(r"peer=198\.51\.100\.99:31337 via=127\.0\.0\.1:\d+ version=1")
+        return data
 
-    def test_tls_without_proxy_header_is_refused(self):
+    def assert_tls_refused_without_header(self):
         import ssl
         ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.crt"))
         raw = connect(self.tls_port)
@@ -276,6 +277,39 @@ class ProxyProtocolBeforeTls(unittest.TestCase):
         raw.close()
         status, body = http_get(self.server.metrics_port, "/metrics")
         self.assertGreaterEqual(parse_metrics(body)["edgews_proxy_protocol_errors_total"], 1)
+
+
+class ProxyProtocolBeforeTls(TlsServerCase):
+    """On a TLS listener the PROXY header comes first, in clear; TLS starts right behind it."""
+    PROXY_FLAGS = ("--proxy-protocol",)
+
+    def test_tls_after_proxy_header_reports_the_source(self):
+        data = self.tls_healthz(b"PROXY TCP4 198.51.100.99 10.0.0.1 31337 443\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.server.wait_log(r"peer=198\.51\.100\.99:31337 via=127\.0\.0\.1:\d+ version=1")
+
+    def test_tls_without_proxy_header_is_refused(self):
+        self.assert_tls_refused_without_header()
+
+
+class ProxyProtocolOnTheTlsListenerOnly(TlsServerCase):
+    """--proxy-protocol-on wss: the TLS listener requires the header (a passthrough proxy sends it), the plain one
+    serves clients directly (or a proxy that speaks HTTP and forwards the address in headers)."""
+    PROXY_FLAGS = ("--proxy-protocol-on", "wss")
+
+    def test_plain_listener_needs_no_header(self):
+        status, body = http_get(self.server.port, "/healthz")
+        self.assertEqual(status, 200, body)
+
+    def test_plain_listener_does_not_read_a_header(self):
+        status, body = http_get(self.server.port, "/healthz", prefix=b"PROXY TCP4 198.51.100.7 10.0.0.1 31337 443\r\n")
+        self.assertEqual(status, 400, body)
+
+    def test_tls_listener_requires_the_header(self):
+        data = self.tls_healthz(b"PROXY TCP4 198.51.100.8 10.0.0.1 31338 443\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data)
+        self.server.wait_log(r"peer=198\.51\.100\.8:31338 via=127\.0\.0\.1:\d+ version=1")
+        self.assert_tls_refused_without_header()
 
 
 class TrustedProxiesAndMetrics(unittest.TestCase):

@@ -147,9 +147,10 @@ class TlsStream {
   bool socket_drained() const;
 
   // Frees OpenSSL's read and write record buffers (about 17 KiB each, 34 KiB with both) of a quiet connection;
-  // the next read() or write() allocates them again. The streams keep them between messages (no
-  // SSL_MODE_RELEASE_BUFFERS: that costs a malloc/free per record), so the owner calls this when the connection
-  // goes quiet. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
+  // the next read() or write() allocates them again. A server stream frees them after every record until the
+  // first successful call (the handshake: SSL_MODE_RELEASE_BUFFERS), and keeps them between records from then on
+  // (that mode costs a malloc/free per record); the owner calls this once the upgrade is done and again whenever
+  // the connection goes quiet. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
   // decrypted or not completely received, decrypted bytes not yet read, an encrypted record not yet sent):
   // try again later. True when nothing is held any more.
   bool release_buffers();

@@ -196,7 +196,7 @@ class Connection final : public net::Reactor::Handler {
   bool tls_ = false;
   bool deflate_ = false;
   // The TLS record buffers were released and the worker does not list this connection: its next TLS read or
-  // write (which allocates them again) lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
+  // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
   bool tls_released_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;

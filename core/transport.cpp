@@ -27,14 +27,18 @@ net::IoResult to_io(const net::TlsResult& r) {
 
 }  // namespace
 
+// Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
+// A read that finds nothing (an EPOLLOUT edge resumes reading) leaves it quiet.
 net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
-  if (c.tls_released_) [[unlikely]] c.worker_.hold_tls_buffers(c);
-  return to_io(c.tls_stream().read(buf, len));
+  const net::TlsResult r = c.tls_stream().read(buf, len);
+  if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
+  return to_io(r);
 }
 
 net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) {
-  if (c.tls_released_) [[unlikely]] c.worker_.hold_tls_buffers(c);
-  return to_io(c.tls_stream().write(iov, count));
+  const net::TlsResult r = c.tls_stream().write(iov, count);
+  if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
+  return to_io(r);
 }
 
 void TlsTransport::shutdown(Connection& c) { c.tls_stream().shutdown(); }
@@ -72,11 +76,13 @@ void Worker::release_settled_tls(Connection& connection) {
     counters_.bump_tls_buffers_released();
     return;
   }
+  connection.tls_stream().keep_buffers();
   list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
 }
 
 void Worker::hold_tls_buffers(Connection& connection) {
   connection.tls_released_ = false;
+  connection.tls_stream().keep_buffers();
   list_tls_holder(connection);
 }
 

@@ -310,7 +310,7 @@ std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& 
     return nullptr;
   }
   SSL_set_accept_state(ssl);
-  // Until the owner's first release_buffers(): buffers freed after each record. The handshake is a few records
+  // Until the owner's first keep_buffers(): buffers freed after each record. The handshake is a few records
   // spread over round trips, and a server has many connections in it at once; keeping buffers there would add
   // their 34 KiB to each of them (and to the heap's high-water mark) for nothing.
   SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
@@ -482,8 +482,12 @@ bool TlsStream::release_buffers() {
   // release is safe whatever the OpenSSL 3.0 release. "RB": the record layer waits for a record's body.
   if (SSL_has_pending(ssl_) == 1 || std::strcmp(SSL_rstate_string(ssl_), "RB") == 0) return false;
   if (SSL_free_buffers(ssl_) != 1) return false;
-  SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);  // from now on kept while busy (see accept())
+  // Quiet from now on: a stray read (an EPOLLOUT edge resumes reading) must not allocate a buffer and keep it.
+  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   return true;
+}
+
+void TlsStream::keep_buffers() { SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
 }
 
 std::uint64_t TlsStream::socket_bytes() const {

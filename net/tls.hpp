@@ -146,14 +146,15 @@ class TlsStream {
   // the peer hang up reads on to the EOF.
   bool socket_drained() const;
 
-  // Frees OpenSSL's read and write record buffers (about 17 KiB each, 34 KiB with both) of a quiet connection;
-  // the next read() or write() allocates them again. A server stream frees them after every record until the
-  // first successful call (the handshake: SSL_MODE_RELEASE_BUFFERS), and keeps them between records from then on
-  // (that mode costs a malloc/free per record); the owner calls this once the upgrade is done and again whenever
-  // the connection goes quiet. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
+  // Record buffers. A stream is either quiet (SSL_MODE_RELEASE_BUFFERS: OpenSSL frees its read and write record
+  // buffers, about 17 KiB each, after every record; a server stream starts so, through its handshake) or busy
+  // (keep_buffers(): they stay between records, which spares a malloc/free per record).
+  // release_buffers() frees them now and makes the stream quiet; the owner calls it once the upgrade is done and
+  // whenever a busy connection has been quiet for a while; keep_buffers() when data flows again. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
   // decrypted or not completely received, decrypted bytes not yet read, an encrypted record not yet sent):
   // try again later. True when nothing is held any more.
   bool release_buffers();
+  void keep_buffers();
   // Bytes that passed through the socket both ways so far (OpenSSL's own BIO counters: costs the I/O path
   // nothing). An owner compares two samples to tell whether the connection was quiet in between.
   std::uint64_t socket_bytes() const;

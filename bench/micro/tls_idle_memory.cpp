@@ -88,9 +88,8 @@ bool run(const std::shared_ptr<net::TlsContext>& ctx, int n, Release release, Fi
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     net::TlsError error;
     auto tls = net::TlsStream::accept(ctx, fd.get(), error);
-    // Server streams start in SSL_MODE_RELEASE_BUFFERS until their first release_buffers() (net/tls.hpp).
-    if (release == Release::never) SSL_clear_mode(tls->native(), SSL_MODE_RELEASE_BUFFERS);
-    if (release == Release::when_quiet) ok = ok && tls->release_buffers();  // after the handshake, as the server
+    // Server streams start quiet (SSL_MODE_RELEASE_BUFFERS); a busy one keeps its buffers (net/tls.hpp).
+    if (release != Release::mode_per_record) tls->keep_buffers();
     net::TlsIo st = net::TlsIo::want_read;
     while (st == net::TlsIo::want_read || st == net::TlsIo::want_write) {
       st = tls->handshake().status;

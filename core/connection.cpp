@@ -347,6 +347,8 @@ void Connection::handle_request(const codec::HttpRequest& request) {
                         chosen.empty() ? "" : " subprotocol=", static_cast<int>(chosen.size()), chosen.data());
   }
   if (server.callbacks_.on_open) server.callbacks_.on_open(*this);
+  // An idle wss connection holds no TLS record buffers: release them once this turn's output is written.
+  if (tls_ && state_ != State::dead) worker_.settle_after_upgrade(*this);
 }
 
 void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade) {

@@ -195,6 +195,9 @@ class Connection final : public net::Reactor::Handler {
   // negotiated (extras_->deflate).
   bool tls_ = false;
   bool deflate_ = false;
+  // The TLS record buffers were released and the worker does not list this connection: its next TLS read or
+  // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
+  bool tls_released_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;

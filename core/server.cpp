@@ -350,6 +350,7 @@ ServerStats Server::stats() const {
     stats.messages_dropped += get(c.dropped);
     stats.backpressure_closes += get(c.backpressure_closes);
     stats.accepts_shed += get(c.shed);
+    stats.tls_buffers_released += get(c.tls_buffers_released);
   }
   return stats;
 }

@@ -129,6 +129,7 @@ struct ServerStats {
   std::uint64_t messages_dropped = 0;      // backpressure policy "drop"
   std::uint64_t backpressure_closes = 0;   // backpressure policy "close"
   std::uint64_t accepts_shed = 0;          // over max_connections or out of descriptors
+  std::uint64_t tls_buffers_released = 0;  // TLS record buffers given back by quiet connections (each time)
 };
 
 class Server {

@@ -27,9 +27,19 @@ net::IoResult to_io(const net::TlsResult& r) {
 
 }  // namespace
 
-net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) { return to_io(c.tls_stream().read(buf, len)); }
+// Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
+// A read that finds nothing (an EPOLLOUT edge resumes reading) leaves it quiet.
+net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
+  const net::TlsResult r = c.tls_stream().read(buf, len);
+  if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
+  return to_io(r);
+}
 
-net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) { return to_io(c.tls_stream().write(iov, count)); }
+net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) {
+  const net::TlsResult r = c.tls_stream().write(iov, count);
+  if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
+  return to_io(r);
+}
 
 void TlsTransport::shutdown(Connection& c) { c.tls_stream().shutdown(); }
 
@@ -46,6 +56,61 @@ net::Error Worker::attach_tls(Connection& connection) {
   connection.extras().tls = std::move(stream);
   connection.tls_ = true;
   return {};
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TLS record buffers. OpenSSL keeps a connection's read and write record buffers (about 17 KiB each) between
+// messages, which spares a malloc/free per record while it is busy. A quiet connection gives them back: right
+// after its upgrade, and through a sweep about once a second over only the connections that hold them again.
+
+void Worker::settle_after_upgrade(Connection& connection) {
+  settling_.push_back(&connection);
+  reactor_->defer(turn_hook_);
+}
+
+// At the end of the upgrade's turn, when the 101 (and whatever on_open sent) has been written.
+void Worker::release_settled_tls(Connection& connection) {
+  if (connection.state_ == Connection::State::dead || !connection.tls_ || connection.tls_released_) return;
+  if (connection.queue_empty() && connection.tls_stream().release_buffers()) {
+    connection.tls_released_ = true;
+    counters_.bump_tls_buffers_released();
+    return;
+  }
+  connection.tls_stream().keep_buffers();
+  list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
+}
+
+void Worker::hold_tls_buffers(Connection& connection) {
+  connection.tls_released_ = false;
+  connection.tls_stream().keep_buffers();
+  list_tls_holder(connection);
+}
+
+void Worker::list_tls_holder(Connection& connection) {
+  tls_holders_.push_back({connection.slot_, connection.generation_, kTlsNotSampled});
+  if (!tls_sweep_timer_.scheduled() && !shutting_down_) reactor_->timers().schedule(tls_sweep_timer_, kTlsSweepPeriodMs);
+}
+
+void Worker::on_tls_sweep(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  std::size_t kept = 0;
+  for (TlsHolder holder : self->tls_holders_) {
+    Connection* connection = self->find({self->index_, holder.slot, holder.generation});
+    if (connection == nullptr || !connection->tls_ || connection->tls_released_) continue;  // gone
+    // Quiet since the previous sweep (no byte through the socket either way, so at least one period): release.
+    // A refusal (a record half received, bytes not yet sent) keeps it listed for the next sweep.
+    const std::uint64_t bytes = connection->tls_stream().socket_bytes();
+    if (bytes == holder.bytes_seen && connection->queue_empty() && connection->tls_stream().release_buffers()) {
+      connection->tls_released_ = true;
+      self->counters_.bump_tls_buffers_released();
+      continue;
+    }
+    holder.bytes_seen = bytes;
+    self->tls_holders_[kept++] = holder;
+  }
+  self->tls_holders_.resize(kept);
+  // No holder, no timer: an idle server does not wake up for this.
+  if (kept != 0 && !self->shutting_down_) self->reactor_->timers().schedule(self->tls_sweep_timer_, kTlsSweepPeriodMs);
 }
 
 Error Server::load_tls() {

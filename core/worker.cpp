@@ -19,7 +19,8 @@ Worker::Worker(Server& server, std::uint32_t index)
       turn_hook_(&Worker::end_of_turn, this),
       cork_buffer_(new std::uint8_t[kCorkSize]),
       shutdown_timer_(&Worker::on_shutdown_timer, this),
-      metrics_timer_(&Worker::on_metrics_timer, this) {
+      metrics_timer_(&Worker::on_metrics_timer, this),
+      tls_sweep_timer_(&Worker::on_tls_sweep, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
 }
 
@@ -214,6 +215,9 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
     connection->flush();  // nothing for a dead connection
   }
   self->flushing_.clear();
+  // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
+  for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
+  self->settling_.clear();
   for (Connection* connection : self->dead_) delete connection;
   self->dead_.clear();
   if (self->shutting_down_ && self->live_ == 0 && self->graveyard_.empty()) self->finish_shutdown();
@@ -365,6 +369,7 @@ void Worker::begin_shutdown() {
   listeners_.clear();  // stop accepting
   admin_listener_.reset();
   metrics_timer_.cancel();
+  tls_sweep_timer_.cancel();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;

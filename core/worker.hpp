@@ -96,9 +96,10 @@ class Worker {
     void bump_backpressure_close() { add(backpressure_closes, 1); }
     void bump_accepted() { add(accepted, 1); }
     void bump_shed() { add(shed, 1); }
+    void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
-        dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0};
+        dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
     std::array<std::atomic<std::uint64_t>, kRefusalReasons> refused_by{};
     std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
     // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
@@ -115,6 +116,10 @@ class Worker {
   std::size_t open_connections() const { return live_; }
 
   net::Error attach_tls(Connection& connection);
+  // TLS record buffers (core/transport.cpp): released at the end of the upgrade's turn when nothing is pending,
+  // and by a sweep for connections that had I/O after a release and then went quiet.
+  void settle_after_upgrade(Connection& connection);
+  void hold_tls_buffers(Connection& connection);  // a released connection does TLS I/O again
 
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }
@@ -132,6 +137,9 @@ class Worker {
   };
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
   static void on_metrics_timer(net::Timer& timer, void* context);
+  static void on_tls_sweep(net::Timer& timer, void* context);
+  void release_settled_tls(Connection& connection);
+  void list_tls_holder(Connection& connection);
   void remove_subscriber(const std::string& topic, Connection& connection);
   static void end_of_turn(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
@@ -156,6 +164,7 @@ class Worker {
   std::vector<Connection*> dead_;
   std::vector<Connection*> dirty_;     // queued data to flush at the end of the turn
   std::vector<Connection*> flushing_;
+  std::vector<Connection*> settling_;  // upgraded over TLS this turn: release their record buffers at its end
   net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;
@@ -174,6 +183,17 @@ class Worker {
   static constexpr std::uint32_t kMetricsPeriodMs = 100;  // loop-lag samples
   static constexpr std::uint32_t kQueueSampleEvery = 10;  // queued bytes and listener sheds: once a second
   std::uint32_t metrics_ticks_ = 0;
+  // TLS connections that hold record buffers again after a release (or kept them at the upgrade). Only these
+  // are swept; a handle that no longer resolves (the connection closed) is dropped by the sweep.
+  struct TlsHolder {
+    std::uint32_t slot;
+    std::uint32_t generation;
+    std::uint64_t bytes_seen;  // TlsStream::socket_bytes() at the previous sweep
+  };
+  static constexpr std::uint64_t kTlsNotSampled = UINT64_MAX;
+  static constexpr std::uint32_t kTlsSweepPeriodMs = 1000;
+  std::vector<TlsHolder> tls_holders_;
+  net::Timer tls_sweep_timer_;
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;

@@ -142,9 +142,22 @@ class TlsStream {
   // True when another read() would only find the kernel queue empty: the last read(2) OpenSSL made on the socket
   // returned less than it asked for (or would block) and OpenSSL holds no input. This is the TLS form of "a short
   // read proves the socket is drained": after an EPOLLIN edge the owner may stop here instead of paying a read()
-  // that ends in want_read (one system call, and with SSL_MODE_RELEASE_BUFFERS a 16 KiB buffer allocated and freed,
-  // per message at 1 in flight). As for plain sockets, an owner that saw the peer hang up reads on to the EOF.
+  // that ends in want_read (one system call per message at 1 in flight). As for plain sockets, an owner that saw
+  // the peer hang up reads on to the EOF.
   bool socket_drained() const;
+
+  // Record buffers. A stream is either quiet (SSL_MODE_RELEASE_BUFFERS: OpenSSL frees its read and write record
+  // buffers, about 17 KiB each, after every record; a server stream starts so, through its handshake) or busy
+  // (keep_buffers(): they stay between records, which spares a malloc/free per record).
+  // release_buffers() frees them now and makes the stream quiet; the owner calls it once the upgrade is done and
+  // whenever a busy connection has been quiet for a while; keep_buffers() when data flows again. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
+  // decrypted or not completely received, decrypted bytes not yet read, an encrypted record not yet sent):
+  // try again later. True when nothing is held any more.
+  bool release_buffers();
+  void keep_buffers();
+  // Bytes that passed through the socket both ways so far (OpenSSL's own BIO counters: costs the I/O path
+  // nothing). An owner compares two samples to tell whether the connection was quiet in between.
+  std::uint64_t socket_bytes() const;
 
   // Sends close_notify once, best effort: never waits for the peer's.
   void shutdown();

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/x509.h>
@@ -24,6 +25,11 @@
 #include <thread>
 
 #include "net/fd.hpp"
+
+#if defined(__SANITIZE_ADDRESS__)
+// From <sanitizer/allocator_interface.h>, which not every toolchain installs.
+extern "C" std::size_t __sanitizer_get_current_allocated_bytes();
+#endif
 
 namespace edgews::net {
 namespace {
@@ -619,6 +625,125 @@ TEST_F(Tls, PeerCloseNotifyReadsAsClosed) {
     if (r.status == TlsIo::want_read) ::poll(&pf, 1, 20);
   }
   EXPECT_EQ(r.status, TlsIo::closed);
+}
+
+// ------------------------------------------------------------------------------------- record buffers
+
+// Heap bytes in use (the sanitizer's count under ASan, whose allocator mallinfo2 does not see).
+long heap_in_use() {
+#if defined(__SANITIZE_ADDRESS__)
+  return static_cast<long>(__sanitizer_get_current_allocated_bytes());
+#else
+  return static_cast<long>(mallinfo2().uordblks);
+#endif
+}
+
+// Reads on the server until `want` bytes arrived (bounded).
+std::string read_exactly(TlsStream& tls, int fd, std::size_t want, std::size_t chunk = 4096) {
+  std::string got;
+  char buf[16384];
+  for (int turns = 0; got.size() < want && turns < 200; ++turns) {
+    TlsResult r = tls.read(buf, std::min(chunk, sizeof buf));
+    if (r.status == TlsIo::ok) {
+      got.append(buf, r.bytes);
+      continue;
+    }
+    if (r.status != TlsIo::want_read && r.status != TlsIo::want_write) break;
+    pollfd p{fd, events_for(r.status), 0};
+    ::poll(&p, 1, 20);
+  }
+  return got;
+}
+
+TEST_F(Tls, ReleaseBuffersFreesRecordBuffersOfQuietStreamAndStreamKeepsWorking) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
+  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  ASSERT_TRUE(c.server->release_buffers()) << "after the handshake, as the server does after the upgrade";
+  for (int round = 0; round < 3; ++round) {
+    c.server->keep_buffers();  // busy, as the server makes a stream that moves data
+    // A message each way: the server's read and write record buffers are allocated and, without
+    // SSL_MODE_RELEASE_BUFFERS, stay allocated once the stream is quiet.
+    const std::string ping = "ping " + std::to_string(round);
+    ASSERT_EQ(c.client->write(ping.data(), ping.size()).status, TlsIo::ok);
+    ASSERT_EQ(read_exactly(*c.server, c.fds.server.get(), ping.size()), ping);
+    ASSERT_EQ(c.server->write("pong", 4).status, TlsIo::ok);
+    ASSERT_EQ(read_exactly(*c.client, c.fds.client.get(), 4), "pong");
+    char buf[64];
+    ASSERT_EQ(c.server->read(buf, sizeof buf).status, TlsIo::want_read);  // the quiet state a server sees
+    const long before = heap_in_use();
+    EXPECT_TRUE(c.server->release_buffers());
+    const long freed = before - heap_in_use();
+    EXPECT_GE(freed, 2 * 16 * 1024) << "round " << round << ": the read and the write record buffers";
+    const long again = heap_in_use();
+    EXPECT_TRUE(c.server->release_buffers()) << "nothing held: nothing to refuse";
+    EXPECT_EQ(heap_in_use(), again);
+  }
+}
+
+TEST_F(Tls, ReleaseBuffersRefusedWhileDecryptedOrBufferedInputIsPending) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
+  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  // Two records in one kernel read: after the first byte of the first, decrypted bytes are pending; after the
+  // whole first record, the second record still sits undecrypted in OpenSSL's read buffer.
+  ASSERT_EQ(c.client->write("first record", 12).status, TlsIo::ok);
+  ASSERT_EQ(c.client->write("second", 6).status, TlsIo::ok);
+  ::usleep(20000);
+  EXPECT_EQ(read_exactly(*c.server, c.fds.server.get(), 1, 1), "f");
+  ASSERT_GT(c.server->pending(), 0u);
+  EXPECT_FALSE(c.server->release_buffers()) << "decrypted bytes not yet read";
+  EXPECT_EQ(read_exactly(*c.server, c.fds.server.get(), 11, 64), "irst record");
+  if (c.server->has_buffered_input()) {
+    EXPECT_FALSE(c.server->release_buffers()) << "a record not yet decrypted";
+  }
+  EXPECT_EQ(read_exactly(*c.server, c.fds.server.get(), 6, 64), "second") << "a refusal loses nothing";
+  char buf[64];
+  ASSERT_EQ(c.server->read(buf, sizeof buf).status, TlsIo::want_read);
+  EXPECT_TRUE(c.server->release_buffers()) << "everything read: quiet again";
+}
+
+TEST_F(Tls, ReleaseBuffersRefusedWhileARecordIsHalfReceived) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  Pair left = unix_pair(), right = unix_pair();
+  TlsError error;
+  auto client = TlsStream::connect(client_ctx.get(), left.client.get(), "localhost", error);
+  auto server = TlsStream::accept(server_ctx, right.server.get(), error);
+  // Handshake through a relay that forwards everything at once.
+  auto forward = [](int from, int to, std::size_t limit = SIZE_MAX) {
+    char buf[65536];
+    ssize_t n = ::read(from, buf, std::min(limit, sizeof buf));
+    if (n > 0) {
+      EXPECT_EQ(::write(to, buf, static_cast<std::size_t>(n)), n);
+    }
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+  };
+  TlsIo cs = TlsIo::want_write, ss = TlsIo::want_read;
+  for (int turn = 0; turn < 200 && (cs != TlsIo::ok || ss != TlsIo::ok); ++turn) {
+    if (cs != TlsIo::ok) cs = client->handshake().status;
+    if (ss != TlsIo::ok) ss = server->handshake().status;
+    forward(left.server.get(), right.client.get());
+    forward(right.client.get(), left.server.get());
+  }
+  ASSERT_EQ(ss, TlsIo::ok);
+  ASSERT_EQ(cs, TlsIo::ok);
+  char buf[64];
+  ASSERT_EQ(server->read(buf, sizeof buf).status, TlsIo::want_read);
+  ASSERT_TRUE(server->release_buffers());
+
+  // The record's 5-byte header and 3 bytes of its body reach the server; the rest waits in the relay.
+  ASSERT_EQ(client->write("half a record", 13).status, TlsIo::ok);
+  ASSERT_EQ(forward(left.server.get(), right.client.get(), 8), 8u);
+  EXPECT_EQ(server->read(buf, sizeof buf).status, TlsIo::want_read);
+  EXPECT_FALSE(server->release_buffers()) << "the header was read, the body is on its way";
+  forward(left.server.get(), right.client.get());
+  TlsResult r = server->read(buf, sizeof buf);
+  ASSERT_EQ(r.status, TlsIo::ok);
+  EXPECT_EQ(std::string(buf, r.bytes), "half a record");
+  EXPECT_TRUE(server->release_buffers());
 }
 
 // ------------------------------------------------------------------------------------- start-up errors

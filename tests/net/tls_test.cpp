@@ -41,7 +41,7 @@ namespace fs = std::filesystem;
 // ------------------------------------------------------------------------------------------ certificates
 
 class Tls : public ::testing::Test {
- protected:
+ public:  // the helpers below the fixture use its contexts too
   static void SetUpTestSuite() {
     // Writing to a peer that has gone raises SIGPIPE on the socket BIO's write(); a server ignores it.
     ::signal(SIGPIPE, SIG_IGN);
@@ -222,6 +222,34 @@ Connected connect_pair(const std::shared_ptr<TlsContext>& server_ctx, SSL_CTX* c
   return c;
 }
 
+// Client and server streams on two separate socket pairs, for tests that carry the bytes between them themselves
+// (a relay that cuts, delays or splits): the client's bytes come out of left.server, the server's go into
+// right.client.
+struct Relayed {
+  Pair left, right;
+  std::unique_ptr<TlsStream> client, server;
+};
+
+Relayed relayed_streams(SSL_CTX* client_ctx) {
+  Relayed r{unix_pair(), unix_pair(), nullptr, nullptr};
+  TlsError error;
+  r.client = TlsStream::connect(client_ctx, r.left.client.get(), "localhost", error);
+  EXPECT_TRUE(error.ok) << error.message;
+  r.server = TlsStream::accept(Tls::server_context(), r.right.server.get(), error);
+  EXPECT_TRUE(error.ok) << error.message;
+  return r;
+}
+
+// The start of the data-path tests: the default contexts (each stream keeps its own reference), connected over
+// TCP, handshake done.
+Connected established_pair() {
+  Connected c = connect_pair(Tls::server_context(), Tls::client_context().get(), "localhost");
+  if (c.client && c.server) {
+    EXPECT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  }
+  return c;
+}
+
 // Client sends `size` bytes, server echoes everything back; both directions run at once.
 void echo(Connected& c, std::size_t size, std::chrono::seconds limit = std::chrono::seconds(60)) {
   Peer client{c.client.get(), c.fds.client.get(), random_bytes(size, 42)};
@@ -359,10 +387,8 @@ TEST_F(Tls, Echoes16MiBBothWaysTls12OverUnixSocket) {
 }
 
 TEST_F(Tls, GathersSmallPiecesIntoFullRecords) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
   // Let the server's session tickets arrive so the byte count below is only application records.
   char scratch[64];
   ::usleep(20000);
@@ -393,10 +419,8 @@ TEST_F(Tls, GathersSmallPiecesIntoFullRecords) {
 // in one read(), so the kernel queue is empty and no further edge comes; only "read until want_read" gets
 // every byte out.
 TEST_F(Tls, ReadUntilWantReadDrainsRecordsBufferedByOneKernelRead) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
 
   Fd ep(::epoll_create1(0));
   epoll_event ev{};
@@ -444,10 +468,8 @@ TEST_F(Tls, ReadUntilWantReadDrainsRecordsBufferedByOneKernelRead) {
 // socket_drained() may end an edge's reading early only when the kernel queue is really empty and OpenSSL holds
 // nothing: whatever the records and the reader's buffer size, reading until it says so gets every byte sent.
 TEST_F(Tls, SocketDrainedOnlyWhenKernelQueueAndOpensslAreEmpty) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
 
   // One small record, read whole: one short kernel read, nothing held.
   ASSERT_EQ(c.client->write("hello", 5).status, TlsIo::ok);
@@ -524,13 +546,9 @@ struct ByteRelay {
 
 TEST_F(Tls, SurvivesHandshakeAndRecordsArrivingOneByteAtATime) {
   for (bool tls12 : {false, true}) {
-    auto server_ctx = server_context();
     auto client_ctx = client_context();
     if (tls12) SSL_CTX_set_max_proto_version(client_ctx.get(), TLS1_2_VERSION);
-    Pair left = unix_pair(), right = unix_pair();
-    TlsError error;
-    auto client = TlsStream::connect(client_ctx.get(), left.client.get(), "localhost", error);
-    auto server = TlsStream::accept(server_ctx, right.server.get(), error);
+    auto [left, right, client, server] = relayed_streams(client_ctx.get());
     ByteRelay relay{left.server.get(), right.client.get()};
     Peer cp{client.get(), left.client.get(), "hello over a byte-wise link"};
     Peer sp{server.get(), right.server.get(), "and back, one byte at a time"};
@@ -556,12 +574,7 @@ TEST_F(Tls, SurvivesHandshakeAndRecordsArrivingOneByteAtATime) {
 TEST_F(Tls, ClientVanishingMidHandshakeEndsTheServerHandshake) {
   // Cut after 1, 100 and all bytes of the ClientHello (then the server writes to a closed peer).
   for (std::size_t cut : {std::size_t{1}, std::size_t{100}, SIZE_MAX}) {
-    auto server_ctx = server_context();
-    auto client_ctx = client_context();
-    Pair left = unix_pair(), right = unix_pair();
-    TlsError error;
-    auto client = TlsStream::connect(client_ctx.get(), left.client.get(), "localhost", error);
-    auto server = TlsStream::accept(server_ctx, right.server.get(), error);
+    auto [left, right, client, server] = relayed_streams(client_context().get());
     ASSERT_EQ(client->handshake().status, TlsIo::want_read);  // ClientHello is out
     ByteRelay relay{left.server.get(), right.client.get()};
     relay.limit = cut;
@@ -612,10 +625,8 @@ TEST_F(Tls, PlainHttpOrGarbageFailsTheHandshakeQuickly) {
 }
 
 TEST_F(Tls, PeerCloseNotifyReadsAsClosed) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
   c.client->shutdown();
   char buf[64];
   TlsResult r{TlsIo::want_read, 0};
@@ -656,10 +667,8 @@ std::string read_exactly(TlsStream& tls, int fd, std::size_t want, std::size_t c
 }
 
 TEST_F(Tls, ReleaseBuffersFreesRecordBuffersOfQuietStreamAndStreamKeepsWorking) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
   ASSERT_TRUE(c.server->release_buffers()) << "after the handshake, as the server does after the upgrade";
   for (int round = 0; round < 3; ++round) {
     c.server->keep_buffers();  // busy, as the server makes a stream that moves data
@@ -683,10 +692,8 @@ TEST_F(Tls, ReleaseBuffersFreesRecordBuffersOfQuietStreamAndStreamKeepsWorking) 
 }
 
 TEST_F(Tls, ReleaseBuffersRefusedWhileDecryptedOrBufferedInputIsPending) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  auto c = connect_pair(server_ctx, client_ctx.get(), "localhost");
-  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
   // Two records in one kernel read: after the first byte of the first, decrypted bytes are pending; after the
   // whole first record, the second record still sits undecrypted in OpenSSL's read buffer.
   ASSERT_EQ(c.client->write("first record", 12).status, TlsIo::ok);
@@ -706,12 +713,7 @@ TEST_F(Tls, ReleaseBuffersRefusedWhileDecryptedOrBufferedInputIsPending) {
 }
 
 TEST_F(Tls, ReleaseBuffersRefusedWhileARecordIsHalfReceived) {
-  auto server_ctx = server_context();
-  auto client_ctx = client_context();
-  Pair left = unix_pair(), right = unix_pair();
-  TlsError error;
-  auto client = TlsStream::connect(client_ctx.get(), left.client.get(), "localhost", error);
-  auto server = TlsStream::accept(server_ctx, right.server.get(), error);
+  auto [left, right, client, server] = relayed_streams(client_context().get());
   // Handshake through a relay that forwards everything at once.
   auto forward = [](int from, int to, std::size_t limit = SIZE_MAX) {
     char buf[65536];

@@ -13,6 +13,7 @@
 
 #include "core/edgews.hpp"
 #include "net/signals.hpp"
+#include "tools/announce.hpp"
 #include "tools/cli.hpp"
 #include "tools/web_assets.hpp"
 #ifdef EDGEWS_WITH_REDIS
@@ -380,13 +381,7 @@ int serve_main(int argc, char** argv) {
     std::fprintf(stderr, "edgews serve: %s\n", signal_error.message.c_str());
     return 1;
   }
-  // The bound ports, for scripts that asked for port 0.
-  std::string ports;
-  for (std::uint16_t p : server->ports()) {
-    if (!ports.empty()) ports += ' ';
-    ports += std::to_string(p);
-  }
-  std::printf("edgews: listening on port%s %s\n", server->ports().size() > 1 ? "s" : "", ports.c_str());
+  edgews::tools::announce_ports(*server);
   if (server->admin_port() != 0) std::printf("edgews: metrics on port %u\n", server->admin_port());
   std::fflush(stdout);
   server->run();

@@ -17,6 +17,22 @@ def med(values):
     return statistics.median(values) if values else float("nan")
 
 
+def in_round_ratios(out, scenario, x_server, y_server, rounds):
+    """x / y of msgs/s and of server CPU per message, one pair per round in which both ran."""
+    ratio_rate, ratio_cpu = [], []
+    for r in range(1, rounds + 1):
+        try:
+            x = load(os.path.join(out, "%s-%s-%d.json" % (scenario, x_server, r)))
+            y = load(os.path.join(out, "%s-%s-%d.json" % (scenario, y_server, r)))
+        except FileNotFoundError:
+            continue
+        if y["messages_per_s"] > 0:
+            ratio_rate.append(x["messages_per_s"] / y["messages_per_s"])
+        if y["server"]["cpu_us_per_msg"] > 0:
+            ratio_cpu.append(x["server"]["cpu_us_per_msg"] / y["server"]["cpu_us_per_msg"])
+    return ratio_rate, ratio_cpu
+
+
 def main():
     out, rounds = sys.argv[1], int(sys.argv[2])
     names = {"a": "(a) 100 conns, 16 B, 1 in flight", "b": "(b) 100 conns, 16 B, 16 in flight",
@@ -35,17 +51,7 @@ def main():
         if not all(runs.values()):
             continue
         # Ratios within the same round: first server / second server.
-        ratio_rate, ratio_cpu = [], []
-        for r in range(1, rounds + 1):
-            try:
-                x = load(os.path.join(out, "%s-%s-%d.json" % (s, pair[0], r)))
-                y = load(os.path.join(out, "%s-%s-%d.json" % (s, pair[1], r)))
-            except FileNotFoundError:
-                continue
-            if y["messages_per_s"] > 0:
-                ratio_rate.append(x["messages_per_s"] / y["messages_per_s"])
-            if y["server"]["cpu_us_per_msg"] > 0:
-                ratio_cpu.append(x["server"]["cpu_us_per_msg"] / y["server"]["cpu_us_per_msg"])
+        ratio_rate, ratio_cpu = in_round_ratios(out, s, pair[0], pair[1], rounds)
         for i, server in enumerate(pair):
             rs = runs[server]
             rate = [r["messages_per_s"] for r in rs]
@@ -82,17 +88,7 @@ def peers(out, rounds, results, servers):
             rs = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (sc, server))))]
             if not rs:
                 continue
-            ratio_rate, ratio_cpu = [], []
-            for r in range(1, rounds + 1):
-                try:
-                    x = load(os.path.join(out, "%s-%s-%d.json" % (sc, server, r)))
-                    y = load(os.path.join(out, "%s-edgews-%d.json" % (sc, r)))
-                except FileNotFoundError:
-                    continue
-                if y["messages_per_s"] > 0:
-                    ratio_rate.append(x["messages_per_s"] / y["messages_per_s"])
-                if y["server"]["cpu_us_per_msg"] > 0:
-                    ratio_cpu.append(x["server"]["cpu_us_per_msg"] / y["server"]["cpu_us_per_msg"])
+            ratio_rate, ratio_cpu = in_round_ratios(out, sc, server, "edgews", rounds)
             rate = [r["messages_per_s"] for r in rs]
             cpu = med([r["server"]["cpu_us_per_msg"] for r in rs])
             dat[server][sc] = (med(rate), cpu)

@@ -22,6 +22,7 @@
 
 #include "core/edgews.hpp"
 #include "net/signals.hpp"
+#include "tools/announce.hpp"
 
 namespace {
 
@@ -124,12 +125,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "integration_server: %s\n", signal_error.message.c_str());
     return 1;
   }
-  std::string ports;
-  for (std::uint16_t p : server->ports()) {
-    if (!ports.empty()) ports += ' ';
-    ports += std::to_string(p);
-  }
-  std::printf("edgews: listening on port%s %s\n", server->ports().size() > 1 ? "s" : "", ports.c_str());
+  edgews::tools::announce_ports(*server);
   std::fflush(stdout);
   server->run();
   signals.reset();

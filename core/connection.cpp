@@ -663,6 +663,12 @@ bool Connection::over_backpressure(std::size_t incoming) {
   return true;
 }
 
+// A data message leaves: counted for the metrics, and activity for the idle timeout (it counts messages either way).
+void Connection::count_message_out() {
+  worker_.counters().bump_messages_out();
+  last_message_ms_ = stamp(worker_.reactor().now_ms());
+}
+
 SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
   // Control frames may still go out while closing (the close frame itself, a pong); data only while open.
   if (control ? (state_ != State::open && state_ != State::closing) : state_ != State::open) return SendStatus::closed;
@@ -676,8 +682,7 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
       const std::size_t header_len = codec::write_frame_header(at, opcode, payload.size());
       if (!payload.empty()) std::memcpy(at + header_len, payload.data(), payload.size());
       worker_.cork_commit(header_len + payload.size());
-      worker_.counters().bump_messages_out();
-      last_message_ms_ = stamp(worker_.reactor().now_ms());  // the idle timeout counts messages either way
+      count_message_out();
       return SendStatus::ok;
     }
     if (over_backpressure(payload.size())) return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
@@ -688,10 +693,7 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   if (deflate_ && !control) [[unlikely]] compressed = deflate_session().compress(payload, payload);
   std::uint8_t header[codec::kMaxFrameHeaderSize];
   const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size(), true, compressed);
-  if (!control) {
-    worker_.counters().bump_messages_out();
-    last_message_ms_ = stamp(worker_.reactor().now_ms());  // the idle timeout counts messages either way
-  }
+  if (!control) count_message_out();
   write_or_queue({header, header_len}, payload);  // copies what it does not write at once
   if (compressed) DeflateSession::trim_compressed_buffer();
   return SendStatus::ok;
@@ -754,8 +756,7 @@ void Connection::write_direct(std::span<const std::uint8_t> header, std::span<co
 void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure(frame->size())) return;
-  worker_.counters().bump_messages_out();
-  last_message_ms_ = stamp(worker_.reactor().now_ms());
+  count_message_out();
   if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue());
   queue().append_shared(frame);
   if (!worker_.corked(*this)) schedule_flush();

@@ -145,6 +145,7 @@ class Connection final : public net::Reactor::Handler {
   void write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
   void queue_shared(Chunk* frame);
   bool over_backpressure(std::size_t incoming);
+  void count_message_out();
   void schedule_flush();
   void flush();
   void after_flush();

@@ -71,13 +71,18 @@ void Worker::settle_after_upgrade(Connection& connection) {
 // At the end of the upgrade's turn, when the 101 (and whatever on_open sent) has been written.
 void Worker::release_settled_tls(Connection& connection) {
   if (connection.state_ == Connection::State::dead || !connection.tls_ || connection.tls_released_) return;
-  if (connection.queue_empty() && connection.tls_stream().release_buffers()) {
-    connection.tls_released_ = true;
-    counters_.bump_tls_buffers_released();
-    return;
-  }
+  if (release_tls_buffers(connection)) return;
   connection.tls_stream().keep_buffers();
   list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
+}
+
+// Gives a quiet connection's record buffers back; false (nothing freed) while it has output queued or OpenSSL
+// holds unprocessed bytes.
+bool Worker::release_tls_buffers(Connection& connection) {
+  if (!connection.queue_empty() || !connection.tls_stream().release_buffers()) return false;
+  connection.tls_released_ = true;
+  counters_.bump_tls_buffers_released();
+  return true;
 }
 
 void Worker::hold_tls_buffers(Connection& connection) {
@@ -100,11 +105,7 @@ void Worker::on_tls_sweep(net::Timer&, void* context) {
     // Quiet since the previous sweep (no byte through the socket either way, so at least one period): release.
     // A refusal (a record half received, bytes not yet sent) keeps it listed for the next sweep.
     const std::uint64_t bytes = connection->tls_stream().socket_bytes();
-    if (bytes == holder.bytes_seen && connection->queue_empty() && connection->tls_stream().release_buffers()) {
-      connection->tls_released_ = true;
-      self->counters_.bump_tls_buffers_released();
-      continue;
-    }
+    if (bytes == holder.bytes_seen && self->release_tls_buffers(*connection)) continue;
     holder.bytes_seen = bytes;
     self->tls_holders_[kept++] = holder;
   }

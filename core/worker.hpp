@@ -139,6 +139,7 @@ class Worker {
   static void on_metrics_timer(net::Timer& timer, void* context);
   static void on_tls_sweep(net::Timer& timer, void* context);
   void release_settled_tls(Connection& connection);
+  bool release_tls_buffers(Connection& connection);
   void list_tls_holder(Connection& connection);
   void remove_subscriber(const std::string& topic, Connection& connection);
   static void end_of_turn(net::EndOfTurnHook& hook, void* context);

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import unittest
 
-from wsfixture import EdgewsServer, edgews_binary
+from wsfixture import EdgewsServer, edgews_binary, recv_exact
 
 
 def open_socket(port, extra_headers=""):
@@ -34,19 +34,11 @@ def send_text(sock, text):
 
 
 def read_frame(sock):
-    def exact(n):
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-    b0, b1 = exact(2)
+    b0, b1 = recv_exact(sock, 2)
     n = b1 & 0x7F
     if n == 126:
-        n = struct.unpack("!H", exact(2))[0]
-    return b0 & 0x0F, exact(n)
+        n = struct.unpack("!H", recv_exact(sock, 2))[0]
+    return b0 & 0x0F, recv_exact(sock, n)
 
 
 class ServeTest(unittest.TestCase):
@@ -65,32 +57,27 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(head.count("Access-Control-Allow-Origin: *\r\n"), 1)
         self.assertEqual(head.lower().count("connection:"), 1)
 
-    def test_close_command_closes_with_the_code_and_reason(self):
-        with EdgewsServer(extra=["--test-commands"]) as server:
+    def first_reply(self, text, extra=()):
+        """The opcode and payload of the first frame `edgews serve EXTRA` sends after the text message `text`."""
+        with EdgewsServer(extra=list(extra)) as server:
             sock, _ = open_socket(server.port)
-            send_text(sock, "close-me 4000 server says bye")
-            opcode, payload = read_frame(sock)
+            send_text(sock, text)
+            reply = read_frame(sock)
             sock.close()
+        return reply
+
+    def test_close_command_closes_with_the_code_and_reason(self):
+        opcode, payload = self.first_reply("close-me 4000 server says bye", ["--test-commands"])
         self.assertEqual(opcode, 8)
         self.assertEqual(struct.unpack("!H", payload[:2])[0], 4000)
         self.assertEqual(payload[2:].decode(), "server says bye")
 
     def test_close_command_is_echoed_without_the_flag(self):
-        with EdgewsServer() as server:
-            sock, _ = open_socket(server.port)
-            send_text(sock, "close-me 4000 server says bye")
-            opcode, payload = read_frame(sock)
-            sock.close()
-        self.assertEqual((opcode, payload), (1, b"close-me 4000 server says bye"))
+        self.assertEqual(self.first_reply("close-me 4000 server says bye"), (1, b"close-me 4000 server says bye"))
 
     def test_close_command_with_a_reserved_code_is_echoed(self):
         # 1005 and 1006 may never be sent (RFC 6455 7.4.1): the command is not a command then.
-        with EdgewsServer(extra=["--test-commands"]) as server:
-            sock, _ = open_socket(server.port)
-            send_text(sock, "close-me 1006 no")
-            opcode, payload = read_frame(sock)
-            sock.close()
-        self.assertEqual((opcode, payload), (1, b"close-me 1006 no"))
+        self.assertEqual(self.first_reply("close-me 1006 no", ["--test-commands"]), (1, b"close-me 1006 no"))
 
     def deflate_offer(self, port, user_agent):
         sock, head = open_socket(port, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"

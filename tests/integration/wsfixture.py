@@ -119,7 +119,7 @@ def canonical_head(key):
             "Sec-WebSocket-Accept: %s\r\n\r\n" % accept_for(key))
 
 
-def _recv_exact(conn, n):
+def recv_exact(conn, n):
     data = b""
     while len(data) < n:
         chunk = conn.recv(n - len(data))
@@ -146,14 +146,14 @@ def echo_frames(conn, deflate=False):
     With deflate, data replies are compressed (RFC 7692 7.2.1, with context takeover) and carry RSV1."""
     compressor = zlib.compressobj(wbits=-15) if deflate else None
     while True:
-        b0, b1 = _recv_exact(conn, 2)
+        b0, b1 = recv_exact(conn, 2)
         opcode, n = b0 & 0x0F, b1 & 0x7F
         if n == 126:
-            n = struct.unpack("!H", _recv_exact(conn, 2))[0]
+            n = struct.unpack("!H", recv_exact(conn, 2))[0]
         elif n == 127:
-            n = struct.unpack("!Q", _recv_exact(conn, 8))[0]
-        mask = _recv_exact(conn, 4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(_recv_exact(conn, n)))
+            n = struct.unpack("!Q", recv_exact(conn, 8))[0]
+        mask = recv_exact(conn, 4) if b1 & 0x80 else b"\0\0\0\0"
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(recv_exact(conn, n)))
         if opcode in (1, 2) and compressor:
             data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
             assert data.endswith(b"\x00\x00\xff\xff")

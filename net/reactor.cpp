@@ -142,16 +142,19 @@ void Reactor::post(std::function<void()> task) {
     std::lock_guard lock(tasks_mutex_);
     was_empty = tasks_.empty();
     tasks_.push_back(std::move(task));
+    tasks_posted_.store(true, std::memory_order_release);
   }
   // One eventfd write per batch of posts: later posters see a non-empty queue that a wake-up already covers.
   if (was_empty) wakeup_.notify();
 }
 
 void Reactor::run_tasks() {
+  // A post racing with this check is not lost: it also wakes the next epoll_wait (the queue was empty).
+  if (!tasks_posted_.load(std::memory_order_acquire)) return;
   {
     std::lock_guard lock(tasks_mutex_);
-    if (tasks_.empty()) return;
     running_.swap(tasks_);
+    tasks_posted_.store(false, std::memory_order_relaxed);
   }
   for (auto& task : running_) task();
   running_.clear();

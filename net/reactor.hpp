@@ -122,6 +122,7 @@ class Reactor {
 
   std::mutex tasks_mutex_;
   std::vector<std::function<void()>> tasks_;    // guarded by tasks_mutex_
+  std::atomic<bool> tasks_posted_{false};       // tasks_ is not empty: lets a turn skip the lock
   std::vector<std::function<void()>> running_;  // reactor thread only; swapped with tasks_ to keep capacity
 
   EndOfTurnHook::Link hooks_;  // circular list, hooks_ is the sentinel

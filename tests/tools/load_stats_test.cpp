@@ -1,12 +1,19 @@
-// The load generator's histogram and message checks.
+// The load generator's histogram, message checks and process CPU clock.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
 #include <cstdint>
 #include <random>
 #include <vector>
 
 #include "tools/load/histogram.hpp"
 #include "tools/load/payload.hpp"
+#include "tools/load/proc_stats.hpp"
 
 namespace edgews::tools {
 namespace {
@@ -69,6 +76,45 @@ TEST(Payload, DetectsEveryFlippedBit) {
       m[i] ^= static_cast<std::uint8_t>(1u << bit);
     }
   }
+}
+
+// --server-pid reads another process's CPU time: a child that spins for 300 ms of wall time shows between
+// 100 ms and its wall time, to better than a clock tick (10 ms), and it keeps counting while the child runs.
+TEST(ProcessCpu, MeasuresAnotherProcessToBetterThanATick) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+    volatile std::uint64_t spin = 0;
+    while (std::chrono::steady_clock::now() < end) spin = spin + 1;
+    pause();  // stays alive, idle, to be measured
+    _exit(0);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  double before = -1;
+  double after = -1;
+  for (;;) {  // until the spin is over: 50 ms without growth
+    usleep(50000);
+    before = after;
+    after = process_cpu_seconds(child);
+    if (after >= 0 && before >= 0 && after - before < 0.005) break;
+    if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) break;
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_GT(after, 0.1);
+  EXPECT_LE(after, wall);
+  // Not a multiple of a 10 ms tick (the /proc/PID/stat resolution), except by a 1-in-10,000 chance.
+  EXPECT_NE(std::llround(after * 1e6) % 10000, 0);
+}
+
+TEST(ProcessCpu, NegativeForAProcessThatDoesNotExist) {
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // reaped: the PID names no process now
+  EXPECT_LT(process_cpu_seconds(child), 0);
 }
 
 }  // namespace

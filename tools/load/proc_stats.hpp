@@ -1,7 +1,7 @@
-// CPU time and resident memory of a process, from /proc (for --server-pid) and getrusage (for the client).
+// CPU time and resident memory of a process: another one (--server-pid) and the load generator itself.
 #pragma once
-#include <sys/resource.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,8 +10,13 @@
 
 namespace edgews::tools {
 
-// utime + stime of every thread of `pid` in seconds (/proc/PID/stat fields 14 and 15); negative if unreadable.
+// CPU time of every thread of `pid` in seconds, to the nanosecond (the kernel's per-process CPU clock); from
+// /proc/PID/stat (utime + stime, in clock ticks of 10 ms) where that clock is unavailable; negative if neither is.
 inline double process_cpu_seconds(pid_t pid) {
+  clockid_t clock;
+  timespec t{};
+  if (clock_getcpuclockid(pid, &clock) == 0 && clock_gettime(clock, &t) == 0)
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
   const std::string path = "/proc/" + std::to_string(pid) + "/stat";
   std::FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return -1;
@@ -45,10 +50,9 @@ inline long process_rss_kib(pid_t pid) {
 }
 
 inline double self_cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
 }  // namespace edgews::tools

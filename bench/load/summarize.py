@@ -161,8 +161,32 @@ def peers(out, rounds, results, servers):
                                     " ".join("%.3f" % d.get(sc, (0, float("nan")))[1] for sc in scenarios)))
 
 
+def paired(out, rounds):
+    """bench/load/paired.sh: edgews and the floor (and a baseline) loaded at once at the same rate, per round."""
+    names = {"a": "(a) 100 conns, 16 B, 1 in flight", "b": "(b) 100 conns, 16 B, 16 in flight",
+             "c": "(c) 10 conns, 64 KiB binary"}
+    print("| scenario | offered msgs/s | server | msgs/s (median) | server CPU us/msg (median) | min..max | p99 us "
+          "| errors | CPU/msg / floor, in-round: median [rounds] |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in "abc":
+        for server in ("edgews", "floor", "baseline"):
+            rs = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (s, server))))]
+            if not rs:
+                continue
+            cpu = [r["server"]["cpu_us_per_msg"] for r in rs]
+            ratio = ""
+            if server != "floor":
+                _, ratio_cpu = in_round_ratios(out, s, server, "floor", rounds)
+                ratio = "%.3f [%s]" % (med(ratio_cpu), " ".join("%.3f" % x for x in ratio_cpu))
+            print("| %s | %.0f | %s | %.0f | %.2f | %.2f..%.2f | %.1f | %d | %s |" % (
+                names[s], rs[0]["rate"], server, med([r["messages_per_s"] for r in rs]), med(cpu), min(cpu),
+                max(cpu), med([r["latency_us"]["p99"] for r in rs]), sum(r["errors_total"] for r in rs), ratio))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--peers":
         peers(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+    elif sys.argv[1] == "--paired":
+        paired(sys.argv[2], int(sys.argv[3]))
     else:
         main()

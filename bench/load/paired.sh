@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# edgews against the floor at the same offered load, both loaded at the same time:
+#
+#   bench/load/paired.sh [BUILD_DIR]      (default build/release; about 2 minutes with the defaults)
+#
+# The question "within 5% of the floor?" needs a steadier method than turns: on this machine the kernel's cost
+# per message drifts by 10-20% between runs a few seconds apart, for every server alike. Here both servers are
+# pinned to core 0 and each gets its own `edgews load --rate R` (open loop, the same fixed rate for both, both on
+# core 1) started at the same moment, so one round measures both over the same window, under the same drift.
+# Each load generator reports its server's CPU per message over its window (the kernel's per-process CPU clock).
+# Scenarios as bench/load/run.sh: (a) 100 connections, 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight;
+# (c) 10 connections, 64 KiB binary. The rates are chosen so that the load generators keep them on one core.
+# Environment: ROUNDS (default 5), DURATION (seconds per run, default 4), WARMUP (default 1), RATE_A, RATE_B,
+# RATE_C (messages/s per server; defaults 25000, 120000, 5000); BASELINE: the path of an older edgews binary,
+# loaded as a third server in the same rounds, for before/after ratios. Raw JSON goes to $OUT (default
+# BUILD_DIR/paired-results); the table is printed and written to $OUT/paired.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build/release}
+edgews=$build/tools/edgews
+floor=$build/bench/load/edgews_floor
+rounds=${ROUNDS:-5}
+duration=${DURATION:-4}
+warmup=${WARMUP:-1}
+baseline=${BASELINE:-}
+out=${OUT:-$build/paired-results}
+[ -x "$edgews" ] && [ -x "$floor" ] || { echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2; exit 2; }
+rm -rf "$out" && mkdir -p "$out"
+source "$here/lib.sh"
+
+declare -A scenario_args=(
+  [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-25000}"
+  [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-120000}"
+  [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-5000}"
+)
+{
+  echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
+  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)"
+} | tee "$out/machine.txt"
+
+servers=(edgews floor)
+start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
+start floor 0 "$floor" --port 0
+if [ -n "$baseline" ]; then
+  start baseline 0 "$baseline" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
+  servers+=(baseline)
+fi
+for s in a b c; do
+  for r in $(seq 1 "$rounds"); do
+    echo "scenario ($s) round $r" >&2
+    loaders=()
+    for name in "${servers[@]}"; do
+      port_var=${name}_port pid_var=${name}_pid
+      # shellcheck disable=SC2086
+      load "$name" "${!port_var}" "${!pid_var}" "$out/$s-$name-$r.json" ${scenario_args[$s]} \
+        --duration "$duration" --warmup "$warmup" &
+      loaders+=($!)
+    done
+    wait "${loaders[@]}"
+  done
+done
+for name in "${servers[@]}"; do
+  pid_var=${name}_pid
+  stop "${!pid_var}"
+done
+
+echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+python3 "$here/summarize.py" --paired "$out" "$rounds" | tee "$out/paired.md"

@@ -55,15 +55,15 @@ void MessageReader::assembly_reserve(std::size_t n) {
   // Geometric growth for fragmented messages of unknown final size; never beyond what the limit allows.
   std::size_t cap = std::max<std::size_t>({n, assembly_capacity_ * 2, 256});
   cap = std::min<std::size_t>(cap, std::max<std::uint64_t>(n, limits_.max_message_size));
-  auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
-  if (assembly_size_ != 0) std::memcpy(grown.get(), assembly_.get(), assembly_size_);
+  auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(kAssemblyHeadroom + cap);
+  if (assembly_size_ != 0) std::memcpy(grown.get() + kAssemblyHeadroom, assembly_data(), assembly_size_);
   assembly_ = std::move(grown);
   assembly_capacity_ = cap;
 }
 
 std::uint8_t* MessageReader::assembly_extend(std::size_t n) {
   assembly_reserve(assembly_size_ + n);
-  std::uint8_t* out = assembly_.get() + assembly_size_;
+  std::uint8_t* out = assembly_data() + assembly_size_;
   assembly_size_ += n;
   return out;
 }
@@ -116,13 +116,14 @@ ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
   return ProtocolError::none;
 }
 
-Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n) {
+Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n, std::size_t headroom) {
   in_message_ = false;
   Event ev;
   ev.type = EventType::message;
   ev.opcode = message_opcode_;
   ev.compressed = message_compressed_;
   ev.payload = std::span<const std::uint8_t>(payload, n);
+  ev.headroom = static_cast<std::uint8_t>(headroom);
   return ev;
 }
 
@@ -199,12 +200,14 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
             ev.type = EventType::message;
             ev.opcode = static_cast<Opcode>(op);
             ev.payload = std::span<const std::uint8_t>(payload, plen);
+            ev.headroom = static_cast<std::uint8_t>(hlen);
             return ev;
           }
         }
       }
 
       // Full header parse, possibly continuing a header that began in the previous call.
+      const std::size_t frame_start = pos;  // this frame's bytes in input begin here
       HeaderParse hp;
       if (header_len_ == 0) {
         hp = parse_frame_header(p, avail, role_, limits_.rsv1_allowed);
@@ -244,7 +247,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
         if (is_control(frame_opcode_)) return control_event(payload, n, pos, consumed);
         if (check_utf8_ && !is_valid_utf8(payload, n)) return fail(ProtocolError::invalid_utf8, pos, consumed);
         consumed = pos;
-        return message_event(payload, n);
+        return message_event(payload, n, static_cast<std::size_t>(payload - (input + frame_start)));
       }
       if (!is_control(frame_opcode_)) assembly_reserve(assembly_size_ + static_cast<std::size_t>(plen));
     }
@@ -271,7 +274,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
     if (frame_fin_) {
       if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
       consumed = pos;
-      return message_event(assembly_.get(), assembly_size_);
+      return message_event(assembly_data(), assembly_size_, kAssemblyHeadroom);
     }
   }
   consumed = len;

@@ -45,6 +45,10 @@ struct Event {
   Opcode opcode = Opcode::binary;            // text or binary for message; ping, pong, close for those
   bool compressed = false;                   // RSV1 on the message's first frame (permessage-deflate)
   std::span<const std::uint8_t> payload;     // message/ping/pong payload (the raw payload for close)
+  // message: how many bytes right in front of payload the caller may overwrite (the frame's spent header in
+  // the input, or spare room the assembly buffer keeps): a reply can put its own frame header there and leave
+  // as one contiguous buffer. 0 for other events.
+  std::uint8_t headroom = 0;
   std::uint16_t close_code = 1005;           // close: the peer's code; error: close_code_for(error)
   std::string_view close_reason;             // close: the peer's reason (UTF-8, checked)
   ProtocolError error = ProtocolError::none;  // error: what the peer did wrong
@@ -78,7 +82,11 @@ class MessageReader {
   // A frame or a message is partly received (the reader holds state that more input completes).
   bool in_message() const { return in_message_ || in_frame_ || header_len_ != 0; }
   // Heap bytes held by the assembly buffer (its capacity; kept between messages to avoid reallocation).
-  std::size_t buffered_bytes() const { return assembly_capacity_; }
+  std::size_t buffered_bytes() const { return assembly_capacity_ == 0 ? 0 : kAssemblyHeadroom + assembly_capacity_; }
+
+  // Spare bytes the assembly buffer keeps in front of the message (Event::headroom): room for the largest
+  // header a server or client frame can have.
+  static constexpr std::size_t kAssemblyHeadroom = kMaxFrameHeaderSize;
   // Frees the assembly buffer unless a data message is partly assembled. Invalidates views into it.
   void release_memory();
 
@@ -91,7 +99,8 @@ class MessageReader {
   Event fail(ProtocolError e, std::size_t pos, std::size_t& consumed);
   ProtocolError begin_frame(const FrameHeader& h);
   Event control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos, std::size_t& consumed);
-  Event message_event(const std::uint8_t* payload, std::size_t n);
+  Event message_event(const std::uint8_t* payload, std::size_t n, std::size_t headroom);
+  std::uint8_t* assembly_data() const { return assembly_.get() + kAssemblyHeadroom; }
   std::uint8_t* assembly_extend(std::size_t n);
   void assembly_reserve(std::size_t n);
 
@@ -128,9 +137,9 @@ class MessageReader {
   std::uint64_t frame_remaining_ = 0;
   std::uint64_t message_size_ = 0;
   std::unique_ptr<std::uint8_t[]> control_;
-  std::unique_ptr<std::uint8_t[]> assembly_;
+  std::unique_ptr<std::uint8_t[]> assembly_;  // kAssemblyHeadroom spare bytes, then the message
   std::size_t assembly_size_ = 0;
-  std::size_t assembly_capacity_ = 0;
+  std::size_t assembly_capacity_ = 0;  // message bytes it holds room for (after the headroom)
 };
 
 }  // namespace edgews::codec

@@ -500,7 +500,11 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
           DeflateSession::trim_inflated_buffer();
           break;
         }
-        if (on_message) on_message(*this, Message{event.opcode, event.payload});
+        if (on_message) {
+          worker_.delivering(event.payload.data(), event.headroom);
+          on_message(*this, Message{event.opcode, event.payload});
+          worker_.delivering(nullptr, 0);
+        }
         break;
       case codec::EventType::ping:
         if (state_ == State::open) send_frame(Opcode::pong, event.payload, true);
@@ -721,6 +725,14 @@ void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<
 void Connection::write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
   // Large payload, nothing queued: write it straight from the caller's buffer (together with whatever the cork
   // holds for us), and queue only the part the kernel did not take.
+  if (!header.empty() && worker_.headroom_before(payload.data()) >= header.size()) {
+    // The payload is the message being delivered (an echo, a relay): its spare bytes in front take the header,
+    // and the frame is one buffer (send(2), no iovec array; one TLS record gather less).
+    auto* at = const_cast<std::uint8_t*>(payload.data()) - header.size();
+    std::memcpy(at, header.data(), header.size());
+    payload = {at, header.size() + payload.size()};
+    header = {};
+  }
   iovec iov[3];
   int n = 0;
   std::span<const std::uint8_t> cork = worker_.corked(*this) ? worker_.cork_data() : std::span<const std::uint8_t>();

@@ -69,6 +69,17 @@ class Worker {
   void cork_clear() { cork_used_ = 0; }
   void move_cork_to(OutQueue& queue);
 
+  // The message on_message is being given, and how many bytes in front of it may be overwritten
+  // (codec::Event::headroom): a large send of exactly that payload puts its frame header there and leaves as
+  // one buffer. Set only for the duration of the callback.
+  void delivering(const std::uint8_t* payload, std::uint8_t headroom) {
+    delivering_ = payload;
+    delivering_headroom_ = headroom;
+  }
+  std::size_t headroom_before(const std::uint8_t* payload) const {
+    return payload != nullptr && payload == delivering_ ? delivering_headroom_ : 0;
+  }
+
   // Topics.
   bool subscribe(Connection& connection, std::string_view topic);
   bool unsubscribe(Connection& connection, std::string_view topic);
@@ -169,6 +180,8 @@ class Worker {
   net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;
+  const std::uint8_t* delivering_ = nullptr;
+  std::uint8_t delivering_headroom_ = 0;
   std::unique_ptr<std::uint8_t[]> cork_buffer_;
   std::size_t cork_used_ = 0;
   static constexpr std::size_t kCorkSize = 64 * 1024;

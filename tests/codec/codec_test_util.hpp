@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <ostream>
 #include <random>
 #include <string>
@@ -120,6 +121,15 @@ inline std::vector<Recorded> feed(MessageReader& reader, const Bytes& data, cons
       }
       events.push_back(record(ev));
       if (ev.type == EventType::error) return events;
+      // The headroom is the caller's to overwrite (a reply's header goes there): scribble over it, so that a
+      // reader that still needed those bytes gives different events in some split.
+      if (ev.type == EventType::message) {
+        const bool in_chunk = ev.payload.data() >= chunk.data() && ev.payload.data() <= chunk.data() + chunk.size();
+        if (in_chunk && ev.payload.data() - ev.headroom < chunk.data()) ADD_FAILURE() << "headroom before the input";
+        std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
+      } else if (ev.headroom != 0) {
+        ADD_FAILURE() << "headroom on a non-message event";
+      }
     }
     std::fill(chunk.begin(), chunk.end(), 0xEE);
   }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -156,11 +157,13 @@ TEST(MessageReader, DeliversAnUnfragmentedFrameAsAViewIntoTheInput) {
   Event ev = reader.next(s.data(), s.size(), used);
   ASSERT_EQ(ev.type, EventType::message);
   EXPECT_EQ(ev.payload.data(), s.data() + 6);
+  EXPECT_EQ(ev.headroom, 6u) << "the spent frame header is the caller's";
   EXPECT_EQ(used, 6u + 9);
   std::size_t used2 = 0;
   ev = reader.next(s.data() + used, s.size() - used, used2);
   ASSERT_EQ(ev.type, EventType::message);
   EXPECT_EQ(ev.payload.data(), s.data() + used + 8);
+  EXPECT_EQ(ev.headroom, 8u);
   EXPECT_EQ(ev.payload.size(), 1000u);
   EXPECT_EQ(reader.buffered_bytes(), 0u);
   ev = reader.next(s.data() + s.size(), 0, used);
@@ -181,6 +184,35 @@ TEST(MessageReader, KeepsPartialHeaderAndFrameSoTheCallerNeverKeepsTails) {
   ASSERT_EQ(ev.type, EventType::message);
   EXPECT_EQ(std::string(ev.payload.begin(), ev.payload.end()), "split across reads");
   EXPECT_FALSE(reader.in_message());
+}
+
+// Event::headroom counts only bytes of the current input (a header begun in an earlier call is not there), and an
+// assembled message has the buffer's own headroom, where a server frame header fits in front of the payload.
+TEST(MessageReader, HeadroomIsTheSpentHeaderInTheInputOrTheAssemblyBuffersOwn) {
+  MessageReader reader(Role::server);
+  Bytes s = make_frame(Opcode::binary, Bytes(200, 9));  // header 2 + 2 + 4 bytes
+  std::size_t used = 0;
+  EXPECT_EQ(reader.next(s.data(), 3, used).type, EventType::need_more);
+  Event ev = reader.next(s.data() + 3, s.size() - 3, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(ev.payload.data(), s.data() + 8);
+  EXPECT_EQ(ev.headroom, 5u);
+
+  Bytes t = make_frame(Opcode::binary, Bytes(70000, 4));
+  EXPECT_EQ(reader.next(t.data(), 1000, used).type, EventType::need_more);
+  ev = reader.next(t.data() + 1000, t.size() - 1000, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(ev.payload.size(), 70000u);
+  ASSERT_EQ(ev.headroom, MessageReader::kAssemblyHeadroom);
+  std::uint8_t header[kMaxFrameHeaderSize];
+  const std::size_t n = write_frame_header(header, Opcode::binary, ev.payload.size());
+  auto* at = const_cast<std::uint8_t*>(ev.payload.data()) - n;
+  std::memcpy(at, header, n);
+  const HeaderParse hp = parse_frame_header(at, n + ev.payload.size(), Role::client, false);
+  ASSERT_EQ(hp.status, ParseStatus::complete);
+  EXPECT_EQ(hp.header.payload_length, 70000u);
+  EXPECT_EQ(ev.payload[0], 4);
+  EXPECT_EQ(ev.payload[69999], 4);
 }
 
 TEST(MessageReader, RejectsContinuationWithoutMessage) {
@@ -295,7 +327,8 @@ TEST(MessageReader, FragmentedMessageOverTheLimitFailsWith1009AtTheHeaderThatCro
   std::size_t used = 0;
   const Event ev = reader.next(s.data(), s.size(), used);
   EXPECT_EQ(ev.error, ProtocolError::message_too_big);
-  EXPECT_LE(reader.buffered_bytes(), 1000u) << "buffered beyond the limit";
+  // The limit bounds the message bytes; the buffer adds its fixed headroom for a reply's header.
+  EXPECT_LE(reader.buffered_bytes(), 1000u + MessageReader::kAssemblyHeadroom) << "buffered beyond the limit";
   EXPECT_LE(used, 608u + 8u) << "consumed payload of the oversized fragment";
 }
 

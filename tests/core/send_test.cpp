@@ -113,6 +113,49 @@ TEST(Send, EchoOfManyMessagesInOneReadKeepsOrder) {
   expect_numbered(client, sizes);
 }
 
+// A large send of the message being delivered puts its frame header in the spare bytes in front of the payload
+// and leaves as one buffer. An echo, a second copy as binary and a copy of its first half all arrive intact,
+// whether the message was parsed in place (several back to back) or assembled (fragments, larger than a read).
+TEST(Send, LargeSendsOfTheDeliveredMessageArriveIntact) {
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) {
+    c.send(m.data, m.opcode);
+    c.send(m.data, Opcode::binary);
+    c.send(m.data.first(m.data.size() / 2), m.opcode);
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  struct Sent {
+    Opcode opcode;
+    std::string payload;
+  };
+  std::vector<Sent> sent;
+  const std::size_t sizes[] = {20000, 70000, 16500, 300000, 17000, 17001, 17002, 17003, 17004};
+  for (std::size_t i = 0; i < std::size(sizes); ++i) {
+    sent.push_back({i % 2 == 0 ? Opcode::text : Opcode::binary, numbered(i, sizes[i])});
+    ASSERT_TRUE(client.send_frame(sent.back().opcode, TestClient::bytes(sent.back().payload)));
+  }
+  // Fragmented: assembled by the reader whatever the reads.
+  sent.push_back({Opcode::binary, numbered(99, 40000)});
+  const std::string_view whole = sent.back().payload;
+  ASSERT_TRUE(client.send_frame(Opcode::binary, TestClient::bytes(whole.substr(0, 25000)), false));
+  ASSERT_TRUE(client.send_frame(Opcode::continuation, TestClient::bytes(whole.substr(25000)), true));
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    const std::string& payload = sent[i].payload;
+    const std::pair<Opcode, std::string> want[] = {
+        {sent[i].opcode, payload}, {Opcode::binary, payload}, {sent[i].opcode, payload.substr(0, payload.size() / 2)}};
+    for (const auto& [opcode, bytes] : want) {
+      auto frame = client.read_frame(10000);
+      ASSERT_TRUE(frame) << "message " << i << " missing";
+      EXPECT_EQ(frame->opcode, opcode) << "message " << i;
+      ASSERT_EQ(frame->payload.size(), bytes.size()) << "message " << i;
+      ASSERT_TRUE(frame->payload == bytes) << "message " << i << " damaged";
+    }
+  }
+}
+
 TEST(Send, OnDrainFiresWhenTheQueueEmptiesAfterPushBack) {
   std::atomic<std::size_t> peak{0};
   std::atomic<int> sent{0}, drains{0};

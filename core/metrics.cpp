@@ -77,7 +77,7 @@ std::string Server::metrics_text() const {
   // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
   std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
-                bp_closes = 0, shed = 0, tls_failures = 0, proxy_errors = 0, queued = 0;
+                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0;
   std::uint64_t refused[kRefusalReasons] = {};
   std::uint64_t closed[kCloseCodeSlots] = {};
   for (const auto& worker : workers_) {
@@ -91,6 +91,7 @@ std::string Server::metrics_text() const {
     bp_closes += get(c.backpressure_closes);
     shed += get(c.shed) + get(c.listener_shed);
     tls_failures += get(c.tls_failures);
+    tls_released += get(c.tls_buffers_released);
     proxy_errors += get(c.proxy_errors);
     queued += get(c.queued_bytes);
     for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
@@ -132,6 +133,10 @@ std::string Server::metrics_text() const {
   append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"close\"", bp_closes);
   append_metric_family(out, "edgews_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
   append_metric_sample(out, "edgews_tls_handshake_failures_total", {}, tls_failures);
+  append_metric_family(out, "edgews_tls_buffers_released_total", "counter",
+         "TLS record buffers released by quiet connections, once per release: after the upgrade, then after each "
+         "quiet spell of about a second.");
+  append_metric_sample(out, "edgews_tls_buffers_released_total", {}, tls_released);
   append_metric_family(out, "edgews_proxy_protocol_errors_total", "counter",
          "Connections closed for a missing, malformed, truncated, oversized or late PROXY protocol header.");
   append_metric_sample(out, "edgews_proxy_protocol_errors_total", {}, proxy_errors);

@@ -439,6 +439,11 @@ std::unique_ptr<Bridge> Bridge::create(core::Server& server, BridgeConfig config
     error.message = "redis bridge: reconnect_min_ms must be at least 1 and at most reconnect_max_ms";
     return nullptr;
   }
+  if (config.connect_timeout_ms < kMinConnectTimeoutMs) {
+    error.message = "redis bridge: connect_timeout_ms " + std::to_string(config.connect_timeout_ms) +
+                    " is below the timer resolution; use at least " + std::to_string(kMinConnectTimeoutMs);
+    return nullptr;
+  }
   if (config.keepalive_interval_ms != 0 && config.keepalive_interval_ms < kMinKeepaliveMs) {
     error.message = "redis bridge: keepalive_interval_ms " + std::to_string(config.keepalive_interval_ms) +
                     " is below the timer resolution; use 0 (off) or at least " + std::to_string(kMinKeepaliveMs);

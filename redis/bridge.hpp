@@ -31,6 +31,8 @@
 namespace edgews::redis {
 
 inline constexpr std::uint32_t kMinKeepaliveMs = 50;
+// Below this a connect timeout is within a few ticks of the timer wheel (16 ms): the link could hardly ever come up.
+inline constexpr std::uint32_t kMinConnectTimeoutMs = 50;
 
 struct BridgeConfig {
   // A numeric address is best: a name is resolved once, when the bridge is created (resolving later would block
@@ -39,6 +41,7 @@ struct BridgeConfig {
   std::uint16_t port = 6379;
   // Channel = prefix + topic, so that several applications can share one Redis.
   std::string channel_prefix = "edgews:";
+  // The TCP connect and the answer to a first PING must both come within this; at least kMinConnectTimeoutMs.
   std::uint32_t connect_timeout_ms = 2000;
   std::uint32_t reconnect_min_ms = 100;  // first retry; doubled after each failure up to reconnect_max_ms
   std::uint32_t reconnect_max_ms = 5000;

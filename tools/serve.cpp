@@ -48,6 +48,8 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --redis-prefix PREFIX     Redis channel = PREFIX + topic (default "edgews:")
   --redis-keepalive MS      PING Redis this often; a link silent for two intervals is dropped and retried
                             (default 5000, 0 = off)
+  --redis-connect-timeout MS  a Redis connection must connect and answer a first PING within this, or it is
+                            dropped and retried with backoff (default 2000, 50..600000)
   --subprotocol NAME        a subprotocol the server speaks (repeatable, in preference order)
   --header 'Name: value'    add a header to every 101 response (repeatable; protocol headers are refused)
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
@@ -81,6 +83,14 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
                             close that connection with CODE and REASON (off by default)
 )";
+
+// --redis-connect-timeout: the bridge's floor (checked here too, so that the error names the flag), and a ceiling
+// of ten minutes that catches a value given in the wrong unit (seconds, microseconds) instead of waiting on it.
+constexpr long long kRedisMinConnectTimeoutMs = 50;
+constexpr long long kRedisMaxConnectTimeoutMs = 600000;
+#ifdef EDGEWS_WITH_REDIS
+static_assert(kRedisMinConnectTimeoutMs == redis::kMinConnectTimeoutMs);
+#endif
 
 // "close-me CODE [REASON]" -> true with code and reason when CODE is a close code a server may send.
 bool parse_close_command(std::string_view text, std::uint16_t& code, std::string_view& reason) {
@@ -154,6 +164,7 @@ int serve_main(int argc, char** argv) {
   std::string redis_address;
   std::string redis_prefix = "edgews:";
   long redis_keepalive_ms = 5000;
+  long redis_connect_timeout_ms = 2000;
   std::string host = "0.0.0.0";
   long port = 8080, tls_port = -1;
   std::vector<std::string> tls_certs, tls_keys;
@@ -179,6 +190,9 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--redis")) redis_address = args.value();
     else if (args.is("--redis-prefix")) redis_prefix = args.value();
     else if (args.is("--redis-keepalive")) redis_keepalive_ms = args.number(0, 3600000);
+    else if (args.is("--redis-connect-timeout")) {
+      redis_connect_timeout_ms = args.number(kRedisMinConnectTimeoutMs, kRedisMaxConnectTimeoutMs);
+    }
     else if (args.is("--subprotocol")) config.subprotocols.push_back(args.value());
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
@@ -285,6 +299,7 @@ int serve_main(int argc, char** argv) {
     }
     redis_config.channel_prefix = redis_prefix;
     redis_config.keepalive_interval_ms = static_cast<std::uint32_t>(redis_keepalive_ms);
+    redis_config.connect_timeout_ms = static_cast<std::uint32_t>(redis_connect_timeout_ms);
     mode = Mode::pubsub;
   }
 #else

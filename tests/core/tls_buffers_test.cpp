@@ -1,5 +1,5 @@
 // wss:// connections give back their TLS record buffers when quiet: right after the upgrade, and, after
-// traffic, once they have been quiet for a sweep period (about a second). Seen through ServerStats.
+// traffic, once they have been quiet for a sweep period (about a second). Seen through ServerStats and /metrics.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "core/edgews.hpp"
@@ -104,6 +105,18 @@ class TlsBuffers : public ::testing::Test {
   std::string dir_;
 };
 
+// The value of the unlabelled sample `name` in a metrics exposition; nullopt when there is no such sample.
+std::optional<std::uint64_t> sample(const std::string& text, const std::string& name) {
+  const std::string prefix = "\n" + name + " ";
+  const std::size_t at = text.find(prefix);
+  if (at == std::string::npos) return std::nullopt;
+  const std::size_t from = at + prefix.size();
+  const std::size_t end = text.find('\n', from);
+  const std::string value = text.substr(from, end == std::string::npos ? std::string::npos : end - from);
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  return std::stoull(value);
+}
+
 TEST_F(TlsBuffers, ReleasedRightAfterTheUpgrade) {
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), echo()));
@@ -140,6 +153,28 @@ TEST_F(TlsBuffers, ConnectionThatExchangedMessagesIsReleasedAfterASecondQuiet) {
   ASSERT_TRUE(client.send_text("after"));
   EXPECT_EQ(client.read_text(), "after");
   EXPECT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 3; }, 4000));
+}
+
+TEST_F(TlsBuffers, ReleasesAreCountedOnTheMetricsEndpoint) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config(), echo()));
+  constexpr const char* kName = "edgews_tls_buffers_released_total";
+  const std::string before = server->metrics_text();
+  EXPECT_NE(before.find("# HELP edgews_tls_buffers_released_total TLS record buffers released by quiet connections"),
+            std::string::npos) << before;
+  EXPECT_NE(before.find("# TYPE edgews_tls_buffers_released_total counter\n"), std::string::npos) << before;
+  EXPECT_EQ(sample(before, kName), std::optional<std::uint64_t>(0)) << before;
+
+  WssClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 1; }, 2000));
+  EXPECT_EQ(sample(server->metrics_text(), kName), std::optional<std::uint64_t>(1));
+
+  // A message wakes the buffers up; the next quiet spell releases them again, and the counter follows.
+  ASSERT_TRUE(client.send_text("ping"));
+  ASSERT_EQ(client.read_text(), "ping");
+  ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 2; }, 4000));
+  EXPECT_EQ(sample(server->metrics_text(), kName), std::optional<std::uint64_t>(2));
 }
 
 }  // namespace

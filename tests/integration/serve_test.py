@@ -1,11 +1,14 @@
 """`edgews serve` behaviour the browser tests rely on: the origin story's start-up refusal, application headers on
-the 101, the --test-commands switch (off by default) and --deflate-decline-ua."""
+the 101, the --test-commands switch (off by default) and --deflate-decline-ua; and --redis-connect-timeout against
+a Redis that accepts connections but never answers."""
 
 import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 from wsfixture import EdgewsServer, edgews_binary, recv_exact
@@ -39,6 +42,50 @@ def read_frame(sock):
     if n == 126:
         n = struct.unpack("!H", recv_exact(sock, 2))[0]
     return b0 & 0x0F, recv_exact(sock, n)
+
+
+class SilentRedis:
+    """A loopback listener that accepts connections and never answers (a hung Redis): TCP comes up, PING does not."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.peers = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self.accept_all, daemon=True)
+        self.thread.start()
+
+    def accept_all(self):
+        while not self.stopping:
+            try:
+                self.peers.append(self.listener.accept()[0])
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.thread.join(5)
+        for peer in self.peers:
+            peer.close()
+        self.listener.close()
+
+
+def wait_for_log(server, text, timeout):
+    """True once `text` shows in the server's log, False if it has not after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in server.log():
+            return True
+        time.sleep(0.02)
+    return text in server.log()
 
 
 class ServeTest(unittest.TestCase):
@@ -114,6 +161,40 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn("--deflate-decline-ua has no effect without --deflate", done.stderr)
         self.assertEqual(done.stdout, "")
+
+    def test_redis_connect_timeout_decides_when_an_unanswered_link_is_reported_down(self):
+        with SilentRedis() as redis:
+            server = EdgewsServer(extra=["--redis", "127.0.0.1:%d" % redis.port, "--redis-connect-timeout", "300"])
+            started = time.monotonic()
+            try:
+                server.start()
+            except RuntimeError as e:
+                if "built without Redis support" in str(e):
+                    self.skipTest("edgews built without Redis support")
+                raise
+            try:
+                down = wait_for_log(server, "down (no answer within 300 ms)", 10)
+                elapsed = time.monotonic() - started
+                log = server.log()
+            finally:
+                server.stop()
+        self.assertTrue(down, log)
+        # A timer never fires early; the default (2000 ms) could not be reported this soon.
+        self.assertGreaterEqual(elapsed, 0.3, log)
+        self.assertLess(elapsed, 1.8, log)
+
+    def test_redis_connect_timeout_refuses_bad_values(self):
+        for value in ["0", "49", "-300", "abc", "300ms", "", "600001", "99999999999999999999"]:
+            done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1",
+                                   "--redis-connect-timeout", value], capture_output=True, text=True, timeout=20)
+            self.assertEqual(done.returncode, 2, (value, done.stderr))
+            self.assertIn("--redis-connect-timeout takes a whole number from 50 to 600000, not '%s'" % value,
+                          done.stderr)
+            self.assertEqual(done.stdout, "", "it must refuse before listening")
+        done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis-connect-timeout"],
+                              capture_output=True, text=True, timeout=20)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("--redis-connect-timeout needs a value", done.stderr)
 
 
 if __name__ == "__main__":

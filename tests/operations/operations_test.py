@@ -340,7 +340,8 @@ class TrustedProxiesAndMetrics(unittest.TestCase):
                      "edgews_handshakes_refused_total", "edgews_messages_received_total",
                      "edgews_messages_sent_total", "edgews_bytes_received_total", "edgews_bytes_sent_total",
                      "edgews_send_queue_bytes", "edgews_backpressure_actions_total",
-                     "edgews_tls_handshake_failures_total", "edgews_proxy_protocol_errors_total",
+                     "edgews_tls_handshake_failures_total", "edgews_tls_buffers_released_total",
+                     "edgews_proxy_protocol_errors_total",
                      "edgews_reactor_loop_lag_seconds", "edgews_accepts_shed_total"]:
             self.assertIn("# TYPE " + name + " ", body)
         if PROMTOOL is None:

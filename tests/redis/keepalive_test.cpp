@@ -1,7 +1,8 @@
 // The Redis link's keepalive against a scripted Redis on loopback (no redis-server needed): the link is up only
 // once PING is answered, stays up while PINGs are answered (plain, then in subscribed mode), is dropped within two
 // intervals once the peer goes silent with its connections open, is not counted up again while new connections
-// are accepted but unanswered, and comes back when the peer answers again.
+// are accepted but unanswered, and comes back when the peer answers again. The connect timeout decides when a link
+// that was never answered is reported down.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -163,6 +164,46 @@ TEST(RedisKeepalive, RefusesAnIntervalBelowTheTimerResolutionNamingTheSetting) {
   config.keepalive_interval_ms = 10;
   EXPECT_EQ(Bridge::create(*server, config, error), nullptr);
   EXPECT_NE(error.message.find("keepalive_interval_ms"), std::string::npos) << error.message;
+  server->shutdown();
+  while (!server->stopped()) server->run_ready();
+}
+
+TEST(RedisKeepalive, ConnectTimeoutDecidesWhenAnUnansweredLinkIsReportedDown) {
+  core::Error error;
+  auto server = started_server();
+  ASSERT_TRUE(server);
+  ScriptedRedis redis;
+  redis.answering = false;  // accepts, never answers: TCP comes up, the first PING does not
+  BridgeConfig config;
+  config.port = redis.port();
+  config.connect_timeout_ms = 300;  // well apart from the default (2000)
+  const auto started = Clock::now();
+  auto bridge = Bridge::create(*server, config, error);
+  ASSERT_TRUE(bridge) << error.message;
+  ASSERT_TRUE(run_until(*server, redis, [&] { return bridge->stats().outages >= 1; }, 5000));
+  const auto down_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+  // A timer never fires early; the upper bound leaves slack for a loaded machine and stays below the default.
+  EXPECT_GE(down_ms, 300);
+  EXPECT_LT(down_ms, 1500);
+  EXPECT_FALSE(bridge->stats().link_up);
+  EXPECT_EQ(bridge->stats().connects, 0u);
+
+  bridge.reset();
+  server->shutdown();
+  run_until(*server, redis, [&] { return server->stopped(); }, 5000);
+}
+
+TEST(RedisKeepalive, RefusesAConnectTimeoutBelowTheTimerResolutionNamingTheSetting) {
+  core::Error error;
+  auto server = started_server();
+  ASSERT_TRUE(server);
+  for (const std::uint32_t timeout_ms : {0u, kMinConnectTimeoutMs - 1}) {
+    BridgeConfig config;
+    config.connect_timeout_ms = timeout_ms;
+    EXPECT_EQ(Bridge::create(*server, config, error), nullptr) << timeout_ms;
+    EXPECT_NE(error.message.find("connect_timeout_ms " + std::to_string(timeout_ms)), std::string::npos)
+        << error.message;
+  }
   server->shutdown();
   while (!server->stopped()) server->run_ready();
 }

@@ -3,7 +3,9 @@
 #   1. Release build: unit, integration and real-client tests (ctest);
 #   2. the same unit and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer (quarantine
 #      bounded to 16 MiB so that the RSS bounds of the leak tests stay meaningful);
-#   3. libFuzzer targets built with clang-14, each run for a bounded time (EDGEWS_FUZZ_SECONDS, default 20).
+#   3. libFuzzer targets built with clang-14, each run for a bounded time (EDGEWS_FUZZ_SECONDS, default 20);
+#   4. the load benchmark commands (bench/load/paired.sh, run.sh, peers.sh), one short round each: they must
+#      run from a clean checkout and print whole, error-free tables (peers.sh installs and builds the peers).
 # Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +33,8 @@ cmake --preset fuzz -DEDGEWS_FUZZ_SECONDS="$fuzz_seconds" >/dev/null
 cmake --build --preset fuzz -j"$jobs"
 stage "Fuzz runs (${fuzz_seconds}s each)"
 ctest --preset fuzz
+
+stage "Load benchmark commands (one short round each)"
+tests/bench/scripts_smoke.py build/release
 
 stage "All stages passed"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
 #
-#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 13.5 minutes with the defaults,
-#                                         5 rounds as the method asks; ROUNDS=3 takes about 9)
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 20 minutes with the defaults,
+#                                         5 rounds as the method asks and 3 paired rounds)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
 # configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
@@ -13,7 +13,10 @@
 # 10,000 connections, a fresh server each; (e) scenarios (a) and (b) over wss:// (TLS 1.3, one ECDSA P-256
 # certificate from tools/make-dev-cert.sh for all) against a second instance of every server that speaks TLS, each on
 # its own TLS port, started alongside the others (the floor has no TLS and sits (e) out).
-# Environment: ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP (default 1), SKIP_INSTALL=1.
+# Then, paired: each other server and edgews loaded at the same time at the same fixed rate (as bench/load/paired.sh
+# does for the floor), PAIRED_ROUNDS rounds per pair, for CPU-per-message ratios free of the machine's drift.
+# Environment: ROUNDS (default 5), PAIRED_ROUNDS (default 3), DURATION (seconds per run, default 3), WARMUP
+# (default 1), SKIP_INSTALL=1.
 # Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
 # (peers.dat) go to $RESULTS (default bench/load/results).
 set -euo pipefail
@@ -21,6 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build/release}
 rounds=${ROUNDS:-5}
+paired_rounds=${PAIRED_ROUNDS:-3}
 duration=${DURATION:-3}
 warmup=${WARMUP:-1}
 out=${OUT:-$build/peer-results}
@@ -111,6 +115,29 @@ for sc in a b c ea eb; do
       pid_var=$s${suffix}_pid port_var=$s${suffix}_port
       # shellcheck disable=SC2086
       load "$s" "${!port_var}" "${!pid_var}" "$out/$sc-$s-$r.json" ${scenario_args[$sc]} "${common[@]}"
+    done
+  done
+done
+# Paired (see bench/load/paired.sh for why): each other server and edgews loaded at the same time, at the same
+# fixed rate, each by its own load generator on core 1, so that each round compares the two over one window.
+# The rate is the scenario's, or half the slower server's closed-loop msgs/s above if lower (both share core 0).
+declare -A paired_rate=([a]=25000 [b]=120000 [c]=5000 [ea]=20000 [eb]=100000)
+for sc in a b c ea eb; do
+  case $sc in e*) list=("${tls_servers[@]}") suffix=_tls scheme=wss ;; *) list=("${servers[@]}") suffix= scheme=ws ;; esac
+  for s in "${list[@]}"; do
+    [ "$s" != edgews ] || continue
+    rate=$($python "$here/summarize.py" --pair-rate "$out" "$sc" "$s" "${paired_rate[$sc]}")
+    for r in $(seq 1 "$paired_rounds"); do
+      echo "paired ($sc) edgews and $s at $rate msgs/s, round $r" >&2
+      loaders=()
+      for name in edgews "$s"; do
+        pid_var=$name${suffix}_pid port_var=$name${suffix}_port
+        # shellcheck disable=SC2086
+        load "$name" "${!port_var}" "${!pid_var}" "$out/p$sc-$s-$name-$r.json" ${scenario_args[$sc]} --rate "$rate" \
+          "${common[@]}" &
+        loaders+=($!)
+      done
+      wait "${loaders[@]}"
     done
   done
 done

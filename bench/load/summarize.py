@@ -111,6 +111,7 @@ def peers(out, rounds, results, servers):
             lines.append("%s, edgews against the best TLS peer (target: at least 1.5x): msgs/s %.2fx %s; CPU per "
                          "message: %s costs %.2fx edgews'." % (names[sc], 1 / b["rate"][1], b["rate"][0],
                                                               b["cpu"][0], b["cpu"][1]))
+    lines += paired_peer_lines(out, servers, names)
     tls = []
     for server in servers:
         path = os.path.join(out, "tls-%s.txt" % server)
@@ -183,9 +184,55 @@ def paired(out, rounds):
                 max(cpu), med([r["latency_us"]["p99"] for r in rs]), sum(r["errors_total"] for r in rs), ratio))
 
 
+def pair_rate(out, scenario, server, default):
+    """The fixed rate for edgews and `server` loaded together: the scenario's default, or half the slower one's
+    closed-loop median msgs/s in the same run, whichever is lower (both must fit on one core together)."""
+    rates = []
+    for name in (server, "edgews"):
+        rs = [load(p)["messages_per_s"] for p in glob.glob(os.path.join(out, "%s-%s-*.json" % (scenario, name)))]
+        if rs:
+            rates.append(med(rs))
+    return int(min([default] + [r / 2 for r in rates]))
+
+
+def paired_peer_lines(out, servers, names):
+    """peers.sh's paired section: edgews and one peer loaded at the same time at the same rate; the peer's server
+    CPU per message over edgews' in each round."""
+    lines = ["", "Paired at equal offered load (edgews and one other server loaded at the same time, the same fixed "
+             "rate for both, each by its own load generator on core 1; ratios within each round):", "",
+             "| scenario | server | offered msgs/s | edgews CPU us/msg | server CPU us/msg | CPU/msg / edgews: median "
+             "[rounds] | errors |", "|---|---|---|---|---|---|---|"]
+    found = False
+    for sc in ("a", "b", "c", "ea", "eb"):
+        for server in servers:
+            ratios, mine, theirs, errors, rate = [], [], [], 0, None
+            for path in sorted(glob.glob(os.path.join(out, "p%s-%s-%s-*.json" % (sc, server, server)))):
+                other = load(path)
+                try:
+                    edgews = load(path.replace("-%s-%s-" % (server, server), "-%s-edgews-" % server))
+                except FileNotFoundError:
+                    continue
+                rate = other["rate"]
+                errors += other["errors_total"] + edgews["errors_total"]
+                e, o = edgews["server"]["cpu_us_per_msg"], other["server"]["cpu_us_per_msg"]
+                mine.append(e)
+                theirs.append(o)
+                if e > 0:
+                    ratios.append(o / e)
+            if not ratios:
+                continue
+            found = True
+            lines.append("| %s | %s | %.0f | %.2f | %.2f | %.3f [%s] | %d |" % (
+                names[sc], server, rate, med(mine), med(theirs), med(ratios), " ".join("%.3f" % x for x in ratios),
+                errors))
+    return lines if found else []
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--peers":
         peers(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+    elif sys.argv[1] == "--pair-rate":
+        print(pair_rate(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
     elif sys.argv[1] == "--paired":
         paired(sys.argv[2], int(sys.argv[3]))
     else:

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Short, bounded runs of the load benchmark commands, so that they keep working from a clean checkout:
+
+    tests/bench/scripts_smoke.py BUILD_DIR
+
+bench/load/paired.sh, bench/load/run.sh and bench/load/peers.sh each run with one round of one second into a
+temporary directory (the committed results are not touched). Each must exit 0 and print its whole table: every
+scenario and server present, every run error-free, every echo check passed. Figures are printed, never judged.
+peers.sh installs the peers' Debian and npm packages and builds them into BUILD_DIR (EDGEWS_BUILD_PEERS=ON).
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHORT = {"ROUNDS": "1", "PAIRED_ROUNDS": "1", "DURATION": "1", "WARMUP": "0"}
+failures = []
+
+
+def run(script, build, tmp, timeout, **env):
+    print("== %s" % script, flush=True)
+    e = dict(os.environ, **SHORT, OUT=os.path.join(tmp, os.path.basename(script) + ".out"), **env)
+    p = subprocess.run([os.path.join(ROOT, script), build], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout)
+    print(p.stdout[-6000:], flush=True)
+    if p.returncode != 0:
+        failures.append("%s exited with %d" % (script, p.returncode))
+    if "errors counted" in p.stdout:
+        failures.append("%s: a load run counted errors" % script)
+    return p.stdout
+
+
+def rows(text):
+    """Table rows as lists of cells."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| (")]
+
+
+def expect_rows(script, text, pairs, errors_column):
+    """Every (scenario prefix, server) pair has a row, and every row's errors cell is 0."""
+    table = rows(text)
+    for prefix, server in pairs:
+        if not any(r[0].startswith(prefix) and server in r[1:3] for r in table):
+            failures.append("%s: no row for %s %s" % (script, prefix, server))
+    for r in table:
+        if len(r) > errors_column and r[errors_column] not in ("0", ""):
+            failures.append("%s: errors in row %s" % (script, " | ".join(r[:3])))
+
+
+def main():
+    build = os.path.abspath(sys.argv[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run("bench/load/paired.sh", build, tmp, 300)
+        expect_rows("paired.sh", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "floor")], 7)
+
+        out = run("bench/load/run.sh", build, tmp, 600)
+        expect_rows("run.sh", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "floor")] +
+                    [("(f)", "edgews1"), ("(f)", "edgews2")], 9)
+        for n in ("10000", "19000"):
+            for server in ("edgews", "floor"):
+                if not re.search(r"^\| %s \| %s \| %s \|" % (n, server, n), out, re.M):
+                    failures.append("run.sh: (d) %s idle connections not all open for %s" % (n, server))
+
+        results = os.path.join(tmp, "peer-tables")
+        run("bench/load/peers.sh", build, tmp, 1500, RESULTS=results)
+        try:
+            with open(os.path.join(results, "peers.md")) as f:
+                md = f.read()
+        except FileNotFoundError:
+            md = ""
+            failures.append("peers.sh wrote no peers.md")
+        servers = ("edgews", "floor", "beast", "websocketpp", "lws", "node_ws", "python")
+        tls = [s for s in servers if s != "floor"]
+        closed, paired = md.split("Paired at equal offered load")[0], md.partition("Paired at equal offered load")[2]
+        expect_rows("peers.sh", closed, [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers] +
+                    [("(e) = (a)", n) for n in tls] + [("(e) = (b)", n) for n in tls], 7)
+        expect_rows("peers.sh paired", paired.split("TLS negotiated")[0],
+                    [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers if n != "edgews"] +
+                    [(s, n) for s in ("(e) = (a)", "(e) = (b)") for n in tls if n != "edgews"], 6)
+        for server in servers:
+            if not re.search(r"^\| 10000 \| %s \| 10000 \|" % server, md, re.M):
+                failures.append("peers.sh: (d) 10000 idle connections not all open for %s" % server)
+        if "Echo checks" not in md or "all passed" not in md.split("Echo checks")[-1]:
+            failures.append("peers.sh: echo checks did not all pass")
+        if not os.path.exists(os.path.join(results, "peers.svg")):
+            failures.append("peers.sh drew no plot")
+
+    for f in failures:
+        print("FAILED:", f)
+    print("bench scripts: %s" % ("%d failures" % len(failures) if failures else "all ran and printed their tables"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,7 +63,9 @@ void MessageReader::assembly_reserve(std::size_t n) {
 
 std::uint8_t* MessageReader::assembly_extend(std::size_t n) {
   assembly_reserve(assembly_size_ + n);
-  std::uint8_t* out = assembly_data() + assembly_size_;
+  std::uint8_t* out = assembly_data();
+  if (out == nullptr) return nullptr;  // n == 0 and nothing allocated yet: nothing to write
+  out += assembly_size_;
   assembly_size_ += n;
   return out;
 }
@@ -274,7 +276,8 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
     if (frame_fin_) {
       if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
       consumed = pos;
-      return message_event(assembly_data(), assembly_size_, kAssemblyHeadroom);
+      // An empty fragmented message never allocated the buffer: no payload, no headroom.
+      return message_event(assembly_data(), assembly_size_, assembly_ ? kAssemblyHeadroom : 0);
     }
   }
   consumed = len;

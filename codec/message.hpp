@@ -100,7 +100,8 @@ class MessageReader {
   ProtocolError begin_frame(const FrameHeader& h);
   Event control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos, std::size_t& consumed);
   Event message_event(const std::uint8_t* payload, std::size_t n, std::size_t headroom);
-  std::uint8_t* assembly_data() const { return assembly_.get() + kAssemblyHeadroom; }
+  // Where the message starts in the assembly buffer; nullptr while none is allocated (an empty message).
+  std::uint8_t* assembly_data() const { return assembly_ ? assembly_.get() + kAssemblyHeadroom : nullptr; }
   std::uint8_t* assembly_extend(std::size_t n);
   void assembly_reserve(std::size_t n);
 

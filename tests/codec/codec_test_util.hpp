@@ -126,7 +126,8 @@ inline std::vector<Recorded> feed(MessageReader& reader, const Bytes& data, cons
       if (ev.type == EventType::message) {
         const bool in_chunk = ev.payload.data() >= chunk.data() && ev.payload.data() <= chunk.data() + chunk.size();
         if (in_chunk && ev.payload.data() - ev.headroom < chunk.data()) ADD_FAILURE() << "headroom before the input";
-        std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
+        if (ev.headroom != 0)
+          std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
       } else if (ev.headroom != 0) {
         ADD_FAILURE() << "headroom on a non-message event";
       }

@@ -215,6 +215,18 @@ TEST(MessageReader, HeadroomIsTheSpentHeaderInTheInputOrTheAssemblyBuffersOwn) {
   EXPECT_EQ(ev.payload[69999], 4);
 }
 
+TEST(MessageReader, AnEmptyFragmentedMessageHasNoHeadroom) {
+  Bytes s = make_frame(Opcode::binary, Bytes{}, false);
+  append(s, make_frame(Opcode::continuation, Bytes{}, true));
+  expect_events(Role::server, s, {message(Opcode::binary, Bytes{})});
+  MessageReader reader(Role::server);
+  std::size_t used = 0;
+  const Event ev = reader.next(s.data(), s.size(), used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_TRUE(ev.payload.empty());
+  EXPECT_EQ(ev.headroom, 0u) << "no buffer was allocated, so there is no room in front";
+}
+
 TEST(MessageReader, RejectsContinuationWithoutMessage) {
   expect_events(Role::server, make_frame(Opcode::continuation, "x"),
                 {error_event(ProtocolError::unexpected_continuation)});

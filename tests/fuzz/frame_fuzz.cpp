@@ -68,10 +68,11 @@ std::vector<Recorded> feed(const std::uint8_t* data, std::size_t size, Role role
       // The headroom is the caller's to overwrite (a reply's header goes there): scribbling over it must not
       // change any later event (whole and chunked runs are compared), and ASan sees a headroom that overruns.
       if (ev.type == EventType::message) {
-        check(ev.headroom <= kMaxFrameHeaderSize);
+        check(ev.headroom <= kMaxFrameHeaderSize && (ev.headroom == 0 || ev.payload.data() != nullptr));
         const bool in_chunk = ev.payload.data() >= chunk.data() && ev.payload.data() <= chunk.data() + chunk.size();
         if (in_chunk) check(ev.payload.data() - ev.headroom >= chunk.data());
-        std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
+        if (ev.headroom != 0)
+          std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
       } else {
         check(ev.headroom == 0);
       }

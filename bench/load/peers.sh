@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
 #
-#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 20 minutes with the defaults,
-#                                         5 rounds as the method asks and 3 paired rounds)
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 25 minutes with the defaults,
+#                                         5 rounds of each kind, as the method asks)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
 # configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
@@ -15,7 +15,7 @@
 # its own TLS port, started alongside the others (the floor has no TLS and sits (e) out).
 # Then, paired: each other server and edgews loaded at the same time at the same fixed rate (as bench/load/paired.sh
 # does for the floor), PAIRED_ROUNDS rounds per pair, for CPU-per-message ratios free of the machine's drift.
-# Environment: ROUNDS (default 5), PAIRED_ROUNDS (default 3), DURATION (seconds per run, default 3), WARMUP
+# Environment: ROUNDS (default 5), PAIRED_ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP
 # (default 1), SKIP_INSTALL=1.
 # Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
 # (peers.dat) go to $RESULTS (default bench/load/results).
@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build/release}
 rounds=${ROUNDS:-5}
-paired_rounds=${PAIRED_ROUNDS:-3}
+paired_rounds=${PAIRED_ROUNDS:-5}
 duration=${DURATION:-3}
 warmup=${WARMUP:-1}
 out=${OUT:-$build/peer-results}

@@ -91,8 +91,22 @@ int Reactor::next_timeout_ms() const {
   return timers_.ms_until_next(monotonic_ms());
 }
 
+namespace {
+
+// The calling thread's id, asked of the library once per thread: run_once notes its thread on every turn.
+thread_local std::thread::id t_thread_id;
+
+std::thread::id this_thread_id() {
+  if (t_thread_id == std::thread::id()) [[unlikely]] t_thread_id = std::this_thread::get_id();
+  return t_thread_id;
+}
+
+}  // namespace
+
 int Reactor::run_once(int timeout_ms) {
-  thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  // Stored only when it changes: other threads read it (in_reactor_thread) and a store would take their line.
+  const std::thread::id me = this_thread_id();
+  if (thread_.load(std::memory_order_relaxed) != me) thread_.store(me, std::memory_order_relaxed);
   int timeout = hooks_pending() ? 0 : timeout_ms;
   if (timeout != 0) {
     const int next_timer = timers_.ms_until_next(monotonic_ms());

@@ -201,11 +201,11 @@ def paired_peer_lines(out, servers, names):
     lines = ["", "Paired at equal offered load (edgews and one other server loaded at the same time, the same fixed "
              "rate for both, each by its own load generator on core 1; ratios within each round):", "",
              "| scenario | server | offered msgs/s | edgews CPU us/msg | server CPU us/msg | CPU/msg / edgews: median "
-             "[rounds] | errors |", "|---|---|---|---|---|---|---|"]
+             "[rounds] | p99 us edgews / server | errors |", "|---|---|---|---|---|---|---|---|"]
     found = False
     for sc in ("a", "b", "c", "ea", "eb"):
         for server in servers:
-            ratios, mine, theirs, errors, rate = [], [], [], 0, None
+            ratios, mine, theirs, errors, rate, p99 = [], [], [], 0, None, ([], [])
             for path in sorted(glob.glob(os.path.join(out, "p%s-%s-%s-*.json" % (sc, server, server)))):
                 other = load(path)
                 try:
@@ -217,14 +217,16 @@ def paired_peer_lines(out, servers, names):
                 e, o = edgews["server"]["cpu_us_per_msg"], other["server"]["cpu_us_per_msg"]
                 mine.append(e)
                 theirs.append(o)
+                p99[0].append(edgews["latency_us"]["p99"])
+                p99[1].append(other["latency_us"]["p99"])
                 if e > 0:
                     ratios.append(o / e)
             if not ratios:
                 continue
             found = True
-            lines.append("| %s | %s | %.0f | %.2f | %.2f | %.3f [%s] | %d |" % (
+            lines.append("| %s | %s | %.0f | %.2f | %.2f | %.3f [%s] | %.0f / %.0f | %d |" % (
                 names[sc], server, rate, med(mine), med(theirs), med(ratios), " ".join("%.3f" % x for x in ratios),
-                errors))
+                med(p99[0]), med(p99[1]), errors))
     return lines if found else []
 
 

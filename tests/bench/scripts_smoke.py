@@ -78,7 +78,7 @@ def main():
                     [("(e) = (a)", n) for n in tls] + [("(e) = (b)", n) for n in tls], 7)
         expect_rows("peers.sh paired", paired.split("TLS negotiated")[0],
                     [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers if n != "edgews"] +
-                    [(s, n) for s in ("(e) = (a)", "(e) = (b)") for n in tls if n != "edgews"], 6)
+                    [(s, n) for s in ("(e) = (a)", "(e) = (b)") for n in tls if n != "edgews"], 7)
         for server in servers:
             if not re.search(r"^\| 10000 \| %s \| 10000 \|" % server, md, re.M):
                 failures.append("peers.sh: (d) 10000 idle connections not all open for %s" % server)

@@ -593,7 +593,10 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   ::close(fd_);
   fd_ = -1;
   queue_.reset();
-  reader_.release_memory();
+  // The reader keeps its buffers until the object is freed at the end of the turn: a connection can die inside
+  // its own on_message (terminate, or a failed write of the reply), and the message being delivered, which may
+  // live in the reader's assembly buffer, stays valid for the rest of the callback (a relay reads it, and a large
+  // send writes its frame header in front of it).
   if (extras_) {
     extras_->deflate.reset();
     extras_->head.reset();

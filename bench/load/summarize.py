@@ -192,7 +192,12 @@ def pair_rate(out, scenario, server, default):
         rs = [load(p)["messages_per_s"] for p in glob.glob(os.path.join(out, "%s-%s-*.json" % (scenario, name)))]
         if rs:
             rates.append(med(rs))
-    return int(min([default] + [r / 2 for r in rates]))
+    rate = int(min([default] + [r / 2 for r in rates]))
+    if rate < 200:  # edgews load needs at least 2 messages/s per connection; 0 would mean closed loop
+        print("summarize.py: %s managed only %s msgs/s closed loop in (%s); pairing it at 200 msgs/s" % (
+            server, " / ".join("%.0f" % r for r in rates), scenario), file=sys.stderr)
+        rate = 200
+    return rate
 
 
 def paired_peer_lines(out, servers, names):

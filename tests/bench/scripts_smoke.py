@@ -10,6 +10,7 @@ peers.sh installs the peers' Debian and npm packages and builds them into BUILD_
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,14 +23,21 @@ failures = []
 def run(script, build, tmp, timeout, **env):
     print("== %s" % script, flush=True)
     e = dict(os.environ, **SHORT, OUT=os.path.join(tmp, os.path.basename(script) + ".out"), **env)
-    p = subprocess.run([os.path.join(ROOT, script), build], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=timeout)
-    print(p.stdout[-6000:], flush=True)
+    # Its own process group: on a timeout the servers it started go too, not only the script.
+    p = subprocess.Popen([os.path.join(ROOT, script), build], env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        failures.append("%s did not finish within %d s" % (script, timeout))
+    print(out[-6000:], flush=True)
     if p.returncode != 0:
         failures.append("%s exited with %d" % (script, p.returncode))
-    if "errors counted" in p.stdout:
+    if "errors counted" in out:
         failures.append("%s: a load run counted errors" % script)
-    return p.stdout
+    return out
 
 
 def rows(text):
@@ -38,8 +46,9 @@ def rows(text):
             if line.startswith("| (")]
 
 
-def expect_rows(script, text, pairs, errors_column):
-    """Every (scenario prefix, server) pair has a row, and every row's errors cell is 0."""
+def expect_rows(script, text, pairs, errors_column, number_columns=()):
+    """Every (scenario prefix, server) pair has a row, every row's errors cell is 0, and the given columns hold
+    numbers wherever they are filled (a ratio that could not be taken prints nan)."""
     table = rows(text)
     for prefix, server in pairs:
         if not any(r[0].startswith(prefix) and server in r[1:3] for r in table):
@@ -47,17 +56,23 @@ def expect_rows(script, text, pairs, errors_column):
     for r in table:
         if len(r) > errors_column and r[errors_column] not in ("0", ""):
             failures.append("%s: errors in row %s" % (script, " | ".join(r[:3])))
+        for c in number_columns:
+            cell = r[c].split()[0] if len(r) > c and r[c] else ""
+            if cell and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", cell):
+                failures.append("%s: column %d of row %s is %r, not a number" % (script, c, " | ".join(r[:3]),
+                                                                               r[c]))
 
 
 def main():
     build = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory() as tmp:
         out = run("bench/load/paired.sh", build, tmp, 300)
-        expect_rows("paired.sh", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "floor")], 7)
+        expect_rows("paired.sh", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "floor")], 7,
+                    (3, 4, 8))
 
         out = run("bench/load/run.sh", build, tmp, 600)
         expect_rows("run.sh", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "floor")] +
-                    [("(f)", "edgews1"), ("(f)", "edgews2")], 9)
+                    [("(f)", "edgews1"), ("(f)", "edgews2")], 9, (2, 4, 10, 11))
         for n in ("10000", "19000"):
             for server in ("edgews", "floor"):
                 if not re.search(r"^\| %s \| %s \| %s \|" % (n, server, n), out, re.M):
@@ -75,10 +90,10 @@ def main():
         tls = [s for s in servers if s != "floor"]
         closed, paired = md.split("Paired at equal offered load")[0], md.partition("Paired at equal offered load")[2]
         expect_rows("peers.sh", closed, [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers] +
-                    [("(e) = (a)", n) for n in tls] + [("(e) = (b)", n) for n in tls], 7)
+                    [("(e) = (a)", n) for n in tls] + [("(e) = (b)", n) for n in tls], 7, (2, 4, 8, 9))
         expect_rows("peers.sh paired", paired.split("TLS negotiated")[0],
                     [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers if n != "edgews"] +
-                    [(s, n) for s in ("(e) = (a)", "(e) = (b)") for n in tls if n != "edgews"], 7)
+                    [(s, n) for s in ("(e) = (a)", "(e) = (b)") for n in tls if n != "edgews"], 7, (3, 4, 5))
         for server in servers:
             if not re.search(r"^\| 10000 \| %s \| 10000 \|" % server, md, re.M):
                 failures.append("peers.sh: (d) 10000 idle connections not all open for %s" % server)

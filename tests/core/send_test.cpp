@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <set>
@@ -154,6 +155,43 @@ TEST(Send, LargeSendsOfTheDeliveredMessageArriveIntact) {
       ASSERT_TRUE(frame->payload == bytes) << "message " << i << " damaged";
     }
   }
+}
+
+// A message stays valid for its whole callback even when the callback ends its own connection first: relaying it
+// afterwards reads it, and a large send writes its frame header in front of it (ASan sees a freed buffer).
+TEST(Send, TheDeliveredMessageOutlivesItsConnectionWithinTheCallback) {
+  Connection* relay_to = nullptr;
+  std::atomic<int> opened{0};
+  Callbacks callbacks;
+  callbacks.on_open = [&](Connection& c) {
+    if (opened.fetch_add(1) == 1) relay_to = &c;  // the second client receives the relay
+  };
+  callbacks.on_close = [&](Connection& c, std::uint16_t, std::string_view) {
+    if (relay_to == &c) relay_to = nullptr;
+  };
+  callbacks.on_message = [&](Connection& c, const Message& m) {
+    c.terminate();
+    if (relay_to != nullptr) relay_to->send(m.data, m.opcode);
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient sender;
+  ASSERT_TRUE(sender.open(server.port()));
+  TestClient receiver;
+  ASSERT_TRUE(receiver.open(server.port()));
+  for (int i = 0; i < 200 && opened.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(opened.load(), 2);
+  // Assembled from two fragments, so the payload lives in the sender's reader, not in the read buffer.
+  const std::string payload = numbered(7, 80000);
+  const std::string_view whole = payload;
+  ASSERT_TRUE(sender.send_frame(Opcode::binary, TestClient::bytes(whole.substr(0, 40000)), false));
+  ASSERT_TRUE(sender.send_frame(Opcode::continuation, TestClient::bytes(whole.substr(40000)), true));
+  auto frame = receiver.read_frame(10000);
+  ASSERT_TRUE(frame) << "relay missing";
+  EXPECT_EQ(frame->opcode, Opcode::binary);
+  ASSERT_EQ(frame->payload.size(), payload.size());
+  EXPECT_TRUE(frame->payload == payload) << "relayed payload damaged";
+  EXPECT_TRUE(sender.wait_eof(5000));
 }
 
 TEST(Send, OnDrainFiresWhenTheQueueEmptiesAfterPushBack) {

@@ -46,7 +46,7 @@ struct Error {
 
 struct Message {
   Opcode opcode;                       // text or binary
-  std::span<const std::uint8_t> data;  // valid during the callback only
+  std::span<const std::uint8_t> data;  // valid during the callback only (all of it, even if the connection closes)
   std::string_view text() const { return {reinterpret_cast<const char*>(data.data()), data.size()}; }
 };
 

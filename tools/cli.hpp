@@ -41,18 +41,9 @@ class Args {
     }
     return argv_[index_++];
   }
-  long long number(long long min, long long max) {
-    const std::string text = value();
-    if (!ok_) return min;
-    char* end = nullptr;
-    const long long n = std::strtoll(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0' || n < min || n > max) {
-      fail(std::string(current_) + " takes a whole number from " + std::to_string(min) + " to " +
-           std::to_string(max) + ", not '" + text + "'");
-      return min;
-    }
-    return n;
-  }
+  long long number(long long min, long long max) { return bounded(min, max, false); }
+  // 0 (the feature off) or a whole number from min to max.
+  long long number_or_off(long long min, long long max) { return bounded(min, max, true); }
   void unknown() { fail("unknown option " + std::string(current_)); }
   void fail(const std::string& message) {
     if (ok_) std::fprintf(stderr, "edgews: %s (try --help)\n", message.c_str());
@@ -61,6 +52,19 @@ class Args {
   bool ok() const { return ok_; }
 
  private:
+  long long bounded(long long min, long long max, bool zero_is_off) {
+    const std::string text = value();
+    if (!ok_) return zero_is_off ? 0 : min;
+    char* end = nullptr;
+    const long long n = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || (!(zero_is_off && n == 0) && (n < min || n > max))) {
+      fail(std::string(current_) + " takes " + (zero_is_off ? "0 (off) or " : "") + "a whole number from " +
+           std::to_string(min) + " to " + std::to_string(max) + ", not '" + text + "'");
+      return zero_is_off ? 0 : min;
+    }
+    return n;
+  }
+
   struct Optional {
     bool has = false;
     std::string text;

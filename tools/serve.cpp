@@ -47,7 +47,7 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
                               Local delivery goes on while Redis is away; the link is retried with backoff
   --redis-prefix PREFIX     Redis channel = PREFIX + topic (default "edgews:")
   --redis-keepalive MS      PING Redis this often; a link silent for two intervals is dropped and retried
-                            (default 5000, 0 = off)
+                            (default 5000, 0 = off, else 50..3600000)
   --redis-connect-timeout MS  a Redis connection must connect and answer a first PING within this, or it is
                             dropped and retried with backoff (default 2000, 50..600000)
   --subprotocol NAME        a subprotocol the server speaks (repeatable, in preference order)
@@ -88,8 +88,11 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
 // of ten minutes that catches a value given in the wrong unit (seconds, microseconds) instead of waiting on it.
 constexpr long long kRedisMinConnectTimeoutMs = 50;
 constexpr long long kRedisMaxConnectTimeoutMs = 600000;
+// --redis-keepalive: 0 (off) or at least the bridge's floor, checked here for the same reason.
+constexpr long long kRedisMinKeepaliveMs = 50;
 #ifdef EDGEWS_WITH_REDIS
 static_assert(kRedisMinConnectTimeoutMs == redis::kMinConnectTimeoutMs);
+static_assert(kRedisMinKeepaliveMs == redis::kMinKeepaliveMs);
 #endif
 
 // "close-me CODE [REASON]" -> true with code and reason when CODE is a close code a server may send.
@@ -189,7 +192,7 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--test-commands")) test_commands = true;
     else if (args.is("--redis")) redis_address = args.value();
     else if (args.is("--redis-prefix")) redis_prefix = args.value();
-    else if (args.is("--redis-keepalive")) redis_keepalive_ms = args.number(0, 3600000);
+    else if (args.is("--redis-keepalive")) redis_keepalive_ms = args.number_or_off(kRedisMinKeepaliveMs, 3600000);
     else if (args.is("--redis-connect-timeout")) {
       redis_connect_timeout_ms = args.number(kRedisMinConnectTimeoutMs, kRedisMaxConnectTimeoutMs);
     }

@@ -196,6 +196,16 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(done.returncode, 2, done.stderr)
         self.assertIn("--redis-connect-timeout needs a value", done.stderr)
 
+    def test_redis_keepalive_refuses_bad_values(self):
+        # 0 turns it off; 1-49 would be refused by the Redis bridge only after binding, so the flag refuses them.
+        for value in ["1", "49", "-1", "abc", "5s", "", "3600001", "99999999999999999999"]:
+            done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1",
+                                   "--redis-keepalive", value], capture_output=True, text=True, timeout=20)
+            self.assertEqual(done.returncode, 2, (value, done.stderr))
+            self.assertIn("--redis-keepalive takes 0 (off) or a whole number from 50 to 3600000, not '%s'" % value,
+                          done.stderr)
+            self.assertEqual(done.stdout, "", "it must refuse before listening")
+
 
 if __name__ == "__main__":
     unittest.main(argv=sys.argv, verbosity=2)

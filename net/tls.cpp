@@ -487,8 +487,7 @@ bool TlsStream::release_buffers() {
   return true;
 }
 
-void TlsStream::keep_buffers() { SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
-}
+void TlsStream::keep_buffers() { SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS); }
 
 std::uint64_t TlsStream::socket_bytes() const {
   // One socket BIO for both directions (SSL_set_fd); OpenSSL counts what passes through it anyway.

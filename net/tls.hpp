@@ -150,9 +150,10 @@ class TlsStream {
   // buffers, about 17 KiB each, after every record; a server stream starts so, through its handshake) or busy
   // (keep_buffers(): they stay between records, which spares a malloc/free per record).
   // release_buffers() frees them now and makes the stream quiet; the owner calls it once the upgrade is done and
-  // whenever a busy connection has been quiet for a while; keep_buffers() when data flows again. Returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
-  // decrypted or not completely received, decrypted bytes not yet read, an encrypted record not yet sent):
-  // try again later. True when nothing is held any more.
+  // whenever a busy connection has been quiet for a while, and keep_buffers() when data flows again.
+  // release_buffers() returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
+  // decrypted or not completely received, decrypted bytes not yet read, an encrypted record not yet sent): try
+  // again later. True when nothing is held any more.
   bool release_buffers();
   void keep_buffers();
   // Bytes that passed through the socket both ways so far (OpenSSL's own BIO counters: costs the I/O path

@@ -1,4 +1,5 @@
-# Helpers shared by bench/load/run.sh and bench/load/peers.sh (sourced; needs $out and $edgews).
+# Helpers shared by bench/load/run.sh, paired.sh and peers.sh (sourced; start, load and machine need $out and
+# $edgews).
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -26,4 +27,33 @@ load() {  # load NAME PORT PID JSON ARGS...   (ws://; set scheme=wss and ca=FILE
   if [ "${scheme:-ws}" = wss ]; then tls=(--ca "$ca"); fi
   taskset -c 1 "$edgews" load "${scheme:-ws}://127.0.0.1:$port/" "${tls[@]}" --server-pid "$pid" --json "$json" \
     --quiet "$@" 2>>"$out/load.log" || echo "  ($name: errors counted, see $json)" >&2
+}
+
+# floor_setup DEFAULT_DURATION OUT_NAME: what bench/load/run.sh and paired.sh share. Sets edgews and floor (the
+# binaries in $build, checked), rounds, duration, warmup, baseline and out from ROUNDS, DURATION, WARMUP,
+# BASELINE and OUT (default $build/OUT_NAME, emptied).
+floor_setup() {
+  edgews=$build/tools/edgews
+  floor=$build/bench/load/edgews_floor
+  rounds=${ROUNDS:-5}
+  duration=${DURATION:-$1}
+  warmup=${WARMUP:-1}
+  baseline=${BASELINE:-}
+  out=${OUT:-$build/$2}
+  if [ ! -x "$edgews" ] || [ ! -x "$floor" ]; then
+    echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2
+    exit 2
+  fi
+  rm -rf "$out" && mkdir -p "$out"
+}
+
+# machine before|after: the load average (and before, the CPU and kernel), printed and kept in $out/machine.txt.
+machine() {
+  if [ "$1" = before ]; then
+    echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)" | tee "$out/machine.txt"
+    echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)" \
+      | tee -a "$out/machine.txt"
+  else
+    echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+  fi
 }

@@ -17,26 +17,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build/release}
-edgews=$build/tools/edgews
-floor=$build/bench/load/edgews_floor
-rounds=${ROUNDS:-5}
-duration=${DURATION:-4}
-warmup=${WARMUP:-1}
-baseline=${BASELINE:-}
-out=${OUT:-$build/paired-results}
-[ -x "$edgews" ] && [ -x "$floor" ] || { echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2; exit 2; }
-rm -rf "$out" && mkdir -p "$out"
 source "$here/lib.sh"
+floor_setup 4 paired-results
 
 declare -A scenario_args=(
   [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-25000}"
   [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-120000}"
   [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-5000}"
 )
-{
-  echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
-  echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)"
-} | tee "$out/machine.txt"
+machine before
 
 servers=(edgews floor)
 start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
@@ -64,5 +53,5 @@ for name in "${servers[@]}"; do
   stop "${!pid_var}"
 done
 
-echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+machine after
 python3 "$here/summarize.py" --paired "$out" "$rounds" | tee "$out/paired.md"

@@ -67,9 +67,7 @@ declare -A tls_cmd=(
 )
 tls_servers=(edgews beast websocketpp lws node_ws python)
 
-echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)" | tee "$out/machine.txt"
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)" \
-  | tee -a "$out/machine.txt"
+machine before
 common=(--duration "$duration" --warmup "$warmup")
 declare -A scenario_args=(
   [a]="--connections 100 --inflight 1 --size 16"
@@ -156,7 +154,7 @@ for s in "${servers[@]}"; do
   stop "$d_server_pid"
 done
 
-echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+machine after
 $python "$here/summarize.py" --peers "$out" "$rounds" "$results" "${servers[@]}"
 command -v gnuplot >/dev/null && gnuplot -e "dat='$results/peers.dat'; svg='$results/peers.svg'" "$here/peers.gp"
 echo "table: $results/peers.md   plot: $results/peers.svg"

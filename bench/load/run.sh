@@ -14,19 +14,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build/release}
-edgews=$build/tools/edgews
-floor=$build/bench/load/edgews_floor
-rounds=${ROUNDS:-5}
-duration=${DURATION:-5}
-warmup=${WARMUP:-1}
-baseline=${BASELINE:-}
-out=${OUT:-$build/load-results}
-[ -x "$edgews" ] && [ -x "$floor" ] || { echo "build first: cmake --build --preset release (missing $edgews or $floor)" >&2; exit 2; }
-rm -rf "$out" && mkdir -p "$out"
 source "$here/lib.sh"
+floor_setup 5 load-results
 
-echo "load average before: $(cut -d" " -f1-3 /proc/loadavg)"
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; kernel $(uname -r)"
+machine before
 common=(--duration "$duration" --warmup "$warmup")
 declare -A scenario_args=(
   [a]="--connections 100 --inflight 1 --size 16"
@@ -82,5 +73,5 @@ for n in 10000 19000; do
   done
 done
 
-echo "load average after: $(cut -d" " -f1-3 /proc/loadavg)"
+machine after
 python3 "$here/summarize.py" "$out" "$rounds"

@@ -183,28 +183,29 @@ class ServeTest(unittest.TestCase):
         self.assertGreaterEqual(elapsed, 0.3, log)
         self.assertLess(elapsed, 1.8, log)
 
-    def test_redis_connect_timeout_refuses_bad_values(self):
-        for value in ["0", "49", "-300", "abc", "300ms", "", "600001", "99999999999999999999"]:
-            done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1",
-                                   "--redis-connect-timeout", value], capture_output=True, text=True, timeout=20)
+    def assert_refuses(self, flag, values, expected):
+        """`edgews serve --redis ... FLAG VALUE` exits 2 before listening, with `expected % VALUE` on stderr, for
+        each value, and says when FLAG has no value at all."""
+        for value in values:
+            done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1", flag, value],
+                                  capture_output=True, text=True, timeout=20)
             self.assertEqual(done.returncode, 2, (value, done.stderr))
-            self.assertIn("--redis-connect-timeout takes a whole number from 50 to 600000, not '%s'" % value,
-                          done.stderr)
+            self.assertIn(expected % value, done.stderr)
             self.assertEqual(done.stdout, "", "it must refuse before listening")
-        done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis-connect-timeout"],
-                              capture_output=True, text=True, timeout=20)
+        done = subprocess.run([edgews_binary(), "serve", "--port", "0", flag], capture_output=True, text=True,
+                              timeout=20)
         self.assertEqual(done.returncode, 2, done.stderr)
-        self.assertIn("--redis-connect-timeout needs a value", done.stderr)
+        self.assertIn(flag + " needs a value", done.stderr)
+
+    def test_redis_connect_timeout_refuses_bad_values(self):
+        self.assert_refuses("--redis-connect-timeout",
+                            ["0", "49", "-300", "abc", "300ms", "", "600001", "99999999999999999999"],
+                            "--redis-connect-timeout takes a whole number from 50 to 600000, not '%s'")
 
     def test_redis_keepalive_refuses_bad_values(self):
         # 0 turns it off; 1-49 would be refused by the Redis bridge only after binding, so the flag refuses them.
-        for value in ["1", "49", "-1", "abc", "5s", "", "3600001", "99999999999999999999"]:
-            done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1",
-                                   "--redis-keepalive", value], capture_output=True, text=True, timeout=20)
-            self.assertEqual(done.returncode, 2, (value, done.stderr))
-            self.assertIn("--redis-keepalive takes 0 (off) or a whole number from 50 to 3600000, not '%s'" % value,
-                          done.stderr)
-            self.assertEqual(done.stdout, "", "it must refuse before listening")
+        self.assert_refuses("--redis-keepalive", ["1", "49", "-1", "abc", "5s", "", "3600001", "99999999999999999999"],
+                            "--redis-keepalive takes 0 (off) or a whole number from 50 to 3600000, not '%s'")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ tools/install-deps.sh test
 stage() { printf '\n==== %s ====\n' "$*"; }
 
 stage "Release build"
-cmake --preset release >/dev/null
+# Options stated here: the README's first command builds the same directory with tests off.
+cmake --preset release -DEDGEWS_BUILD_TESTS=ON -DEDGEWS_BUILD_BENCH=ON -DEDGEWS_BUILD_TOOLS=ON >/dev/null
 cmake --build --preset release -j"$jobs"
 stage "Release tests"
 ctest --preset release -j"$jobs"

@@ -4,7 +4,8 @@
     tests/bench/scripts_smoke.py BUILD_DIR
 
 bench/load/paired.sh, bench/load/run.sh and bench/load/peers.sh each run with one round of one second into a
-temporary directory (the committed results are not touched). Each must exit 0 and print its whole table: every
+temporary directory (the committed results are not touched); bench/overload/run.py runs a few seconds of a small
+hostile mix against edgews and websocketpp (built by peers.sh). Each must exit 0 and print its whole table: every
 scenario and server present, every run error-free, every echo check passed. Figures are printed, never judged.
 peers.sh installs the peers' Debian and npm packages and builds them into BUILD_DIR (EDGEWS_BUILD_PEERS=ON).
 """
@@ -101,6 +102,26 @@ def main():
             failures.append("peers.sh: echo checks did not all pass")
         if not os.path.exists(os.path.join(results, "peers.svg")):
             failures.append("peers.sh drew no plot")
+
+        print("== bench/overload/run.py", flush=True)
+        cmd = [os.path.join(ROOT, "bench/overload/run.py"), build, "--servers", "edgews,websocketpp", "--duration", "4",
+               "--baseline", "2", "--after", "2", "--rate", "2000", "--slowloris", "50", "--huge", "10", "--garbage",
+               "10", "--reset", "10", "--flood", "5", "--out", os.path.join(tmp, "overload")]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            out, _ = p.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, _ = p.communicate()
+            failures.append("bench/overload/run.py did not finish within 180 s")
+        print(out[-6000:], flush=True)
+        if p.returncode != 0:
+            failures.append("bench/overload/run.py exited with %d" % p.returncode)
+        for server in ("edgews", "websocketpp"):
+            section = out.partition("### %s" % server)[2].split("### ")[0]
+            for row in ("| with the mix |", "| RSS |", "| open descriptors |", "flood_no_read"):
+                if row not in section:
+                    failures.append("bench/overload/run.py: no %r for %s" % (row, server))
 
     for f in failures:
         print("FAILED:", f)

@@ -110,6 +110,32 @@ bool Deflater::compress(std::span<const std::uint8_t> message, ByteBuffer& out, 
   return true;
 }
 
+namespace {
+
+// zlib's sliding windows are at most 32 KiB (2^15): one buffer of that size takes any of them.
+constexpr std::size_t kMaxWindow = std::size_t{1} << kMaxWindowBits;
+
+template <class GetDictionary>
+bool copy_window(ZStream* stream, ByteBuffer& out, GetDictionary get) {
+  out.clear();
+  if (stream == nullptr || !out.reserve(kMaxWindow)) return false;
+  uInt length = 0;
+  if (get(&stream->z, out.data(), &length) != Z_OK) return false;
+  out.resize(length);
+  return true;
+}
+
+}  // namespace
+
+bool Deflater::window(ByteBuffer& out) const { return copy_window(stream_.get(), out, deflateGetDictionary); }
+
+bool Deflater::set_window(std::span<const std::uint8_t> window) {
+  if (!stream_) return false;
+  // RFC 7692 7.2.1 streams are raw DEFLATE: zlib takes a dictionary before the first deflate() call.
+  return window.empty() ||
+         deflateSetDictionary(&stream_->z, window.data(), static_cast<uInt>(window.size())) == Z_OK;
+}
+
 std::size_t Deflater::memory_estimate(unsigned window_bits, int mem_level) {
   // zconf.h: deflate memory = (1 << (windowBits + 2)) + (1 << (memLevel + 9)), plus the deflate_state.
   const int w = zlib_window_bits(window_bits);
@@ -136,6 +162,15 @@ bool Inflater::init(unsigned window_bits) {
 
 void Inflater::reset() {
   if (stream_) inflateReset(&stream_->z);
+}
+
+bool Inflater::window(ByteBuffer& out) const { return copy_window(stream_.get(), out, inflateGetDictionary); }
+
+bool Inflater::set_window(std::span<const std::uint8_t> window) {
+  if (!stream_) return false;
+  // A raw inflate stream takes a dictionary at any time (zlib.h, inflateSetDictionary).
+  return window.empty() ||
+         inflateSetDictionary(&stream_->z, window.data(), static_cast<uInt>(window.size())) == Z_OK;
 }
 
 InflateStatus Inflater::inflate(std::span<const std::uint8_t> message, std::size_t limit, ByteBuffer& out,

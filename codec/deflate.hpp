@@ -159,6 +159,14 @@ class Deflater {
   bool compress(std::span<const std::uint8_t> message, ByteBuffer& out, bool reset_after);
   void reset();
 
+  // The sliding window (the last up to 2^window_bits bytes of uncompressed input), for moving a context-takeover
+  // stream to another process: a fresh Deflater of the same parameters given it with set_window() compresses the
+  // next message as this one would have been able to (its back-references resolve in the peer's inflater, which
+  // holds the same window). Between messages only. False when not initialized or zlib fails.
+  bool window(ByteBuffer& out) const;
+  // Right after init(), before the first message. False when zlib refuses (not initialized, or too late).
+  bool set_window(std::span<const std::uint8_t> window);
+
   static std::size_t memory_estimate(unsigned window_bits, int mem_level);
 
  private:
@@ -188,6 +196,11 @@ class Inflater {
   // failed anyway). With reset_after (the peer uses no context takeover) the window is dropped after the message.
   InflateStatus inflate(std::span<const std::uint8_t> message, std::size_t limit, ByteBuffer& out, bool reset_after);
   void reset();
+
+  // The window of decompressed history, and its restoration into another Inflater of the same window size: the
+  // counterpart of Deflater::window() for the receiving direction (the peer's compressor keeps referring to it).
+  bool window(ByteBuffer& out) const;
+  bool set_window(std::span<const std::uint8_t> window);
 
   static std::size_t memory_estimate(unsigned window_bits);
 

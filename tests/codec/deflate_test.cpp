@@ -154,6 +154,72 @@ TEST(Deflate, RoundTripsAtEveryWindowSizeWithAndWithoutContextTakeover) {
   }
 }
 
+// Moving a context-takeover stream to another process: the windows of both directions are exported between
+// messages and restored into fresh streams, and the conversation goes on as if nothing had moved.
+TEST(Deflate, WindowsMoveToFreshStreamsBetweenMessagesAtEveryWindowSize) {
+  std::mt19937 rng(11);
+  for (unsigned bits = kMinWindowBits; bits <= kMaxWindowBits; ++bits) {
+    Deflater ours;    // the server's compressor, moved below
+    Inflater peers;   // the client's inflater, which stays
+    Deflater theirs;  // the client's compressor, which stays
+    Inflater mine;    // the server's inflater, moved below
+    ASSERT_TRUE(ours.init(bits));
+    ASSERT_TRUE(peers.init(bits));
+    ASSERT_TRUE(theirs.init(bits));
+    ASSERT_TRUE(mine.init(bits));
+    const std::string first = json_message(rng, 3000), second = json_message(rng, 3000);
+    for (const std::string& m : {first, second}) {
+      EXPECT_EQ(inflate_ok(peers, compress(ours, m, false)), m);
+      EXPECT_EQ(inflate_ok(mine, compress(theirs, m, false)), m);
+    }
+    ByteBuffer out_window, in_window;
+    ASSERT_TRUE(ours.window(out_window));
+    ASSERT_TRUE(mine.window(in_window));
+    // The inflater keeps the whole window; the compressor what it can still refer to (zlib slides its window in
+    // steps, so after a slide it holds less than the window size: it then never refers further back either).
+    const std::size_t window_size = std::size_t{1} << zlib_window_bits(bits);
+    EXPECT_EQ(in_window.size(), std::min<std::size_t>(6000, window_size)) << bits;
+    EXPECT_GT(out_window.size(), 0u) << bits;
+    EXPECT_LE(out_window.size(), window_size) << bits;
+
+    Deflater moved_out;
+    Inflater moved_in;
+    ASSERT_TRUE(moved_out.init(bits));
+    ASSERT_TRUE(moved_in.init(bits));
+    ASSERT_TRUE(moved_out.set_window(out_window.view()));
+    ASSERT_TRUE(moved_in.set_window(in_window.view()));
+    // The last bytes of the history again: with the window they compress to back-references.
+    const std::string repeat = second.substr(second.size() - 200);
+    const Bytes packed = compress(moved_out, repeat, false);
+    EXPECT_EQ(inflate_ok(peers, packed), repeat) << bits;
+    Deflater fresh;
+    ASSERT_TRUE(fresh.init(bits));
+    EXPECT_LT(packed.size(), compress(fresh, repeat, false).size()) << "the moved window was not used, bits " << bits;
+    const Bytes from_peer = compress(theirs, repeat, false);
+    EXPECT_EQ(inflate_ok(moved_in, from_peer), repeat) << bits;
+    // Without the window the same payload does not inflate: the restoration above is what made it work.
+    Inflater without;
+    ASSERT_TRUE(without.init(bits));
+    ByteBuffer lost;
+    EXPECT_EQ(without.inflate(from_peer, 1 << 20, lost, false), InflateStatus::corrupt) << bits;
+  }
+}
+
+TEST(Deflate, WindowIsRefusedWhenNotInitializedAndIsTheHistoryOtherwise) {
+  Deflater d;
+  ByteBuffer w;
+  EXPECT_FALSE(d.window(w));
+  const std::uint8_t history[3] = {'a', 'b', 'c'};
+  EXPECT_FALSE(d.set_window(history));
+  ASSERT_TRUE(d.init(15));
+  compress(d, "some message", false);
+  EXPECT_TRUE(d.window(w));
+  EXPECT_EQ(text_of(w), "some message");
+  Inflater inf;
+  EXPECT_FALSE(inf.window(w));
+  EXPECT_FALSE(inf.set_window(history));
+}
+
 TEST(Deflate, CompressedFramesInflateAfterAssemblyFedWholeBytewiseAndInChunks) {
   Deflater d;
   ASSERT_TRUE(d.init(15));

@@ -318,6 +318,11 @@ std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& 
 }
 
 std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::string_view sni, TlsError& error) {
+  return connect(client_ctx, fd, sni, nullptr, error);
+}
+
+std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::string_view sni, SSL_SESSION* session,
+                                              TlsError& error) {
   error = TlsError{};
   SSL* ssl = SSL_new(client_ctx);
   if (!ssl || SSL_set_fd(ssl, fd) != 1) {
@@ -343,6 +348,8 @@ std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::
       return nullptr;
     }
   }
+  // A session that cannot be resumed (expired, another server's) is simply not offered: a full handshake follows.
+  if (session != nullptr && SSL_SESSION_is_resumable(session)) SSL_set_session(ssl, session);
   SSL_set_connect_state(ssl);
   return std::unique_ptr<TlsStream>(new TlsStream(ssl, nullptr));
 }
@@ -538,6 +545,17 @@ bool TlsStream::ktls_recv() const {
 #endif
 }
 
+SSL_SESSION* TlsStream::session() const {
+  SSL_SESSION* session = SSL_get1_session(ssl_);
+  if (session != nullptr && !SSL_SESSION_is_resumable(session)) {
+    SSL_SESSION_free(session);
+    return nullptr;
+  }
+  return session;
+}
+
+bool TlsStream::resumed() const { return SSL_session_reused(ssl_) == 1; }
+
 std::string TlsStream::error_message() const {
   if (last_ssl_error_ != 0) {
     const char* reason = ERR_reason_error_string(last_ssl_error_);
@@ -556,7 +574,7 @@ std::string TlsStream::error_message() const {
 
 // --------------------------------------------------------------------------------------- client contexts
 
-ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error) {
+ClientContextPtr make_client_context(const ClientTlsOptions& options, TlsError& error) {
   error = TlsError{};
   ClientContextPtr ctx(SSL_CTX_new(TLS_client_method()));
   if (!ctx) {
@@ -565,22 +583,48 @@ ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error
   }
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   set_common(ctx.get(), true);
-  if (!ca_file.empty()) {
-    std::string text;
-    if (!read_file(ca_file, "ca_file", text, error)) return nullptr;
-    if (SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr) != 1) {
-      ERR_clear_error();
-      fail(error, "TLS ca_file '" + ca_file + "' " + pem_problem(text, "CERTIFICATE") +
-                      ": it must hold the CA certificate(s) in PEM");
+  // Sessions are kept by their streams' owners (TlsStream::session), not in a cache shared by every connection.
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  if (options.verify) {
+    if (!options.ca_file.empty()) {
+      std::string text;
+      if (!read_file(options.ca_file, "ca_file", text, error)) return nullptr;
+      if (SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr) != 1) {
+        ERR_clear_error();
+        fail(error, "TLS ca_file '" + options.ca_file + "' " + pem_problem(text, "CERTIFICATE") +
+                        ": it must hold the CA certificate(s) in PEM");
+        return nullptr;
+      }
+    } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+      fail(error, "TLS: the system's CA certificates cannot be loaded (" + openssl_reason() +
+                      "); install ca-certificates or give a ca_file");
       return nullptr;
     }
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   } else {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   }
-  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn);  // returns 0 on success (sic)
+  std::string wire;
+  for (const std::string& protocol : options.alpn) {
+    if (protocol.empty() || protocol.size() > 255) {
+      fail(error, "TLS ALPN protocol names are 1 to 255 bytes long, not '" + protocol + "'");
+      return nullptr;
+    }
+    wire += static_cast<char>(protocol.size());
+    wire += protocol;
+  }
+  if (!wire.empty()) {
+    SSL_CTX_set_alpn_protos(ctx.get(), reinterpret_cast<const unsigned char*>(wire.data()),
+                            static_cast<unsigned>(wire.size()));  // returns 0 on success (sic)
+  }
   return ctx;
+}
+
+ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error) {
+  ClientTlsOptions options;
+  options.verify = !ca_file.empty();
+  options.ca_file = ca_file;
+  return make_client_context(options, error);
 }
 
 }  // namespace edgews::net

@@ -113,6 +113,10 @@ class TlsStream {
   // Client side (tools and tests): sends `sni` (unless empty or an IP literal) and, when the context
   // verifies peers, checks the certificate against it.
   static std::unique_ptr<TlsStream> connect(SSL_CTX* client_ctx, int fd, std::string_view sni, TlsError& error);
+  // The same, resuming `session` (from session() of an earlier stream to the same server) when it is not null:
+  // the server skips the certificate and key exchange work when it accepts it (resumed() tells).
+  static std::unique_ptr<TlsStream> connect(SSL_CTX* client_ctx, int fd, std::string_view sni, SSL_SESSION* session,
+                                            TlsError& error);
 
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
@@ -163,6 +167,11 @@ class TlsStream {
   // Sends close_notify once, best effort: never waits for the peer's.
   void shutdown();
 
+  // Client side: the session to resume on the next connection to the same server, or null when the server gave
+  // none that can be resumed (with TLS 1.3 its tickets arrive after the handshake, with the first records read).
+  // The caller owns the reference (SSL_SESSION_free, or TlsSession).
+  SSL_SESSION* session() const;
+  bool resumed() const;              // this handshake resumed an earlier session
   std::string_view alpn() const;     // empty when none was negotiated
   std::string_view sni() const;      // the server name the client asked for, or empty
   std::string_view version() const;  // "TLSv1.3", "TLSv1.2"
@@ -194,8 +203,23 @@ struct SslCtxDeleter {
 };
 using ClientContextPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 
-// Client context for tools and tests: verifies the server against `ca_file` (PEM), or verifies nothing when
-// `ca_file` is empty. Modern defaults (TLS 1.2+), ALPN "http/1.1", kTLS enabled when available.
+struct SslSessionDeleter {
+  void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
+};
+using TlsSession = std::unique_ptr<SSL_SESSION, SslSessionDeleter>;
+
+// What a client checks of the servers it connects to.
+struct ClientTlsOptions {
+  // Off only where the operator asked for it explicitly: without verification anyone on the path is the server.
+  bool verify = true;
+  std::string ca_file;  // PEM CA certificate(s) to trust; empty: the system's store (OpenSSL's default paths)
+  std::vector<std::string> alpn = {"http/1.1"};
+};
+
+// Client context: TLS 1.2+, the peer's chain verified (against ca_file or the system store) and its name checked
+// by TlsStream::connect (host name or IP address), ALPN, kTLS when available, sessions resumable.
+ClientContextPtr make_client_context(const ClientTlsOptions& options, TlsError& error);
+// For tools and tests: verifies the server against `ca_file` (PEM), or verifies nothing when `ca_file` is empty.
 ClientContextPtr make_client_context(const std::string& ca_file, TlsError& error);
 
 }  // namespace edgews::net

@@ -297,6 +297,80 @@ TEST_F(Tls, HandshakesTls13WithAlpnHttp11) {
   echo(c, 1000);
 }
 
+TEST_F(Tls, ClientVerifiesAgainstTheSystemStoreByDefaultAndSaysWhy) {
+  TlsError error;
+  auto ctx = make_client_context(ClientTlsOptions{}, error);
+  ASSERT_TRUE(error.ok) << error.message;
+  Connected c = connect_pair(server_context(), ctx.get(), "localhost");
+  ASSERT_TRUE(c.client && c.server);
+  // The development CA is in no system store: the chain cannot be verified.
+  EXPECT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).client, TlsIo::error);
+  EXPECT_THAT(c.client->error_message(), HasSubstr("certificate verify failed"));
+  EXPECT_THAT(c.client->error_message(), HasSubstr("unable to get local issuer certificate"));
+}
+
+TEST_F(Tls, ClientRefusesACertificateForAnotherHostAndSaysWhy) {
+  TlsError error;
+  ClientTlsOptions options;
+  options.ca_file = path("ca.crt");
+  auto ctx = make_client_context(options, error);
+  ASSERT_TRUE(error.ok) << error.message;
+  Connected c = connect_pair(server_context(), ctx.get(), "other.example");
+  ASSERT_TRUE(c.client && c.server);
+  EXPECT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).client, TlsIo::error);
+  EXPECT_THAT(c.client->error_message(), HasSubstr("hostname mismatch"));
+  // The same CA and the right name: accepted.
+  Connected right = connect_pair(server_context(), ctx.get(), "localhost");
+  EXPECT_EQ(handshake_pair(*right.client, right.fds.client.get(), *right.server, right.fds.server.get()).client,
+            TlsIo::ok);
+}
+
+TEST_F(Tls, ClientOptionsAreCheckedWithAReason) {
+  TlsError error;
+  ClientTlsOptions options;
+  options.ca_file = path("missing.crt");
+  EXPECT_FALSE(make_client_context(options, error));
+  EXPECT_THAT(error.message, HasSubstr("missing.crt"));
+  options.ca_file.clear();
+  options.alpn = {""};
+  EXPECT_FALSE(make_client_context(options, error));
+  EXPECT_THAT(error.message, HasSubstr("ALPN"));
+}
+
+TEST_F(Tls, ASessionOfOneConnectionResumesTheNext) {
+  auto server_ctx = server_context();
+  TlsError error;
+  ClientTlsOptions options;
+  options.ca_file = path("ca.crt");
+  auto ctx = make_client_context(options, error);
+  ASSERT_TRUE(error.ok) << error.message;
+  Connected first = connect_pair(server_ctx, ctx.get(), "localhost");
+  ASSERT_EQ(handshake_pair(*first.client, first.fds.client.get(), *first.server, first.fds.server.get()).client,
+            TlsIo::ok);
+  EXPECT_FALSE(first.client->resumed());
+  echo(first, 100);  // TLS 1.3 tickets reach the client with the first records it reads
+  TlsSession session(first.client->session());
+  ASSERT_TRUE(session);
+
+  Connected second{tcp_pair(), nullptr, nullptr};
+  second.server = TlsStream::accept(server_ctx, second.fds.server.get(), error);
+  second.client = TlsStream::connect(ctx.get(), second.fds.client.get(), "localhost", session.get(), error);
+  ASSERT_TRUE(second.client && second.server) << error.message;
+  ASSERT_EQ(handshake_pair(*second.client, second.fds.client.get(), *second.server, second.fds.server.get()).client,
+            TlsIo::ok);
+  EXPECT_TRUE(second.client->resumed());
+  EXPECT_TRUE(second.server->resumed());
+  echo(second, 100);
+
+  // Another server (other ticket keys) cannot resume it: a full handshake, no failure.
+  Connected third{tcp_pair(), nullptr, nullptr};
+  third.server = TlsStream::accept(server_context(), third.fds.server.get(), error);
+  third.client = TlsStream::connect(ctx.get(), third.fds.client.get(), "localhost", session.get(), error);
+  ASSERT_EQ(handshake_pair(*third.client, third.fds.client.get(), *third.server, third.fds.server.get()).client,
+            TlsIo::ok);
+  EXPECT_FALSE(third.client->resumed());
+}
+
 TEST_F(Tls, HandshakesTls12WithEcdheAeadCipher) {
   auto server_ctx = server_context();
   auto client_ctx = client_context();

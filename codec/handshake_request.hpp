@@ -62,14 +62,14 @@ bool is_valid_websocket_key(std::string_view key);
 // subprotocol names are tokens compared as-is, RFC 6455 4.1); empty when none.
 std::string_view select_subprotocol(std::string_view offered_list, std::span<const std::string_view> server_preference);
 
-// The handshake policy for subprotocols (DESIGN.md, "The handshake guarantee"). When the client offers
+// The handshake policy for subprotocols (docs/DESIGN.md, 'The handshake guarantee'). When the client offers
 // subprotocols and the 101 names none, Chromium and the node `ws` client kill the socket without a word (1006),
 // so a server that supports subprotocols refuses an offer it cannot match with a 400 instead; a server that
 // supports none answers without one and should log that Chromium will close such a socket.
 enum class SubprotocolOutcome : unsigned char {
   none_offered,          // the client offered none: answer without Sec-WebSocket-Protocol
   selected,              // answer with `selected`
-  no_common_protocol,    // refuse with 400; write_subprotocol_refusal_body() says what was offered and supported
+  no_common_protocol,    // refuse with 400; append_subprotocol_refusal_reason() says what was offered and supported
   server_supports_none,  // answer without one and log a warning (Chromium will close the socket)
 };
 

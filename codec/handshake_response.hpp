@@ -1,7 +1,8 @@
 // Server side of the opening handshake, the writing half: Sec-WebSocket-Accept, the checked application-header
 // API and the three response writers (the canonical 101, a refusal, a plain HTTP response).
 //
-// The handshake guarantee (DESIGN.md): the 101 always has, once each, in this order and spelling,
+// The handshake guarantee (docs/DESIGN.md, 'The handshake guarantee'): the 101 always has, once each, in this
+// order and spelling,
 //   HTTP/1.1 101 Switching Protocols
 //   Upgrade: websocket
 //   Connection: Upgrade

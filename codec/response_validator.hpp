@@ -1,7 +1,7 @@
 // Client side of the opening handshake: a strict validator of a server's 101 response, as strict as the
-// strictest browser for each defect (DESIGN.md lists what Chromium and WebKit were measured to reject), so that a
-// response it passes opens everywhere. Used by the tests, the load generator and `edgews doctor`; it allocates
-// (defect messages, header list) and is not meant for a server's hot path.
+// strictest browser for each defect (docs/DESIGN.md, 'The handshake guarantee', lists what Chromium and WebKit
+// were measured to reject), so that a response it passes opens everywhere. Used by the tests, the load generator
+// and `edgews doctor`; it allocates (defect messages, header list) and is not meant for a server's hot path.
 #pragma once
 
 #include <cstddef>

@@ -100,8 +100,8 @@ struct ServerConfig {
   std::vector<std::string> subprotocols;
   std::vector<std::string> allowed_origins;  // empty = any Origin; else others get 403
   // Headers added to every 101 response (say Access-Control-Allow-Origin). Checked at Server::create: headers
-  // edgews owns (Upgrade, Connection, Sec-WebSocket-*, Content-Length, Transfer-Encoding), invalid names, empty or
-  // control-character values and duplicates are refused there, with the reason.
+  // edgews owns (Upgrade, Connection, Sec-WebSocket-*, Content-Length, Transfer-Encoding, Content-Type), invalid
+  // names, empty or control-character values and duplicates are refused there, with the reason.
   std::vector<std::pair<std::string, std::string>> response_headers;
   DeflateConfig deflate;
 

@@ -145,9 +145,10 @@ void Connection::on_readable(bool peer_hung_up) {
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
       if (state_ == State::dead) break;
-      // A short read proves the kernel had nothing more (DESIGN.md step 2), unless the peer also hung up: then
-      // read on to see the EOF, which brings no further edge. TLS hands out one record per read: there a short
-      // read proves it only when OpenSSL's own last read(2) came back short and it holds no further record.
+      // A short read proves the kernel had nothing more (docs/DESIGN.md, 'How a byte travels'), unless the peer
+      // also hung up: then read on to see the EOF, which brings no further edge. TLS hands out one record per read:
+      // there a short read proves it only when OpenSSL's own last read(2) came back short and it holds no further
+      // record.
       if (r.bytes < buffer.size() && !peer_hung_up && (!tls_ || tls_stream().socket_drained())) break;
       continue;
     }

@@ -52,7 +52,7 @@ class Worker {
   void schedule_flush(Connection& connection);  // flush it once at the end of this turn
 
   // Corking: sends made while a connection's input is processed are gathered here and written with one write
-  // when processing ends (DESIGN.md step 5).
+  // when processing ends (docs/DESIGN.md, 'One reactor turn').
   void cork(Connection& connection) { corked_ = &connection; }
   void uncork();
   bool corked(const Connection& connection) const { return corked_ == &connection; }

@@ -44,7 +44,8 @@ struct IoResult {
 
 // read(2), retried on EINTR. A result shorter than len proves the socket is drained (no extra read needed).
 IoResult read_some(int fd, void* buf, std::size_t len);
-// sendmsg(2) with MSG_NOSIGNAL (SIGPIPE never fires), retried on EINTR; a partial write reports what was taken.
+// send(2) for one buffer, sendmsg(2) for several, with MSG_NOSIGNAL (SIGPIPE never fires), retried on EINTR; a
+// partial write reports what was taken.
 // Falls back to writev(2) for descriptors that are not sockets (pipes; those can raise SIGPIPE).
 IoResult write_vec(int fd, const iovec* iov, int iovcnt);
 

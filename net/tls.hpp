@@ -16,8 +16,9 @@
 // A want_write from read() (TLS 1.3 key update, post-handshake messages) means: wait for EPOLLOUT, then call
 // read() again. Symmetrically a want_read from write() means: wait for EPOLLIN, then call write() again.
 // With an edge-triggered registration for both directions that simply means "retry on the next edge of the
-// kind asked for"; the reactor remembers writability, so a want_write on an already-writable socket cannot
-// happen (OpenSSL only says want_write after send() returned EAGAIN).
+// kind asked for". The owner remembers writability (the reactor registers once and remembers nothing; core's
+// Connection::writable_ is false from an EAGAIN to the next EPOLLOUT edge), and OpenSSL says want_write only
+// after its write(2) returned EAGAIN, so the EPOLLOUT edge it waits for is sure to come.
 #pragma once
 
 #include <openssl/ssl.h>

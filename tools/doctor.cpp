@@ -1,7 +1,7 @@
 // `edgews doctor URL`: checks any WebSocket server the way the strictest real clients would. It sends a standard
 // upgrade request, prints the raw response head, runs edgews' strict response validator over it, then exchanges
 // a text and a binary echo, a ping and a clean close. Every defect is reported with what real clients do with it
-// (measured facts from DESIGN.md, "The handshake guarantee"), and any defect makes the exit status non-zero.
+// (measured facts from docs/DESIGN.md, 'The handshake guarantee'), and any defect makes the exit status non-zero.
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <zlib.h>
@@ -80,8 +80,8 @@ struct Report {
   }
 };
 
-// What real clients do with each validator defect. The measured facts are those of DESIGN.md (Chromium 156 and
-// WebKitGTK 2.50 against deliberately broken 101 responses, plus the origin story on iOS Safari).
+// What real clients do with each validator defect, as measured (docs/DESIGN.md, 'The handshake guarantee':
+// Chromium 156 and WebKitGTK 2.50 against deliberately broken 101 responses, plus the origin story on iOS Safari).
 std::string clients_for(Kind kind, std::string_view header) {
   switch (kind) {
     case Kind::duplicate_header:

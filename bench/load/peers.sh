@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for the peer comparison of issue 11: edgews, the floor and five peer echo servers side by side.
+# One command for the peer comparison: edgews, the floor and five peer echo servers side by side.
 #
 #   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 25 minutes with the defaults,
 #                                         5 rounds of each kind, as the method asks)

@@ -167,7 +167,7 @@ void Connection::on_readable(bool peer_hung_up) {
   }
   worker_.uncork();
   if (more && state_ != State::dead) {
-    // Yield: other connections get their turn; this one continues in the next turn (no new edge will come).
+    // Yield: the rest of this turn's events go first; a task continues this one after them (no new edge will come).
     Worker& worker = worker_;
     const ConnectionHandle h = handle();
     worker_.reactor().post([&worker, h] {

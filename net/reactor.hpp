@@ -92,8 +92,8 @@ class Reactor {
   int fd() const { return epoll_.get(); }
   int next_timeout_ms() const;
 
-  // Any thread. Tasks run on the reactor thread, in posting order, during the next turn (after the dispatch).
-  // A task posted by a task runs in the following turn.
+  // Any thread. Tasks run on the reactor thread, in posting order, after the dispatch of a turn: the current one
+  // when posted by a handler during it, else the next. A task posted by a task runs in the following turn.
   void post(std::function<void()> task);
   bool in_reactor_thread() const { return thread_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
 

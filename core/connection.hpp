@@ -121,6 +121,8 @@ class Connection final : public net::Reactor::Handler {
 
   void on_events(std::uint32_t events) override;
   void on_readable(bool peer_hung_up);
+  void settle_reader();
+  std::uint64_t activity() const;
   void on_writable();
   void process(std::uint8_t* data, std::size_t len);
   void process_handshake(std::uint8_t* data, std::size_t len);
@@ -199,6 +201,9 @@ class Connection final : public net::Reactor::Handler {
   // The TLS record buffers were released and the worker does not list this connection: its next TLS read or
   // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
   bool tls_released_ = false;
+  // Listed for the worker's quiet-connection sweep: it holds memory (TLS record buffers, a receive buffer) that
+  // goes back once the connection is quiet.
+  bool sweep_listed_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;

@@ -48,9 +48,10 @@ class DeflateSession {
   std::size_t min_size() const { return min_size_; }
   const codec::DeflateParams& params() const { return params_; }
 
-  // Free the per-thread buffer when a very large message grew it; call once its view is no longer used.
-  static void trim_inflated_buffer();
-  static void trim_compressed_buffer();
+  // Free the per-thread buffer when a very large message grew it; call once its view is no longer used. Return
+  // the bytes freed.
+  static std::size_t trim_inflated_buffer();
+  static std::size_t trim_compressed_buffer();
 
  private:
   codec::DeflateParams params_;

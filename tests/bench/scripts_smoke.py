@@ -88,7 +88,7 @@ def main():
         except FileNotFoundError:
             md = ""
             failures.append("peers.sh wrote no peers.md")
-        servers = ("edgews", "floor", "beast", "websocketpp", "lws", "node_ws", "python")
+        servers = ("edgews", "floor", "uws", "beast", "websocketpp", "lws", "node_ws", "python")
         tls = [s for s in servers if s != "floor"]
         closed, paired = md.split("Paired at equal offered load")[0], md.partition("Paired at equal offered load")[2]
         expect_rows("peers.sh", closed, [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers] +

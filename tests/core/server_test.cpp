@@ -567,8 +567,10 @@ TEST_P(ServerThreads, GracefulShutdownSends1001AfterQueuedData) {
     }
     queued = static_cast<int>(c.buffered_amount() > 0 ? 1 : 2);
   };
+  ServerConfig config = test_config(GetParam());
+  config.limits.max_backpressure = 16u << 20;  // the 8 MiB queued in one callback is over the default
   RunningServer server;
-  ASSERT_TRUE(server.start(test_config(GetParam()), callbacks));
+  ASSERT_TRUE(server.start(config, callbacks));
   TestClient client;
   ASSERT_TRUE(client.open(server.port(), "/", 4096));
   ASSERT_TRUE(client.send_text("go"));
@@ -613,6 +615,9 @@ INSTANTIATE_TEST_SUITE_P(
         ConfigCase{"ZeroThreads", [](ServerConfig& c) { c.threads = 0; }, "threads"},
         ConfigCase{"TinyBackpressure", [](ServerConfig& c) { c.limits.max_backpressure = 10; },
                    "limits.max_backpressure"},
+        ConfigCase{"LowWaterNotBelowHighWater",
+                   [](ServerConfig& c) { c.limits.read_low_water = c.limits.read_high_water; },
+                   "limits.read_low_water"},
         ConfigCase{"ZeroMessageSize", [](ServerConfig& c) { c.limits.max_message_size = 0; },
                    "limits.max_message_size"},
         ConfigCase{"ZeroConnections", [](ServerConfig& c) { c.limits.max_connections = 0; },

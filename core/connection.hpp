@@ -39,6 +39,7 @@ using codec::Opcode;
 
 class Worker;
 class DeflateSession;
+struct ReceiveRate;
 
 struct ConnectionHandle {
   std::uint32_t worker = UINT32_MAX;
@@ -167,6 +168,8 @@ class Connection final : public net::Reactor::Handler {
   void handle_request(const codec::HttpRequest& request);
   void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade);
   void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade, RefusalReason why);
+  bool admit_upgrade();
+  bool admit_received(std::size_t bytes);
   bool read_proxy_header();
   void serve_metrics(const codec::HttpRequest& request);
   void refuse_http(std::string_view response);
@@ -244,11 +247,15 @@ class Connection final : public net::Reactor::Handler {
   bool sweep_listed_ = false;
   std::uint8_t read_holds_ = 0;  // ReadHold bits, and kResuming
   bool memory_listed_ = false;   // in the worker's list of connections that hold memory (Worker::list_memory_holder)
+  // Which address this connection is counted for under Limits::max_connections_per_address (released at destroy).
+  enum class Admission : std::uint8_t { none, peer, client };
+  Admission admission_ = Admission::none;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;
   PeerAddress peer_;
   std::unique_ptr<Extras> extras_;
+  std::unique_ptr<ReceiveRate> rate_;  // only when Limits::message_rate or byte_rate is set
   void* user_data_ = nullptr;
 };
 

@@ -39,6 +39,8 @@ class Reactor;
 
 namespace edgews::core {
 
+class AddressTable;
+
 struct Error {
   std::string message;  // empty = success
   explicit operator bool() const { return !message.empty(); }
@@ -230,6 +232,7 @@ class Server {
   std::vector<std::string_view> origin_views_;
   CidrSet trusted_proxies_;
   CidrSet metrics_allow_;
+  std::unique_ptr<AddressTable> addresses_;  // per-address admission state, shared by every worker
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
   std::uint64_t memory_budget_ = 0;

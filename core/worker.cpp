@@ -153,6 +153,13 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
                          peer.to_string().c_str(), limits.max_connections);
     return;  // fd closes here
   }
+  PeerAddress address;
+  std::memcpy(&address.addr, peer.data(), std::min<std::size_t>(peer.length, sizeof address.addr));
+  // Per-address connections: counted here unless a PROXY header is still to name the client (counted once read).
+  AddressCount count = AddressCount::exempt;
+  if (!mode.admin && !mode.proxy_protocol && (count = count_address(address)) == AddressCount::refused) {
+    return;  // fd closes here: no read, no timer, no TLS handshake for an address that holds its share already
+  }
   std::uint32_t slot;
   if (free_slots_.empty()) {
     slot = static_cast<std::uint32_t>(slots_.size());
@@ -161,9 +168,8 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
     slot = free_slots_.back();
     free_slots_.pop_back();
   }
-  PeerAddress address;
-  std::memcpy(&address.addr, peer.data(), std::min<std::size_t>(peer.length, sizeof address.addr));
   auto* connection = new Connection(*this, fd.release(), address, slot, slots_[slot].generation);
+  if (count == AddressCount::counted) connection->admission_ = Connection::Admission::peer;
   slots_[slot].connection = connection;
   ++live_;
   server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
@@ -191,6 +197,33 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   } else {
     connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
   }
+}
+
+Worker::AddressCount Worker::count_address(const PeerAddress& peer) {
+  AddressTable& table = *server_.addresses_;
+  if (!table.limits_connections()) return AddressCount::exempt;
+  if (server_.trusted_proxies_.contains(peer)) return AddressCount::exempt;
+  if (table.acquire_connection(AddressKey::of(peer), reactor_->now_ms())) return AddressCount::counted;
+  admission_limited(AdmissionEvent::address_connections_refused, peer, "over limits.max_connections_per_address");
+  return AddressCount::refused;
+}
+
+void Worker::uncount_address(const PeerAddress& address) {
+  server_.addresses_->release_connection(AddressKey::of(address), reactor_->now_ms());
+}
+
+void Worker::admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what) {
+  counters_.bump_admission(event);
+  const Logger& logger = server_.logger();
+  if (!logger.enabled(LogLevel::info)) return;
+  std::uint64_t suppressed = 0;
+  if (!admission_log_[static_cast<std::size_t>(event)].allow(reactor_->now_ms(), suppressed)) return;
+  static constexpr const char* kNames[kAdmissionEvents] = {
+      "limit=address_connections action=refuse", "limit=handshake_rate action=refuse",
+      "limit=message_rate action=close", "limit=byte_rate action=close"};
+  logger.log(LogLevel::info, "limited", "client=%s %s: %s (%llu more like it since the previous line)",
+             address.to_string().c_str(), kNames[static_cast<std::size_t>(event)], what,
+             static_cast<unsigned long long>(suppressed));
 }
 
 Connection* Worker::find(ConnectionHandle handle) const {

@@ -14,6 +14,7 @@
 
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
+#include "core/admission.hpp"
 #include "core/connection.hpp"
 #include "core/metrics.hpp"
 #include "net/listener.hpp"
@@ -115,11 +116,13 @@ class Worker {
     void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
     void bump_memory_close() { add(memory_closes, 1); }
     void bump_memory_pause() { add(memory_pauses, 1); }
+    void bump_admission(AdmissionEvent event) { add(admission[static_cast<std::size_t>(event)], 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
         dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
     std::array<std::atomic<std::uint64_t>, kRefusalReasons> refused_by{};
     std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
+    std::array<std::atomic<std::uint64_t>, kAdmissionEvents> admission{};
     // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
     std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
     // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
@@ -138,6 +141,15 @@ class Worker {
   Counters& counters() { return counters_; }
   const Counters& counters() const { return counters_; }
   std::size_t open_connections() const { return live_; }
+
+  // Admission control (core/admission.hpp). Counts a new connection for its address under
+  // Limits::max_connections_per_address: false when the address already holds its share (the caller closes it).
+  // A trusted proxy is not counted (exempt): its clients count at the upgrade, by the address it names.
+  enum class AddressCount : std::uint8_t { counted, exempt, refused };
+  AddressCount count_address(const PeerAddress& peer);
+  void uncount_address(const PeerAddress& address);
+  // Counts what admission control did and logs it, at most one line a second per kind on this thread.
+  void admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what);
 
   net::Error attach_tls(Connection& connection);
   // TLS record buffers (core/transport.cpp): released at the end of the upgrade's turn when nothing is pending,
@@ -271,6 +283,7 @@ class Worker {
   net::Timer memory_timer_;
   std::size_t deflate_estimate_ = 0;  // zlib state of one connection with permessage-deflate (DeflateConfig)
   Counters counters_;
+  std::array<LogThrottle, kAdmissionEvents> admission_log_;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;
   std::vector<codec::HttpHeader> header_storage_;

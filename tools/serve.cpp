@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "core/edgews.hpp"
@@ -63,6 +64,20 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --max-connections N       default 100000
   --handshake-timeout MS    default 10000
   --idle-timeout MS         default 0 (off)
+  --max-connections-per-address N  concurrent connections per client address (IPv6: per /64), counted at
+                            accept (TCP peer or PROXY source; behind --trusted-proxy at the upgrade, by the
+                            forwarded client); over it the socket is closed (503 behind a trusted proxy).
+                            Default 0 (off)
+  --handshake-rate N        upgrade requests per second per client address; over it: 429 with Retry-After.
+                            Default 0 (off)
+  --handshake-burst N       upgrade requests an address may make at once (default: one second's worth)
+  --message-rate N          data messages per second a connection may send; over it: --rate-policy.
+                            Default 0 (off)
+  --message-burst N         messages a connection may send at once (default: one second's worth)
+  --byte-rate BYTES         data message bytes per second a connection may send; over it: --rate-policy.
+                            Default 0 (off)
+  --byte-burst BYTES        bytes a connection may send at once (default: one second's worth)
+  --rate-policy P           over --message-rate or --byte-rate: close (1008, the default)
   --ping-interval MS        default 30000 (0 = off)
   --deflate                 enable permessage-deflate (RFC 7692; declined for Safari/iOS 15.0-15.3)
   --deflate-window-bits N   9..15: the server's compression window (default 15)
@@ -216,6 +231,20 @@ int serve_main(int argc, char** argv) {
     } else if (args.is("--max-connections")) config.limits.max_connections = args.number(1, 100000000);
     else if (args.is("--handshake-timeout")) config.limits.handshake_timeout_ms = args.number(1, 3600000);
     else if (args.is("--idle-timeout")) config.limits.idle_timeout_ms = args.number(0, 86400000);
+    else if (args.is("--max-connections-per-address")) {
+      config.limits.max_connections_per_address = static_cast<std::uint32_t>(args.number_or_off(1, 100000000));
+    }
+    else if (args.is("--handshake-rate")) config.limits.handshake_rate = static_cast<std::uint32_t>(args.number_or_off(1, 1000000000));
+    else if (args.is("--handshake-burst")) config.limits.handshake_burst = static_cast<std::uint32_t>(args.number(1, 1000000000));
+    else if (args.is("--message-rate")) config.limits.message_rate = static_cast<std::uint32_t>(args.number_or_off(1, 1000000000));
+    else if (args.is("--message-burst")) config.limits.message_burst = static_cast<std::uint32_t>(args.number(1, 1000000000));
+    else if (args.is("--byte-rate")) config.limits.byte_rate = static_cast<std::uint64_t>(args.number_or_off(1, 1LL << 50));
+    else if (args.is("--byte-burst")) config.limits.byte_burst = static_cast<std::uint64_t>(args.number(1, 1LL << 50));
+    else if (args.is("--rate-policy")) {
+      const std::string policy = args.value();
+      if (policy == "close") config.limits.rate_policy = RatePolicy::close;
+      else args.fail("--rate-policy takes close");
+    }
     else if (args.is("--ping-interval")) config.limits.ping_interval_ms = args.number(0, 86400000);
     else if (args.is("--deflate")) config.deflate.enabled = true;
     else if (args.is("--deflate-window-bits")) config.deflate.server_max_window_bits = static_cast<unsigned>(args.number(9, 15));
@@ -255,6 +284,14 @@ int serve_main(int argc, char** argv) {
     } else args.unknown();
   }
   if (!args.ok()) return 2;
+  for (const auto& [burst, rate, name] : {std::tuple{config.limits.handshake_burst != 0, config.limits.handshake_rate != 0, "handshake"},
+                                          std::tuple{config.limits.message_burst != 0, config.limits.message_rate != 0, "message"},
+                                          std::tuple{config.limits.byte_burst != 0, config.limits.byte_rate != 0, "byte"}}) {
+    if (burst && !rate) {
+      std::fprintf(stderr, "edgews serve: --%s-burst has no effect without --%s-rate: add --%s-rate\n", name, name, name);
+      return 2;
+    }
+  }
   if (!deflate_decline_agents.empty() && !config.deflate.enabled) {
     std::fprintf(stderr, "edgews serve: --deflate-decline-ua has no effect without --deflate: add --deflate\n");
     return 2;

@@ -97,7 +97,7 @@ std::uint64_t AddressTable::take_handshake(const AddressKey& key, std::uint64_t 
   std::lock_guard lock(s.mutex);
   Entry& entry = find_or_add(s, key, now_ms);
   const bool admitted = entry.handshakes.take(1, limits_.handshake_rate, limits_.handshake_burst, now_ms);
-  const std::uint64_t wait = admitted ? 0 : entry.handshakes.wait_ms(limits_.handshake_rate);
+  const std::uint64_t wait = admitted ? 0 : entry.handshakes.wait_ms(1, limits_.handshake_rate, limits_.handshake_burst);
   settle(s, s.entries.find(key), now_ms);
   return wait;
 }

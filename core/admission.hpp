@@ -6,6 +6,7 @@
 // of their bytes, owned by the connection's thread and touched only when a limit is set. Internal to core/.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -22,25 +23,26 @@ namespace edgews::core {
 // is `rate` thousandths per millisecond, so refills are exact integer arithmetic. The rate and the capacity are
 // the caller's (one configuration serves every bucket), which keeps a bucket at 16 bytes.
 //
-// A request is admitted while the bucket is not empty and then takes its whole cost, even into debt: a message
-// larger than the burst still passes once, and the average stays at `rate` because the debt is paid back before
-// the next one is admitted.
+// A request is admitted when the bucket holds its cost, and one that costs more than the whole burst (a message
+// larger than byte_burst) when the bucket is full; it then takes its whole cost, into debt, which keeps the
+// average at `rate`: the debt is paid back before anything else is admitted.
 class TokenBucket {
  public:
   void fill(std::uint64_t burst, std::uint64_t now_ms) {
     level_ = static_cast<std::int64_t>(burst * 1000);
     stamp_ = now_ms;
   }
-  // False (nothing taken) when the bucket is empty or in debt.
+  // False (nothing taken) when the bucket does not hold min(cost, burst).
   bool take(std::uint64_t cost, std::uint64_t rate, std::uint64_t burst, std::uint64_t now_ms) {
     refill(rate, burst, now_ms);
-    if (level_ <= 0) return false;
+    if (level_ < static_cast<std::int64_t>(std::min(cost, burst) * 1000)) return false;
     level_ -= static_cast<std::int64_t>(cost * 1000);
     return true;
   }
-  // Milliseconds until take() admits again (0: now).
-  std::uint64_t wait_ms(std::uint64_t rate) const {
-    return level_ > 0 ? 0 : static_cast<std::uint64_t>(-level_) / rate + 1;
+  // Milliseconds until take() of `cost` admits (0: now).
+  std::uint64_t wait_ms(std::uint64_t cost, std::uint64_t rate, std::uint64_t burst) const {
+    const std::int64_t missing = static_cast<std::int64_t>(std::min(cost, burst) * 1000) - level_;
+    return missing <= 0 ? 0 : (static_cast<std::uint64_t>(missing) + rate - 1) / rate;
   }
   bool full(std::uint64_t rate, std::uint64_t burst, std::uint64_t now_ms) {
     refill(rate, burst, now_ms);

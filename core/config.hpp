@@ -61,8 +61,8 @@ struct Limits {
   std::uint32_t handshake_rate = 0;
   std::uint32_t handshake_burst = 0;
   // Received data messages and their payload bytes per second per connection, token buckets holding *_burst
-  // (0 = one second's worth). A message is charged when it is complete; one larger than the burst passes when the
-  // bucket is not in debt, and the next waits until the debt is paid. Over the limit: rate_policy.
+  // (0 = one second's worth). A message is charged when it is complete; one larger than byte_burst passes only a
+  // full bucket and leaves it in debt, which the next message waits out. Over the limit: rate_policy.
   std::uint32_t message_rate = 0;
   std::uint32_t message_burst = 0;
   std::uint64_t byte_rate = 0;

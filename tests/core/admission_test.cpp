@@ -71,22 +71,24 @@ TEST(TokenBucket, AdmitsTheBurstThenRefillsAtTheRate) {
   bucket.fill(3, 1000);
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(bucket.take(1, 10, 3, 1000)) << i;
   EXPECT_FALSE(bucket.take(1, 10, 3, 1000));
-  EXPECT_EQ(bucket.wait_ms(10), 1u);  // empty: the next hundredth of a token (10/s) arrives within a millisecond
-  EXPECT_TRUE(bucket.take(1, 10, 3, 1001)) << "not empty: admitted, into debt";
-  EXPECT_FALSE(bucket.take(1, 10, 3, 1050)) << "-0.99 + 0.49 tokens";
-  EXPECT_EQ(bucket.wait_ms(10), 51u);
-  EXPECT_TRUE(bucket.take(1, 10, 3, 1101));
-  EXPECT_FALSE(bucket.full(10, 3, 1101 + 398));
-  EXPECT_TRUE(bucket.full(10, 3, 1101 + 399));
+  EXPECT_EQ(bucket.wait_ms(1, 10, 3), 100u);  // one token at 10 a second
+  EXPECT_FALSE(bucket.take(1, 10, 3, 1050)) << "half a token";
+  EXPECT_EQ(bucket.wait_ms(1, 10, 3), 50u);
+  EXPECT_TRUE(bucket.take(1, 10, 3, 1100));
+  EXPECT_FALSE(bucket.full(10, 3, 1100 + 299));
+  EXPECT_TRUE(bucket.full(10, 3, 1100 + 300));
+  EXPECT_TRUE(bucket.take(3, 10, 3, 1100 + 300)) << "a cost of the whole burst fits a full bucket";
 }
 
-TEST(TokenBucket, ACostLargerThanTheBurstPassesOnceThenWaitsForItsDebt) {
+TEST(TokenBucket, ACostOverTheBurstPassesAFullBucketThenWaitsForItsDebt) {
   TokenBucket bucket;
-  bucket.fill(1000, 0);               // 1000 bytes a second, burst 1000
-  EXPECT_TRUE(bucket.take(5000, 1000, 1000, 0));   // level 1000 - 5000 = -4000 tokens
-  EXPECT_FALSE(bucket.take(1, 1000, 1000, 3999));  // still in debt after 3.999 s
-  EXPECT_EQ(bucket.wait_ms(1000), 2u);
+  bucket.fill(1000, 0);  // 1000 bytes a second, burst 1000
+  EXPECT_TRUE(bucket.take(5000, 1000, 1000, 0));   // 1000 - 5000 = -4000 tokens
+  EXPECT_FALSE(bucket.take(1, 1000, 1000, 3999));  // -1 token after 3.999 s
+  EXPECT_EQ(bucket.wait_ms(1, 1000, 1000), 2u);
   EXPECT_TRUE(bucket.take(1, 1000, 1000, 4001));
+  EXPECT_FALSE(bucket.take(5000, 1000, 1000, 4001)) << "over the burst: only a full bucket admits it";
+  EXPECT_EQ(bucket.wait_ms(5000, 1000, 1000), 1000u);
 }
 
 TEST(TokenBucket, LongSilenceAtAHugeRateDoesNotOverflow) {
@@ -130,12 +132,12 @@ TEST(AddressTable, HandshakeBucketIsKeptUntilFullThenFreed) {
   ASSERT_TRUE(table.acquire_connection(a, 0));
   EXPECT_EQ(table.take_handshake(a, 0), 0u);
   EXPECT_EQ(table.take_handshake(a, 0), 0u);
-  EXPECT_EQ(table.take_handshake(a, 0), 1u);  // empty: the first thousandth of a token comes in a millisecond
-  EXPECT_EQ(table.take_handshake(a, 500), 0u) << "half a token is more than nothing (the debt model)";
-  EXPECT_EQ(table.take_handshake(a, 500), 501u);
+  EXPECT_EQ(table.take_handshake(a, 0), 1000u);  // empty: one token is a second away
+  EXPECT_EQ(table.take_handshake(a, 500), 500u);
   table.release_connection(a, 500);
   EXPECT_EQ(table.entries(), 1u) << "no connection, but a bucket that is not full: remembered";
-  EXPECT_EQ(table.take_handshake(a, 500), 501u) << "and still limited";
+  EXPECT_EQ(table.take_handshake(a, 600), 400u) << "and still limited";
+  EXPECT_EQ(table.take_handshake(a, 1000), 0u);
   ASSERT_TRUE(table.acquire_connection(a, 5000));
   table.release_connection(a, 5000);
   EXPECT_EQ(table.entries(), 0u) << "no connection and a full bucket: freed";

@@ -70,7 +70,7 @@ struct Limits {
   RatePolicy rate_policy = RatePolicy::close;
   // Addresses remembered without a connection, only for a handshake bucket that is not full yet (for the whole
   // server). Past it the least recently used is forgotten and starts again with a full bucket: memory stays
-  // bounded (about 100 bytes an entry) when many addresses come by.
+  // bounded (about 150 bytes an entry) when many addresses come by.
   std::size_t address_table_idle_entries = 65536;
 };
 

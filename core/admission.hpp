@@ -145,7 +145,7 @@ class AddressTable {
   std::atomic<std::uint64_t> evictions_{0};
 };
 
-// Per-connection receive limits, allocated only when Limits::message_rate or byte_rate is set.
+// Per-connection receive limits (Limits::message_rate, byte_rate), kept by the worker beside its slot table.
 struct ReceiveRate {
   TokenBucket messages;
   TokenBucket bytes;

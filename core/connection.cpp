@@ -437,9 +437,10 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   user_data_ = context.user_data_;
   const Limits& limits = server.config().limits;
   if (limits.message_rate != 0 || limits.byte_rate != 0) {
-    rate_ = std::make_unique<ReceiveRate>();
-    rate_->messages.fill(limits.message_burst, worker_.reactor().now_ms());
-    rate_->bytes.fill(limits.byte_burst, worker_.reactor().now_ms());
+    ReceiveRate& rate = worker_.receive_rate(slot_);
+    rate.messages.fill(limits.message_burst, worker_.reactor().now_ms());
+    rate.bytes.fill(limits.byte_burst, worker_.reactor().now_ms());
+    rate_limited_ = true;
   }
   state_ = State::open;
   send_raw(bytes_of(out));
@@ -522,10 +523,11 @@ bool Connection::admit_upgrade() {
 bool Connection::admit_received(std::size_t bytes) {
   const Limits& limits = worker_.server().config().limits;
   const std::uint64_t now = worker_.reactor().now_ms();
+  ReceiveRate& rate = worker_.receive_rate(slot_);
   AdmissionEvent event;
-  if (limits.message_rate != 0 && !rate_->messages.take(1, limits.message_rate, limits.message_burst, now)) {
+  if (limits.message_rate != 0 && !rate.messages.take(1, limits.message_rate, limits.message_burst, now)) {
     event = AdmissionEvent::message_rate_closed;
-  } else if (limits.byte_rate != 0 && !rate_->bytes.take(bytes, limits.byte_rate, limits.byte_burst, now)) {
+  } else if (limits.byte_rate != 0 && !rate.bytes.take(bytes, limits.byte_rate, limits.byte_burst, now)) {
     event = AdmissionEvent::byte_rate_closed;
   } else {
     return true;
@@ -670,7 +672,7 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
       case codec::EventType::message:
         worker_.counters().bump_messages_in();
         if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
-        if (rate_ != nullptr) [[unlikely]] {
+        if (rate_limited_) [[unlikely]] {
           if (!admit_received(event.payload.size())) return;
         }
         last_message_ms_ = now;

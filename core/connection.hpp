@@ -39,7 +39,6 @@ using codec::Opcode;
 
 class Worker;
 class DeflateSession;
-struct ReceiveRate;
 
 struct ConnectionHandle {
   std::uint32_t worker = UINT32_MAX;
@@ -250,12 +249,13 @@ class Connection final : public net::Reactor::Handler {
   // Which address this connection is counted for under Limits::max_connections_per_address (released at destroy).
   enum class Admission : std::uint8_t { none, peer, client };
   Admission admission_ = Admission::none;
+  // Limits::message_rate or byte_rate is set: received messages are charged to Worker::receive_rate(slot_).
+  bool rate_limited_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;
   PeerAddress peer_;
   std::unique_ptr<Extras> extras_;
-  std::unique_ptr<ReceiveRate> rate_;  // only when Limits::message_rate or byte_rate is set
   void* user_data_ = nullptr;
 };
 

@@ -150,6 +150,12 @@ class Worker {
   void uncount_address(const PeerAddress& address);
   // Counts what admission control did and logs it, at most one line a second per kind on this thread.
   void admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what);
+  // The receive buckets of the connection in this slot: beside the slot table rather than in the connection, so
+  // that a server without rate limits pays nothing per connection for them.
+  ReceiveRate& receive_rate(std::uint32_t slot) {
+    if (receive_rates_.size() <= slot) receive_rates_.resize(slots_.size());
+    return receive_rates_[slot];
+  }
 
   net::Error attach_tls(Connection& connection);
   // TLS record buffers (core/transport.cpp): released at the end of the upgrade's turn when nothing is pending,
@@ -222,6 +228,7 @@ class Worker {
     std::uint32_t generation = 0;
   };
   std::vector<Slot> slots_;
+  std::vector<ReceiveRate> receive_rates_;  // by slot, only when Limits::message_rate or byte_rate is set
   std::vector<std::uint32_t> free_slots_;
   std::size_t live_ = 0;
   std::vector<Connection*> graveyard_;  // released this turn, deleted by the next end-of-turn hook run

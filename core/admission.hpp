@@ -39,10 +39,21 @@ class TokenBucket {
     level_ -= static_cast<std::int64_t>(cost * 1000);
     return true;
   }
+  // Takes the cost whatever the level; false when that leaves the bucket in debt (the caller waits wait_ms(0)).
+  bool owe(std::uint64_t cost, std::uint64_t rate, std::uint64_t burst, std::uint64_t now_ms) {
+    refill(rate, burst, now_ms);
+    level_ -= static_cast<std::int64_t>(cost * 1000);
+    return level_ >= 0;
+  }
   // Milliseconds until take() of `cost` admits (0: now).
   std::uint64_t wait_ms(std::uint64_t cost, std::uint64_t rate, std::uint64_t burst) const {
     const std::int64_t missing = static_cast<std::int64_t>(std::min(cost, burst) * 1000) - level_;
     return missing <= 0 ? 0 : (static_cast<std::uint64_t>(missing) + rate - 1) / rate;
+  }
+  // Milliseconds until the bucket is out of debt, from now_ms.
+  std::uint64_t debt_ms(std::uint64_t rate, std::uint64_t burst, std::uint64_t now_ms) {
+    refill(rate, burst, now_ms);
+    return wait_ms(0, rate, burst);
   }
   bool full(std::uint64_t rate, std::uint64_t burst, std::uint64_t now_ms) {
     refill(rate, burst, now_ms);

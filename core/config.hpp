@@ -21,6 +21,9 @@ enum class BackpressurePolicy : std::uint8_t {
 // What happens when a connection sends data faster than Limits::message_rate or byte_rate.
 enum class RatePolicy : std::uint8_t {
   close,  // close the connection with 1008 (policy violation); the message over the limit is not delivered
+  // Deliver the message, then stop reading the connection (ReadHold::rate) until the buckets have paid for it:
+  // nothing is lost, and TCP pushes the sender back to the rate.
+  pause,
 };
 
 struct Limits {

@@ -519,11 +519,23 @@ bool Connection::admit_upgrade() {
   return false;
 }
 
-// Limits::message_rate and byte_rate, for a complete data message. Over either: close 1008 without delivering it.
+// Limits::message_rate and byte_rate, for a complete data message. RatePolicy::close: over either, close 1008
+// without delivering it. RatePolicy::pause: the message is delivered and paid for, into debt if need be, and
+// reading stops at the next frame boundary until the debt is paid (ReadHold::rate, released by the worker).
 bool Connection::admit_received(std::size_t bytes) {
   const Limits& limits = worker_.server().config().limits;
   const std::uint64_t now = worker_.reactor().now_ms();
   ReceiveRate& rate = worker_.receive_rate(slot_);
+  if (limits.rate_policy == RatePolicy::pause) {
+    const bool messages_ok = limits.message_rate == 0 || rate.messages.owe(1, limits.message_rate, limits.message_burst, now);
+    const bool bytes_ok = limits.byte_rate == 0 || rate.bytes.owe(bytes, limits.byte_rate, limits.byte_burst, now);
+    if (messages_ok && bytes_ok) return true;
+    worker_.admission_limited(messages_ok ? AdmissionEvent::byte_rate_paused : AdmissionEvent::message_rate_paused,
+                              client_address(), "over the rate: reading paused until it is paid for");
+    hold_reading(ReadHold::rate);
+    worker_.hold_for_rate(*this);
+    return true;
+  }
   AdmissionEvent event;
   if (limits.message_rate != 0 && !rate.messages.take(1, limits.message_rate, limits.message_burst, now)) {
     event = AdmissionEvent::message_rate_closed;

@@ -18,7 +18,8 @@ constexpr std::string_view kRefusalLabels[kRefusalReasons] = {
 
 constexpr std::string_view kAdmissionLabels[kAdmissionEvents] = {
     "limit=\"address_connections\",action=\"refuse\"", "limit=\"handshake_rate\",action=\"refuse\"",
-    "limit=\"message_rate\",action=\"close\"", "limit=\"byte_rate\",action=\"close\""};
+    "limit=\"message_rate\",action=\"close\"", "limit=\"byte_rate\",action=\"close\"",
+    "limit=\"message_rate\",action=\"pause\"", "limit=\"byte_rate\",action=\"pause\""};
 
 constexpr std::string_view kCloseCodeLabels[kCloseCodeSlots] = {
     "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",
@@ -182,7 +183,7 @@ std::string Server::metrics_text() const {
   append_metric_sample(out, "edgews_accepts_shed_total", {}, shed);
   append_metric_family(out, "edgews_admission_limited_total", "counter",
          "Admission control actions, by limit and action: connections per address (closed at accept, or 503 "
-         "behind a trusted proxy), handshakes per address (429), messages and bytes per connection (1008).");
+         "behind a trusted proxy), handshakes per address (429), messages and bytes per connection (1008, or reading paused).");
   for (std::size_t i = 0; i < kAdmissionEvents; ++i) {
     append_metric_sample(out, "edgews_admission_limited_total", admission_labels(static_cast<AdmissionEvent>(i)),
                          admission[i]);

@@ -39,8 +39,10 @@ enum class AdmissionEvent : std::uint8_t {
   handshake_rate_refused,       // 429
   message_rate_closed,          // 1008
   byte_rate_closed,             // 1008
+  message_rate_paused,          // reading held until the bucket is out of debt
+  byte_rate_paused,
 };
-inline constexpr std::size_t kAdmissionEvents = 4;
+inline constexpr std::size_t kAdmissionEvents = 6;
 std::string_view admission_labels(AdmissionEvent event);  // limit="...",action="..."
 
 // Close codes as labels: 1000-1015 each, then 3xxx (registered) and 4xxx (private) as two buckets, so that an

@@ -22,7 +22,8 @@ Worker::Worker(Server& server, std::uint32_t index)
       shutdown_timer_(&Worker::on_shutdown_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
       sweep_timer_(&Worker::on_quiet_sweep, this),
-      memory_timer_(&Worker::on_memory_sweep, this) {
+      memory_timer_(&Worker::on_memory_sweep, this),
+      rate_timer_(&Worker::on_rate_timer, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
   // zlib's own figures (core/config.hpp, DeflateConfig): a compressor unless one per thread serves all, and an
   // inflater (counted always: whether the client resets its window is known per connection only).
@@ -220,10 +221,53 @@ void Worker::admission_limited(AdmissionEvent event, const PeerAddress& address,
   if (!admission_log_[static_cast<std::size_t>(event)].allow(reactor_->now_ms(), suppressed)) return;
   static constexpr const char* kNames[kAdmissionEvents] = {
       "limit=address_connections action=refuse", "limit=handshake_rate action=refuse",
-      "limit=message_rate action=close", "limit=byte_rate action=close"};
+      "limit=message_rate action=close", "limit=byte_rate action=close",
+      "limit=message_rate action=pause", "limit=byte_rate action=pause"};
   logger.log(LogLevel::info, "limited", "client=%s %s: %s (%llu more like it since the previous line)",
              address.to_string().c_str(), kNames[static_cast<std::size_t>(event)], what,
              static_cast<unsigned long long>(suppressed));
+}
+
+void Worker::hold_for_rate(Connection& connection) {
+  rate_held_.push_back({connection.slot_, connection.generation_});
+  const std::uint64_t due = reactor_->now_ms() + std::max<std::uint64_t>(rate_wait_ms(connection), 1);
+  if (!rate_timer_.scheduled() || due < rate_timer_due_ms_) {
+    rate_timer_due_ms_ = due;
+    reactor_->timers().schedule(rate_timer_, due - reactor_->now_ms());
+  }
+}
+
+std::uint64_t Worker::rate_wait_ms(Connection& connection) {
+  const Limits& limits = server_.config().limits;
+  ReceiveRate& rate = receive_rate(connection.slot_);
+  const std::uint64_t now = reactor_->now_ms();
+  std::uint64_t wait = 0;
+  if (limits.message_rate != 0) wait = rate.messages.debt_ms(limits.message_rate, limits.message_burst, now);
+  if (limits.byte_rate != 0) wait = std::max(wait, rate.bytes.debt_ms(limits.byte_rate, limits.byte_burst, now));
+  return wait;
+}
+
+void Worker::on_rate_timer(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  constexpr auto kRate = static_cast<std::uint8_t>(ReadHold::rate);
+  std::uint64_t next = UINT64_MAX;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < self->rate_held_.size(); ++i) {
+    const SlotRef ref = self->rate_held_[i];
+    Connection* connection = self->find({self->index_, ref.slot, ref.generation});
+    if (connection == nullptr || (connection->read_holds_ & kRate) == 0) continue;  // closed, or released by a close
+    if (const std::uint64_t wait = self->rate_wait_ms(*connection); wait != 0) {
+      next = std::min(next, wait);
+      self->rate_held_[kept++] = ref;
+      continue;
+    }
+    connection->release_reading(ReadHold::rate);
+  }
+  self->rate_held_.resize(kept);
+  if (next != UINT64_MAX) {
+    self->rate_timer_due_ms_ = self->reactor_->now_ms() + next;
+    self->reactor_->timers().schedule(self->rate_timer_, next);
+  }
 }
 
 Connection* Worker::find(ConnectionHandle handle) const {
@@ -525,6 +569,7 @@ void Worker::begin_shutdown() {
   metrics_timer_.cancel();
   sweep_timer_.cancel();
   memory_timer_.cancel();
+  rate_timer_.cancel();  // closing releases every hold
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;

@@ -152,6 +152,9 @@ class Worker {
   void admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what);
   // The receive buckets of the connection in this slot: beside the slot table rather than in the connection, so
   // that a server without rate limits pays nothing per connection for them.
+  // RatePolicy::pause: the connection was held (ReadHold::rate); a timer releases it once its buckets are out of
+  // debt.
+  void hold_for_rate(Connection& connection);
   ReceiveRate& receive_rate(std::uint32_t slot) {
     if (receive_rates_.size() <= slot) receive_rates_.resize(slots_.size());
     return receive_rates_[slot];
@@ -291,6 +294,11 @@ class Worker {
   std::size_t deflate_estimate_ = 0;  // zlib state of one connection with permessage-deflate (DeflateConfig)
   Counters counters_;
   std::array<LogThrottle, kAdmissionEvents> admission_log_;
+  static void on_rate_timer(net::Timer& timer, void* context);
+  std::uint64_t rate_wait_ms(Connection& connection);
+  std::vector<SlotRef> rate_held_;  // connections held by RatePolicy::pause (a closed one is dropped when seen)
+  net::Timer rate_timer_;
+  std::uint64_t rate_timer_due_ms_ = 0;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;
   std::vector<codec::HttpHeader> header_storage_;

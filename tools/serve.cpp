@@ -77,7 +77,8 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --byte-rate BYTES         data message bytes per second a connection may send; over it: --rate-policy.
                             Default 0 (off)
   --byte-burst BYTES        bytes a connection may send at once (default: one second's worth)
-  --rate-policy P           over --message-rate or --byte-rate: close (1008, the default)
+  --rate-policy P           over --message-rate or --byte-rate: close (1008, the default) or pause (the
+                            connection is not read until the rate has paid for what it sent; nothing is lost)
   --ping-interval MS        default 30000 (0 = off)
   --deflate                 enable permessage-deflate (RFC 7692; declined for Safari/iOS 15.0-15.3)
   --deflate-window-bits N   9..15: the server's compression window (default 15)
@@ -243,7 +244,8 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--rate-policy")) {
       const std::string policy = args.value();
       if (policy == "close") config.limits.rate_policy = RatePolicy::close;
-      else args.fail("--rate-policy takes close");
+      else if (policy == "pause") config.limits.rate_policy = RatePolicy::pause;
+      else args.fail("--rate-policy takes close or pause");
     }
     else if (args.is("--ping-interval")) config.limits.ping_interval_ms = args.number(0, 86400000);
     else if (args.is("--deflate")) config.deflate.enabled = true;

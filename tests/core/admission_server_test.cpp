@@ -34,6 +34,8 @@ const std::string kAddressRefusals = R"(edgews_admission_limited_total{limit="ad
 const std::string kHandshakeRefusals = R"(edgews_admission_limited_total{limit="handshake_rate",action="refuse"})";
 const std::string kMessageCloses = R"(edgews_admission_limited_total{limit="message_rate",action="close"})";
 const std::string kByteCloses = R"(edgews_admission_limited_total{limit="byte_rate",action="close"})";
+const std::string kMessagePauses = R"(edgews_admission_limited_total{limit="message_rate",action="pause"})";
+const std::string kBytePauses = R"(edgews_admission_limited_total{limit="byte_rate",action="pause"})";
 
 bool open_from(TestClient& client, const char* source, std::uint16_t port, std::string_view headers = {}) {
   if (!client.connect_from(source, port)) return false;
@@ -144,6 +146,61 @@ TEST(Admission, ByteRateClosesWith1008) {
   EXPECT_EQ(frames.back().close_reason, "byte rate limit exceeded");
   EXPECT_EQ(frames.size(), 2u) << "one echo, then the close";
   EXPECT_EQ(sample(server->metrics_text(), kByteCloses), 1);
+}
+
+// RatePolicy::pause: the sender is slowed down to the rate, and every message arrives, in order.
+TEST(Admission, MessageRatePauseDeliversEverythingInOrder) {
+  ServerConfig config = test_config();
+  config.limits.message_rate = 40;
+  config.limits.message_burst = 5;
+  config.limits.rate_policy = RatePolicy::pause;
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, echo_callbacks()));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  constexpr int kMessages = 30;  // 25 over the burst: about 0.6 s at 40 a second
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(client.send_text("message " + std::to_string(i)));
+  for (int i = 0; i < kMessages; ++i) {
+    auto echo = client.read_frame(10000);
+    ASSERT_TRUE(echo) << "message " << i;
+    ASSERT_EQ(echo->opcode, Opcode::text);
+    EXPECT_EQ(echo->payload, "message " + std::to_string(i));
+  }
+  const std::string metrics = server->metrics_text();
+  EXPECT_GE(sample(metrics, kMessagePauses), 1);
+  EXPECT_EQ(sample(metrics, kMessageCloses), 0);
+  // Still open and served once the rate has caught up.
+  ASSERT_TRUE(client.send_text("after"));
+  auto echo = client.read_frame(10000);
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->payload, "after");
+  EXPECT_TRUE(eventually([&] { return sample(server->metrics_text(), "edgews_connections_throttled") == 0; }))
+      << "no connection is left held";
+}
+
+TEST(Admission, ByteRatePauseDeliversEverythingInOrder) {
+  ServerConfig config = test_config();
+  config.limits.byte_rate = 1 << 20;
+  config.limits.byte_burst = 256 * 1024;
+  config.limits.rate_policy = RatePolicy::pause;
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, echo_callbacks()));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  // Rounds of four 128 KiB messages (twice the burst), each round read back before the next is sent.
+  constexpr std::size_t kSize = 128 * 1024;
+  for (int round = 0, n = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(client.send_binary(std::string(kSize, static_cast<char>('a' + n + i))));
+    for (int i = 0; i < 4; ++i, ++n) {
+      auto echo = client.read_frame(10000);
+      ASSERT_TRUE(echo) << "message " << n;
+      ASSERT_EQ(echo->payload.size(), kSize);
+      EXPECT_EQ(echo->payload.front(), static_cast<char>('a' + n));
+      EXPECT_EQ(echo->payload.back(), static_cast<char>('a' + n));
+    }
+  }
+  EXPECT_GE(sample(server->metrics_text(), kBytePauses), 1);
+  EXPECT_EQ(sample(server->metrics_text(), kByteCloses), 0);
 }
 
 TEST(Admission, RatesWithinTheLimitCloseNothing) {

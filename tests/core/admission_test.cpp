@@ -91,6 +91,18 @@ TEST(TokenBucket, ACostOverTheBurstPassesAFullBucketThenWaitsForItsDebt) {
   EXPECT_EQ(bucket.wait_ms(5000, 1000, 1000), 1000u);
 }
 
+TEST(TokenBucket, OweTakesTheCostAlwaysAndSaysWhenItLeftDebt) {
+  TokenBucket bucket;
+  bucket.fill(2, 0);  // 10 a second, burst 2
+  EXPECT_TRUE(bucket.owe(1, 10, 2, 0));
+  EXPECT_TRUE(bucket.owe(1, 10, 2, 0));
+  EXPECT_FALSE(bucket.owe(1, 10, 2, 0));  // -1 token
+  EXPECT_EQ(bucket.debt_ms(10, 2, 0), 100u);
+  EXPECT_EQ(bucket.debt_ms(10, 2, 60), 40u);
+  EXPECT_EQ(bucket.debt_ms(10, 2, 100), 0u);
+  EXPECT_TRUE(bucket.owe(0, 10, 2, 100));
+}
+
 TEST(TokenBucket, LongSilenceAtAHugeRateDoesNotOverflow) {
   TokenBucket bucket;
   const std::uint64_t rate = 1ULL << 50, burst = 1ULL << 50;

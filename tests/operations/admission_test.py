@@ -145,6 +145,27 @@ class AdmissionFlags(unittest.TestCase):
         self.assertEqual(check.stdout.strip() + check.stderr.strip(), "", "promtool found problems")
 
 
+class PausePolicy(unittest.TestCase):
+    def test_message_rate_pause_slows_the_sender_and_loses_nothing(self):
+        server = Server("--metrics-port", "0", "--rate-policy", "pause", "--message-rate", "50",
+                        "--message-burst", "5")
+        try:
+            ws = BoundWebSocket("127.0.0.7", server.port)
+            for i in range(40):  # 35 over the burst: about 0.7 s at 50 a second
+                ws.send(b"p%d" % i)
+            for i in range(40):
+                self.assertEqual(ws.recv(), (0x1, b"p%d" % i))
+            ws.close()
+            status, body = ops.http_get(server.metrics_port, "/metrics")
+            self.assertEqual(status, 200)
+            values = parse_metrics(body)
+            self.assertGreaterEqual(values['edgews_admission_limited_total{limit="message_rate",action="pause"}'], 1)
+            self.assertEqual(values['edgews_admission_limited_total{limit="message_rate",action="close"}'], 0)
+            server.wait_log(r"limit=message_rate action=pause")
+        finally:
+            server.stop()
+
+
 class AdmissionFlagValues(unittest.TestCase):
     def refuses(self, args, expected):
         done = subprocess.run([EDGEWS, "serve", "--port", "0", *args], capture_output=True, text=True, timeout=20)
@@ -159,7 +180,7 @@ class AdmissionFlagValues(unittest.TestCase):
         for flag in ["--handshake-burst", "--message-burst", "--byte-burst"]:
             self.refuses([flag, "0"], "%s takes a whole number from 1 to" % flag)
         self.refuses(["--byte-rate", "1125899906842625"], "--byte-rate takes 0 (off) or a whole number from 1 to")
-        self.refuses(["--rate-policy", "slow"], "--rate-policy takes close")
+        self.refuses(["--rate-policy", "slow"], "--rate-policy takes close or pause")
 
     def test_a_burst_without_its_rate_is_refused(self):
         for kind in ["handshake", "message", "byte"]:

@@ -527,7 +527,8 @@ bool Connection::admit_received(std::size_t bytes) {
   const std::uint64_t now = worker_.reactor().now_ms();
   ReceiveRate& rate = worker_.receive_rate(slot_);
   if (limits.rate_policy == RatePolicy::pause) {
-    const bool messages_ok = limits.message_rate == 0 || rate.messages.owe(1, limits.message_rate, limits.message_burst, now);
+    const bool messages_ok =
+        limits.message_rate == 0 || rate.messages.owe(1, limits.message_rate, limits.message_burst, now);
     const bool bytes_ok = limits.byte_rate == 0 || rate.bytes.owe(bytes, limits.byte_rate, limits.byte_burst, now);
     if (messages_ok && bytes_ok) return true;
     worker_.admission_limited(messages_ok ? AdmissionEvent::byte_rate_paused : AdmissionEvent::message_rate_paused,
@@ -545,8 +546,8 @@ bool Connection::admit_received(std::size_t bytes) {
     return true;
   }
   const bool messages = event == AdmissionEvent::message_rate_closed;
-  worker_.admission_limited(event, client_address(),
-                            messages ? "over limits.message_rate, closing with 1008" : "over limits.byte_rate, closing with 1008");
+  worker_.admission_limited(event, client_address(), messages ? "over limits.message_rate, closing with 1008"
+                                                              : "over limits.byte_rate, closing with 1008");
   fail_with(static_cast<std::uint16_t>(CloseCode::policy_violation),
             messages ? "message rate limit exceeded" : "byte rate limit exceeded");
   return false;

@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <vector>
 
 #include "core/edgews.hpp"
@@ -177,6 +176,11 @@ void pubsub_command(Server& server, Connection& c, const Message& m, const std::
   }
 }
 
+// Admission rates: a billion upgrades or messages a second is beyond any server; 2^50 bytes is Limits' bound.
+constexpr long long kMaxRate = 1000000000;
+constexpr long long kMaxBytes = 1LL << 50;
+std::uint32_t rate32(long long value) { return static_cast<std::uint32_t>(value); }
+
 }  // namespace
 
 int serve_main(int argc, char** argv) {
@@ -235,12 +239,12 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--max-connections-per-address")) {
       config.limits.max_connections_per_address = static_cast<std::uint32_t>(args.number_or_off(1, 100000000));
     }
-    else if (args.is("--handshake-rate")) config.limits.handshake_rate = static_cast<std::uint32_t>(args.number_or_off(1, 1000000000));
-    else if (args.is("--handshake-burst")) config.limits.handshake_burst = static_cast<std::uint32_t>(args.number(1, 1000000000));
-    else if (args.is("--message-rate")) config.limits.message_rate = static_cast<std::uint32_t>(args.number_or_off(1, 1000000000));
-    else if (args.is("--message-burst")) config.limits.message_burst = static_cast<std::uint32_t>(args.number(1, 1000000000));
-    else if (args.is("--byte-rate")) config.limits.byte_rate = static_cast<std::uint64_t>(args.number_or_off(1, 1LL << 50));
-    else if (args.is("--byte-burst")) config.limits.byte_burst = static_cast<std::uint64_t>(args.number(1, 1LL << 50));
+    else if (args.is("--handshake-rate")) config.limits.handshake_rate = rate32(args.number_or_off(1, kMaxRate));
+    else if (args.is("--handshake-burst")) config.limits.handshake_burst = rate32(args.number(1, kMaxRate));
+    else if (args.is("--message-rate")) config.limits.message_rate = rate32(args.number_or_off(1, kMaxRate));
+    else if (args.is("--message-burst")) config.limits.message_burst = rate32(args.number(1, kMaxRate));
+    else if (args.is("--byte-rate")) config.limits.byte_rate = static_cast<std::uint64_t>(args.number_or_off(1, kMaxBytes));
+    else if (args.is("--byte-burst")) config.limits.byte_burst = static_cast<std::uint64_t>(args.number(1, kMaxBytes));
     else if (args.is("--rate-policy")) {
       const std::string policy = args.value();
       if (policy == "close") config.limits.rate_policy = RatePolicy::close;
@@ -286,13 +290,15 @@ int serve_main(int argc, char** argv) {
     } else args.unknown();
   }
   if (!args.ok()) return 2;
-  for (const auto& [burst, rate, name] : {std::tuple{config.limits.handshake_burst != 0, config.limits.handshake_rate != 0, "handshake"},
-                                          std::tuple{config.limits.message_burst != 0, config.limits.message_rate != 0, "message"},
-                                          std::tuple{config.limits.byte_burst != 0, config.limits.byte_rate != 0, "byte"}}) {
-    if (burst && !rate) {
-      std::fprintf(stderr, "edgews serve: --%s-burst has no effect without --%s-rate: add --%s-rate\n", name, name, name);
-      return 2;
-    }
+  const Limits& limits = config.limits;
+  const char* lonely_burst = limits.handshake_burst != 0 && limits.handshake_rate == 0 ? "handshake"
+                             : limits.message_burst != 0 && limits.message_rate == 0   ? "message"
+                             : limits.byte_burst != 0 && limits.byte_rate == 0         ? "byte"
+                                                                                       : nullptr;
+  if (lonely_burst != nullptr) {
+    std::fprintf(stderr, "edgews serve: --%s-burst has no effect without --%s-rate: add --%s-rate\n", lonely_burst,
+                 lonely_burst, lonely_burst);
+    return 2;
   }
   if (!deflate_decline_agents.empty() && !config.deflate.enabled) {
     std::fprintf(stderr, "edgews serve: --deflate-decline-ua has no effect without --deflate: add --deflate\n");

@@ -14,7 +14,7 @@ namespace {
 constexpr std::string_view kRefusalLabels[kRefusalReasons] = {
     "bad_request",       "forbidden",   "unsupported_version", "headers_too_large", "no_common_subprotocol",
     "application", "application_header", "internal_error",     "rate_limited",      "address_connections",
-    "other"};
+    "draining",      "other"};
 
 constexpr std::string_view kAdmissionLabels[kAdmissionEvents] = {
     "limit=\"address_connections\",action=\"refuse\"", "limit=\"handshake_rate\",action=\"refuse\"",

@@ -27,9 +27,10 @@ enum class RefusalReason : std::uint8_t {
   internal_error,         // 5xx
   rate_limited,           // 429: over Limits::handshake_rate for the client's address
   address_connections,    // 503: over Limits::max_connections_per_address for a client behind a trusted proxy
+  draining,               // 503: the server is draining before a restart (Server::begin_drain)
   other,
 };
-inline constexpr std::size_t kRefusalReasons = 11;
+inline constexpr std::size_t kRefusalReasons = 12;
 std::string_view label(RefusalReason reason);
 RefusalReason refusal_reason_for_status(int status);
 

@@ -20,7 +20,7 @@ enum class BackpressurePolicy : std::uint8_t {
 
 struct Limits {
   std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
-  std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
+  std::uint32_t max_fragments = 0;                 // frames of one fragmented message, 0 = no cap; over it: 1009
   std::size_t max_backpressure = 16u << 20;        // bytes queued per connection before the policy applies
   BackpressurePolicy backpressure_policy = BackpressurePolicy::close;
   std::size_t max_connections = 100000;            // per server; over it new connections are closed at once

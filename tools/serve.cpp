@@ -55,6 +55,7 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
   --max-message-size BYTES  default 16777216
   --max-backpressure BYTES  default 16777216
+  --max-fragments N         frames one message may have (default 0 = no cap: --max-message-size bounds its bytes)
   --backpressure-policy P   close (default) or drop
   --max-connections N       default 100000
   --handshake-timeout MS    default 10000
@@ -200,7 +201,9 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
     else if (args.is("--max-message-size")) config.limits.max_message_size = args.number(1, 1LL << 40);
-    else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
+    else if (args.is("--max-fragments")) {
+      config.limits.max_fragments = static_cast<std::uint32_t>(args.number_or_off(1, 0xFFFFFFFFLL));
+    } else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
     else if (args.is("--backpressure-policy")) {
       const std::string policy = args.value();
       if (policy == "close") config.limits.backpressure_policy = BackpressurePolicy::close;

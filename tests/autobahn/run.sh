@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The Autobahn TestSuite (fuzzingclient) against `edgews serve`, with its default settings and with --deflate:
 #
-#   tests/autobahn/run.sh [--build DIR] [--modes default,deflate] [--out DIR] [--exclude CASE]... [--setup]
-#                         [CASE ...]
+#   tests/autobahn/run.sh [--build DIR] [--modes default,deflate] [--jobs N] [--out DIR] [--exclude CASE]...
+#                         [--setup] [CASE ...]
 #
-# CASE is an Autobahn case id or a pattern in which * matches anything ("1.1.1", "9.3.*"); none = all 517 cases (about 15 minutes per mode on
-# two cores; sections 9, 12 and 13 take most of it). The suite comes from /work/shared/autobahn (or
-# $AUTOBAHN_TARBALL) and is extracted into the build directory, never into the source tree; its Debian packages
-# are installed when missing (tools/install-deps.sh autobahn). Each mode gets its own server on a free loopback
-# port. Prints one table per mode of cases by result (behavior, and behaviorClose), then every case that is not
-# OK; exits non-zero when a case is FAILED or NON-STRICT (INFORMATIONAL and UNIMPLEMENTED are reported only).
-# The HTML and JSON reports stay in OUT/MODE (default BUILD/autobahn/reports). --setup only installs and extracts.
+# CASE is an Autobahn case id or a pattern in which * matches anything ("1.1.1", "9.3.*"); none = all 517
+# cases. The suite comes from /work/shared/autobahn (or $AUTOBAHN_TARBALL) and is extracted into the build
+# directory, never into the source tree; its Debian packages are installed when missing (tools/install-deps.sh
+# autobahn). Each mode runs its cases in N parts at once (--jobs, default 1), each part with its own client and
+# its own server on a free loopback port. The whole suite takes half a minute with the defaults, where sections
+# 12 and 13 are unimplemented (no compression), and most of an hour with --deflate on a busy two-core machine
+# (the client's Python compression of sections 12 and 13): --jobs 4 shortens it. Prints one table per mode of
+# cases by result (behavior, and behaviorClose), then every case that is not OK; exits non-zero when a case is
+# FAILED or NON-STRICT (INFORMATIONAL and UNIMPLEMENTED are reported only). The HTML and JSON reports stay in
+# OUT/MODE (default BUILD/autobahn/reports). --setup only installs the packages and extracts the suite.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../.." && pwd)
@@ -20,14 +23,16 @@ out=
 setup_only=no
 cases=()
 excluded=()
+jobs=1
 while (($#)); do
   case $1 in
     --build) build=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --exclude) excluded+=("$2"); shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     --setup) setup_only=yes; shift ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     *) cases+=("$1"); shift ;;
   esac
@@ -61,30 +66,54 @@ top=$(dirname "$top")
 [[ -d $top/autobahntestsuite ]] || { echo "run.sh: $tarball holds no autobahntestsuite/wstest.py" >&2; exit 2; }
 [[ $setup_only == no ]] || exit 0
 
-server_pid=
-stop_server() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-  fi
+server_pids=()
+stop_servers() {
+  local pid
+  for pid in "${server_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  server_pids=()
 }
-trap stop_server EXIT
+trap stop_servers EXIT
 
 # Starts edgews on a free port (--port 0) and sets server_port from the line it prints.
 start_server() {
   local log=$1; shift
   "$edgews" serve --host 127.0.0.1 --port 0 --log-level warn "$@" >"$log.out" 2>"$log.err" &
-  server_pid=$!
+  local pid=$!
+  server_pids+=("$pid")
   server_port=
   for _ in $(seq 1 100); do
     server_port=$(sed -n 's/^edgews: listening on port \([0-9]*\)$/\1/p' "$log.out")
     [[ -n $server_port ]] && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "run.sh: edgews serve $* did not start: $(cat "$log.err")" >&2
   exit 2
+}
+
+# Writes one spec.json per part into PARTS_DIR/part-K (K = 1..jobs): the suite resolves the patterns into case
+# ids, dealt round-robin so that every part gets its share of the long cases.
+write_specs() {
+  (cd "$top" && "$python" - "$1" "$jobs" "${cases[*]}" "${excluded[*]}") <<'EOF'
+import json, os, sys
+from autobahntestsuite.case import Cases, CaseCategories, CaseSubCategories, CaseSetname, CaseBasename
+from autobahntestsuite.caseset import CaseSet
+parts_dir, jobs, cases, excluded = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+case_set = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
+ids = case_set.parseSpecCases({"cases": cases, "exclude-cases": excluded})
+unknown = [i for i in ids if i not in case_set.CasesById]
+if unknown or not ids:
+    sys.exit(f"run.sh: no such Autobahn case: {' '.join(unknown) or ' '.join(cases)}")
+for k in range(min(jobs, len(ids))):
+    part = os.path.join(parts_dir, f"part-{k + 1}")
+    os.makedirs(part)
+    json.dump({"outdir": part, "servers": [{"agent": "edgews", "url": "ws://127.0.0.1:PORT"}],
+               "cases": ids[k::jobs], "exclude-cases": [], "exclude-agent-cases": {}},
+              open(os.path.join(part, "spec.json"), "w"), indent=1)
+EOF
 }
 
 status=0
@@ -98,30 +127,39 @@ for mode in "${mode_list[@]}"; do
   dir=$out/$mode
   rm -rf "$dir"
   mkdir -p "$dir"
-  start_server "$dir/edgews" "${flags[@]}"
-  "$python" - "$dir/spec.json" "$dir" "$server_port" "${cases[*]}" "${excluded[*]}" <<'EOF'
-import json, sys
-spec, outdir, port, cases, excluded = sys.argv[1:6]
-json.dump({"outdir": outdir, "servers": [{"agent": "edgews", "url": f"ws://127.0.0.1:{port}"}],
-           "cases": cases.split(), "exclude-cases": excluded.split(), "exclude-agent-cases": {}},
-          open(spec, "w"), indent=1)
-EOF
+  write_specs "$dir"
   what="cases ${cases[*]}"
   ((${#excluded[@]} == 0)) || what+=" except ${excluded[*]}"
-  echo "autobahn: edgews serve ${flags[*]:-(defaults)} on 127.0.0.1:$server_port, $what" >&2
+  echo "autobahn: edgews serve ${flags[*]:-(defaults)}, $what, $jobs part(s) at once" >&2
   started=$SECONDS
-  # The suite's own per-case timeouts bound each case; this bounds the whole run (the full suite takes ~15 min).
-  (cd "$top" && timeout 3600 "$python" -c 'import sys; sys.argv = ["wstest", "-m", "fuzzingclient", "-s", sys.argv[1]]
-from autobahntestsuite import wstest; wstest.run()' "$dir/spec.json" >"$dir/wstest.log" 2>&1) ||
-    { echo "run.sh: wstest failed (exit $?); see $dir/wstest.log:" >&2; tail -20 "$dir/wstest.log" >&2; exit 2; }
-  alive=yes
-  kill -0 "$server_pid" 2>/dev/null || alive=no
-  stop_server
+  clients=()
+  parts=("$dir"/part-*)
+  for part in "${parts[@]}"; do
+    start_server "$part/edgews" "${flags[@]}"
+    sed -i "s/127.0.0.1:PORT/127.0.0.1:$server_port/" "$part/spec.json"
+    # The suite's own per-case timeouts bound each case; this bounds the whole run.
+    (cd "$top" && exec timeout 7200 "$python" -c 'import sys; sys.argv = ["wstest", "-m", "fuzzingclient", "-s", sys.argv[1]]
+from autobahntestsuite import wstest; wstest.run()' "$part/spec.json" >"$part/wstest.log" 2>&1) &
+    clients+=($!)
+  done
+  for i in "${!clients[@]}"; do
+    if ! wait "${clients[$i]}"; then
+      echo "run.sh: wstest failed; see ${parts[$i]}/wstest.log:" >&2
+      tail -20 "${parts[$i]}/wstest.log" >&2
+      kill "${clients[@]}" 2>/dev/null || true
+      exit 2
+    fi
+  done
+  dead=()
+  for i in "${!server_pids[@]}"; do
+    kill -0 "${server_pids[$i]}" 2>/dev/null || dead+=("${parts[$i]}/edgews.err")
+  done
+  stop_servers
   echo
   echo "edgews serve ${flags[*]:-(defaults)}: $((SECONDS - started)) s"
-  "$python" "$here/summarize.py" "$dir/index.json" || status=1
-  if [[ $alive == no ]]; then
-    echo "run.sh: the server died during the run; its stderr: $(tail -5 "$dir/edgews.err")" >&2
+  "$python" "$here/summarize.py" "${parts[@]/%//index.json}" || status=1
+  if ((${#dead[@]})); then
+    echo "run.sh: a server died during the run; see ${dead[*]}" >&2
     status=1
   fi
 done

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Summarizes an Autobahn TestSuite fuzzingclient report (OUT/index.json): a table of cases by result, for the
-protocol behavior and for the closing behavior, then every case that is not OK. Exits 1 when a case is FAILED or
-NON-STRICT (or the report holds no case), 0 otherwise: INFORMATIONAL and UNIMPLEMENTED are reported only.
+"""Summarizes Autobahn TestSuite fuzzingclient reports (OUT/index.json; several are one run in parts): a table
+of cases by result, for the protocol behavior and for the closing behavior, then every case that is not OK.
+Exits 1 when a case is FAILED or NON-STRICT (or the reports hold no case), 0 otherwise: INFORMATIONAL and
+UNIMPLEMENTED are reported only.
 
-    summarize.py OUT/index.json [--markdown]
+    summarize.py [--markdown] OUT/index.json...
 """
 import json
-import os
 import sys
 
 RESULTS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
@@ -18,20 +18,24 @@ def case_key(case_id):
 
 
 def main(argv):
-    if len(argv) < 2:
+    markdown = "--markdown" in argv[1:]
+    files = [a for a in argv[1:] if a != "--markdown"]
+    if not files:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    try:
-        with open(argv[1]) as f:
-            index = json.load(f)
-    except (OSError, ValueError) as e:
-        print(f"summarize: cannot read the report {argv[1]}: {e} (did wstest run?)", file=sys.stderr)
-        return 1
-    markdown = "--markdown" in argv[2:]
+    index = {}
+    for name in files:
+        try:
+            with open(name) as f:
+                for agent, cases in json.load(f).items():
+                    index.setdefault(agent, {}).update(cases)
+        except (OSError, ValueError) as e:
+            print(f"summarize: cannot read the report {name}: {e} (did wstest run?)", file=sys.stderr)
+            return 1
     status = 0
     for agent, cases in sorted(index.items()):
         if not cases:
-            print(f"summarize: agent {agent} has no case in {argv[1]}", file=sys.stderr)
+            print(f"summarize: agent {agent} has no case in {' '.join(files)}", file=sys.stderr)
             status = 1
             continue
         counts = {column: {r: 0 for r in RESULTS} for column in ("behavior", "behaviorClose")}
@@ -67,8 +71,8 @@ def main(argv):
         for section, n in sorted(unimplemented.items(), key=lambda item: int(item[0])):
             print(f"  section {section}: {n} cases UNIMPLEMENTED (an extension the server did not negotiate)")
     if status:
-        print(f"summarize: FAILED or NON-STRICT cases above; {os.path.dirname(os.path.abspath(argv[1]))}/index.html "
-              "links the report of each case", file=sys.stderr)
+        print("summarize: FAILED or NON-STRICT cases above; index.html beside each index.json links the report of "
+              "each case", file=sys.stderr)
     return status
 
 

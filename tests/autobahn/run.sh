@@ -12,7 +12,7 @@
 # 12 and 13 are unimplemented (no compression), and most of an hour with --deflate on a busy two-core machine
 # (the client's Python compression of sections 12 and 13): --jobs 4 shortens it. Prints one table per mode of
 # cases by result (behavior, and behaviorClose), then every case that is not OK; exits non-zero when a case is
-# FAILED or NON-STRICT (INFORMATIONAL and UNIMPLEMENTED are reported only). The HTML and JSON reports stay in
+# FAILED, NON-STRICT or closed UNCLEAN (or another close failure); INFORMATIONAL and UNIMPLEMENTED are reported. The HTML and JSON reports stay in
 # OUT/MODE (default BUILD/autobahn/reports). --setup only installs the packages and extracts the suite.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

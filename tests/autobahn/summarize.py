@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Summarizes Autobahn TestSuite fuzzingclient reports (OUT/index.json; several are one run in parts): a table
 of cases by result, for the protocol behavior and for the closing behavior, then every case that is not OK.
-Exits 1 when a case is FAILED or NON-STRICT (or the reports hold no case), 0 otherwise: INFORMATIONAL and
-UNIMPLEMENTED are reported only.
+Exits 1 when a case is FAILED or NON-STRICT, or its closing behavior is another failure of the suite's (UNCLEAN,
+WRONG CODE, FAILED BY CLIENT), or the reports hold no case; 0 otherwise: INFORMATIONAL and UNIMPLEMENTED are
+reported only.
 
     summarize.py [--markdown] OUT/index.json...
 """
@@ -10,7 +11,7 @@ import json
 import sys
 
 RESULTS = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
-FAILING = {"FAILED", "NON-STRICT"}
+PASSING = {"OK", "INFORMATIONAL", "UNIMPLEMENTED"}
 
 
 def case_key(case_id):
@@ -47,7 +48,7 @@ def main(argv):
                 counts[column][result] = counts[column].get(result, 0) + 1
             if case.get("behavior") != "OK" or case.get("behaviorClose") != "OK":
                 unusual.append((case_id, case.get("behavior"), case.get("behaviorClose"), case.get("remoteCloseCode")))
-            if case.get("behavior") in FAILING or case.get("behaviorClose") in FAILING:
+            if case.get("behavior") not in PASSING or case.get("behaviorClose") not in PASSING:
                 status = 1
         results = RESULTS + sorted((set(counts["behavior"]) | set(counts["behaviorClose"])) - set(RESULTS))
         if markdown:
@@ -71,7 +72,7 @@ def main(argv):
         for section, n in sorted(unimplemented.items(), key=lambda item: int(item[0])):
             print(f"  section {section}: {n} cases UNIMPLEMENTED (an extension the server did not negotiate)")
     if status:
-        print("summarize: FAILED or NON-STRICT cases above; index.html beside each index.json links the report of "
+        print("summarize: failing cases above; index.html beside each index.json links the report of "
               "each case", file=sys.stderr)
     return status
 

@@ -293,6 +293,8 @@ struct ModeCase {
   bool report_accepts;     // whether the connection is usable despite it
 };
 
+void PrintTo(const ModeCase& c, std::ostream* os) { *os << c.name; }
+
 class ClientResponseModes : public ::testing::TestWithParam<ModeCase> {};
 
 constexpr std::string_view kCanonical =

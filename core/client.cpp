@@ -73,6 +73,7 @@ struct Client::Impl {
   Clock::time_point deadline{};
   unsigned attempt = 0;
   bool user_closed = false;
+  bool ping_outstanding = false;  // open: a liveness ping was sent and nothing has arrived since
   codec::ClientHandshake handshake;
   std::string head;                 // upgrading: the request, then the response as it arrives
   std::vector<std::uint8_t> out;    // bytes the kernel has not taken yet
@@ -165,6 +166,7 @@ struct Client::Impl {
     reader = std::make_unique<codec::MessageReader>(codec::Role::client, limits);
     state = ClientState::open;
     attempt = 0;
+    heard_from_server();
     if (callbacks.on_open) callbacks.on_open(subprotocol);
     if (!rest.empty() && state == ClientState::open) {
       in.assign(rest.begin(), rest.end());
@@ -239,6 +241,12 @@ struct Client::Impl {
     out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(taken));
   }
 
+  // Any byte from the server proves it alive: the next liveness ping is due one interval from now.
+  void heard_from_server() {
+    ping_outstanding = false;
+    if (state == ClientState::open) deadline = now() + options.ping_interval;
+  }
+
   void readable() {
     in.resize(kReadChunk);
     const net::IoResult r = net::read_some(fd.get(), in.data(), in.size());
@@ -254,6 +262,7 @@ struct Client::Impl {
                                                                "closing handshake"));
       return;
     }
+    heard_from_server();
     frames(in.data(), r.bytes);
   }
 
@@ -295,12 +304,27 @@ struct Client::Impl {
       case ClientState::waiting_to_reconnect:
         begin_connect();
         break;
+      case ClientState::open:
+        if (ping_outstanding) {
+          finish(1006, {}, make_error(ClientErrc::timeout, "no answer to a ping within " +
+                                                               std::to_string(options.pong_timeout.count()) +
+                                                               " ms: the connection is dead"));
+          break;
+        }
+        queue_frame(codec::Opcode::ping, {});
+        flush();
+        ping_outstanding = true;
+        deadline = now() + options.pong_timeout;
+        break;
       default:
         break;
     }
   }
 
-  bool has_deadline() const { return state != ClientState::open && state != ClientState::stopped && state != ClientState::idle; }
+  bool has_deadline() const {
+    if (state == ClientState::open) return options.ping_interval.count() > 0;
+    return state != ClientState::stopped && state != ClientState::idle;
+  }
 };
 
 Client::Client(ClientOptions options, ClientCallbacks callbacks)

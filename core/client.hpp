@@ -73,6 +73,10 @@ struct ClientOptions {
   std::chrono::milliseconds connect_timeout{5000};    // TCP connect
   std::chrono::milliseconds handshake_timeout{5000};  // request sent to 101 received
   std::chrono::milliseconds close_timeout{2000};      // our close sent to the server's close received
+  // Liveness, on by default: after ping_interval without a byte from the server the client sends a ping, and
+  // ends the connection (a timeout, then a reconnect) when nothing arrives within pong_timeout. 0 turns it off.
+  std::chrono::milliseconds ping_interval{20000};
+  std::chrono::milliseconds pong_timeout{10000};
   std::uint64_t max_message_size = 16u << 20;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of

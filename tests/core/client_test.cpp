@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -382,6 +383,81 @@ TEST(Client, ReconnectsAcrossAServerRestart) {
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
 }
 
+// RFC 6455 5.1: a server must not mask; the client fails the connection with 1002 and says why.
+TEST(Client, AMaskedFrameFromTheServerIsAProtocolError) {
+  RawServer raw(std::string("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Accept: {accept}\r\n\r\n") +
+                std::string("\x81\x82\x01\x02\x03\x04\x69\x6b", 8));
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  EXPECT_EQ(seen.opened, 1);
+  EXPECT_TRUE(seen.messages.empty());
+  ASSERT_EQ(seen.errors.size(), 1u);
+  EXPECT_EQ(seen.errors[0].code, ClientErrc::protocol_error);
+  EXPECT_EQ(seen.close_codes[0], 1002);
+  EXPECT_NE(seen.errors[0].message.find("mask"), std::string::npos) << seen.errors[0].message;
+}
+
+// Liveness on the injected clock: a server that answers pings keeps the connection; one that never answers is
+// found dead after ping_interval + pong_timeout, without waiting for either on the wall clock.
+TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {
+  auto fake_now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  const auto make_options = [&](std::uint16_t port) {
+    ClientOptions options;
+    options.url = ws_url(port);
+    options.ping_interval = milliseconds(20000);
+    options.pong_timeout = milliseconds(5000);
+    options.reconnect.enabled = false;
+    options.clock = [&] { return fake_now; };
+    return options;
+  };
+  RunningServer server;
+  Callbacks echo;
+  echo.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), echo));
+  Seen seen;
+  Client client(make_options(server.port()), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  for (int round = 1; round <= 3; ++round) {
+    fake_now += milliseconds(20000);
+    client.poll(milliseconds(0));  // the ping goes out
+    // The echo comes back behind the server's pong (one TCP stream, answered in order).
+    ASSERT_TRUE(client.send_text("after ping"));
+    ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == static_cast<std::size_t>(round); }));
+    fake_now += milliseconds(5001);
+    client.poll(milliseconds(0));
+    EXPECT_EQ(client.state(), ClientState::open) << "round " << round;
+  }
+  EXPECT_TRUE(seen.close_codes.empty());
+
+  RawServer silent("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: {accept}\r\n\r\n");
+  Seen seen2;
+  Client dead(make_options(silent.port()), seen2.callbacks());
+  ASSERT_FALSE(dead.start());
+  ASSERT_TRUE(poll_until(dead, [&] { return seen2.opened == 1; }));
+  fake_now += milliseconds(19999);
+  dead.poll(milliseconds(0));
+  fake_now += milliseconds(1);
+  dead.poll(milliseconds(0));  // the ping goes out
+  EXPECT_EQ(dead.state(), ClientState::open);
+  fake_now += milliseconds(4999);
+  dead.poll(milliseconds(0));
+  EXPECT_EQ(dead.state(), ClientState::open) << "not before pong_timeout";
+  fake_now += milliseconds(1);
+  dead.poll(milliseconds(0));
+  EXPECT_EQ(dead.state(), ClientState::stopped);
+  ASSERT_EQ(seen2.errors.size(), 1u);
+  EXPECT_EQ(seen2.errors[0].code, ClientErrc::timeout);
+  EXPECT_NE(seen2.errors[0].message.find("ping"), std::string::npos) << seen2.errors[0].message;
+}
+
 // A Python `websockets` echo server (Debian's python3-websockets), not only edgews.
 TEST(Client, EchoesWithAPythonWebsocketsServer) {
   const std::uint16_t port = closed_port();
@@ -389,7 +465,8 @@ TEST(Client, EchoesWithAPythonWebsocketsServer) {
       "import asyncio, websockets\n"
       "async def echo(ws):\n"
       "    async for m in ws:\n"
-      "        await ws.send(m)\n"
+      "        if m == 'frag': await ws.send(iter(['ab', 'cd', 'ef']))\n"
+      "        else: await ws.send(m)\n"
       "        if m == 'bye': await ws.close(4000, 'python says bye')\n"
       "async def main():\n"
       "    async with websockets.serve(echo, '127.0.0.1', " + std::to_string(port) + ", compression=None):\n"
@@ -414,6 +491,8 @@ TEST(Client, EchoesWithAPythonWebsocketsServer) {
     const std::uint8_t bytes[] = {0, 1, 2, 255};
     EXPECT_TRUE(client.send_binary(bytes));
     EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
+    EXPECT_TRUE(client.send_text("frag"));  // answered as a message of three fragments
+    EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 3; }));
     EXPECT_TRUE(client.send_text("bye"));
     EXPECT_TRUE(poll_until(client, [&] { return !seen.attempts.empty() && seen.close_codes.size() >= 1 &&
                                                  seen.close_codes.back() == 4000; }));
@@ -428,6 +507,10 @@ TEST(Client, EchoesWithAPythonWebsocketsServer) {
   EXPECT_EQ(seen.messages[0], "hello python");
   EXPECT_EQ(seen.messages[1], std::string("\x00\x01\x02\xff", 4));
   EXPECT_FALSE(seen.text[1]);
+  ASSERT_GE(seen.messages.size(), 3u);
+  EXPECT_EQ(seen.messages[2], "abcdef");
+  EXPECT_TRUE(seen.text[2]);
+  EXPECT_EQ(std::count(seen.close_codes.begin(), seen.close_codes.end(), 4000), 1) << "the server's close code";
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
 //
 // One client is driven by one thread: call poll() in a loop (or from the thread's own loop); every callback runs
-// inside poll(), and send()/close() must be called from that thread too. The host is a numeric IPv4 or IPv6
+// inside poll() (or inside start(), when the first connect fails at once), and send()/close() must be called from
+// that thread too. The host is a numeric IPv4 or IPv6
 // address or "localhost"; wss://, name resolution and permessage-deflate are not supported yet (start() says so).
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client

@@ -87,36 +87,16 @@ void LagHistogram::observe(std::uint64_t nanoseconds) {
 std::string Server::metrics_text() const {
   // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
-  std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
-                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0,
-                paused = 0, throttled = 0, memory = 0, memory_closes = 0,
-                memory_pauses = 0;
-  std::uint64_t refused[kRefusalReasons] = {};
-  std::uint64_t closed[kCloseCodeSlots] = {};
-  std::uint64_t admission[kAdmissionEvents] = {};
-  for (const auto& worker : workers_) {
-    const Worker::Counters& c = worker->counters();
-    accepted += get(c.accepted);
-    messages_in += get(c.messages_in);
-    messages_out += get(c.messages_out);
-    bytes_in += get(c.bytes_in);
-    bytes_out += get(c.bytes_out);
-    dropped += get(c.dropped);
-    bp_closes += get(c.backpressure_closes);
-    shed += get(c.shed) + get(c.listener_shed);
-    tls_failures += get(c.tls_failures);
-    tls_released += get(c.tls_buffers_released);
-    proxy_errors += get(c.proxy_errors);
-    queued += get(c.queued_bytes);
-    paused += get(c.paused);
-    throttled += get(c.throttled);
-    memory += get(c.memory_in_use);
-    memory_closes += get(c.memory_closes);
-    memory_pauses += get(c.memory_pauses);
-    for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
-    for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
-    for (std::size_t i = 0; i < kAdmissionEvents; ++i) admission[i] += get(c.admission[i]);
-  }
+  const Worker::Totals t = total_counters(workers_);
+  const std::uint64_t accepted = t.accepted, messages_in = t.messages_in, messages_out = t.messages_out,
+                      bytes_in = t.bytes_in, bytes_out = t.bytes_out, dropped = t.dropped,
+                      bp_closes = t.backpressure_closes, shed = t.shed + t.listener_shed, tls_failures = t.tls_failures,
+                      tls_released = t.tls_buffers_released, proxy_errors = t.proxy_errors, queued = t.queued_bytes,
+                      paused = t.paused, throttled = t.throttled, memory = t.memory_in_use,
+                      memory_closes = t.memory_closes, memory_pauses = t.memory_pauses;
+  const auto& refused = t.refused_by;
+  const auto& closed = t.closed_by;
+  const auto& admission = t.admission;
 
   std::string out;
   out.reserve(4096 + workers_.size() * 1024);

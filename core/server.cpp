@@ -434,27 +434,24 @@ std::vector<std::uint16_t> Server::ports() const {
 }
 
 ServerStats Server::stats() const {
+  const Worker::Totals t = total_counters(workers_);
   ServerStats stats;
   stats.connections_open = connection_count_.load(std::memory_order_relaxed);
-  for (const auto& worker : workers_) {
-    const Worker::Counters& c = worker->counters();
-    const auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
-    stats.connections_accepted += get(c.accepted);
-    stats.handshakes_refused += get(c.refused);
-    stats.messages_in += get(c.messages_in);
-    stats.messages_out += get(c.messages_out);
-    stats.bytes_in += get(c.bytes_in);
-    stats.bytes_out += get(c.bytes_out);
-    stats.messages_dropped += get(c.dropped);
-    stats.backpressure_closes += get(c.backpressure_closes);
-    stats.accepts_shed += get(c.shed);
-    stats.tls_buffers_released += get(c.tls_buffers_released);
-    stats.connections_paused += get(c.paused);
-    stats.connections_throttled += get(c.throttled);
-    stats.memory_in_use += get(c.memory_in_use);
-    stats.memory_closes += get(c.memory_closes);
-    stats.memory_pauses += get(c.memory_pauses);
-  }
+  stats.connections_accepted = t.accepted;
+  stats.handshakes_refused = t.refused;
+  stats.messages_in = t.messages_in;
+  stats.messages_out = t.messages_out;
+  stats.bytes_in = t.bytes_in;
+  stats.bytes_out = t.bytes_out;
+  stats.messages_dropped = t.dropped;
+  stats.backpressure_closes = t.backpressure_closes;
+  stats.accepts_shed = t.shed + t.listener_shed;  // as /metrics: over the limit, or out of descriptors
+  stats.tls_buffers_released = t.tls_buffers_released;
+  stats.connections_paused = t.paused;
+  stats.connections_throttled = t.throttled;
+  stats.memory_in_use = t.memory_in_use;
+  stats.memory_closes = t.memory_closes;
+  stats.memory_pauses = t.memory_pauses;
   stats.memory_budget = memory_budget_;
   return stats;
 }

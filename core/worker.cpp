@@ -671,4 +671,10 @@ void Worker::finish_shutdown() {
   report_finished();  // also in embedded mode, where nobody returns from run()
 }
 
+Worker::Totals total_counters(const std::vector<std::unique_ptr<Worker>>& workers) {
+  Worker::Totals totals;
+  for (const auto& worker : workers) worker->counters().add_to(totals);
+  return totals;
+}
+
 }  // namespace edgews::core

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -94,9 +95,51 @@ class Worker {
   void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode);
   void broadcast_local(std::span<const std::uint8_t> payload, Opcode opcode);
 
+  // The per-thread counters' fields, named once: as atomics in Counters (written by one worker, read by any
+  // thread), as plain sums in Totals (Server::totals(), behind ServerStats and /metrics).
+  template <class T>
+  struct CounterFields {
+    T accepted{}, refused{}, messages_in{}, messages_out{}, bytes_in{}, bytes_out{}, dropped{}, backpressure_closes{},
+        shed{}, tls_failures{}, proxy_errors{}, tls_buffers_released{};
+    std::array<T, kRefusalReasons> refused_by{};
+    std::array<T, kCloseCodeSlots> closed_by{};
+    std::array<T, kAdmissionEvents> admission{};
+    // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
+    T queued_bytes{}, listener_shed{};
+    // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
+    // throttled by the server (backpressure, rate, memory); a connection with both kinds counts in both.
+    T paused{}, throttled{};
+    // Written by the memory sweep: bytes held by this worker's connections, the part held by connections already
+    // closing (freed once they are gone), and connections closed or paused for the budget.
+    T memory_in_use{}, memory_releasing{}, memory_closes{}, memory_pauses{};
+
+    // f(field of this, the same field of other), for every field.
+    template <class U, class F>
+    void each(const CounterFields<U>& other, F&& f) {
+      for (auto [mine, theirs] : {std::pair{&accepted, &other.accepted}, {&refused, &other.refused},
+                                  {&messages_in, &other.messages_in}, {&messages_out, &other.messages_out},
+                                  {&bytes_in, &other.bytes_in}, {&bytes_out, &other.bytes_out},
+                                  {&dropped, &other.dropped}, {&backpressure_closes, &other.backpressure_closes},
+                                  {&shed, &other.shed}, {&tls_failures, &other.tls_failures},
+                                  {&proxy_errors, &other.proxy_errors},
+                                  {&tls_buffers_released, &other.tls_buffers_released},
+                                  {&queued_bytes, &other.queued_bytes}, {&listener_shed, &other.listener_shed},
+                                  {&paused, &other.paused}, {&throttled, &other.throttled},
+                                  {&memory_in_use, &other.memory_in_use},
+                                  {&memory_releasing, &other.memory_releasing},
+                                  {&memory_closes, &other.memory_closes}, {&memory_pauses, &other.memory_pauses}}) {
+        f(*mine, *theirs);
+      }
+      for (std::size_t i = 0; i < kRefusalReasons; ++i) f(refused_by[i], other.refused_by[i]);
+      for (std::size_t i = 0; i < kCloseCodeSlots; ++i) f(closed_by[i], other.closed_by[i]);
+      for (std::size_t i = 0; i < kAdmissionEvents; ++i) f(admission[i], other.admission[i]);
+    }
+  };
+  using Totals = CounterFields<std::uint64_t>;
+
   // Per-thread counters: written by this worker only (a relaxed load and store, no locked instruction), read by
-  // Server::stats() from any thread.
-  class Counters {
+  // Server::totals() from any thread.
+  class Counters : public CounterFields<std::atomic<std::uint64_t>> {
    public:
     void add_bytes_in(std::uint64_t n) { add(bytes_in, n); }
     void add_bytes_out(std::uint64_t n) { add(bytes_out, n); }
@@ -119,19 +162,13 @@ class Worker {
     void bump_memory_pause() { add(memory_pauses, 1); }
     void bump_admission(AdmissionEvent event) { add(admission[static_cast<std::size_t>(event)], 1); }
 
-    std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
-        dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
-    std::array<std::atomic<std::uint64_t>, kRefusalReasons> refused_by{};
-    std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
-    std::array<std::atomic<std::uint64_t>, kAdmissionEvents> admission{};
-    // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
-    std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
-    // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
-    // throttled by the server (backpressure, rate, memory); a connection with both kinds counts in both.
-    std::atomic<std::uint64_t> paused{0}, throttled{0};
-    // Written by the memory sweep: bytes held by this worker's connections, the part held by connections already
-    // closing (freed once they are gone), and connections closed for the budget.
-    std::atomic<std::uint64_t> memory_in_use{0}, memory_releasing{0}, memory_closes{0}, memory_pauses{0};
+    // Adds this worker's values to sums (each field exact for this thread at some instant of the call).
+    void add_to(Totals& totals) const {
+      totals.each(*this, [](std::uint64_t& sum, const std::atomic<std::uint64_t>& v) {
+        sum += v.load(std::memory_order_relaxed);
+      });
+    }
+
     LagHistogram loop_lag;
 
    private:
@@ -319,5 +356,8 @@ class Worker {
   std::vector<codec::HttpHeader> header_storage_;
   std::vector<char> upgrade_scratch_;
 };
+
+// Every worker's counters summed: the one place ServerStats and /metrics take their figures from.
+Worker::Totals total_counters(const std::vector<std::unique_ptr<Worker>>& workers);
 
 }  // namespace edgews::core

@@ -182,28 +182,20 @@ void Reactor::defer(EndOfTurnHook& hook) {
   hooks_.prev = &hook.link_;
 }
 
-void Reactor::at_end_of_turn(std::function<void()> fn) { end_of_turn_fns_.push_back(std::move(fn)); }
-
 void Reactor::run_end_of_turn() {
-  if (hooks_.next != &hooks_) {
-    // Detach the queue: hooks deferred from here on go to the next turn, and a hook destroyed by another hook
-    // unlinks itself from the detached list.
-    EndOfTurnHook::Link running;
-    running.next = hooks_.next;
-    running.prev = hooks_.prev;
-    running.next->prev = &running;
-    running.prev->next = &running;
-    hooks_.prev = hooks_.next = &hooks_;
-    while (running.next != &running) {
-      EndOfTurnHook& hook = *reinterpret_cast<EndOfTurnHook*>(running.next);
-      hook.cancel();
-      hook.callback_(hook, hook.context_);
-    }
-  }
-  if (!end_of_turn_fns_.empty()) {
-    end_of_turn_running_.swap(end_of_turn_fns_);
-    for (auto& fn : end_of_turn_running_) fn();
-    end_of_turn_running_.clear();
+  if (hooks_.next == &hooks_) return;
+  // Detach the queue: hooks deferred from here on go to the next turn, and a hook destroyed by another hook
+  // unlinks itself from the detached list.
+  EndOfTurnHook::Link running;
+  running.next = hooks_.next;
+  running.prev = hooks_.prev;
+  running.next->prev = &running;
+  running.prev->next = &running;
+  hooks_.prev = hooks_.next = &hooks_;
+  while (running.next != &running) {
+    EndOfTurnHook& hook = *reinterpret_cast<EndOfTurnHook*>(running.next);
+    hook.cancel();
+    hook.callback_(hook, hook.context_);
   }
 }
 

@@ -97,10 +97,9 @@ class Reactor {
   void post(std::function<void()> task);
   bool in_reactor_thread() const { return thread_.load(std::memory_order_relaxed) == std::this_thread::get_id(); }
 
-  // End-of-turn hooks: intrusive ones first (defer order), then the std::function ones (registration order).
+  // End-of-turn hooks, in defer order; the one way to run something after a turn's events, tasks and timers.
   // A hook deferred while hooks run goes to the next turn.
-  void defer(EndOfTurnHook& hook);                 // idempotent while queued; no allocation
-  void at_end_of_turn(std::function<void()> fn);  // allocates when fn does not fit std::function's buffer
+  void defer(EndOfTurnHook& hook);  // idempotent while queued; no allocation
 
   TimerWheel& timers() { return timers_; }
   std::uint64_t now_ms() const { return now_ms_; }  // monotonic, read once after epoll_wait
@@ -111,7 +110,7 @@ class Reactor {
   Reactor(Fd epoll, Wakeup wakeup, std::uint64_t now_ms);
   void run_tasks();
   void run_end_of_turn();
-  bool hooks_pending() const { return hooks_.next != &hooks_ || !end_of_turn_fns_.empty(); }
+  bool hooks_pending() const { return hooks_.next != &hooks_; }
 
   Fd epoll_;
   Wakeup wakeup_;
@@ -126,8 +125,6 @@ class Reactor {
   std::vector<std::function<void()>> running_;  // reactor thread only; swapped with tasks_ to keep capacity
 
   EndOfTurnHook::Link hooks_;  // circular list, hooks_ is the sentinel
-  std::vector<std::function<void()>> end_of_turn_fns_;
-  std::vector<std::function<void()>> end_of_turn_running_;
 
   TimerWheel timers_;
   std::uint64_t now_ms_;

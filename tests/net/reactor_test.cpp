@@ -233,7 +233,7 @@ TEST(Reactor, StopFromAnotherThreadEndsRun) {
 TEST(Reactor, EndOfTurnHookRunsOncePerTurnEvenWhenDeferredTwice) {
   auto reactor = make_reactor();
   SocketPair pair;
-  int runs = 0, fn_runs = 0;
+  int runs = 0;
   bool redefer = false;
   struct Ctx {
     int* runs;
@@ -254,13 +254,11 @@ TEST(Reactor, EndOfTurnHookRunsOncePerTurnEvenWhenDeferredTwice) {
     reactor->defer(hook);
     reactor->defer(hook);
     EXPECT_TRUE(hook.queued());
-    reactor->at_end_of_turn([&] { ++fn_runs; });
   });
   ASSERT_FALSE(reactor->add(pair.a.get(), &probe));
   reactor->post([&] { reactor->defer(hook); });  // a third time, from a task in the same turn
   EXPECT_EQ(reactor->run_once(1000), 1);
   EXPECT_EQ(runs, 1);
-  EXPECT_EQ(fn_runs, 1);
   EXPECT_FALSE(hook.queued());
 
   // A hook that defers itself runs again next turn, and that turn does not block.
@@ -274,7 +272,6 @@ TEST(Reactor, EndOfTurnHookRunsOncePerTurnEvenWhenDeferredTwice) {
   reactor->run_once(-1);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   EXPECT_EQ(runs, 3);
-  EXPECT_EQ(fn_runs, 1);
 }
 
 TEST(Reactor, DestroyedHookIsNotRun) {

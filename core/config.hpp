@@ -21,8 +21,15 @@ enum class BackpressurePolicy : std::uint8_t {
 struct Limits {
   std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
   std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
-  std::size_t max_backpressure = 16u << 20;        // bytes queued per connection before the policy applies
+  // Bytes already queued for a connection, beyond the message being sent, above which the policy applies: a
+  // message of any size is accepted while the queue in front of it is within the limit (README, Configuration).
+  std::size_t max_backpressure = 4u << 20;
   BackpressurePolicy backpressure_policy = BackpressurePolicy::close;
+  // Read throttling: a connection whose send queue passes read_high_water is not read (ReadHold::backpressure)
+  // until the queue falls to read_low_water, so a handler replying to a peer that does not read cannot grow the
+  // queue past one message over the mark. read_high_water 0 turns it off.
+  std::size_t read_high_water = 1u << 20;
+  std::size_t read_low_water = 256u << 10;
   std::size_t max_connections = 100000;            // per server; over it new connections are closed at once
   std::size_t max_request_head = 8192;             // upgrade request line + headers; over it: 431
   std::size_t max_request_headers = 64;            // header lines; over it: 431

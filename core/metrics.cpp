@@ -77,7 +77,8 @@ std::string Server::metrics_text() const {
   // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
   std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
-                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0;
+                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0,
+                paused = 0, throttled = 0;
   std::uint64_t refused[kRefusalReasons] = {};
   std::uint64_t closed[kCloseCodeSlots] = {};
   for (const auto& worker : workers_) {
@@ -94,6 +95,8 @@ std::string Server::metrics_text() const {
     tls_released += get(c.tls_buffers_released);
     proxy_errors += get(c.proxy_errors);
     queued += get(c.queued_bytes);
+    paused += get(c.paused);
+    throttled += get(c.throttled);
     for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
     for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
   }
@@ -127,6 +130,13 @@ std::string Server::metrics_text() const {
   append_metric_family(out, "edgews_send_queue_bytes", "gauge",
          "Bytes queued in connections' send queues, sampled once a second per reactor.");
   append_metric_sample(out, "edgews_send_queue_bytes", {}, queued);
+  append_metric_family(out, "edgews_connections_paused", "gauge",
+         "Connections whose reading the application paused (pause_reading).");
+  append_metric_sample(out, "edgews_connections_paused", {}, paused);
+  append_metric_family(out, "edgews_connections_throttled", "gauge",
+         "Connections the server does not read for now: send queue over limits.read_high_water, a rate limit, "
+         "or the memory budget.");
+  append_metric_sample(out, "edgews_connections_throttled", {}, throttled);
   append_metric_family(out, "edgews_backpressure_actions_total", "counter",
          "Sends over limits.max_backpressure, by the policy applied (drop: message dropped; close: closed 1008).");
   append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);

@@ -21,6 +21,10 @@ Error check_limits(const Limits& limits) {
   if (limits.max_backpressure < 1024) {
     return config_error("limits.max_backpressure must be at least 1024 bytes (a slow reader is closed above it)");
   }
+  if (limits.read_high_water != 0 && limits.read_low_water >= limits.read_high_water) {
+    return config_error("limits.read_low_water must be below limits.read_high_water (reading resumes when the send "
+                        "queue falls to the low mark; 0 as the high mark turns read throttling off)");
+  }
   if (limits.max_connections == 0) return config_error("limits.max_connections must be at least 1");
   if (limits.max_request_head < 1024) {
     return config_error("limits.max_request_head must be at least 1024 bytes: real browsers send 500-1000 bytes");
@@ -261,6 +265,32 @@ bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view
   return true;
 }
 
+bool Server::pause_reading(ConnectionHandle handle) { return hold(handle, true); }
+
+bool Server::resume_reading(ConnectionHandle handle) { return hold(handle, false); }
+
+bool Server::hold(ConnectionHandle handle, bool pause) {
+  if (handle.worker >= workers_.size() || stopped()) return false;
+  Worker* worker = workers_[handle.worker].get();
+  const auto apply = [](Connection& connection, bool paused) {
+    if (paused) {
+      connection.pause_reading();
+    } else {
+      connection.resume_reading();
+    }
+  };
+  if (worker->reactor().in_reactor_thread()) {
+    Connection* connection = worker->find(handle);
+    if (connection == nullptr) return false;
+    apply(*connection, pause);
+    return true;
+  }
+  worker->reactor().post([worker, handle, pause, apply] {
+    if (Connection* connection = worker->find(handle)) apply(*connection, pause);
+  });
+  return true;
+}
+
 void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
   publish_local(topic, payload, opcode);
   if (PubSubRelay* relay = relay_.load(std::memory_order_acquire)) relay->published(topic, payload, opcode);
@@ -351,6 +381,8 @@ ServerStats Server::stats() const {
     stats.backpressure_closes += get(c.backpressure_closes);
     stats.accepts_shed += get(c.shed);
     stats.tls_buffers_released += get(c.tls_buffers_released);
+    stats.connections_paused += get(c.paused);
+    stats.connections_throttled += get(c.throttled);
   }
   return stats;
 }

@@ -130,6 +130,8 @@ struct ServerStats {
   std::uint64_t backpressure_closes = 0;   // backpressure policy "close"
   std::uint64_t accepts_shed = 0;          // over max_connections or out of descriptors
   std::uint64_t tls_buffers_released = 0;  // TLS record buffers given back by quiet connections (each time)
+  std::uint64_t connections_paused = 0;     // now: reading paused by the application (pause_reading)
+  std::uint64_t connections_throttled = 0;  // now: not read by the server (send queue over read_high_water, ...)
 };
 
 class Server {
@@ -170,6 +172,11 @@ class Server {
   // way (a second close keeps the first code); false when the handle is gone (from the owning thread) or the
   // server has stopped. Handles exist from on_open on, so there is no handle of a connection still in its upgrade.
   bool close(ConnectionHandle handle, std::uint16_t code = 1000, std::string_view reason = {});
+  // Any thread: Connection::pause_reading / resume_reading (for an application that hands messages to worker
+  // threads and takes the next one when it is ready). Applied in order with the sends and closes this thread posts
+  // for the same connection; false when the handle is gone (from the owning thread) or the server has stopped.
+  bool pause_reading(ConnectionHandle handle);
+  bool resume_reading(ConnectionHandle handle);
   // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
   // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances.
   void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
@@ -204,6 +211,7 @@ class Server {
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();
+  bool hold(ConnectionHandle handle, bool pause);
   // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
   void topic_interest(std::string_view topic, bool gained);
 

@@ -204,6 +204,24 @@ void Worker::schedule_flush(Connection& connection) {
   reactor_->defer(turn_hook_);
 }
 
+void Worker::read_later(Connection& connection) {
+  read_later_.push_back({connection.slot_, connection.generation_});
+  reactor_->defer(turn_hook_);
+}
+
+void Worker::count_holds(std::uint8_t before, std::uint8_t after) {
+  constexpr std::uint8_t kPaused = static_cast<std::uint8_t>(ReadHold::user) |
+                                   static_cast<std::uint8_t>(ReadHold::handoff);
+  constexpr std::uint8_t kThrottled = static_cast<std::uint8_t>(ReadHold::backpressure) |
+                                      static_cast<std::uint8_t>(ReadHold::rate) |
+                                      static_cast<std::uint8_t>(ReadHold::memory);
+  const auto follow = [](std::atomic<std::uint64_t>& gauge, bool was, bool is) {
+    if (was != is) gauge.store(gauge.load(std::memory_order_relaxed) + (is ? 1 : -1), std::memory_order_relaxed);
+  };
+  follow(counters_.paused, (before & kPaused) != 0, (after & kPaused) != 0);
+  follow(counters_.throttled, (before & kThrottled) != 0, (after & kThrottled) != 0);
+}
+
 // Once per turn: one flush per connection that queued data, then free the connections that died before this
 // hook started. One that dies during it waits for the next turn's hook: it may sit in the next dirty list.
 void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
@@ -215,6 +233,13 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
     connection->flush();  // nothing for a dead connection
   }
   self->flushing_.clear();
+  // Reads after the flushes: a connection released by its drain reads in the same turn. One asked for during these
+  // reads (a yield, a hold released inside them) waits for the next turn, so that others are served in between.
+  self->reading_.swap(self->read_later_);
+  for (const SlotRef ref : self->reading_) {
+    if (Connection* connection = self->find({self->index_, ref.slot, ref.generation})) connection->read_again();
+  }
+  self->reading_.clear();
   // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
   for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
   self->settling_.clear();
@@ -267,10 +292,12 @@ void Worker::uncork() {
         connection->queue().append({cork_buffer_.get() + written, cork_used_ - written});
         connection->writable_ = false;
         connection->waited_for_drain_ = true;
+        connection->check_high_water();
       }
       cork_used_ = 0;
     } else {
       move_cork_to(connection->queue());
+      connection->check_high_water();
     }
   }
   connection->flush();

@@ -50,6 +50,11 @@ class Worker {
   Connection* find(ConnectionHandle handle) const;
   void release(Connection& connection);  // the connection is dead: free it at the end of this turn
   void schedule_flush(Connection& connection);  // flush it once at the end of this turn
+  // Read this connection at the end of the turn (Connection::read_again): a released read hold, or a connection
+  // that yielded after kMaxReadsPerEdge reads. Never from inside a callback; no edge will come for either.
+  void read_later(Connection& connection);
+  // A connection's read holds changed from `before` to `after`: the paused and throttled gauges follow.
+  void count_holds(std::uint8_t before, std::uint8_t after);
 
   // Corking: sends made while a connection's input is processed are gathered here and written with one write
   // when processing ends (DESIGN.md step 5).
@@ -115,6 +120,9 @@ class Worker {
     std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
     // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
     std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
+    // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
+    // throttled by the server (backpressure, rate, memory); a connection with both kinds counts in both.
+    std::atomic<std::uint64_t> paused{0}, throttled{0};
     LagHistogram loop_lag;
 
    private:
@@ -177,6 +185,13 @@ class Worker {
   std::vector<Connection*> dirty_;     // queued data to flush at the end of the turn
   std::vector<Connection*> flushing_;
   std::vector<Connection*> settling_;  // upgraded over TLS this turn: release their record buffers at its end
+  // Connections to read at the end of the turn, by slot and generation (one may die before its turn comes).
+  struct SlotRef {
+    std::uint32_t slot;
+    std::uint32_t generation;
+  };
+  std::vector<SlotRef> read_later_;
+  std::vector<SlotRef> reading_;
   net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;

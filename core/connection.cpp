@@ -108,7 +108,10 @@ net::TlsStream& Connection::tls_stream() { return *extras_->tls; }
 DeflateSession& Connection::deflate_session() { return *extras_->deflate; }
 
 OutQueue& Connection::queue() {
-  if (!queue_) queue_ = std::make_unique<OutQueue>();
+  if (!queue_) {
+    queue_ = std::make_unique<OutQueue>();
+    worker_.list_memory_holder(*this);
+  }
   return *queue_;
 }
 
@@ -173,6 +176,8 @@ void Connection::on_readable(bool read_to_end) {
     break;
   }
   worker_.uncork();
+  // A message split across reads left an assembly buffer: the memory budget counts it.
+  if (!memory_listed_ && reader_.buffered_bytes() != 0) [[unlikely]] worker_.list_memory_holder(*this);
   // Yield: other connections get their turn; this one continues at the end of the turn (no new edge will come).
   if (more && state_ != State::dead) worker_.read_later(*this);
 }
@@ -233,6 +238,7 @@ void Connection::read_again() {
 void Connection::keep_unread(const std::uint8_t* data, std::size_t len) {
   std::vector<std::uint8_t>& unread = extras().unread;
   unread.insert(unread.end(), data, data + len);
+  worker_.list_memory_holder(*this);
 }
 
 void Connection::check_high_water() {
@@ -398,6 +404,7 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   if (deflate.accepted) {
     extras().deflate = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
     deflate_ = true;
+    worker_.list_memory_holder(*this);
     // RFC 7692 6: RSV1 marks a compressed message from now on.
     codec::ReaderLimits limits = reader_.limits();
     limits.rsv1_allowed = true;

@@ -155,6 +155,10 @@ class Connection final : public net::Reactor::Handler {
   void keep_unread(const std::uint8_t* data, std::size_t len);
   void check_high_water();   // the send queue grew
   void refresh_liveness();   // time not reading is neither idleness nor a missing pong
+
+  // Memory (core/memory.cpp): what this connection holds in user space beyond its object, and the budget's action.
+  std::size_t memory_held() const;
+  void shed_for_memory(std::size_t held);
   void on_writable();
   void process(std::uint8_t* data, std::size_t len);
   void process_handshake(std::uint8_t* data, std::size_t len);
@@ -234,6 +238,7 @@ class Connection final : public net::Reactor::Handler {
   // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
   bool tls_released_ = false;
   std::uint8_t read_holds_ = 0;  // ReadHold bits, and kResuming
+  bool memory_listed_ = false;   // in the worker's list of connections that hold memory (Worker::list_memory_holder)
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <cinttypes>
 #include <csignal>
 #include <memory>
 
@@ -157,6 +158,7 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
     error = config_error(std::move(problem));
     return nullptr;
   }
+  server->memory_budget_ = resolve_memory_budget(server->config_, server->memory_budget_source_);
   for (const std::string& protocol : server->config_.subprotocols) server->subprotocol_views_.push_back(protocol);
   for (const std::string& origin : server->config_.allowed_origins) server->origin_views_.push_back(origin);
   if (any_tls) {
@@ -199,6 +201,8 @@ Error Server::start() {
                  std::to_string(workers_[0]->ports()[i]);
   }
   logger_.log(LogLevel::info, "listening", "%s threads=%u", addresses.c_str(), config_.threads);
+  logger_.log(LogLevel::info, "memory_budget", "%" PRIu64 " bytes (%s)", memory_budget_,
+              memory_budget_source_.c_str());
   return {};
 }
 
@@ -383,7 +387,10 @@ ServerStats Server::stats() const {
     stats.tls_buffers_released += get(c.tls_buffers_released);
     stats.connections_paused += get(c.paused);
     stats.connections_throttled += get(c.throttled);
+    stats.memory_in_use += get(c.memory_in_use);
+    stats.memory_closes += get(c.memory_closes);
   }
+  stats.memory_budget = memory_budget_;
   return stats;
 }
 

@@ -132,6 +132,9 @@ struct ServerStats {
   std::uint64_t tls_buffers_released = 0;  // TLS record buffers given back by quiet connections (each time)
   std::uint64_t connections_paused = 0;     // now: reading paused by the application (pause_reading)
   std::uint64_t connections_throttled = 0;  // now: not read by the server (send queue over read_high_water, ...)
+  std::uint64_t memory_in_use = 0;          // bytes connections hold (Limits::max_memory), sampled every 100 ms
+  std::uint64_t memory_budget = 0;          // the budget in force (Server::memory_budget())
+  std::uint64_t memory_closes = 0;          // connections closed (1013) for the budget
 };
 
 class Server {
@@ -200,6 +203,8 @@ class Server {
   bool metrics_enabled() const { return config_.admin_listener.enabled || !metrics_allow_.empty(); }
   std::uint16_t admin_port() const;          // the admin listener's bound port after start(); 0 when off
   const ServerConfig& config() const { return config_; }
+  // Limits::max_memory as resolved at create(): the setting, or the automatic value (core/memory.cpp).
+  std::uint64_t memory_budget() const { return memory_budget_; }
   const Logger& logger() const { return logger_; }
   // Re-reads the TLS certificates (SIGHUP). Open connections keep theirs; on error the old ones stay in use.
   Error reload_tls();
@@ -212,6 +217,7 @@ class Server {
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();
   bool hold(ConnectionHandle handle, bool pause);
+  static std::uint64_t resolve_memory_budget(const ServerConfig& config, std::string& source);
   // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
   void topic_interest(std::string_view topic, bool gained);
 
@@ -225,6 +231,8 @@ class Server {
   CidrSet metrics_allow_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
+  std::uint64_t memory_budget_ = 0;
+  std::string memory_budget_source_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<unsigned> workers_running_{0};
   std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()

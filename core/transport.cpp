@@ -74,6 +74,7 @@ void Worker::release_settled_tls(Connection& connection) {
   if (release_tls_buffers(connection)) return;
   connection.tls_stream().keep_buffers();
   list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
+  list_memory_holder(connection);
 }
 
 // Gives a quiet connection's record buffers back; false (nothing freed) while it has output queued or OpenSSL
@@ -89,6 +90,7 @@ void Worker::hold_tls_buffers(Connection& connection) {
   connection.tls_released_ = false;
   connection.tls_stream().keep_buffers();
   list_tls_holder(connection);
+  list_memory_holder(connection);
 }
 
 void Worker::list_tls_holder(Connection& connection) {

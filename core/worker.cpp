@@ -20,8 +20,19 @@ Worker::Worker(Server& server, std::uint32_t index)
       cork_buffer_(new std::uint8_t[kCorkSize]),
       shutdown_timer_(&Worker::on_shutdown_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
-      tls_sweep_timer_(&Worker::on_tls_sweep, this) {
+      tls_sweep_timer_(&Worker::on_tls_sweep, this),
+      memory_timer_(&Worker::on_memory_sweep, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
+  // zlib's own figures (core/config.hpp, DeflateConfig): a compressor unless one per thread serves all, and an
+  // inflater (counted always: whether the client resets its window is known per connection only).
+  const DeflateConfig& deflate = server.config().deflate;
+  if (deflate.enabled) {
+    if (!(deflate.server_no_context_takeover && deflate.shared_compressor)) {
+      deflate_estimate_ += (std::size_t{1} << (deflate.server_max_window_bits + 2)) +
+                           (std::size_t{1} << (static_cast<unsigned>(deflate.mem_level) + 9)) + 6 * 1024;
+    }
+    deflate_estimate_ += (std::size_t{1} << deflate.client_max_window_bits) + 7 * 1024;
+  }
 }
 
 Worker::~Worker() {
@@ -397,6 +408,7 @@ void Worker::begin_shutdown() {
   admin_listener_.reset();
   metrics_timer_.cancel();
   tls_sweep_timer_.cancel();
+  memory_timer_.cancel();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;

@@ -113,6 +113,7 @@ class Worker {
     void bump_accepted() { add(accepted, 1); }
     void bump_shed() { add(shed, 1); }
     void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
+    void bump_memory_close() { add(memory_closes, 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
         dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
@@ -123,6 +124,9 @@ class Worker {
     // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
     // throttled by the server (backpressure, rate, memory); a connection with both kinds counts in both.
     std::atomic<std::uint64_t> paused{0}, throttled{0};
+    // Written by the memory sweep: bytes held by this worker's connections, the part held by connections already
+    // closing (freed once they are gone), and connections closed for the budget.
+    std::atomic<std::uint64_t> memory_in_use{0}, memory_releasing{0}, memory_closes{0};
     LagHistogram loop_lag;
 
    private:
@@ -139,6 +143,13 @@ class Worker {
   // and by a sweep for connections that had I/O after a release and then went quiet.
   void settle_after_upgrade(Connection& connection);
   void hold_tls_buffers(Connection& connection);  // a released connection does TLS I/O again
+
+  // The memory budget (core/memory.cpp). A connection that starts to hold memory beyond its object (a send queue,
+  // an assembly buffer, unread input, zlib state, TLS record buffers) is listed once; a sweep every
+  // kMemorySweepMs sums what the listed ones hold, unlists those that hold nothing, and over the server's budget
+  // closes the ones holding the most. Only listed connections are visited: idle ones cost the sweep nothing.
+  void list_memory_holder(Connection& connection);
+  std::size_t deflate_estimate() const { return deflate_estimate_; }
 
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }
@@ -157,6 +168,8 @@ class Worker {
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
   static void on_metrics_timer(net::Timer& timer, void* context);
   static void on_tls_sweep(net::Timer& timer, void* context);
+  static void on_memory_sweep(net::Timer& timer, void* context);
+  void enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasing);
   void release_settled_tls(Connection& connection);
   bool release_tls_buffers(Connection& connection);
   void list_tls_holder(Connection& connection);
@@ -223,6 +236,15 @@ class Worker {
   static constexpr std::uint32_t kTlsSweepPeriodMs = 1000;
   std::vector<TlsHolder> tls_holders_;
   net::Timer tls_sweep_timer_;
+  static constexpr std::uint32_t kMemorySweepMs = 100;
+  std::vector<SlotRef> memory_holders_;
+  struct Candidate {
+    std::size_t held;
+    SlotRef ref;
+  };
+  std::vector<Candidate> memory_candidates_;
+  net::Timer memory_timer_;
+  std::size_t deflate_estimate_ = 0;  // zlib state of one connection with permessage-deflate (DeflateConfig)
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;

@@ -247,10 +247,12 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
   // Reads after the flushes: a connection released by its drain reads in the same turn. One asked for during these
   // reads (a yield, a hold released inside them) waits for the next turn, so that others are served in between.
   self->reading_.swap(self->read_later_);
+  self->handshake_steps_ = 0;
   for (const SlotRef ref : self->reading_) {
     if (Connection* connection = self->find({self->index_, ref.slot, ref.generation})) connection->read_again();
   }
   self->reading_.clear();
+  self->handshake_steps_ = 0;  // the next dispatch has its own share
   // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
   for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
   self->settling_.clear();

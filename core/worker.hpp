@@ -143,6 +143,11 @@ class Worker {
   // and by a sweep for connections that had I/O after a release and then went quiet.
   void settle_after_upgrade(Connection& connection);
   void hold_tls_buffers(Connection& connection);  // a released connection does TLS I/O again
+  // TLS handshakes cost hundreds of microseconds of public-key work each: a storm of them must not hold up the
+  // established connections' messages. At most this many handshake steps run in a turn's dispatch and as many at
+  // its end; a connection over the share waits for the next (TlsTransport::read).
+  static constexpr int kMaxHandshakeStepsPerPhase = 16;
+  bool take_handshake_step() { return handshake_steps_++ < kMaxHandshakeStepsPerPhase; }
 
   // The memory budget (core/memory.cpp). A connection that starts to hold memory beyond its object (a send queue,
   // an assembly buffer, unread input, zlib state, TLS record buffers) is listed once; a sweep every
@@ -205,6 +210,7 @@ class Worker {
   };
   std::vector<SlotRef> read_later_;
   std::vector<SlotRef> reading_;
+  int handshake_steps_ = 0;  // this phase of the turn (dispatch, end of turn)
   net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;

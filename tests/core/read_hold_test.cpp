@@ -12,6 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <fcntl.h>
+#include <poll.h>
+
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -21,6 +24,7 @@
 #include "codec/frame.hpp"
 #include "codec/message.hpp"
 #include "net/tls.hpp"
+#include "core/worker.hpp"
 #include "tests/core/server_harness.hpp"
 #include "tests/core/test_client.hpp"
 
@@ -492,6 +496,72 @@ TEST_F(ReadHoldTls, EveryMessageOfABatchPausedOneByOneArrivesInOrder) {
     ASSERT_EQ(*message, numbered(i, 100 + i * 7));
     ASSERT_EQ(seen.count.load(), i + 1) << "delivered past a pause";
     ASSERT_TRUE(server->resume_reading(seen.handle));
+  }
+}
+
+// Fairness: a storm of TLS handshakes is served a bounded number of steps per reactor turn (the public-key work of
+// each costs hundreds of microseconds), and the connections over the share are not forgotten: no new edge comes
+// for them. Reactor 0 is driven by hand (embedded), so that every ClientHello is waiting when a turn starts.
+using TlsFairness = ReadHoldTls;
+
+TEST_F(TlsFairness, AHandshakeStormIsServedABoundedNumberPerTurnAndCompletes) {
+  constexpr int kClients = 64;
+  static_assert(kClients > 2 * core::Worker::kMaxHandshakeStepsPerPhase);
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  Error error;
+  auto server = Server::create(tls_config(), callbacks, error, Logger(LogLevel::off, LogFormat::text));
+  ASSERT_TRUE(server) << error.message;
+  ASSERT_FALSE(error = server->start()) << error.message;
+  const std::uint16_t port = server->ports().at(0);
+
+  net::TlsError tls_error;
+  net::ClientContextPtr ctx = net::make_client_context("", tls_error);
+  struct Client {
+    net::Fd fd;
+    std::unique_ptr<net::TlsStream> tls;
+    bool done = false;
+  };
+  std::vector<Client> clients(kClients);
+  for (Client& client : clients) {
+    client.fd = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(client.fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ::fcntl(client.fd.get(), F_SETFL, O_NONBLOCK);
+    client.tls = net::TlsStream::connect(ctx.get(), client.fd.get(), "localhost", tls_error);
+    ASSERT_TRUE(client.tls) << tls_error.message;
+    ASSERT_EQ(client.tls->handshake().status, net::TlsIo::want_read);  // the ClientHello is sent
+  }
+  server->run_ready();  // accepts every connection (the ClientHellos are already in their sockets)
+  server->run_ready();  // one turn: the readable connections' handshakes, within the bound
+  int answered = 0;
+  for (Client& client : clients) {
+    pollfd p{client.fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 1) ++answered;
+  }
+  EXPECT_GE(answered, 1);
+  EXPECT_LE(answered, 2 * core::Worker::kMaxHandshakeStepsPerPhase) << "more handshakes than the bound in one turn";
+  // Turn by turn, every handshake completes, and each connection echoes.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int done = 0;
+  while (done < kClients && std::chrono::steady_clock::now() < deadline) {
+    server->run_ready();
+    for (Client& client : clients) {
+      if (!client.done && client.tls->handshake().status == net::TlsIo::ok) {
+        client.done = true;
+        ++done;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(done, kClients) << "handshakes over a turn's share were never resumed";
+  server->shutdown();
+  for (int i = 0; i < 200 && !server->stopped(); ++i) {
+    server->run_ready();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 

@@ -21,8 +21,20 @@ enum class BackpressurePolicy : std::uint8_t {
 struct Limits {
   std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
   std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
-  std::size_t max_backpressure = 16u << 20;        // bytes queued per connection before the policy applies
+  // Bytes already queued for a connection, beyond the message being sent, above which the policy applies: a
+  // message of any size is accepted while the queue in front of it is within the limit (README, Configuration).
+  std::size_t max_backpressure = 4u << 20;
   BackpressurePolicy backpressure_policy = BackpressurePolicy::close;
+  // Read throttling: a connection whose send queue passes read_high_water is not read (ReadHold::backpressure)
+  // until the queue falls to read_low_water, so a handler replying to a peer that does not read cannot grow the
+  // queue past one message over the mark. read_high_water 0 turns it off.
+  std::size_t read_high_water = 1u << 20;
+  std::size_t read_low_water = 256u << 10;
+  // Bytes all connections together may hold in user space: queued output (a frame shared by subscribers counted
+  // once), message assembly and unread input, zlib state, TLS record buffers. 0 = automatic: a quarter of the
+  // container's memory limit (ServerConfig::cgroup_dir) when there is one, else 256 MiB. Over it the connections
+  // holding the most are closed with 1013 (try again later), never the process.
+  std::uint64_t max_memory = 0;
   std::size_t max_connections = 100000;            // per server; over it new connections are closed at once
   std::size_t max_request_head = 8192;             // upgrade request line + headers; over it: 431
   std::size_t max_request_headers = 64;            // header lines; over it: 431
@@ -113,6 +125,9 @@ struct ServerConfig {
   // Loop-lag sampling runs only when one of the two is on.
   AdminListenerConfig admin_listener;
   std::vector<std::string> metrics_allow;
+  // Where the automatic Limits::max_memory looks for the container's memory limit: cgroup v2 memory.max, else
+  // v1 memory/memory.limit_in_bytes or memory.limit_in_bytes, under this directory. Empty: none is looked for.
+  std::string cgroup_dir = "/sys/fs/cgroup";
 };
 
 }  // namespace edgews::core

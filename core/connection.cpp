@@ -108,7 +108,10 @@ net::TlsStream& Connection::tls_stream() { return *extras_->tls; }
 DeflateSession& Connection::deflate_session() { return *extras_->deflate; }
 
 OutQueue& Connection::queue() {
-  if (!queue_) queue_ = std::make_unique<OutQueue>();
+  if (!queue_) {
+    queue_ = std::make_unique<OutQueue>();
+    worker_.list_memory_holder(*this);
+  }
   return *queue_;
 }
 
@@ -117,6 +120,12 @@ OutQueue& Connection::queue() {
 
 void Connection::on_events(std::uint32_t events) {
   if (state_ == State::dead) return;
+  if ((events & (EPOLLHUP | EPOLLERR)) && read_holds_ != 0) [[unlikely]] {
+    // Reset (or an error) while not read: nothing the peer sent can be answered. A plain FIN (EPOLLRDHUP) waits
+    // for the release instead: the peer may have half-closed and still read, and its last messages are valid.
+    destroy(1006, "connection reset while not read");
+    return;
+  }
   if (events & EPOLLOUT) on_writable();
   if (state_ == State::dead) return;
   // TLS: a read may have stopped on want_write (a handshake or key update message to send), so writability
@@ -126,7 +135,9 @@ void Connection::on_events(std::uint32_t events) {
   }
 }
 
-void Connection::on_readable(bool peer_hung_up) {
+void Connection::on_readable(bool read_to_end) {
+  // Not read while held: releasing the last hold drives the read (an edge that came meanwhile is not repeated).
+  if (read_holds_ != 0) [[unlikely]] return;
   if (extras_ && extras_->proxy && !read_proxy_header()) return;
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
   worker_.cork(*this);
@@ -144,12 +155,12 @@ void Connection::on_readable(bool peer_hung_up) {
       awaiting_pong_ = false;  // any traffic proves the peer is alive
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
-      if (state_ == State::dead) break;
+      if (state_ == State::dead || read_holds_ != 0) break;
       // A short read proves the kernel had nothing more (docs/DESIGN.md, 'How a byte travels'), unless the peer
       // also hung up: then read on to see the EOF, which brings no further edge. TLS hands out one record per read:
       // there a short read proves it only when OpenSSL's own last read(2) came back short and it holds no further
       // record.
-      if (r.bytes < buffer.size() && !peer_hung_up && (!tls_ || tls_stream().socket_drained())) break;
+      if (r.bytes < buffer.size() && !read_to_end && (!tls_ || tls_stream().socket_drained())) break;
       continue;
     }
     if (r.status == net::IoStatus::would_block) break;
@@ -166,14 +177,79 @@ void Connection::on_readable(bool peer_hung_up) {
     break;
   }
   worker_.uncork();
-  if (more && state_ != State::dead) {
-    // Yield: the rest of this turn's events go first; a task continues this one after them (no new edge will come).
-    Worker& worker = worker_;
-    const ConnectionHandle h = handle();
-    worker_.reactor().post([&worker, h] {
-      if (Connection* c = worker.find(h)) c->on_readable(false);
-    });
+  // A message split across reads left an assembly buffer: the memory budget counts it.
+  if (!memory_listed_ && reader_.buffered_bytes() != 0) [[unlikely]] worker_.list_memory_holder(*this);
+  // Yield: other connections get their turn; this one continues at the end of the turn (no new edge will come).
+  if (more && state_ != State::dead) worker_.read_later(*this);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Read holds
+
+void Connection::set_holds(std::uint8_t holds) {
+  worker_.count_holds(read_holds_, holds);
+  read_holds_ = holds;
+}
+
+void Connection::hold_reading(ReadHold why) {
+  // Only an open connection is held: a closing one must read the peer's close frame.
+  if (state_ != State::open) return;
+  set_holds(read_holds_ | static_cast<std::uint8_t>(why));
+}
+
+void Connection::release_reading(ReadHold why) {
+  const auto bit = static_cast<std::uint8_t>(why);
+  if ((read_holds_ & bit) == 0) return;
+  std::uint8_t holds = read_holds_ & static_cast<std::uint8_t>(~bit);
+  if (holds == 0) {
+    // Edge-triggered: no edge comes for what waited in the socket (or in OpenSSL) meanwhile, so the worker reads
+    // at the end of the turn, never from inside the caller (which may be this connection's own on_message).
+    refresh_liveness();
+    holds = kResuming;
+    worker_.read_later(*this);
   }
+  set_holds(holds);
+}
+
+void Connection::release_all_holds() {
+  if ((read_holds_ & static_cast<std::uint8_t>(~kResuming)) == 0) return;
+  refresh_liveness();
+  if ((read_holds_ & kResuming) == 0) worker_.read_later(*this);
+  set_holds(kResuming);
+}
+
+void Connection::read_again() {
+  if (state_ == State::dead) return;
+  if ((read_holds_ & kResuming) != 0) set_holds(read_holds_ & static_cast<std::uint8_t>(~kResuming));
+  if (read_holds_ != 0) return;  // held again before the turn ended: the next release comes back here
+  if (extras_ && !extras_->unread.empty()) {
+    // What the hold stopped short of goes first. Moved out: the views on_message gets point into it, and a new
+    // hold during it keeps the rest in a fresh extras_->unread.
+    std::vector<std::uint8_t> unread = std::move(extras_->unread);
+    extras_->unread = {};
+    trim_extras();
+    worker_.cork(*this);
+    process(unread.data(), unread.size());
+    worker_.uncork();
+    if (state_ == State::dead || read_holds_ != 0) return;
+  }
+  on_readable(true);
+}
+
+void Connection::keep_unread(const std::uint8_t* data, std::size_t len) {
+  std::vector<std::uint8_t>& unread = extras().unread;
+  unread.insert(unread.end(), data, data + len);
+  worker_.list_memory_holder(*this);
+}
+
+void Connection::check_high_water() {
+  const std::size_t high = worker_.server().config().limits.read_high_water;
+  if (high != 0 && buffered_amount() > high) hold_reading(ReadHold::backpressure);
+}
+
+void Connection::refresh_liveness() {
+  last_heard_ms_ = last_message_ms_ = stamp(worker_.reactor().now_ms());
+  awaiting_pong_ = false;
 }
 
 void Connection::process(std::uint8_t* data, std::size_t len) {
@@ -329,6 +405,7 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   if (deflate.accepted) {
     extras().deflate = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
     deflate_ = true;
+    worker_.list_memory_holder(*this);
     // RFC 7692 6: RSV1 marks a compressed message from now on.
     codec::ReaderLimits limits = reader_.limits();
     limits.rsv1_allowed = true;
@@ -478,6 +555,10 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
   const std::uint32_t now = stamp(worker_.reactor().now_ms());  // the reactor's clock stands still within a turn
   std::size_t offset = 0;
   while (offset < len) {
+    if (read_holds_ != 0) [[unlikely]] {  // held at this frame boundary: the rest waits for the release
+      keep_unread(data + offset, len - offset);
+      return;
+    }
     std::size_t used = 0;
     const codec::Event event = reader_.next(data + offset, len - offset, used);
     offset += used;
@@ -555,6 +636,7 @@ void Connection::fail_with(std::uint16_t code, std::string_view reason) {
     const std::size_t n = codec::write_close_payload(payload, code, reason);
     send_frame(Opcode::close, {payload, n}, true);
     state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
+    release_all_holds();      // draining reads on to the peer's EOF
     notify_closed(code, reason);
   }
   enter_draining();
@@ -587,6 +669,7 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   // Dead before on_close: a send from the callback fails (SendStatus::closed) instead of writing to this socket,
   // failing, and destroying the connection a second time (released twice, freed twice).
   state_ = State::dead;
+  if (read_holds_ != 0) set_holds(0);
   notify_closed(code, reason);
   timer_.cancel();
   transport_close(*this);
@@ -644,6 +727,7 @@ void Connection::close(std::uint16_t code, std::string_view reason) {
   send_frame(Opcode::close, {payload, n}, true);
   // Closing before on_close: RFC 6455 5.5.1, no data frame may follow the close frame.
   state_ = State::closing;
+  release_all_holds();  // the peer's close frame must be read
   arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
   notify_closed(code, reason);
 }
@@ -657,9 +741,11 @@ bool Connection::subscribe(std::string_view topic) { return state_ == State::ope
 
 bool Connection::unsubscribe(std::string_view topic) { return worker_.unsubscribe(*this, topic); }
 
-bool Connection::over_backpressure(std::size_t incoming) {
+// Counts what is queued beyond the message in hand: a message of any valid size (an echo of max_message_size)
+// is accepted while the queue in front of it is within the limit.
+bool Connection::over_backpressure() {
   const Limits& limits = worker_.server().config().limits;
-  if (buffered_amount() + incoming <= limits.max_backpressure) return false;
+  if (buffered_amount() <= limits.max_backpressure) return false;
   if (limits.backpressure_policy == BackpressurePolicy::drop) {
     worker_.counters().bump_dropped();
     return true;
@@ -685,7 +771,6 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
     // written straight into the cork buffer, which uncork() hands to the kernel with this connection's one write.
     std::uint8_t* at;
     if (queue_ == nullptr && !deflate_ && worker_.corked(*this) &&
-        payload.size() <= worker_.server().config().limits.max_backpressure &&
         (at = worker_.cork_reserve(codec::kMaxFrameHeaderSize + payload.size())) != nullptr) {
       const std::size_t header_len = codec::write_frame_header(at, opcode, payload.size());
       if (!payload.empty()) std::memcpy(at + header_len, payload.data(), payload.size());
@@ -693,7 +778,7 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
       count_message_out();
       return SendStatus::ok;
     }
-    if (over_backpressure(payload.size())) return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
+    if (over_backpressure()) return state_ == State::open ? SendStatus::dropped : SendStatus::closed;
   }
   // RFC 7692 6: a compressed message has RSV1 on its (only) frame. Compressed only once it is sure to be sent:
   // with context takeover a dropped message would leave our window ahead of the peer's.
@@ -723,6 +808,7 @@ void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<
     return;
   }
   queue().append_frame(header, payload);
+  check_high_water();
   schedule_flush();
 }
 
@@ -766,15 +852,17 @@ void Connection::write_direct(std::span<const std::uint8_t> header, std::span<co
   if (!queue_empty()) {
     writable_ = false;
     waited_for_drain_ = true;
+    check_high_water();
   }
 }
 
 void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
-  if (over_backpressure(frame->size())) return;
+  if (over_backpressure()) return;
   count_message_out();
   if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue());
   queue().append_shared(frame);
+  check_high_water();
   if (!worker_.corked(*this)) schedule_flush();
 }
 
@@ -816,6 +904,11 @@ void Connection::flush() {
 }
 
 void Connection::after_flush() {
+  // The drain point of the write path: under the low-water mark the peer's input is read again.
+  if ((read_holds_ & static_cast<std::uint8_t>(ReadHold::backpressure)) != 0 &&
+      buffered_amount() <= worker_.server().config().limits.read_low_water) {
+    release_reading(ReadHold::backpressure);
+  }
   if (!queue_empty()) return;
   queue_.reset();  // drained: an idle connection holds no queue
   if (state_ == State::draining) {
@@ -897,6 +990,12 @@ void Connection::on_deadline() {
       break;
   }
   if (state_ != State::open) return;
+  if (read_holds_ != 0) {
+    // Not reading, the connection can hear neither a pong nor a message: being held is not a dead or idle peer.
+    refresh_liveness();
+    arm_liveness();
+    return;
+  }
   const std::uint64_t now = worker_.reactor().now_ms();
   if (limits.idle_timeout_ms != 0 && elapsed(last_message_ms_, now) >= limits.idle_timeout_ms) {
     close(static_cast<std::uint16_t>(CloseCode::going_away), "idle timeout");

@@ -55,6 +55,19 @@ enum class SendStatus : std::uint8_t {
   closed,   // the connection is closing or closed (or the backpressure policy just closed it)
 };
 
+// Why a connection is not being read. Each reason is held and released on its own, and the connection is read
+// again once none is left. A hold set while the connection's input is being processed (on_message pauses, or a
+// reply pushes the send queue past Limits::read_high_water) takes effect at the next frame boundary: no further
+// on_message until it is released; what was read but not yet processed waits in the connection (at most one
+// receive buffer) and is processed first when reading resumes.
+enum class ReadHold : std::uint8_t {
+  user = 1,          // Connection::pause_reading, Server::pause_reading
+  backpressure = 2,  // the send queue passed Limits::read_high_water; released at Limits::read_low_water
+  rate = 4,          // a per-connection rate limit
+  memory = 8,        // the server's memory budget (Limits::max_memory)
+  handoff = 16,      // the connection is being handed over at a message boundary
+};
+
 // The client's address: IPv4 or IPv6, compact.
 struct PeerAddress {
   union {
@@ -80,6 +93,14 @@ class Connection final : public net::Reactor::Handler {
   void close(std::uint16_t code = 1000, std::string_view reason = {});
   // Drops the connection without a closing handshake (the peer sees 1006).
   void terminate();
+
+  // Flow control for the application (say, while a worker thread handles the last message): no on_message
+  // arrives between pause_reading() and resume_reading(), including the rest of what was already read (see
+  // ReadHold). The peer is pushed back by TCP. Pings and the idle timeout do not close a paused connection; a close
+  // started by the server (close(), shutdown) resumes reading, since the peer's close frame must be read.
+  void pause_reading() { hold_reading(ReadHold::user); }
+  void resume_reading() { release_reading(ReadHold::user); }
+  bool reading_paused() const { return (read_holds_ & static_cast<std::uint8_t>(ReadHold::user)) != 0; }
 
   bool is_open() const { return state_ == State::open; }
   std::size_t buffered_amount() const { return queue_ ? queue_->bytes() : 0; }
@@ -120,7 +141,24 @@ class Connection final : public net::Reactor::Handler {
   enum class Deadline : std::uint8_t { none, tls_handshake, handshake, liveness, close };
 
   void on_events(std::uint32_t events) override;
-  void on_readable(bool peer_hung_up);
+  // read_to_end: read until the transport would block, not only until a short read (the peer hung up, or no
+  // edge will come for what arrived while the connection was not read).
+  void on_readable(bool read_to_end);
+  // Read holds (ReadHold). Released, the last hold leaves kResuming set until the worker calls read_again() at
+  // the end of the turn: an EPOLLIN edge in between does not read ahead of the bytes kept by the hold.
+  static constexpr std::uint8_t kResuming = 0x80;
+  void hold_reading(ReadHold why);
+  void release_reading(ReadHold why);
+  void release_all_holds();  // leaving the open state: the peer's close frame must be read
+  void set_holds(std::uint8_t holds);
+  void read_again();         // Worker, end of turn: a released hold or a yield continues reading
+  void keep_unread(const std::uint8_t* data, std::size_t len);
+  void check_high_water();   // the send queue grew
+  void refresh_liveness();   // time not reading is neither idleness nor a missing pong
+
+  // Memory (core/memory.cpp): what this connection holds in user space beyond its object, and the budget's action.
+  std::size_t memory_held() const;
+  void shed_for_memory(std::size_t held);
   void on_writable();
   void process(std::uint8_t* data, std::size_t len);
   void process_handshake(std::uint8_t* data, std::size_t len);
@@ -144,7 +182,7 @@ class Connection final : public net::Reactor::Handler {
   void write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
   void write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
   void queue_shared(Chunk* frame);
-  bool over_backpressure(std::size_t incoming);
+  bool over_backpressure();
   void count_message_out();
   void schedule_flush();
   void flush();
@@ -199,6 +237,8 @@ class Connection final : public net::Reactor::Handler {
   // The TLS record buffers were released and the worker does not list this connection: its next TLS read or
   // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
   bool tls_released_ = false;
+  std::uint8_t read_holds_ = 0;  // ReadHold bits, and kResuming
+  bool memory_listed_ = false;   // in the worker's list of connections that hold memory (Worker::list_memory_holder)
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;

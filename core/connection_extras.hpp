@@ -22,9 +22,11 @@ struct Connection::Extras {
   std::unique_ptr<DeflateSession> deflate;       // only when permessage-deflate was negotiated
   std::unique_ptr<codec::ProxyHeaderParser> proxy;  // only until the PROXY header is read
   std::optional<PeerAddress> forwarded;          // only when trusted proxies named the client
+  std::vector<std::uint8_t> unread;              // read, not yet processed: a read hold stopped at a frame boundary
 
   bool unused() const {
-    return !head && subprotocol.empty() && topics.empty() && !tls && !deflate && !proxy && !forwarded;
+    return !head && subprotocol.empty() && topics.empty() && !tls && !deflate && !proxy && !forwarded &&
+           unread.empty();
   }
 };
 

@@ -77,7 +77,8 @@ std::string Server::metrics_text() const {
   // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
   std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
-                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0;
+                bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0,
+                paused = 0, throttled = 0, memory = 0, memory_closes = 0;
   std::uint64_t refused[kRefusalReasons] = {};
   std::uint64_t closed[kCloseCodeSlots] = {};
   for (const auto& worker : workers_) {
@@ -94,6 +95,10 @@ std::string Server::metrics_text() const {
     tls_released += get(c.tls_buffers_released);
     proxy_errors += get(c.proxy_errors);
     queued += get(c.queued_bytes);
+    paused += get(c.paused);
+    throttled += get(c.throttled);
+    memory += get(c.memory_in_use);
+    memory_closes += get(c.memory_closes);
     for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
     for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
   }
@@ -127,6 +132,22 @@ std::string Server::metrics_text() const {
   append_metric_family(out, "edgews_send_queue_bytes", "gauge",
          "Bytes queued in connections' send queues, sampled once a second per reactor.");
   append_metric_sample(out, "edgews_send_queue_bytes", {}, queued);
+  append_metric_family(out, "edgews_connections_paused", "gauge",
+         "Connections whose reading the application paused (pause_reading).");
+  append_metric_sample(out, "edgews_connections_paused", {}, paused);
+  append_metric_family(out, "edgews_connections_throttled", "gauge",
+         "Connections the server does not read for now: send queue over limits.read_high_water, a rate limit, "
+         "or the memory budget.");
+  append_metric_sample(out, "edgews_connections_throttled", {}, throttled);
+  append_metric_family(out, "edgews_memory_bytes", "gauge",
+         "Bytes connections hold in user space (queued output, assembly, unread input, zlib, TLS records), sampled "
+         "every 100 ms per reactor while any holds some.");
+  append_metric_sample(out, "edgews_memory_bytes", {}, memory);
+  append_metric_family(out, "edgews_memory_budget_bytes", "gauge", "The memory budget in force (limits.max_memory).");
+  append_metric_sample(out, "edgews_memory_budget_bytes", {}, memory_budget_);
+  append_metric_family(out, "edgews_memory_budget_closes_total", "counter",
+         "Connections closed with 1013 because the server was over its memory budget (those holding the most).");
+  append_metric_sample(out, "edgews_memory_budget_closes_total", {}, memory_closes);
   append_metric_family(out, "edgews_backpressure_actions_total", "counter",
          "Sends over limits.max_backpressure, by the policy applied (drop: message dropped; close: closed 1008).");
   append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);

@@ -7,16 +7,26 @@
 
 namespace edgews::core {
 
+namespace {
+// Signed: a chunk freed on another thread than its creator's (a server destroyed from the main thread) moves
+// that thread's figure below zero, not the reactor's.
+thread_local std::int64_t t_chunk_bytes = 0;
+}  // namespace
+
+std::int64_t Chunk::bytes_on_this_thread() { return t_chunk_bytes; }
+
 Chunk* Chunk::create(std::size_t capacity) {
   void* memory = std::malloc(offsetof(Chunk, bytes_) + capacity);
   if (memory == nullptr) throw std::bad_alloc();
   auto* chunk = new (memory) Chunk();
   chunk->capacity_ = capacity;
+  t_chunk_bytes += static_cast<std::int64_t>(capacity);
   return chunk;
 }
 
 void Chunk::release() {
   if (--refs_ == 0) {
+    t_chunk_bytes -= static_cast<std::int64_t>(capacity_);
     this->~Chunk();
     std::free(this);
   }

@@ -18,6 +18,9 @@ namespace edgews::core {
 // Not thread-safe: a chunk belongs to one reactor thread, like the connections that queue it.
 class Chunk {
  public:
+  // Bytes of chunks alive that this thread created and has not freed (capacity, not size): a frame shared by
+  // every subscriber is one chunk and counts once. What the memory budget counts as queued output.
+  static std::int64_t bytes_on_this_thread();
   static Chunk* create(std::size_t capacity);
   void retain() { ++refs_; }
   void release();

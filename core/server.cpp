@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <cinttypes>
 #include <csignal>
 #include <memory>
 
@@ -20,6 +21,10 @@ Error check_limits(const Limits& limits) {
   if (limits.max_fragments == 0) return config_error("limits.max_fragments must be at least 1");
   if (limits.max_backpressure < 1024) {
     return config_error("limits.max_backpressure must be at least 1024 bytes (a slow reader is closed above it)");
+  }
+  if (limits.read_high_water != 0 && limits.read_low_water >= limits.read_high_water) {
+    return config_error("limits.read_low_water must be below limits.read_high_water (reading resumes when the send "
+                        "queue falls to the low mark; 0 as the high mark turns read throttling off)");
   }
   if (limits.max_connections == 0) return config_error("limits.max_connections must be at least 1");
   if (limits.max_request_head < 1024) {
@@ -153,6 +158,7 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
     error = config_error(std::move(problem));
     return nullptr;
   }
+  server->memory_budget_ = resolve_memory_budget(server->config_, server->memory_budget_source_);
   for (const std::string& protocol : server->config_.subprotocols) server->subprotocol_views_.push_back(protocol);
   for (const std::string& origin : server->config_.allowed_origins) server->origin_views_.push_back(origin);
   if (any_tls) {
@@ -195,6 +201,8 @@ Error Server::start() {
                  std::to_string(workers_[0]->ports()[i]);
   }
   logger_.log(LogLevel::info, "listening", "%s threads=%u", addresses.c_str(), config_.threads);
+  logger_.log(LogLevel::info, "memory_budget", "%" PRIu64 " bytes (%s)", memory_budget_,
+              memory_budget_source_.c_str());
   return {};
 }
 
@@ -257,6 +265,32 @@ bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view
   }
   worker->reactor().post([worker, handle, code, text = std::string(reason)] {
     if (Connection* connection = worker->find(handle)) connection->close(code, text);
+  });
+  return true;
+}
+
+bool Server::pause_reading(ConnectionHandle handle) { return hold(handle, true); }
+
+bool Server::resume_reading(ConnectionHandle handle) { return hold(handle, false); }
+
+bool Server::hold(ConnectionHandle handle, bool pause) {
+  if (handle.worker >= workers_.size() || stopped()) return false;
+  Worker* worker = workers_[handle.worker].get();
+  const auto apply = [](Connection& connection, bool paused) {
+    if (paused) {
+      connection.pause_reading();
+    } else {
+      connection.resume_reading();
+    }
+  };
+  if (worker->reactor().in_reactor_thread()) {
+    Connection* connection = worker->find(handle);
+    if (connection == nullptr) return false;
+    apply(*connection, pause);
+    return true;
+  }
+  worker->reactor().post([worker, handle, pause, apply] {
+    if (Connection* connection = worker->find(handle)) apply(*connection, pause);
   });
   return true;
 }
@@ -351,7 +385,12 @@ ServerStats Server::stats() const {
     stats.backpressure_closes += get(c.backpressure_closes);
     stats.accepts_shed += get(c.shed);
     stats.tls_buffers_released += get(c.tls_buffers_released);
+    stats.connections_paused += get(c.paused);
+    stats.connections_throttled += get(c.throttled);
+    stats.memory_in_use += get(c.memory_in_use);
+    stats.memory_closes += get(c.memory_closes);
   }
+  stats.memory_budget = memory_budget_;
   return stats;
 }
 

@@ -130,6 +130,11 @@ struct ServerStats {
   std::uint64_t backpressure_closes = 0;   // backpressure policy "close"
   std::uint64_t accepts_shed = 0;          // over max_connections or out of descriptors
   std::uint64_t tls_buffers_released = 0;  // TLS record buffers given back by quiet connections (each time)
+  std::uint64_t connections_paused = 0;     // now: reading paused by the application (pause_reading)
+  std::uint64_t connections_throttled = 0;  // now: not read by the server (send queue over read_high_water, ...)
+  std::uint64_t memory_in_use = 0;          // bytes connections hold (Limits::max_memory), sampled every 100 ms
+  std::uint64_t memory_budget = 0;          // the budget in force (Server::memory_budget())
+  std::uint64_t memory_closes = 0;          // connections closed (1013) for the budget
 };
 
 class Server {
@@ -170,6 +175,11 @@ class Server {
   // way (a second close keeps the first code); false when the handle is gone (from the owning thread) or the
   // server has stopped. Handles exist from on_open on, so there is no handle of a connection still in its upgrade.
   bool close(ConnectionHandle handle, std::uint16_t code = 1000, std::string_view reason = {});
+  // Any thread: Connection::pause_reading / resume_reading (for an application that hands messages to worker
+  // threads and takes the next one when it is ready). Applied in order with the sends and closes this thread posts
+  // for the same connection; false when the handle is gone (from the owning thread) or the server has stopped.
+  bool pause_reading(ConnectionHandle handle);
+  bool resume_reading(ConnectionHandle handle);
   // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
   // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances.
   void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
@@ -193,6 +203,8 @@ class Server {
   bool metrics_enabled() const { return config_.admin_listener.enabled || !metrics_allow_.empty(); }
   std::uint16_t admin_port() const;          // the admin listener's bound port after start(); 0 when off
   const ServerConfig& config() const { return config_; }
+  // Limits::max_memory as resolved at create(): the setting, or the automatic value (core/memory.cpp).
+  std::uint64_t memory_budget() const { return memory_budget_; }
   const Logger& logger() const { return logger_; }
   // Re-reads the TLS certificates (SIGHUP). Open connections keep theirs; on error the old ones stay in use.
   Error reload_tls();
@@ -204,6 +216,8 @@ class Server {
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();
+  bool hold(ConnectionHandle handle, bool pause);
+  static std::uint64_t resolve_memory_budget(const ServerConfig& config, std::string& source);
   // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
   void topic_interest(std::string_view topic, bool gained);
 
@@ -217,6 +231,8 @@ class Server {
   CidrSet metrics_allow_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
+  std::uint64_t memory_budget_ = 0;
+  std::string memory_budget_source_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<unsigned> workers_running_{0};
   std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()

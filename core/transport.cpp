@@ -30,6 +30,10 @@ net::IoResult to_io(const net::TlsResult& r) {
 // Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
 // A read that finds nothing (an EPOLLOUT edge resumes reading) leaves it quiet.
 net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
+  if (c.deadline_ == Connection::Deadline::tls_handshake && !c.worker_.take_handshake_step()) [[unlikely]] {
+    c.worker_.read_later(c);  // this phase's share of handshakes is spent: the established connections go first
+    return {net::IoStatus::would_block, 0, 0};
+  }
   const net::TlsResult r = c.tls_stream().read(buf, len);
   if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
   return to_io(r);
@@ -74,6 +78,7 @@ void Worker::release_settled_tls(Connection& connection) {
   if (release_tls_buffers(connection)) return;
   connection.tls_stream().keep_buffers();
   list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
+  list_memory_holder(connection);
 }
 
 // Gives a quiet connection's record buffers back; false (nothing freed) while it has output queued or OpenSSL
@@ -89,6 +94,7 @@ void Worker::hold_tls_buffers(Connection& connection) {
   connection.tls_released_ = false;
   connection.tls_stream().keep_buffers();
   list_tls_holder(connection);
+  list_memory_holder(connection);
 }
 
 void Worker::list_tls_holder(Connection& connection) {

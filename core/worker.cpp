@@ -20,8 +20,19 @@ Worker::Worker(Server& server, std::uint32_t index)
       cork_buffer_(new std::uint8_t[kCorkSize]),
       shutdown_timer_(&Worker::on_shutdown_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
-      tls_sweep_timer_(&Worker::on_tls_sweep, this) {
+      tls_sweep_timer_(&Worker::on_tls_sweep, this),
+      memory_timer_(&Worker::on_memory_sweep, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
+  // zlib's own figures (core/config.hpp, DeflateConfig): a compressor unless one per thread serves all, and an
+  // inflater (counted always: whether the client resets its window is known per connection only).
+  const DeflateConfig& deflate = server.config().deflate;
+  if (deflate.enabled) {
+    if (!(deflate.server_no_context_takeover && deflate.shared_compressor)) {
+      deflate_estimate_ += (std::size_t{1} << (deflate.server_max_window_bits + 2)) +
+                           (std::size_t{1} << (static_cast<unsigned>(deflate.mem_level) + 9)) + 6 * 1024;
+    }
+    deflate_estimate_ += (std::size_t{1} << deflate.client_max_window_bits) + 7 * 1024;
+  }
 }
 
 Worker::~Worker() {
@@ -204,6 +215,24 @@ void Worker::schedule_flush(Connection& connection) {
   reactor_->defer(turn_hook_);
 }
 
+void Worker::read_later(Connection& connection) {
+  read_later_.push_back({connection.slot_, connection.generation_});
+  reactor_->defer(turn_hook_);
+}
+
+void Worker::count_holds(std::uint8_t before, std::uint8_t after) {
+  constexpr std::uint8_t kPaused = static_cast<std::uint8_t>(ReadHold::user) |
+                                   static_cast<std::uint8_t>(ReadHold::handoff);
+  constexpr std::uint8_t kThrottled = static_cast<std::uint8_t>(ReadHold::backpressure) |
+                                      static_cast<std::uint8_t>(ReadHold::rate) |
+                                      static_cast<std::uint8_t>(ReadHold::memory);
+  const auto follow = [](std::atomic<std::uint64_t>& gauge, bool was, bool is) {
+    if (was != is) gauge.store(gauge.load(std::memory_order_relaxed) + (is ? 1 : -1), std::memory_order_relaxed);
+  };
+  follow(counters_.paused, (before & kPaused) != 0, (after & kPaused) != 0);
+  follow(counters_.throttled, (before & kThrottled) != 0, (after & kThrottled) != 0);
+}
+
 // Once per turn: one flush per connection that queued data, then free the connections that died before this
 // hook started. One that dies during it waits for the next turn's hook: it may sit in the next dirty list.
 void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
@@ -215,6 +244,15 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
     connection->flush();  // nothing for a dead connection
   }
   self->flushing_.clear();
+  // Reads after the flushes: a connection released by its drain reads in the same turn. One asked for during these
+  // reads (a yield, a hold released inside them) waits for the next turn, so that others are served in between.
+  self->reading_.swap(self->read_later_);
+  self->handshake_steps_ = 0;
+  for (const SlotRef ref : self->reading_) {
+    if (Connection* connection = self->find({self->index_, ref.slot, ref.generation})) connection->read_again();
+  }
+  self->reading_.clear();
+  self->handshake_steps_ = 0;  // the next dispatch has its own share
   // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
   for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
   self->settling_.clear();
@@ -267,10 +305,12 @@ void Worker::uncork() {
         connection->queue().append({cork_buffer_.get() + written, cork_used_ - written});
         connection->writable_ = false;
         connection->waited_for_drain_ = true;
+        connection->check_high_water();
       }
       cork_used_ = 0;
     } else {
       move_cork_to(connection->queue());
+      connection->check_high_water();
     }
   }
   connection->flush();
@@ -370,6 +410,7 @@ void Worker::begin_shutdown() {
   admin_listener_.reset();
   metrics_timer_.cancel();
   tls_sweep_timer_.cancel();
+  memory_timer_.cancel();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;

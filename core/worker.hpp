@@ -50,6 +50,11 @@ class Worker {
   Connection* find(ConnectionHandle handle) const;
   void release(Connection& connection);  // the connection is dead: free it at the end of this turn
   void schedule_flush(Connection& connection);  // flush it once at the end of this turn
+  // Read this connection at the end of the turn (Connection::read_again): a released read hold, or a connection
+  // that yielded after kMaxReadsPerEdge reads. Never from inside a callback; no edge will come for either.
+  void read_later(Connection& connection);
+  // A connection's read holds changed from `before` to `after`: the paused and throttled gauges follow.
+  void count_holds(std::uint8_t before, std::uint8_t after);
 
   // Corking: sends made while a connection's input is processed are gathered here and written with one write
   // when processing ends (docs/DESIGN.md, 'One reactor turn').
@@ -108,6 +113,7 @@ class Worker {
     void bump_accepted() { add(accepted, 1); }
     void bump_shed() { add(shed, 1); }
     void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
+    void bump_memory_close() { add(memory_closes, 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
         dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
@@ -115,6 +121,12 @@ class Worker {
     std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
     // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
     std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
+    // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
+    // throttled by the server (backpressure, rate, memory); a connection with both kinds counts in both.
+    std::atomic<std::uint64_t> paused{0}, throttled{0};
+    // Written by the memory sweep: bytes held by this worker's connections, the part held by connections already
+    // closing (freed once they are gone), and connections closed for the budget.
+    std::atomic<std::uint64_t> memory_in_use{0}, memory_releasing{0}, memory_closes{0};
     LagHistogram loop_lag;
 
    private:
@@ -131,6 +143,18 @@ class Worker {
   // and by a sweep for connections that had I/O after a release and then went quiet.
   void settle_after_upgrade(Connection& connection);
   void hold_tls_buffers(Connection& connection);  // a released connection does TLS I/O again
+  // TLS handshakes cost hundreds of microseconds of public-key work each: a storm of them must not hold up the
+  // established connections' messages. At most this many handshake steps run in a turn's dispatch and as many at
+  // its end; a connection over the share waits for the next (TlsTransport::read).
+  static constexpr int kMaxHandshakeStepsPerPhase = 16;
+  bool take_handshake_step() { return handshake_steps_++ < kMaxHandshakeStepsPerPhase; }
+
+  // The memory budget (core/memory.cpp). A connection that starts to hold memory beyond its object (a send queue,
+  // an assembly buffer, unread input, zlib state, TLS record buffers) is listed once; a sweep every
+  // kMemorySweepMs sums what the listed ones hold, unlists those that hold nothing, and over the server's budget
+  // closes the ones holding the most. Only listed connections are visited: idle ones cost the sweep nothing.
+  void list_memory_holder(Connection& connection);
+  std::size_t deflate_estimate() const { return deflate_estimate_; }
 
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }
@@ -149,6 +173,8 @@ class Worker {
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
   static void on_metrics_timer(net::Timer& timer, void* context);
   static void on_tls_sweep(net::Timer& timer, void* context);
+  static void on_memory_sweep(net::Timer& timer, void* context);
+  void enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasing);
   void release_settled_tls(Connection& connection);
   bool release_tls_buffers(Connection& connection);
   void list_tls_holder(Connection& connection);
@@ -177,6 +203,14 @@ class Worker {
   std::vector<Connection*> dirty_;     // queued data to flush at the end of the turn
   std::vector<Connection*> flushing_;
   std::vector<Connection*> settling_;  // upgraded over TLS this turn: release their record buffers at its end
+  // Connections to read at the end of the turn, by slot and generation (one may die before its turn comes).
+  struct SlotRef {
+    std::uint32_t slot;
+    std::uint32_t generation;
+  };
+  std::vector<SlotRef> read_later_;
+  std::vector<SlotRef> reading_;
+  int handshake_steps_ = 0;  // this phase of the turn (dispatch, end of turn)
   net::EndOfTurnHook turn_hook_;
 
   Connection* corked_ = nullptr;
@@ -208,6 +242,15 @@ class Worker {
   static constexpr std::uint32_t kTlsSweepPeriodMs = 1000;
   std::vector<TlsHolder> tls_holders_;
   net::Timer tls_sweep_timer_;
+  static constexpr std::uint32_t kMemorySweepMs = 100;
+  std::vector<SlotRef> memory_holders_;
+  struct Candidate {
+    std::size_t held;
+    SlotRef ref;
+  };
+  std::vector<Candidate> memory_candidates_;
+  net::Timer memory_timer_;
+  std::size_t deflate_estimate_ = 0;  // zlib state of one connection with permessage-deflate (DeflateConfig)
   Counters counters_;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;

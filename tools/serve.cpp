@@ -54,8 +54,12 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --header 'Name: value'    add a header to every 101 response (repeatable; protocol headers are refused)
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
   --max-message-size BYTES  default 16777216
-  --max-backpressure BYTES  default 16777216
+  --max-backpressure BYTES  queued for a connection beyond the message being sent (default 4194304)
   --backpressure-policy P   close (default) or drop
+  --read-high-water BYTES   stop reading a connection whose send queue passes this (default 1048576; 0 = off)
+  --read-low-water BYTES    read it again once the queue is down to this (default 262144)
+  --max-memory BYTES        what all connections may hold together; over it those holding the most are closed
+                            with 1013 (default 0 = a quarter of the cgroup's memory limit, else 268435456)
   --max-connections N       default 100000
   --handshake-timeout MS    default 10000
   --idle-timeout MS         default 0 (off)
@@ -201,6 +205,9 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
     else if (args.is("--max-message-size")) config.limits.max_message_size = args.number(1, 1LL << 40);
     else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
+    else if (args.is("--max-memory")) config.limits.max_memory = args.number(0, 1LL << 50);
+    else if (args.is("--read-high-water")) config.limits.read_high_water = args.number(0, 1LL << 40);
+    else if (args.is("--read-low-water")) config.limits.read_low_water = args.number(0, 1LL << 40);
     else if (args.is("--backpressure-policy")) {
       const std::string policy = args.value();
       if (policy == "close") config.limits.backpressure_policy = BackpressurePolicy::close;

@@ -567,8 +567,10 @@ TEST_P(ServerThreads, GracefulShutdownSends1001AfterQueuedData) {
     }
     queued = static_cast<int>(c.buffered_amount() > 0 ? 1 : 2);
   };
+  ServerConfig config = test_config(GetParam());
+  config.limits.max_backpressure = 16u << 20;  // the 8 MiB queued in one callback is over the default
   RunningServer server;
-  ASSERT_TRUE(server.start(test_config(GetParam()), callbacks));
+  ASSERT_TRUE(server.start(config, callbacks));
   TestClient client;
   ASSERT_TRUE(client.open(server.port(), "/", 4096));
   ASSERT_TRUE(client.send_text("go"));

@@ -1,7 +1,10 @@
-"""Slow consumers: a raw client asks for large echoes and never reads. With --backpressure-policy close the server
-closes it (1008) and its memory stays bounded; with drop the messages over the limit are dropped and the
+"""Slow consumers: a raw client asks for large echoes and never reads. By default the server stops reading it once
+its send queue passes the high-water mark (read throttling): the client is pushed back by TCP, memory stays bounded,
+and once it reads it gets every echo. With throttling off (--read-high-water 0) the backpressure policy decides:
+close closes it (1008) and its memory stays bounded; with drop the messages over the limit are dropped and the
 connection stays open. Other clients are served throughout."""
 import asyncio
+import socket
 
 import ws_checks
 from harness import (FrameReader, close_payload, edgews, expect, expect_eq, frame, raw_upgrade, run_checks)
@@ -36,9 +39,53 @@ def flood(sock):
     return sent, False
 
 
+def slow_reader_is_throttled_and_loses_nothing():
+    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+        other_client_echoes(server.port)
+        rss_before = server.rss_kib()
+        s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)
+        s.settimeout(3)
+        requests, sent, partial = [], 0, b""
+        for i in range(TOTAL // FRAME_PAYLOAD):  # bounded: far more than every buffer on the way holds
+            payload = i.to_bytes(4, "big") * (FRAME_PAYLOAD // 4)
+            request = frame(BINARY, payload)
+            offset = 0
+            try:
+                while offset < len(request):
+                    offset += s.send(request[offset:])
+            except socket.timeout:
+                partial = request[offset:]
+                break
+            requests.append(payload)
+            sent += 1
+        expect(partial, f"the server read all {sent} requests of a client that never reads: not throttled")
+        rss_after = server.rss_kib()
+        expect(rss_after - rss_before < RSS_BOUND_KIB,
+               f"server RSS grew by {(rss_after - rss_before) >> 10} MiB for one throttled reader (bound "
+               f"{RSS_BOUND_KIB >> 10} MiB)")
+        other_client_echoes(server.port)
+        # Now read: every echo arrives, in order; then the half-sent request is finished and echoed too.
+        s.settimeout(60)
+        reader = FrameReader(s, rest)
+        for i, payload in enumerate(requests):
+            _, opcode, echoed = reader.next()
+            expect_eq(opcode, BINARY, f"echo {i}")
+            expect(echoed == payload, f"echo {i} of {sent} damaged or out of order")
+        s.sendall(partial)
+        _, opcode, echoed = reader.next()
+        expect(opcode == BINARY and echoed[:4] == sent.to_bytes(4, "big"), "the request sent while throttled")
+        s.sendall(frame(CLOSE, close_payload(1000)))
+        code, _ = reader.until_close()
+        expect_eq(code, 1000, "close answer after the flood")
+        s.close()
+        expect("1008" not in server.log(), "a throttled reader was closed")
+        print(f"  throttled after {sent} requests, all echoed, RSS {rss_before >> 10} -> {rss_after >> 10} MiB")
+
+
+# With read throttling off: a handler that keeps replying to a reader that does not read meets the policy.
 def slow_reader_closed_with_1008():
     with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-backpressure", str(LIMIT),
-                "--backpressure-policy", "close") as server:
+                "--backpressure-policy", "close", "--read-high-water", "0") as server:
         other_client_echoes(server.port)  # warm up: buffers every connection shares are allocated now
         rss_before = server.rss_kib()
         s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)
@@ -72,7 +119,7 @@ def slow_reader_closed_with_1008():
 
 def slow_reader_with_drop_stays_open():
     with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-backpressure", str(LIMIT),
-                "--backpressure-policy", "drop") as server:
+                "--backpressure-policy", "drop", "--read-high-water", "0") as server:
         other_client_echoes(server.port)
         rss_before = server.rss_kib()
         s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)
@@ -104,4 +151,5 @@ def slow_reader_with_drop_stays_open():
 
 
 if __name__ == "__main__":
-    run_checks([slow_reader_closed_with_1008, slow_reader_with_drop_stays_open])
+    run_checks([slow_reader_is_throttled_and_loses_nothing, slow_reader_closed_with_1008,
+                slow_reader_with_drop_stays_open])

@@ -114,6 +114,27 @@ TEST(Listener, BindConflictWithoutReusePortNamesTheAddress) {
   EXPECT_NE(error.message.find(first->address().to_string()), std::string::npos) << error.message;
 }
 
+// A connection storm is accepted a bounded number per turn, so that the connections already established are served
+// in between; the rest follow in the next turns without a new edge.
+TEST(Listener, AStormIsAcceptedOverSeveralTurnsWithoutANewEdge) {
+  Error error;
+  auto reactor = Reactor::create(error);
+  std::vector<Accepted> accepted;
+  auto listener = listen_on(*reactor, "127.0.0.1", 0, accepted, error);
+  ASSERT_TRUE(listener) << error.message;
+  const int storm = 2 * Listener::kMaxAcceptsPerDispatch + 100;
+  std::vector<Fd> clients;
+  for (int i = 0; i < storm; ++i) {
+    clients.push_back(connect_tcp(listener->address(), false, error));
+    ASSERT_TRUE(clients.back()) << error.message;
+  }
+  reactor->run_once(1000);
+  EXPECT_EQ(accepted.size(), static_cast<std::size_t>(2 * Listener::kMaxAcceptsPerDispatch))
+      << "one turn accepts the bounded number: in the dispatch, then once more at the end of the turn";
+  for (int turn = 0; turn < 10 && accepted.size() < static_cast<std::size_t>(storm); ++turn) reactor->run_once(0);
+  EXPECT_EQ(accepted.size(), static_cast<std::size_t>(storm));
+}
+
 TEST(Listener, ResumeAcceptsWhatWaitedInTheBacklogWithoutANewEdge) {
   Error error;
   auto reactor = Reactor::create(error);

@@ -245,6 +245,13 @@ class Connection final : public net::Reactor::Handler {
   PeerAddress peer_;
   std::unique_ptr<Extras> extras_;
   void* user_data_ = nullptr;
+
+  // Live hand-off (core/handoff.cpp): offered to the successor, so neither read nor written nor timed until it
+  // answers; a connection moves only when plain, open and at a message boundary with nothing queued.
+  bool handoff_offered_ = false;
+  bool handoff_movable() const;
+  bool handoff_ready() const;
+  void vanish();  // adopted by the successor: forget the socket, no close frame, no on_close
 };
 
 }  // namespace edgews::core

@@ -10,6 +10,7 @@
 
 #include "codec/handshake_response.hpp"
 #include "codec/http_token.hpp"
+#include "core/handoff.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {
@@ -111,6 +112,9 @@ Server::Server(ServerConfig config, Callbacks callbacks, Logger logger)
     : config_(std::move(config)), callbacks_(std::move(callbacks)), logger_(std::move(logger)) {}
 
 Server::~Server() {
+  // First: their threads post to the workers.
+  handoff_out_.reset();
+  handoff_in_.reset();
   for (auto& worker : workers_) {
     if (worker && worker->reactor_ptr()) worker->reactor().stop();
   }

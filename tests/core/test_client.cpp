@@ -152,12 +152,18 @@ bool TestClient::write_all(const void* data, std::size_t len) {
   return true;
 }
 
-bool TestClient::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin) {
+void TestClient::allow_compressed() {
+  codec::ReaderLimits limits = reader_.limits();
+  limits.rsv1_allowed = true;
+  reader_ = codec::MessageReader(codec::Role::client, limits);
+}
+
+bool TestClient::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin, bool rsv1) {
   std::uint8_t key[4];
   const std::uint64_t random = rng()();
   std::memcpy(key, &random, sizeof key);
   std::vector<std::uint8_t> frame(codec::kMaxFrameHeaderSize + payload.size());
-  const std::size_t header = codec::write_frame_header(frame.data(), opcode, payload.size(), fin, false, key);
+  const std::size_t header = codec::write_frame_header(frame.data(), opcode, payload.size(), fin, rsv1, key);
   codec::mask_copy(frame.data() + header, payload.data(), payload.size(), key);
   return write_all(frame.data(), header + payload.size());
 }
@@ -202,6 +208,7 @@ std::optional<Frame> TestClient::read_frame(int timeout_ms) {
                         : event.type == codec::EventType::pong   ? Opcode::pong
                                                                  : Opcode::close;
         frame->payload.assign(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+        frame->compressed = event.compressed;
         if (event.type == codec::EventType::close) {
           frame->close_code = event.close_code;
           frame->close_reason = std::string(event.close_reason);

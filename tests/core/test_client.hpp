@@ -24,6 +24,7 @@ struct Frame {
   std::string payload;             // message or control payload (for close: the raw payload)
   std::uint16_t close_code = 0;    // close frames only
   std::string close_reason;
+  bool compressed = false;         // RSV1 (permessage-deflate), only after allow_compressed()
 };
 
 struct UpgradeResult {
@@ -52,7 +53,9 @@ class TestClient {
   bool open(std::uint16_t port, std::string_view path = "/", int receive_buffer = 0);
 
   // One masked frame with a random key.
-  bool send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin = true);
+  bool send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin = true, bool rsv1 = false);
+  // After a permessage-deflate upgrade: frames with RSV1 are read (Frame::compressed), not refused.
+  void allow_compressed();
   bool send_text(std::string_view text) { return send_frame(Opcode::text, bytes(text)); }
   bool send_binary(std::string_view data) { return send_frame(Opcode::binary, bytes(data)); }
   bool send_close(std::uint16_t code, std::string_view reason = {});

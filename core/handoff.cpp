@@ -337,7 +337,8 @@ HandoffOut::~HandoffOut() {
   stop_.store(true);
   wake();
   if (thread_.joinable()) thread_.join();
-  ::unlink(path_.c_str());
+  // After a hand-off the path is the successor's (it listens there for its own successor).
+  if (!finished_.load()) ::unlink(path_.c_str());
 }
 
 void HandoffOut::wake() {
@@ -638,6 +639,9 @@ Error Server::adopt(const std::string& path) {
   if (!workers_.empty()) return Error{"adopt: the server was already started"};
   net::Error error;
   net::Fd peer = net::connect_unix(path, error);
+  if (!peer && (error.code == ENOENT || error.code == ECONNREFUSED)) {
+    return Error{std::string(kNoPredecessor) + path + " (" + error.message + ")"};
+  }
   if (!peer) return Error{"hand-off socket " + path + ": " + error.message};
   std::vector<std::uint8_t> record;
   handoff::Control hello;

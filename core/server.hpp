@@ -194,8 +194,10 @@ class Server {
   // Instead of start(): takes the listeners from the server listening for a hand-off at `path` (the ws, wss and
   // metrics listeners by position; a listener it did not send is bound as usual), starts, and then adopts the
   // connections it passes, spread over the reactors. An error (nobody at path, another user, another format
-  // version) leaves this server unstarted: call start() to begin without a hand-off.
+  // version) leaves this server unstarted: call start() to begin without a hand-off. When nobody listens at path
+  // (no socket, or a stale one) the message starts with kNoPredecessor: the first start of a service.
   Error adopt(const std::string& path);
+  static constexpr const char* kNoPredecessor = "no server to take over from at ";
   struct HandoffStats {
     std::uint64_t offered = 0, adopted = 0, refused = 0, drained = 0;  // old process (drained: closed with 1012)
     std::uint64_t received = 0, adopted_here = 0, refused_here = 0;    // new process

@@ -571,9 +571,10 @@ void HandoffIn::answer(std::uint64_t id, bool adopted, const std::string& reason
   control.reason = reason.substr(0, 1024);
   std::vector<std::uint8_t> record;
   handoff::encode(control, record);
+  // Counted first: the predecessor's done may follow this answer at once.
+  (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
   // If the predecessor is gone it takes nothing back either: this process owns what it adopted.
   [[maybe_unused]] const net::Error ignored = net::send_record(peer_.get(), record, {});
-  (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
 }
 
 void HandoffIn::run() {

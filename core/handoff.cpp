@@ -148,11 +148,11 @@ void Worker::handoff_scan() {
     } else if (c->extras_ && c->extras_->unread.size() > handoff::kMaxUnread) {
       c->release_reading(ReadHold::handoff);  // too much read ahead for one record: let it be processed first
     }
-    if (c->handoff_ready()) {
+    if (c->handoff_ready() && handoff_->in_flight < HandoffScan::kMaxInFlight) {
       offer(*c);
       continue;
     }
-    if (late) {
+    if (late && !c->handoff_ready()) {
       c->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
       out.count_drained();
       continue;
@@ -203,6 +203,7 @@ void Worker::offer(Connection& c) {
   reactor_->remove(c.fd_);
   c.timer_.cancel();
   c.handoff_offered_ = true;
+  ++handoff_->in_flight;
   out.offer(c.handle(), std::move(state), std::move(copy));
 }
 
@@ -219,6 +220,10 @@ void Worker::give_back(Connection& c) {
 void Worker::handoff_answer(ConnectionHandle handle, bool adopted, const std::string& reason) {
   Connection* c = find(handle);
   if (c == nullptr || !c->handoff_offered_) return;
+  if (handoff_ && handoff_->in_flight > 0) {
+    --handoff_->in_flight;
+    reactor_->timers().schedule(handoff_->timer, 0);  // room for the next offers
+  }
   if (adopted) {
     server_.logger().log(LogLevel::info, "handed_off", "peer=%s", c->peer_.to_string().c_str());
     if (server_.callbacks_.on_handed_off) server_.callbacks_.on_handed_off(*c);

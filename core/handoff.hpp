@@ -35,6 +35,10 @@ struct Worker::HandoffScan {
   std::uint64_t deadline;
   net::Timer timer;
   bool reported = false;
+  // Offered and not yet answered. Bounded: each holds a duplicate descriptor until it is sent, and a process near
+  // its descriptor limit (one per connection) must not run out half-way.
+  std::size_t in_flight = 0;
+  static constexpr std::size_t kMaxInFlight = 256;
 };
 
 class HandoffOut {

@@ -451,7 +451,8 @@ void Worker::begin_shutdown() {
   std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
-    if (connection == nullptr) continue;
+    // Offered to a successor: its socket is not ours to write until the answer (core/handoff.cpp).
+    if (connection == nullptr || connection->handoff_offered_) continue;
     if (connection->state_ == Connection::State::open) {
       connection->close(static_cast<std::uint16_t>(CloseCode::going_away), "server shutting down");
     } else if (connection->state_ == Connection::State::handshake) {

@@ -116,14 +116,23 @@ void Worker::begin_handoff(HandoffOut& out, std::uint64_t deadline_ms) {
     return;
   }
   handoff_ = std::make_unique<HandoffScan>(*this, out, reactor_->now_ms() + deadline_ms);
+  handoff_->window_ms = deadline_ms;
   handoff_scan();
 }
 
 void Worker::handoff_scan() {
   if (!handoff_) return;
   HandoffOut& out = handoff_->out;
-  const bool late = reactor_->now_ms() >= handoff_->deadline;
+  const std::uint64_t now = reactor_->now_ms();
+  // The deadline counts from this worker's last progress (an offer, an answer): a connection is drained only when
+  // it alone holds the hand-off up that long, not because there are many ahead of it.
+  const bool late = now >= handoff_->deadline;
+  const auto drain = [&](Connection& c) {
+    c.close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
+    out.count_drained();
+  };
   bool pending = false;
+  std::size_t held = 0;  // held here and not offered yet: with in_flight, at most kMaxInFlight stop being read
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* c = slots_[i].connection;
     if (c == nullptr || c->handoff_offered_) continue;
@@ -137,26 +146,41 @@ void Worker::handoff_scan() {
     }
     if (c->state_ != Connection::State::open) continue;  // closing: ends on its own
     if (!c->handoff_movable()) {
-      c->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
-      out.count_drained();
+      drain(*c);
       continue;
     }
-    if ((c->read_holds_ & kHandoffBit) == 0) {
-      // Held only at a message boundary: a hold outside the connection's own processing stops reading at once,
-      // so the reader stays where it is.
-      if (!c->reader_.in_message()) c->hold_reading(ReadHold::handoff);
-    } else if (c->extras_ && c->extras_->unread.size() > handoff::kMaxUnread) {
+    bool is_held = (c->read_holds_ & kHandoffBit) != 0;
+    if (is_held && c->extras_ && c->extras_->unread.size() > handoff::kMaxUnread) {
       c->release_reading(ReadHold::handoff);  // too much read ahead for one record: let it be processed first
+      is_held = false;
+    }
+    if (!is_held) {
+      // Held only at a message boundary: a hold outside the connection's own processing stops reading at once,
+      // so the reader stays where it is. One mid-message is read on until the message ends.
+      if (c->reader_.in_message()) {
+        if (late) {
+          drain(*c);
+        } else {
+          pending = true;
+        }
+        continue;
+      }
+      if (handoff_->in_flight + held >= HandoffScan::kMaxInFlight) {
+        pending = true;  // served as usual until there is room
+        continue;
+      }
+      c->hold_reading(ReadHold::handoff);
     }
     if (c->handoff_ready() && handoff_->in_flight < HandoffScan::kMaxInFlight) {
       offer(*c);
+      handoff_->deadline = now + handoff_->window_ms;
       continue;
     }
-    if (late && !c->handoff_ready()) {
-      c->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
-      out.count_drained();
+    if (late) {  // its queued output did not go out in time (a client that does not read)
+      drain(*c);
       continue;
     }
+    ++held;
     pending = true;
   }
   if (pending) {
@@ -202,6 +226,10 @@ void Worker::offer(Connection& c) {
   // From here until the answer the connection is neither read, written nor timed: its socket is in flight.
   reactor_->remove(c.fd_);
   c.timer_.cancel();
+  // Sends meanwhile (a publish, a broadcast, Server::send) only queue: written if the connection comes back,
+  // dropped if it is adopted (the successor may be writing by then; a duplicate or an interleaved frame would be
+  // worse than the gap).
+  c.writable_ = false;
   c.handoff_offered_ = true;
   ++handoff_->in_flight;
   out.offer(c.handle(), std::move(state), std::move(copy));
@@ -213,6 +241,8 @@ void Worker::give_back(Connection& c) {
     c.destroy(1006, "reactor registration failed");
     return;
   }
+  c.writable_ = true;
+  if (!c.queue_empty()) c.schedule_flush();
   c.arm_liveness();
   c.release_reading(ReadHold::handoff);  // reads at the end of the turn: what arrived meanwhile brings no edge
 }
@@ -222,6 +252,7 @@ void Worker::handoff_answer(ConnectionHandle handle, bool adopted, const std::st
   if (c == nullptr || !c->handoff_offered_) return;
   if (handoff_ && handoff_->in_flight > 0) {
     --handoff_->in_flight;
+    handoff_->deadline = reactor_->now_ms() + handoff_->window_ms;
     reactor_->timers().schedule(handoff_->timer, 0);  // room for the next offers
   }
   if (adopted) {

@@ -33,6 +33,7 @@ struct Worker::HandoffScan {
   static void on_timer(net::Timer&, void* context) { static_cast<Worker*>(context)->handoff_scan(); }
   HandoffOut& out;
   std::uint64_t deadline;
+  std::uint64_t window_ms = 0;
   net::Timer timer;
   bool reported = false;
   // Offered and not yet answered. Bounded: each holds a duplicate descriptor until it is sent, and a process near

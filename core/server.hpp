@@ -186,10 +186,12 @@ class Server {
   // nobody). After start(): listens on the Unix socket `path` (mode 0600, replaced if stale); a process of the same
   // user that connects and asks gets every listening socket (their accept queues move with them; this server
   // stops accepting) and then every plain ws:// connection, each at a message boundary with its queue written
-  // out, with its state (deflate windows, topics, liveness, what on_handoff_save wrote). What cannot move (TLS,
-  // a connection mid-message after deadline_ms, one the successor refuses) is closed with 1012 after its queued
-  // data. Once the successor has answered for every connection this server shuts down and run() returns. If the
-  // successor goes away before, every connection it did not adopt is served here again and accepting resumes.
+  // out, with its state (deflate windows, topics, liveness, what on_handoff_save wrote). What cannot move (TLS, a
+  // connection still mid-message or with output unwritten when its reactor has made no progress for deadline_ms,
+  // one the successor refuses) is closed with 1012 after its queued data. Once the successor has answered for
+  // every connection this server shuts down and run() returns. If the successor goes away before, every
+  // connection it did not adopt is served here again and accepting resumes. A send to a connection while it is in
+  // flight (offered, not yet answered) is queued, and dropped if the successor adopts it.
   Error listen_for_handoff(const std::string& path, std::uint32_t deadline_ms = 5000);
   // Instead of start(): takes the listeners from the server listening for a hand-off at `path` (the ws, wss and
   // metrics listeners by position; a listener it did not send is bound as usual), starts, and then adopts the

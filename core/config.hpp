@@ -32,8 +32,9 @@ struct Limits {
   std::size_t read_low_water = 256u << 10;
   // Bytes all connections together may hold in user space: queued output (a frame shared by subscribers counted
   // once), message assembly and unread input, zlib state, TLS record buffers. 0 = automatic: a quarter of the
-  // container's memory limit (ServerConfig::cgroup_dir) when there is one, else 256 MiB. Over it the connections
-  // holding the most are closed with 1013 (try again later), never the process.
+  // container's memory limit (ServerConfig::cgroup_dir) when there is one, else 256 MiB. Over three quarters of
+  // it the connections holding the most are not read (ReadHold::memory); over it they are closed with 1013 (try
+  // again later), never the process.
   std::uint64_t max_memory = 0;
   std::size_t max_connections = 100000;            // per server; over it new connections are closed at once
   std::size_t max_request_head = 8192;             // upgrade request line + headers; over it: 431

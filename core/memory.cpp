@@ -91,6 +91,7 @@ void Worker::on_memory_sweep(net::Timer&, void* context) {
     const std::size_t held = connection->memory_held();
     if (held == 0) {
       connection->memory_listed_ = false;
+      connection->release_reading(ReadHold::memory);  // nothing held: nothing to stop growing
       continue;
     }
     other += held - connection->buffered_amount();  // queued output is counted by chunk, below
@@ -112,9 +113,11 @@ void Worker::on_memory_sweep(net::Timer&, void* context) {
   }
 }
 
-// Over the budget, each worker frees its part of the excess, in proportion to what its connections hold, by
-// closing those holding the most. Connections already closing are not counted twice: what they hold is on its way
-// out (after their queue or the close timeout).
+// Two marks. Over three quarters of the budget, the connections holding the most are not read (ReadHold::memory):
+// their queues, assembly buffers and kept input stop growing, while others are served; under half of it they are
+// read again. Over the budget itself, the connections holding the most are closed. Each worker acts on its part of
+// the excess, in proportion to what its connections hold. Connections already closing are not counted twice: what
+// they hold is on its way out (after their queue or the close timeout).
 void Worker::enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasing) {
   std::uint64_t total = 0, total_releasing = 0;
   for (const auto& worker : server_.workers_) {
@@ -122,19 +125,37 @@ void Worker::enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasin
     total_releasing += worker->counters_.memory_releasing.load(std::memory_order_relaxed);
   }
   const std::uint64_t budget = server_.memory_budget();
+  const std::uint64_t pause_mark = budget / 4 * 3;
   const std::uint64_t staying = total - std::min(total, total_releasing);
   const std::uint64_t own_staying = own - std::min(own, own_releasing);
-  if (staying <= budget || own_staying == 0 || memory_candidates_.empty()) return;
-  const std::uint64_t share = (staying - budget) * own_staying / staying + 1;
+  constexpr auto kMemoryHold = static_cast<std::uint8_t>(ReadHold::memory);
+  if (staying < budget / 2) {
+    for (const Candidate& candidate : memory_candidates_) {
+      Connection* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
+      if (connection != nullptr) connection->release_reading(ReadHold::memory);
+    }
+    return;
+  }
+  if (staying <= pause_mark || own_staying == 0 || memory_candidates_.empty()) return;
+  const bool over = staying > budget;
+  const std::uint64_t share = (staying - (over ? budget : pause_mark)) * own_staying / staying + 1;
   std::sort(memory_candidates_.begin(), memory_candidates_.end(),
             [](const Candidate& a, const Candidate& b) { return a.held > b.held; });
-  std::uint64_t freed = 0;
+  std::uint64_t acted = 0;
   for (const Candidate& candidate : memory_candidates_) {
-    if (freed >= share) break;
+    if (acted >= share) break;
     Connection* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
     if (connection == nullptr || connection->state_ != Connection::State::open) continue;
-    connection->shed_for_memory(candidate.held);
-    freed += candidate.held;
+    acted += candidate.held;
+    if (over) {
+      connection->shed_for_memory(candidate.held);
+    } else if ((connection->read_holds_ & kMemoryHold) == 0) {
+      server_.logger().log(LogLevel::warn, "memory_budget",
+                           "peer=%s held=%zu in_use=%" PRIu64 " budget=%" PRIu64 ": not read until memory is freed",
+                           connection->peer_.to_string().c_str(), candidate.held, staying, budget);
+      counters_.bump_memory_pause();
+      connection->hold_reading(ReadHold::memory);
+    }
   }
 }
 

@@ -78,7 +78,8 @@ std::string Server::metrics_text() const {
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
   std::uint64_t accepted = 0, messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0, dropped = 0,
                 bp_closes = 0, shed = 0, tls_failures = 0, tls_released = 0, proxy_errors = 0, queued = 0,
-                paused = 0, throttled = 0, memory = 0, memory_closes = 0;
+                paused = 0, throttled = 0, memory = 0, memory_closes = 0,
+                memory_pauses = 0;
   std::uint64_t refused[kRefusalReasons] = {};
   std::uint64_t closed[kCloseCodeSlots] = {};
   for (const auto& worker : workers_) {
@@ -99,6 +100,7 @@ std::string Server::metrics_text() const {
     throttled += get(c.throttled);
     memory += get(c.memory_in_use);
     memory_closes += get(c.memory_closes);
+    memory_pauses += get(c.memory_pauses);
     for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
     for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
   }
@@ -145,9 +147,11 @@ std::string Server::metrics_text() const {
   append_metric_sample(out, "edgews_memory_bytes", {}, memory);
   append_metric_family(out, "edgews_memory_budget_bytes", "gauge", "The memory budget in force (limits.max_memory).");
   append_metric_sample(out, "edgews_memory_budget_bytes", {}, memory_budget_);
-  append_metric_family(out, "edgews_memory_budget_closes_total", "counter",
-         "Connections closed with 1013 because the server was over its memory budget (those holding the most).");
-  append_metric_sample(out, "edgews_memory_budget_closes_total", {}, memory_closes);
+  append_metric_family(out, "edgews_memory_budget_actions_total", "counter",
+         "Actions on the connections holding the most memory: pause (not read, over 3/4 of the budget), close "
+         "(1013, over the budget).");
+  append_metric_sample(out, "edgews_memory_budget_actions_total", "action=\"pause\"", memory_pauses);
+  append_metric_sample(out, "edgews_memory_budget_actions_total", "action=\"close\"", memory_closes);
   append_metric_family(out, "edgews_backpressure_actions_total", "counter",
          "Sends over limits.max_backpressure, by the policy applied (drop: message dropped; close: closed 1008).");
   append_metric_sample(out, "edgews_backpressure_actions_total", "policy=\"drop\"", dropped);

@@ -427,6 +427,7 @@ ServerStats Server::stats() const {
     stats.connections_throttled += get(c.throttled);
     stats.memory_in_use += get(c.memory_in_use);
     stats.memory_closes += get(c.memory_closes);
+    stats.memory_pauses += get(c.memory_pauses);
   }
   stats.memory_budget = memory_budget_;
   return stats;

@@ -145,7 +145,8 @@ struct ServerStats {
   std::uint64_t connections_throttled = 0;  // now: not read by the server (send queue over read_high_water, ...)
   std::uint64_t memory_in_use = 0;          // bytes connections hold (Limits::max_memory), sampled every 100 ms
   std::uint64_t memory_budget = 0;          // the budget in force (Server::memory_budget())
-  std::uint64_t memory_closes = 0;          // connections closed (1013) for the budget
+  std::uint64_t memory_closes = 0;          // connections closed (1013) over the budget
+  std::uint64_t memory_pauses = 0;          // connections not read (ReadHold::memory) near the budget, each time
 };
 
 class Server {

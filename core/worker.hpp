@@ -119,6 +119,7 @@ class Worker {
     void bump_shed() { add(shed, 1); }
     void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
     void bump_memory_close() { add(memory_closes, 1); }
+    void bump_memory_pause() { add(memory_pauses, 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
         dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
@@ -131,7 +132,7 @@ class Worker {
     std::atomic<std::uint64_t> paused{0}, throttled{0};
     // Written by the memory sweep: bytes held by this worker's connections, the part held by connections already
     // closing (freed once they are gone), and connections closed for the budget.
-    std::atomic<std::uint64_t> memory_in_use{0}, memory_releasing{0}, memory_closes{0};
+    std::atomic<std::uint64_t> memory_in_use{0}, memory_releasing{0}, memory_closes{0}, memory_pauses{0};
     LagHistogram loop_lag;
 
    private:
@@ -156,8 +157,9 @@ class Worker {
 
   // The memory budget (core/memory.cpp). A connection that starts to hold memory beyond its object (a send queue,
   // an assembly buffer, unread input, zlib state, TLS record buffers) is listed once; a sweep every
-  // kMemorySweepMs sums what the listed ones hold, unlists those that hold nothing, and over the server's budget
-  // closes the ones holding the most. Only listed connections are visited: idle ones cost the sweep nothing.
+  // kMemorySweepMs sums what the listed ones hold, unlists those that hold nothing, and near the server's budget
+  // stops reading, over it closes, the ones holding the most. Only listed connections are visited: idle ones cost
+  // the sweep nothing.
   void list_memory_holder(Connection& connection);
   std::size_t deflate_estimate() const { return deflate_estimate_; }
 

@@ -133,7 +133,8 @@ TEST(MemoryBudget, OverTheBudgetTheLargestHoldersAreClosedWith1013) {
   EXPECT_EQ(frame->payload, "still here");
   const std::string metrics = server->metrics_text();
   EXPECT_NE(metrics.find("\nedgews_memory_budget_bytes 3145728\n"), std::string::npos) << metrics;
-  EXPECT_EQ(metrics.find("\nedgews_memory_budget_closes_total 0\n"), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("\nedgews_memory_budget_actions_total{action=\"close\"} 0\n"), std::string::npos)
+      << metrics;
   EXPECT_NE(metrics.find("# TYPE edgews_memory_bytes gauge\n"), std::string::npos) << metrics;
   // Once every flooder is gone, the accounting comes back to nothing: no byte is lost track of.
   flooders.clear();
@@ -141,6 +142,44 @@ TEST(MemoryBudget, OverTheBudgetTheLargestHoldersAreClosedWith1013) {
   EXPECT_TRUE(eventually([&] { return server->stats().memory_in_use == 0; }, 5000))
       << "memory in use " << server->stats().memory_in_use;
   EXPECT_LT(server->stats().memory_closes, 3u) << "every flooder was closed: the budget held with fewer closes";
+}
+
+// Between three quarters of the budget and the budget, the largest holder is not read (ReadHold::memory) instead
+// of closed; it is read again once it holds nothing, and loses nothing.
+TEST(MemoryBudget, NearTheBudgetTheLargestHolderIsPausedThenReadAgain) {
+  constexpr std::size_t kMessage = 64 * 1024;
+  constexpr std::size_t kMessages = 56 * 16;  // 56 MiB queued at once: far more than the kernel's buffers take
+  ServerConfig config = test_config();
+  config.limits.max_memory = 64u << 20;    // pause over 48 MiB, close over 64 MiB
+  config.limits.max_backpressure = 128u << 20;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) {
+    if (m.text() != "burst") {
+      c.send(m.data, m.opcode);
+      return;
+    }
+    for (std::size_t i = 0; i < kMessages; ++i) c.send_binary(TestClient::bytes(std::string(kMessage, 'a' + i % 26)));
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port(), "/", 4096));
+  ASSERT_TRUE(client.send_text("burst"));
+  ASSERT_TRUE(eventually([&] { return server->stats().memory_pauses == 1; }, 5000))
+      << "memory in use " << server->stats().memory_in_use;
+  EXPECT_EQ(server->stats().connections_throttled, 1u);
+  EXPECT_EQ(server->stats().memory_closes, 0u);
+  ASSERT_TRUE(client.send_text("after the burst"));  // waits: the connection is not read
+  for (std::size_t i = 0; i < kMessages; ++i) {
+    auto frame = client.read_frame(10000);
+    ASSERT_TRUE(frame) << "message " << i;
+    ASSERT_EQ(frame->payload, std::string(kMessage, 'a' + i % 26)) << "message " << i;
+  }
+  auto frame = client.read_frame(10000);
+  ASSERT_TRUE(frame) << "the paused connection was never read again";
+  EXPECT_EQ(frame->payload, "after the burst");
+  EXPECT_EQ(server->stats().connections_throttled, 0u);
+  EXPECT_EQ(server->stats().memory_closes, 0u);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@ enum class CloseCode : std::uint16_t {
   message_too_big = 1009,
   mandatory_extension = 1010,
   internal_error = 1011,
+  service_restart = 1012,  // the server restarts: reconnect soon (a drain spreads these over its window)
   tls_failed = 1015,       // never on the wire
 };
 
@@ -65,9 +66,11 @@ enum class ProtocolError : std::uint8_t {
 CloseCode close_code_for(ProtocolError error);
 std::string_view describe(ProtocolError error);
 
-// RFC 6455 7.4: codes a peer may send in a close frame: 1000-1003, 1007-1011, 3000-4999.
+// RFC 6455 7.4 and its IANA registry (RFC 6455 11.7): codes a peer may send in a close frame: 1000-1003,
+// 1007-1014 (1012 Service Restart, 1013 Try Again Later and 1014 Bad Gateway were registered after the RFC; browsers,
+// node ws and python websockets accept them), 3000-4999.
 constexpr bool is_valid_wire_close_code(std::uint16_t code) {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
 }
 
 }  // namespace edgews::codec

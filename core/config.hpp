@@ -66,6 +66,10 @@ struct ListenConfig {
   // remote_address(), logs). A connection without a valid header is closed. Only for listeners that nothing but
   // the load balancer can reach: whoever sends the header chooses the address.
   bool proxy_protocol = false;
+  // A listening socket to use instead of binding host:port (systemd socket activation: tools/systemd.hpp). Each
+  // reactor accepts from a duplicate of it; the descriptor itself stays the caller's, open until the caller
+  // closes it, so a shutdown resets none of the connections waiting in its queue.
+  int fd = -1;
 };
 
 // The operator's listener: GET /metrics (Prometheus text format) and GET /healthz, nothing else. Off by default;
@@ -74,6 +78,7 @@ struct AdminListenerConfig {
   bool enabled = false;
   std::string host = "127.0.0.1";
   std::uint16_t port = 9100;  // 0 = any free port (see Server::admin_port())
+  int fd = -1;                // an inherited listening socket instead of host:port, as ListenConfig::fd
 };
 
 struct TlsConfig {

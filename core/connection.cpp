@@ -244,6 +244,11 @@ void Connection::handle_request(const codec::HttpRequest& request) {
     serve_metrics(request);
     return;
   }
+  if (server.draining()) [[unlikely]] {
+    worker_.counters().bump_refused(RefusalReason::draining);
+    refuse_http(server.draining_response());
+    return;
+  }
   if (!codec::is_websocket_upgrade(request)) {
     HttpResponse response;
     if (request.target == "/healthz") {
@@ -379,6 +384,8 @@ void Connection::serve_metrics(const codec::HttpRequest& request) {
     // Prometheus text exposition format 0.0.4.
     const std::string body = worker_.server().metrics_text();
     codec::write_http_response(out, 200, "text/plain; version=0.0.4; charset=utf-8", body, nullptr, false);
+  } else if (path == "/healthz" && worker_.server().draining()) {
+    out = worker_.server().draining_response();
   } else if (path == "/healthz") {
     codec::write_http_response(out, 200, "text/plain; charset=utf-8", "ok\n", nullptr, false);
   } else {

@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view kRefusalLabels[kRefusalReasons] = {
     "bad_request",       "forbidden",   "unsupported_version", "headers_too_large", "no_common_subprotocol",
-    "application", "application_header", "internal_error",     "other"};
+    "application", "application_header", "internal_error",     "draining",          "other"};
 
 constexpr std::string_view kCloseCodeLabels[kCloseCodeSlots] = {
     "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",

@@ -25,9 +25,10 @@ enum class RefusalReason : std::uint8_t {
   application,            // on_upgrade called refuse()
   application_header,     // on_upgrade's add_header was refused by the checked API (the upgrade goes on)
   internal_error,         // 5xx
+  draining,               // 503: the server is draining before a restart (Server::begin_drain)
   other,
 };
-inline constexpr std::size_t kRefusalReasons = 9;
+inline constexpr std::size_t kRefusalReasons = 10;
 std::string_view label(RefusalReason reason);
 RefusalReason refusal_reason_for_status(int status);
 

@@ -1,7 +1,9 @@
 #include "core/server.hpp"
 
 #include <signal.h>
+#include <time.h>
 
+#include <algorithm>
 #include <csignal>
 #include <memory>
 
@@ -14,6 +16,12 @@ namespace edgews::core {
 namespace {
 
 Error config_error(std::string message) { return Error{std::move(message)}; }
+
+std::uint64_t monotonic_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000u;
+}
 
 Error check_limits(const Limits& limits) {
   if (limits.max_message_size == 0) return config_error("limits.max_message_size must be at least 1 byte");
@@ -214,6 +222,32 @@ void Server::shutdown() {
     Worker* w = worker.get();
     w->reactor().post([w] { w->begin_shutdown(); });
   }
+}
+
+bool Server::begin_drain(std::uint32_t window_ms) {
+  if (workers_.empty() || shutting_down_.load() || draining_.exchange(true)) return false;
+  drain_end_ms_.store(monotonic_ms() + window_ms, std::memory_order_relaxed);
+  logger_.log(LogLevel::info, "drain", "answering new requests 503 and closing every connection with 1012 over %u ms",
+              window_ms);
+  for (auto& worker : workers_) {
+    Worker* w = worker.get();
+    w->reactor().post([w, window_ms] { w->begin_drain(window_ms); });
+  }
+  return true;
+}
+
+std::string Server::draining_response() const {
+  const std::uint64_t now = monotonic_ms();
+  const std::uint64_t end = drain_end_ms_.load(std::memory_order_relaxed);
+  const std::uint64_t seconds = std::max<std::uint64_t>(1, end > now ? (end - now + 999) / 1000 : 1);
+  const std::string retry = std::to_string(seconds);
+  codec::ResponseHeaders headers;
+  (void)headers.add("Retry-After", retry);
+  std::string out;
+  codec::write_refusal(out, 503,
+                       "this server is restarting: retry in " + retry + " s (another instance may answer at once)",
+                       &headers);
+  return out;
 }
 
 bool Server::stopped() const { return workers_running_.load() == 0; }

@@ -156,6 +156,16 @@ class Server {
   void shutdown();
   bool stopped() const;
 
+  // Drain before a restart, from any thread: the listeners stay open (no pending connection is reset), but every
+  // new request is answered 503 (an upgrade with Retry-After; GET /healthz too, so that a load balancer's health
+  // check fails at once and it sends new clients elsewhere), and open connections are closed with 1012 (Service
+  // Restart) spread evenly over window_ms with jitter, each after its queued data. At the end of the window what
+  // is left is closed as by shutdown() and run() returns. shutdown() during a drain ends it at once (1001).
+  // /metrics stays served. False (and nothing changes) when a drain or a shutdown is already under way, or before
+  // start().
+  bool begin_drain(std::uint32_t window_ms);
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+
   // Embedding reactor 0 in another event loop: poll event_fd() for readability (and wake up after
   // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks. After shutdown(), keep
   // calling run_ready() until stopped() (the closing handshakes and queued data need turns of the loop).
@@ -204,6 +214,8 @@ class Server {
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();
+  // The 503 answered to every request during a drain, with Retry-After: the seconds left in the window (at least 1).
+  std::string draining_response() const;
   // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
   void topic_interest(std::string_view topic, bool gained);
 
@@ -218,6 +230,8 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
   std::atomic<bool> shutting_down_{false};
+  std::atomic<bool> draining_{false};
+  std::atomic<std::uint64_t> drain_end_ms_{0};  // CLOCK_MONOTONIC milliseconds
   std::atomic<unsigned> workers_running_{0};
   std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()
 

@@ -1,9 +1,12 @@
 #include "core/worker.hpp"
 
+#include <fcntl.h>
 #include <time.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <random>
 
 #include "codec/frame.hpp"
 #include "codec/proxy_protocol.hpp"
@@ -19,6 +22,7 @@ Worker::Worker(Server& server, std::uint32_t index)
       turn_hook_(&Worker::end_of_turn, this),
       cork_buffer_(new std::uint8_t[kCorkSize]),
       shutdown_timer_(&Worker::on_shutdown_timer, this),
+      drain_timer_(&Worker::on_drain_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
       tls_sweep_timer_(&Worker::on_tls_sweep, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
@@ -43,32 +47,40 @@ net::Error Worker::listen() {
     std::uint16_t port = listen.port;
     // Port 0 means "any free port": reactor 0 picks it, the others share it through SO_REUSEPORT.
     if (port == 0 && index_ != 0) port = server_.workers_[0]->listeners_[i]->port();
-    net::Address address;
-    net::Error error;
-    if (!net::Address::parse(listen.host, port, address, error)) return error;
-    net::ListenOptions options;
-    options.reuse_port = true;
     const AcceptMode mode{listen.tls, listen.proxy_protocol, false};
-    auto listener = net::Listener::open(
-        *reactor_, address, options,
-        [this, mode](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, mode); }, error);
+    auto accept = [this, mode](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, mode); };
+    net::Error error;
+    std::unique_ptr<net::Listener> listener;
+    if (listen.fd >= 0) {
+      listener = adopt_listener(listen.fd, std::move(accept), error);
+    } else {
+      net::Address address;
+      if (!net::Address::parse(listen.host, port, address, error)) return error;
+      net::ListenOptions options;
+      options.reuse_port = true;
+      listener = net::Listener::open(*reactor_, address, options, std::move(accept), error);
+    }
     if (!listener) return error;
     listeners_.push_back(std::move(listener));
   }
   if (index_ == 0 && config.admin_listener.enabled) {
     // One admin socket, on reactor 0: scrapes are rare and read every thread's counters from there.
-    net::Address address;
+    auto accept = [this](net::Fd fd, const net::Address& peer) {
+      on_accept(std::move(fd), peer, AcceptMode{false, false, true});
+    };
     net::Error error;
-    if (!net::Address::parse(config.admin_listener.host, config.admin_listener.port, address, error)) {
-      error.message = "admin_listener: " + error.message;
-      return error;
+    if (config.admin_listener.fd >= 0) {
+      admin_listener_ = adopt_listener(config.admin_listener.fd, std::move(accept), error);
+    } else {
+      net::Address address;
+      if (!net::Address::parse(config.admin_listener.host, config.admin_listener.port, address, error)) {
+        error.message = "admin_listener: " + error.message;
+        return error;
+      }
+      net::ListenOptions options;
+      options.reuse_port = false;
+      admin_listener_ = net::Listener::open(*reactor_, address, options, std::move(accept), error);
     }
-    net::ListenOptions options;
-    options.reuse_port = false;
-    admin_listener_ = net::Listener::open(
-        *reactor_, address, options,
-        [this](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, AcceptMode{false, false, true}); },
-        error);
     if (!admin_listener_) {
       error.message = "admin_listener: " + error.message;
       return error;
@@ -76,6 +88,16 @@ net::Error Worker::listen() {
   }
   if (server_.metrics_enabled()) reactor_->timers().schedule(metrics_timer_, kMetricsPeriodMs);
   return {};
+}
+
+std::unique_ptr<net::Listener> Worker::adopt_listener(int fd, net::Listener::AcceptCallback accept,
+                                                      net::Error& error) {
+  net::Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+  if (!copy) {
+    error = net::system_error(errno, "duplicating the inherited listener (descriptor " + std::to_string(fd) + ")");
+    return nullptr;
+  }
+  return net::Listener::adopt(*reactor_, std::move(copy), std::move(accept), error);
 }
 
 std::uint16_t Worker::admin_port() const { return admin_listener_ ? admin_listener_->port() : 0; }
@@ -370,6 +392,8 @@ void Worker::begin_shutdown() {
   admin_listener_.reset();
   metrics_timer_.cancel();
   tls_sweep_timer_.cancel();
+  drain_timer_.cancel();
+  std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
     if (connection == nullptr) continue;
@@ -383,6 +407,52 @@ void Worker::begin_shutdown() {
     finish_shutdown();
   } else {
     reactor_->timers().schedule(shutdown_timer_, server_.config().limits.shutdown_timeout_ms);
+  }
+}
+
+// Stratified jitter: with n connections, the i-th of a random order closes at a random moment of the i-th n-th of
+// the window. The closes are as even as a fixed schedule (never two slices' worth at once), but no two instances
+// or threads fall into step, and which client goes first is random.
+void Worker::begin_drain(std::uint32_t window_ms) {
+  if (shutting_down_ || draining_) return;
+  draining_ = true;
+  drain_closes_.clear();
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    Connection* connection = slots_[i].connection;
+    if (connection != nullptr && connection->state_ == Connection::State::open) {
+      drain_closes_.push_back({static_cast<std::uint32_t>(i), slots_[i].generation, 0});
+    }
+  }
+  std::mt19937_64 random(std::random_device{}() ^ (static_cast<std::uint64_t>(index_) << 32) ^ monotonic_ns());
+  std::shuffle(drain_closes_.begin(), drain_closes_.end(), random);
+  std::uniform_real_distribution<double> within(0.0, 1.0);
+  const std::uint64_t now = reactor_->now_ms();
+  const double slice = drain_closes_.empty() ? 0.0 : static_cast<double>(window_ms) / drain_closes_.size();
+  for (std::size_t i = 0; i < drain_closes_.size(); ++i) {
+    drain_closes_[i].due_ms = now + static_cast<std::uint64_t>((static_cast<double>(i) + within(random)) * slice);
+  }
+  drain_next_ = 0;
+  drain_end_ms_ = now + window_ms;
+  drain_due();
+}
+
+void Worker::on_drain_timer(net::Timer&, void* context) { static_cast<Worker*>(context)->drain_due(); }
+
+void Worker::drain_due() {
+  const std::uint64_t now = reactor_->now_ms();
+  while (drain_next_ < drain_closes_.size() && drain_closes_[drain_next_].due_ms <= now) {
+    const DrainClose& due = drain_closes_[drain_next_++];
+    // Gone or already closing (the client left, the application closed it): nothing to do.
+    if (Connection* connection = find({index_, due.slot, due.generation})) {
+      connection->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
+    }
+  }
+  if (drain_next_ < drain_closes_.size()) {
+    reactor_->timers().schedule(drain_timer_, drain_closes_[drain_next_].due_ms - now);
+  } else if (now < drain_end_ms_) {
+    reactor_->timers().schedule(drain_timer_, drain_end_ms_ - now);
+  } else {
+    begin_shutdown();  // the end of the window: what is left (closing handshakes) gets the shutdown deadline
   }
 }
 

@@ -34,6 +34,7 @@ class Worker {
   void run();  // the reactor loop on the calling thread, until shutdown
   void join();
   void begin_shutdown();  // on the worker's thread
+  void begin_drain(std::uint32_t window_ms);  // on the worker's thread (Server::begin_drain)
   // After the reactor stopped (run) or, for an embedded reactor 0, once its shutdown completed: counts this
   // worker out of Server::stopped(), once.
   void report_finished();
@@ -147,6 +148,7 @@ class Worker {
     bool admin = false;
   };
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
+  std::unique_ptr<net::Listener> adopt_listener(int fd, net::Listener::AcceptCallback accept, net::Error& error);
   static void on_metrics_timer(net::Timer& timer, void* context);
   static void on_tls_sweep(net::Timer& timer, void* context);
   void release_settled_tls(Connection& connection);
@@ -155,6 +157,8 @@ class Worker {
   void remove_subscriber(const std::string& topic, Connection& connection);
   static void end_of_turn(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
+  static void on_drain_timer(net::Timer& timer, void* context);
+  void drain_due();
   void finish_shutdown();
   Chunk* build_frame(std::span<const std::uint8_t> payload, Opcode opcode);
 
@@ -193,6 +197,17 @@ class Worker {
   bool shutdown_finished_ = false;
   std::atomic<bool> finish_reported_{false};
   net::Timer shutdown_timer_;
+  // The drain's schedule: each connection open when it began, by handle, with the time of its 1012 (sorted).
+  struct DrainClose {
+    std::uint32_t slot;
+    std::uint32_t generation;
+    std::uint64_t due_ms;
+  };
+  bool draining_ = false;
+  std::vector<DrainClose> drain_closes_;
+  std::size_t drain_next_ = 0;
+  std::uint64_t drain_end_ms_ = 0;
+  net::Timer drain_timer_;
   net::Timer metrics_timer_;
   static constexpr std::uint32_t kMetricsPeriodMs = 100;  // loop-lag samples
   static constexpr std::uint32_t kQueueSampleEvery = 10;  // queued bytes and listener sheds: once a second

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 namespace edgews::net {
 namespace {
@@ -67,6 +68,48 @@ std::unique_ptr<Listener> Listener::open(Reactor& reactor, const Address& addres
     return nullptr;
   }
   // Only EPOLLIN matters for a listener; edge-triggered like everything else, hence accept until EAGAIN.
+  if ((error = reactor.add(listener->fd(), listener.get(), EPOLLIN | EPOLLET))) return nullptr;
+  return listener;
+}
+
+std::unique_ptr<Listener> Listener::adopt(Reactor& reactor, Fd fd, AcceptCallback on_accept, Error& error) {
+  const std::string what = "the inherited listener (descriptor " + std::to_string(fd.get()) + ")";
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &value, &len) < 0 || value == 0) {
+    error = {EINVAL, what + " is not a listening socket: the socket unit needs ListenStream= (TCP), not a datagram "
+                            "or an accepted connection (Accept=no)"};
+    return nullptr;
+  }
+  len = sizeof value;
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &value, &len) < 0 || value != SOCK_STREAM) {
+    error = {EINVAL, what + " is not a stream socket: use ListenStream= in the socket unit"};
+    return nullptr;
+  }
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    error = system_error(errno, "fcntl(O_NONBLOCK) on " + what);
+    return nullptr;
+  }
+  Address bound;
+  bound.length = sizeof bound.storage;
+  if (::getsockname(fd.get(), bound.data(), &bound.length) < 0) {
+    error = system_error(errno, "getsockname of " + what);
+    return nullptr;
+  }
+  if (bound.family() != AF_INET && bound.family() != AF_INET6) {
+    error = {EINVAL, what + " is not a TCP/IP socket (a Unix socket?): ListenStream= takes a port or an address "
+                            "and port"};
+    return nullptr;
+  }
+  std::unique_ptr<Listener> listener(new Listener(reactor, std::move(fd), bound, std::move(on_accept)));
+  if (!listener->spare_) {
+    error = system_error(errno, "open(/dev/null) for the listener's spare descriptor (raise the descriptor "
+                                "limit: ulimit -n)");
+    return nullptr;
+  }
+  // Connections may already wait in the backlog (they came before this process started): epoll reports a socket
+  // that is ready when it is added, so they are accepted on the first turn.
   if ((error = reactor.add(listener->fd(), listener.get(), EPOLLIN | EPOLLET))) return nullptr;
   return listener;
 }

@@ -36,6 +36,10 @@ class Listener final : private Reactor::Handler {
 
   static std::unique_ptr<Listener> open(Reactor& reactor, const Address& address, const ListenOptions& options,
                                         AcceptCallback on_accept, Error& error);
+  // A socket that is already bound and listening (inherited through systemd socket activation, or passed by a
+  // parent): checked to be a listening TCP socket, made non-blocking, and owned from here on. Pass a duplicate
+  // (F_DUPFD_CLOEXEC) to keep the original: closing this listener then resets no pending connection.
+  static std::unique_ptr<Listener> adopt(Reactor& reactor, Fd fd, AcceptCallback on_accept, Error& error);
   Listener(const Listener&) = delete;
   Listener& operator=(const Listener&) = delete;
   ~Listener();

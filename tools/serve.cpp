@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/edgews.hpp"
+#include "core/systemd.hpp"
 #include "net/signals.hpp"
 #include "tools/announce.hpp"
 #include "tools/cli.hpp"
@@ -78,10 +79,18 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --metrics-port N          serve Prometheus /metrics (and /healthz) on this port (default off; 0 = any free port)
   --metrics-host ADDR       address of the metrics listener (default 127.0.0.1)
   --metrics-allow CIDR      also serve /metrics on the main port to these peers (repeatable)
+  --drain-seconds N         SIGTERM drains instead of closing at once: new requests (and /healthz) get 503
+                            with Retry-After, open connections are closed with 1012 spread over N seconds,
+                            then the process exits 0; a second SIGTERM (or SIGINT) ends it at once with 1001
+                            (default 0: SIGTERM closes every connection with 1001 at once)
   --log-level LEVEL         debug, info (default), warn, error, off
   --log-format FORMAT       text (default) or json
   --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
                             close that connection with CODE and REASON (off by default)
+
+Under systemd: sockets passed by socket activation (LISTEN_FDS, FileDescriptorName= ws, wss, metrics) replace
+--host/--port, --tls-port and --metrics-port; with Type=notify READY=1 is sent once listening and STOPPING=1 on
+SIGTERM; with WatchdogSec= WATCHDOG=1 is sent while every reactor thread turns. deploy/systemd/ has the units.
 )";
 
 // --redis-connect-timeout: the bridge's floor (checked here too, so that the error names the flag), and a ceiling
@@ -176,6 +185,7 @@ int serve_main(int argc, char** argv) {
   std::vector<std::string> header_lines;
   bool proxy_protocol_ws = false, proxy_protocol_wss = false;
   std::vector<std::string> deflate_decline_agents;
+  long drain_seconds = 0;
 
   Args args(argc, argv, kServeUsage);
   while (args.next()) {
@@ -238,6 +248,7 @@ int serve_main(int argc, char** argv) {
       config.admin_listener.port = static_cast<std::uint16_t>(args.number(0, 65535));
     } else if (args.is("--metrics-host")) config.admin_listener.host = args.value();
     else if (args.is("--metrics-allow")) config.metrics_allow.push_back(args.value());
+    else if (args.is("--drain-seconds")) drain_seconds = args.number(0, 3600);
     else if (args.is("--log-level")) {
       if (!core::parse_log_level(args.value(), level)) args.fail("--log-level takes debug, info, warn, error or off");
     } else if (args.is("--log-format")) {
@@ -263,6 +274,12 @@ int serve_main(int argc, char** argv) {
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
     config.response_headers.emplace_back(line.substr(0, colon), value);
   }
+  core::systemd::InheritedSockets inherited;
+  if (std::string problem; !core::systemd::inherited_sockets(inherited, problem)) {
+    std::fprintf(stderr, "edgews serve: %s\n", problem.c_str());
+    return 2;
+  }
+  if (inherited.wss >= 0 && tls_port < 0) tls_port = 0;  // the socket unit stands for --tls-port
   config.listeners = {ListenConfig{host, static_cast<std::uint16_t>(port), false, proxy_protocol_ws}};
   if (tls_port >= 0 || !tls_certs.empty() || !tls_keys.empty()) {
     if (tls_certs.empty() || tls_keys.empty() || tls_port < 0) {
@@ -277,7 +294,19 @@ int serve_main(int argc, char** argv) {
       return 2;
     }
     config.listeners.push_back(ListenConfig{host, static_cast<std::uint16_t>(tls_port), true, proxy_protocol_wss});
+    config.listeners.back().fd = inherited.wss;
     for (std::size_t i = 0; i < tls_certs.size(); ++i) config.tls.certificates.push_back({tls_certs[i], tls_keys[i]});
+  }
+
+  config.listeners[0].fd = inherited.ws;
+  if (inherited.metrics >= 0) {
+    config.admin_listener.enabled = true;
+    config.admin_listener.fd = inherited.metrics;
+  }
+  if (inherited.any() && inherited.ws < 0) {
+    std::fprintf(stderr, "edgews serve: socket activation passed no socket named ws: add a socket unit with "
+                         "FileDescriptorName=ws for the ws:// listener (deploy/systemd/edgews.socket)\n");
+    return 2;
   }
 
   if (proxy_protocol_wss && !proxy_protocol_ws && tls_port < 0) {
@@ -387,12 +416,18 @@ int serve_main(int argc, char** argv) {
   net::Error signal_error;
   auto signals = net::SignalSet::create(
       *server->reactor(0), {SIGTERM, SIGINT, SIGHUP},
-      [&server](int signo) {
+      [&server, drain_seconds](int signo) {
         if (signo == SIGHUP) {
           (void)server->reload_tls();
-        } else {
-          server->shutdown();
+          return;
         }
+        core::systemd::notify("STOPPING=1");
+        // The first SIGTERM drains when asked to; SIGINT, or SIGTERM again, ends a drain with 1001 at once.
+        if (signo == SIGTERM && drain_seconds > 0 && !server->draining() &&
+            server->begin_drain(static_cast<std::uint32_t>(drain_seconds) * 1000)) {
+          return;
+        }
+        server->shutdown();
       },
       signal_error);
   if (!signals) {
@@ -402,7 +437,10 @@ int serve_main(int argc, char** argv) {
   edgews::tools::announce_ports(*server);
   if (server->admin_port() != 0) std::printf("edgews: metrics on port %u\n", server->admin_port());
   std::fflush(stdout);
+  core::systemd::notify("READY=1");
+  std::unique_ptr<core::systemd::Watchdog> watchdog = core::systemd::Watchdog::from_environment(*server);
   server->run();
+  watchdog.reset();
   signals.reset();
 #ifdef EDGEWS_WITH_REDIS
   bridge.reset();  // before the server: it unhooks itself from it

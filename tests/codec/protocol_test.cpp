@@ -5,10 +5,10 @@
 namespace edgews::codec {
 namespace {
 
-TEST(CloseCodes, WireValidityFollowsRfc6455Section7_4) {
+TEST(CloseCodes, WireValidityFollowsRfc6455Section7_4AndTheIanaRegistry) {
   for (int code = 0; code < 6000; ++code) {
     const bool expected =
-        (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
+        (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
     EXPECT_EQ(is_valid_wire_close_code(static_cast<std::uint16_t>(code)), expected) << code;
   }
 }

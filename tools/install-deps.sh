@@ -12,6 +12,8 @@ if [[ $profile == test ]]; then
             prometheus)  # promtool checks the /metrics exposition
   # Cross-instance pub/sub and the deploy/ configurations run against the real broker and proxies.
   packages+=(redis-server haproxy nginx libnginx-mod-stream)  # the stream module: nginx TLS passthrough
+  # systemd-socket-activate and systemd-analyze: socket activation and the unit files of deploy/systemd.
+  packages+=(systemd)
   # The node ws client of the integration tests (its npm packages come from tests/clients/package-lock.json).
   # Only when node is missing: a newer node from another packaging must not be replaced by Debian's.
   command -v node >/dev/null || packages+=(nodejs npm)

@@ -138,6 +138,46 @@ test("reconnects after a server-initiated close with an application code, not af
   assert.deepEqual(c.pending(), []);
 });
 
+test("1012 (Service Restart) reconnects soon: the first backoff step with its jitter, not counted as a failure", async () => {
+  const seen = [];
+  for (const r of [0, 0.5, 1]) {
+    const { client, c, last } = make({ initialDelayMs: 200, maxDelayMs: 5000, jitter: 0.5, random: () => r });
+    client.connect().catch(() => {});
+    // Failures first: the backoff has grown to its third step.
+    last().closed(1006);
+    c.run(client.lastClose.delayMs);
+    last().closed(1006);
+    c.run(client.lastClose.delayMs);
+    last().closed(1006);
+    assert.equal(client.lastClose.delayMs, Math.round(800 * 0.5 + 800 * 0.5 * r));
+    c.run(client.lastClose.delayMs);
+    last().open();
+    last().closed(1012, "server restarting");
+    assert.equal(client.state, "reconnecting");
+    assert.equal(client.lastClose.willReconnect, true);
+    seen.push(client.lastClose.delayMs);
+    const before = FakeSocket.instances.length;
+    c.run(client.lastClose.delayMs);
+    assert.equal(FakeSocket.instances.length, before + 1, "a new connection after the delay");
+    // A refused attempt (the draining server's 503 shows as 1006) is retried as soon: the 1012 was no failure.
+    last().closed(1006);
+    assert.equal(client.lastClose.delayMs, Math.round(200 * 0.5 + 200 * 0.5 * r));
+    c.run(client.lastClose.delayMs);
+    // Then the usual backoff.
+    last().closed(1006);
+    assert.equal(client.lastClose.delayMs, Math.round(400 * 0.5 + 400 * 0.5 * r));
+    // Any other close of an open connection counts: 1011 then a refusal backs off.
+    c.run(client.lastClose.delayMs);
+    last().open();
+    last().closed(1011, "internal error");
+    c.run(client.lastClose.delayMs);
+    last().closed(1006);
+    assert.equal(client.lastClose.delayMs, Math.round(400 * 0.5 + 400 * 0.5 * r));
+  }
+  // 100..200 ms: jitter spreads the clients that one server tick closed together.
+  assert.deepEqual(seen, [100, 150, 200]);
+});
+
 test("close() stops reconnecting and resolves with the close info", async () => {
   const { client, c, last } = make();
   client.connect();

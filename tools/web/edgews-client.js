@@ -10,6 +10,10 @@
 // refuses (a duplicated header, a bad Accept) shows up only as a close with code 1006 and no reason. This helper
 // waits for the open event before anything is sent, reports every close with its code and reason, and after a
 // close it did not ask for (anything but code 1000) reconnects with exponential backoff and jitter, capped.
+// Code 1012 (Service Restart: a server draining before a restart, which spreads these closes over its drain
+// window) means "reconnect soon": the first step of the backoff, with its jitter, and not counted as a failure,
+// so that the next refusal (an instance still draining answers 503) is retried as soon; the proxy sends the new
+// connection to another instance, or the restarted server takes it.
 //
 // States: "idle" -> "connecting" -> "open" -> ("closing") -> "reconnecting" -> "connecting" ... or "closed".
 // Works in browsers (ws:// or wss:// from the page's location) and in node or tests through options.WebSocket.
@@ -287,8 +291,12 @@
       };
       if (!this._stopped && this.options.reconnect && this.options.shouldReconnect(info)) {
         info.willReconnect = true;
+        // 1012 (Service Restart) is the server's plan, not a failure: the first step of the backoff, and the
+        // attempt is not counted, so that one refusal by an instance still draining is retried as soon.
+        const restart = info.code === 1012;
+        if (restart) this._attempt = 0;
         info.delayMs = backoffDelay(this._attempt, this.options, this.options.random);
-        this._attempt += 1;
+        if (!restart) this._attempt += 1;
       }
       this.lastClose = info;
       const error = new CloseError(

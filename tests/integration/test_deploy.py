@@ -86,10 +86,12 @@ def render(source, directory, replacements):
 
 class Deployment:
     """Two edgews instances and a proxy in front of them, all on free loopback ports. trust_proxy=False starts
-    the instances without --trusted-proxy (only meaningful where the address travels in headers)."""
+    the instances without --trusted-proxy (only meaningful where the address travels in headers); extra_args go
+    to every instance."""
 
-    def __init__(self, name, trust_proxy=True):
+    def __init__(self, name, trust_proxy=True, extra_args=()):
         self.name = name
+        self.extra_args = list(extra_args)
         self.kind = KINDS[name]
         self.trust_proxy = trust_proxy
         self.dir = tempfile.mkdtemp(prefix=f"edgews-deploy-{name}-")
@@ -123,7 +125,7 @@ class Deployment:
             args += ["--proxy-protocol"]
         elif self.kind.address == "xff" and self.trust_proxy:
             args += ["--trusted-proxy", PROXY_ADDRESS]
-        server = edgews(*args)
+        server = edgews(*(args + self.extra_args))
         server.__enter__()
         self.instances[i] = server
 

@@ -134,8 +134,9 @@ def rolling_restart(kind, clients_count, drain_seconds):
                 d.instances[i].signal(15)
                 code = await asyncio.get_running_loop().run_in_executor(None, d.instances[i].wait, WAIT + 20)
                 expect_eq(code, 0, f"exit code of instance {i + 1} after SIGTERM")
-                d.instances[i].__exit__(None, None, None)
-                d.start_instance(i)
+                # In a thread: starting a process blocks, and the clients' closes and reconnections go on meanwhile.
+                await asyncio.get_running_loop().run_in_executor(None, d.instances[i].__exit__, None, None, None)
+                await asyncio.get_running_loop().run_in_executor(None, d.start_instance, i)
                 # HAProxy marks it up after two good checks (inter 1s, rise 2), nginx after fail_timeout (5 s) at
                 # the latest: the next one restarts after that, or its clients would wait in the proxy's queue for
                 # a server and arrive together when this one comes up.

@@ -27,7 +27,9 @@ SEND_INTERVAL = 0.2
 WAIT = 60.0
 INITIAL_DELAY = 0.25
 MAX_DELAY = 10.0
-RESTART_PAUSE = 5.0
+# HAProxy: rise 2 x inter 1 s; nginx: fail_timeout 5 s counted from the last failure (a 503 of the drain, a refused
+# connection while the instance was down), and a little more.
+RESTART_PAUSE = {"haproxy": 5.0, "nginx": 8.0}
 RUN_LIMIT = 240.0  # the whole rolling restart of one run, at most
 
 
@@ -49,16 +51,19 @@ class Client:
         self.closes = []       # close codes of open connections
         self.close_times = []
         self.refused = 0       # attempts that did not open (503 during a drain, a proxy with no server up)
+        self.refusals = {}     # by HTTP status, or by exception for a failed connection
         self.stop = False
         self.started = asyncio.Event()
 
     async def run(self):
         attempt = 0
-        while not (self.stop and not self.unacked):
+        while True:  # until a session ends with our own close, after stop (bounded by the caller's wait)
             try:
                 ws = await ws_checks.connect(self.d.url, self.d.ssl_context())
-            except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError):
+            except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as e:
                 self.refused += 1
+                why = getattr(e, "status_code", None) or type(e).__name__
+                self.refusals[why] = self.refusals.get(why, 0) + 1
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
                 continue
@@ -66,6 +71,8 @@ class Client:
             self.opens.append((time.monotonic(), ws.response_headers.get(INSTANCE_HEADER)))
             self.started.set()
             code = await self.session(ws)
+            if code == 1000:
+                return
             self.closes.append(code)
             self.close_times.append(time.monotonic())
             if code != 1012:
@@ -109,6 +116,14 @@ class Client:
             await asyncio.gather(task, return_exceptions=True)
 
 
+def merged(counts):
+    total = {}
+    for count in counts:
+        for k, v in count.items():
+            total[k] = total.get(k, 0) + v
+    return " (" + ", ".join(f"{k}: {v}" for k, v in sorted(total.items(), key=str)) + ")" if total else ""
+
+
 def peak_per_second(times):
     times = sorted(times)
     best, j = 0, 0
@@ -140,7 +155,7 @@ def rolling_restart(kind, clients_count, drain_seconds):
                 # HAProxy marks it up after two good checks (inter 1s, rise 2), nginx after fail_timeout (5 s) at
                 # the latest: the next one restarts after that, or its clients would wait in the proxy's queue for
                 # a server and arrive together when this one comes up.
-                await asyncio.sleep(RESTART_PAUSE)
+                await asyncio.sleep(RESTART_PAUSE[d.kind.proxy])
             restart_ended = time.monotonic()
             await asyncio.sleep(1.0)
             for c in clients:
@@ -171,7 +186,7 @@ def report(kind, clients, drain_seconds, started):
     span = (max(reconnects) - min(reconnects)) if reconnects else 0.0
     label = f"{kind}, " + (f"drain {drain_seconds} s" if drain_seconds else "no drain")
     print(f"  {label:>28}: {len(clients)} clients, {len(reconnects)} reconnections, peak {peak_per_second(reconnects)}"
-          f"/s (any 1 s window), {sum(c.refused for c in clients)} refused attempts, "
+          f"/s (any 1 s window), {sum(c.refused for c in clients)} refused attempts{merged(c.refusals for c in clients)}, "
           f"{sum(c.resent for c in clients)} messages re-sent, {sum(c.next_id for c in clients)} messages, "
           f"restart took {span:.1f} s of reconnections; per second from the first SIGTERM: {timeline}", flush=True)
 

@@ -112,9 +112,6 @@ Server::Server(ServerConfig config, Callbacks callbacks, Logger logger)
     : config_(std::move(config)), callbacks_(std::move(callbacks)), logger_(std::move(logger)) {}
 
 Server::~Server() {
-  // First: their threads post to the workers.
-  handoff_out_.reset();
-  handoff_in_.reset();
   for (auto& worker : workers_) {
     if (worker && worker->reactor_ptr()) worker->reactor().stop();
   }

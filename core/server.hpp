@@ -298,6 +298,8 @@ class Server {
 
   // Listening sockets taken from a predecessor (adopt): per configured listener, those its workers take.
   std::vector<std::vector<int>> inherited_listeners_;
+  // Destroyed before workers_ and after the reactors stopped (~Server): tasks their threads posted never run on a
+  // freed object.
   std::unique_ptr<HandoffOut> handoff_out_;
   std::unique_ptr<HandoffIn> handoff_in_;
 };

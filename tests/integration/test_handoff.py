@@ -1,15 +1,18 @@
 """Live hand-off (`edgews serve --handoff PATH`): a second process started with the same flag takes over the first
 one's listening socket and open connections; the first exits 0. Clients (python websockets, permessage-deflate with
 context takeover) keep talking through it: no close, every echo in order, and new clients reach the new process on
-the same port. Topic subscriptions move with their connections."""
+the same port. Topic subscriptions move with their connections. TLS connections cannot move: they are closed with
+1012 while the plain ones move, and the wss:// listener itself moves."""
 import asyncio
 import os
+import shutil
 import stat
 import tempfile
 
 import websockets
 
-from harness import CheckFailed, edgews, expect, expect_eq, run_checks, wait_until
+from harness import (CheckFailed, client_ssl_context, edgews, expect, expect_eq, make_certs, run_checks,
+                     wait_until)
 
 CLIENTS = 20
 EXIT_DEADLINE = 30
@@ -107,5 +110,46 @@ def subscriptions_move_with_their_connections():
             asyncio.run(run())
 
 
+def tls_connections_are_drained_and_the_tls_listener_moves():
+    c = make_certs()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "handoff.sock")
+            args = ("--host", "127.0.0.1", "--port", "0", "--tls-port", "0", "--tls-cert", c["cert"], "--tls-key",
+                    c["key"], "--handoff", path)
+            with edgews(*args) as old:
+                ws_port, wss_port = old.ports[0], old.ports[1]
+                context = client_ssl_context(c["ca"])
+
+                async def run():
+                    plain = await websockets.connect(f"ws://127.0.0.1:{ws_port}/")
+                    secure = await websockets.connect(f"wss://localhost:{wss_port}/", ssl=context)
+                    await secure.send("over tls")
+                    expect_eq(await asyncio.wait_for(secure.recv(), 10), "over tls", "echo over TLS")
+                    new = await asyncio.to_thread(edgews(*args).__enter__)
+                    try:
+                        expect_eq(new.ports, [ws_port, wss_port], "ports of the new process")
+                        try:
+                            got = await asyncio.wait_for(secure.recv(), 10)
+                            raise CheckFailed(f"expected the TLS connection to close, received {got!r}")
+                        except websockets.ConnectionClosed as e:
+                            expect_eq(e.rcvd.code if e.rcvd else None, 1012, "close code of the TLS connection")
+                        expect_eq(await asyncio.to_thread(old.wait, EXIT_DEADLINE), 0, "exit code of the old process")
+                        await plain.send("plain moved")
+                        expect_eq(await asyncio.wait_for(plain.recv(), 10), "plain moved", "the plain connection")
+                        async with websockets.connect(f"wss://localhost:{wss_port}/", ssl=context) as again:
+                            await again.send("tls again")
+                            expect_eq(await asyncio.wait_for(again.recv(), 10), "tls again",
+                                      "a new TLS client of the new process")
+                        expect("adopted 1 connections, refused 0" in new.log(), "the new process's count")
+                        await plain.close()
+                    finally:
+                        new.stop()
+                asyncio.run(run())
+    finally:
+        shutil.rmtree(c["dir"], ignore_errors=True)
+
+
 if __name__ == "__main__":
-    run_checks([connections_move_without_a_close_or_a_lost_message, subscriptions_move_with_their_connections])
+    run_checks([connections_move_without_a_close_or_a_lost_message, subscriptions_move_with_their_connections,
+                tls_connections_are_drained_and_the_tls_listener_moves])

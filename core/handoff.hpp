@@ -26,6 +26,11 @@ namespace edgews::core {
 
 class Server;
 
+// Listening sockets are named by kind and position in ServerConfig::listeners ("ws:0", "wss:1"; "metrics").
+inline std::string handoff_listener_name(bool tls, std::size_t index) {
+  return std::string(tls ? "wss:" : "ws:") + std::to_string(index);
+}
+
 // A worker's part of a hand-off on the old side: rescans its connections until each was offered or drained.
 struct Worker::HandoffScan {
   HandoffScan(Worker& worker, HandoffOut& session, std::uint64_t deadline_ms)

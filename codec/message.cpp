@@ -41,10 +41,10 @@ MessageReader::~MessageReader() = default;
 MessageReader::MessageReader(MessageReader&&) noexcept = default;
 MessageReader& MessageReader::operator=(MessageReader&&) noexcept = default;
 
-void MessageReader::release_memory() {
-  if (in_frame_ && is_control(frame_opcode_)) return;
-  control_.reset();
-  if (in_message_) return;
+void MessageReader::release_memory(std::size_t keep) {
+  if (keep == 0 && !(in_frame_ && is_control(frame_opcode_))) control_.reset();
+  // A control frame between fragments leaves in_message_ set: the fragments so far stay.
+  if (in_message_ || buffered_bytes() <= keep) return;
   assembly_.reset();
   assembly_size_ = 0;
   assembly_capacity_ = 0;

@@ -83,12 +83,18 @@ class MessageReader {
   bool in_message() const { return in_message_ || in_frame_ || header_len_ != 0; }
   // Heap bytes held by the assembly buffer (its capacity; kept between messages to avoid reallocation).
   std::size_t buffered_bytes() const { return assembly_capacity_ == 0 ? 0 : kAssemblyHeadroom + assembly_capacity_; }
+  // Any heap memory held: the assembly buffer, or the storage of a control frame that arrived split.
+  bool holds_memory() const { return assembly_ != nullptr || control_ != nullptr; }
 
   // Spare bytes the assembly buffer keeps in front of the message (Event::headroom): room for the largest
   // header a server or client frame can have.
   static constexpr std::size_t kAssemblyHeadroom = kMaxFrameHeaderSize;
-  // Frees the assembly buffer unless a data message is partly assembled. Invalidates views into it.
-  void release_memory();
+  // Frees the assembly buffer if it holds more than `keep` bytes (buffered_bytes()), and with keep == 0 also the
+  // split control frame storage, except what a partly received message or control frame still needs. Invalidates
+  // views into the buffer: call it once the payload of the last event is no longer used. A caller keeps a small
+  // buffer for the next split frame (busy connections then allocate nothing per message) and frees a large one
+  // right after its message, and everything once the connection is quiet.
+  void release_memory(std::size_t keep = 0);
 
   bool closed() const { return closed_; }
   ProtocolError error() const { return error_; }

@@ -31,6 +31,10 @@ namespace {
 constexpr std::size_t kDirectWriteThreshold = 16 * 1024;
 // Reads per readiness edge before yielding to other connections (a peer that never stops sending).
 constexpr int kMaxReadsPerEdge = 16;
+// A receive (assembly) buffer up to this size stays after its message, for the next frame split across reads: a
+// busy connection then allocates nothing per message (64 KiB messages included). A larger one, grown by a large
+// message, is freed as soon as that message was delivered; the quiet-connection sweep frees the rest.
+constexpr std::size_t kKeepReceiveBuffer = 64 * 1024 + codec::MessageReader::kAssemblyHeadroom;
 // A PROXY header is never longer than this (v2 fixed part + the parser's default bound on addresses and TLVs).
 constexpr std::size_t kMaxProxyHeader = codec::ProxyHeaderParser::kV2FixedLength + codec::ProxyLimits{}.max_v2_length;
 
@@ -177,9 +181,12 @@ void Connection::on_readable(bool read_to_end) {
     break;
   }
   worker_.uncork();
+  // Every message of this read was delivered and its callback has returned: the reader's buffers may go.
+  if (reader_.holds_memory() && state_ != State::dead) settle_reader();
   // A message split across reads left an assembly buffer: the memory budget counts it.
   if (!memory_listed_ && reader_.buffered_bytes() != 0) [[unlikely]] worker_.list_memory_holder(*this);
-  // Yield: other connections get their turn; this one continues at the end of the turn (no new edge will come).
+  // Yield: the rest of this turn's events go first; the worker continues this one at the end of the turn (no new
+  // edge will come).
   if (more && state_ != State::dead) worker_.read_later(*this);
 }
 
@@ -231,6 +238,7 @@ void Connection::read_again() {
     worker_.cork(*this);
     process(unread.data(), unread.size());
     worker_.uncork();
+    if (reader_.holds_memory() && state_ != State::dead) settle_reader();  // as at the end of on_readable
     if (state_ == State::dead || read_holds_ != 0) return;
   }
   on_readable(true);
@@ -251,6 +259,19 @@ void Connection::refresh_liveness() {
   last_heard_ms_ = last_message_ms_ = stamp(worker_.reactor().now_ms());
   awaiting_pong_ = false;
 }
+
+void Connection::settle_reader() {
+  const std::size_t held = reader_.buffered_bytes();
+  if (held > kKeepReceiveBuffer) {
+    reader_.release_memory(kKeepReceiveBuffer);
+    worker_.note_freed(held - reader_.buffered_bytes());
+  }
+  if (reader_.holds_memory()) worker_.list_for_sweep(*this);
+}
+
+// Compared between sweeps: the bytes through the TLS stream either way, else when the peer last sent something
+// (the memory a plain connection keeps is on its receive side).
+std::uint64_t Connection::activity() const { return tls_ ? extras_->tls->socket_bytes() : last_heard_ms_; }
 
 void Connection::process(std::uint8_t* data, std::size_t len) {
   switch (state_) {
@@ -586,7 +607,7 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
             return;
           }
           if (on_message) on_message(*this, Message{event.opcode, inflated});
-          DeflateSession::trim_inflated_buffer();
+          worker_.note_freed(DeflateSession::trim_inflated_buffer());
           break;
         }
         if (on_message) {
@@ -683,7 +704,10 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   worker_.reactor().remove(fd_);
   ::close(fd_);
   fd_ = -1;
-  queue_.reset();
+  if (queue_) {
+    worker_.note_freed(queue_->allocated());
+    queue_.reset();
+  }
   // The reader keeps its buffers until the object is freed at the end of the turn: a connection can die inside
   // its own on_message (terminate, or a failed write of the reply), and the message being delivered, which may
   // live in the reader's assembly buffer, stays valid for the rest of the callback (a relay reads it, and a large
@@ -795,7 +819,7 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   const std::size_t header_len = codec::write_frame_header(header, opcode, payload.size(), true, compressed);
   if (!control) count_message_out();
   write_or_queue({header, header_len}, payload);  // copies what it does not write at once
-  if (compressed) DeflateSession::trim_compressed_buffer();
+  if (compressed) worker_.note_freed(DeflateSession::trim_compressed_buffer());
   return SendStatus::ok;
 }
 
@@ -917,7 +941,10 @@ void Connection::after_flush() {
     release_reading(ReadHold::backpressure);
   }
   if (!queue_empty()) return;
-  queue_.reset();  // drained: an idle connection holds no queue
+  if (queue_) {  // drained: an idle connection holds no queue
+    worker_.note_freed(queue_->allocated());
+    queue_.reset();
+  }
   if (state_ == State::draining) {
     if (!write_shut_) {
       write_shut_ = true;

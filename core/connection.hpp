@@ -144,6 +144,8 @@ class Connection final : public net::Reactor::Handler {
   // read_to_end: read until the transport would block, not only until a short read (the peer hung up, or no
   // edge will come for what arrived while the connection was not read).
   void on_readable(bool read_to_end);
+  void settle_reader();
+  std::uint64_t activity() const;
   // Read holds (ReadHold). Released, the last hold leaves kResuming set until the worker calls read_again() at
   // the end of the turn: an EPOLLIN edge in between does not read ahead of the bytes kept by the hold.
   static constexpr std::uint8_t kResuming = 0x80;
@@ -237,8 +239,13 @@ class Connection final : public net::Reactor::Handler {
   // The TLS record buffers were released and the worker does not list this connection: its next TLS read or
   // write that moves data lists it for the quiet-connection sweep (Worker::hold_tls_buffers).
   bool tls_released_ = false;
+  // Listed for the worker's quiet-connection sweep: it holds memory (TLS record buffers, a receive buffer) that
+  // goes back once the connection is quiet.
+  bool sweep_listed_ = false;
   std::uint8_t read_holds_ = 0;  // ReadHold bits, and kResuming
   bool memory_listed_ = false;   // in the worker's list of connections that hold memory (Worker::list_memory_holder)
+  // Offered to a hand-off successor: neither read nor written nor timed until it answers (core/handoff_worker.cpp).
+  bool handoff_offered_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;
@@ -246,9 +253,8 @@ class Connection final : public net::Reactor::Handler {
   std::unique_ptr<Extras> extras_;
   void* user_data_ = nullptr;
 
-  // Live hand-off (core/handoff.cpp): offered to the successor, so neither read nor written nor timed until it
-  // answers; a connection moves only when plain, open and at a message boundary with nothing queued.
-  bool handoff_offered_ = false;
+  // Live hand-off (core/handoff_worker.cpp): a connection moves only when plain, open and at a message boundary
+  // with nothing queued.
   bool handoff_movable() const;
   bool handoff_ready() const;
   void vanish();  // adopted by the successor: forget the socket, no close frame, no on_close

@@ -144,14 +144,20 @@ bool DeflateSession::restore_windows(std::span<const std::uint8_t> compressor,
   return true;
 }
 
-void DeflateSession::trim_inflated_buffer() {
+std::size_t DeflateSession::trim_inflated_buffer() {
   ThreadDeflate& t = thread_deflate();
-  if (t.inflated.capacity() > kKeepBuffer) t.inflated.release();
+  const std::size_t held = t.inflated.capacity();
+  if (held <= kKeepBuffer) return 0;
+  t.inflated.release();
+  return held;
 }
 
-void DeflateSession::trim_compressed_buffer() {
+std::size_t DeflateSession::trim_compressed_buffer() {
   ThreadDeflate& t = thread_deflate();
-  if (t.compressed.capacity() > kKeepBuffer) t.compressed.release();
+  const std::size_t held = t.compressed.capacity();
+  if (held <= kKeepBuffer) return 0;
+  t.compressed.release();
+  return held;
 }
 
 }  // namespace edgews::core

@@ -54,9 +54,10 @@ class DeflateSession {
   bool restore_windows(std::span<const std::uint8_t> compressor, std::span<const std::uint8_t> decompressor);
   const codec::DeflateParams& params() const { return params_; }
 
-  // Free the per-thread buffer when a very large message grew it; call once its view is no longer used.
-  static void trim_inflated_buffer();
-  static void trim_compressed_buffer();
+  // Free the per-thread buffer when a very large message grew it; call once its view is no longer used. Return
+  // the bytes freed.
+  static std::size_t trim_inflated_buffer();
+  static std::size_t trim_compressed_buffer();
 
  private:
   codec::DeflateParams params_;

@@ -103,7 +103,8 @@ void Worker::on_memory_sweep(net::Timer&, void* context) {
     self->memory_holders_[kept++] = ref;
   }
   self->memory_holders_.resize(kept);
-  const std::uint64_t own = static_cast<std::uint64_t>(std::max<std::int64_t>(0, Chunk::bytes_on_this_thread())) + other;
+  const std::int64_t chunks = Chunk::bytes_on_this_thread();
+  const std::uint64_t own = static_cast<std::uint64_t>(std::max<std::int64_t>(0, chunks)) + other;
   self->counters_.memory_in_use.store(own, std::memory_order_relaxed);
   self->counters_.memory_releasing.store(releasing, std::memory_order_relaxed);
   self->enforce_memory_budget(own, releasing);

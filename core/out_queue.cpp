@@ -69,6 +69,7 @@ void OutQueue::append_frame(std::span<const std::uint8_t> header, std::span<cons
   while (remaining_header + remaining_payload != 0) {
     const std::size_t want = std::min<std::size_t>(remaining_header + remaining_payload, 1u << 30);
     Chunk* chunk = Chunk::create(std::max(want, kMinChunk));
+    allocated_ += chunk->capacity();
     const std::size_t from_header = std::min(remaining_header, want);
     chunk->append(h, from_header);
     h += from_header;

@@ -51,6 +51,9 @@ class OutQueue {
 
   bool empty() const { return bytes_ == 0; }
   std::size_t bytes() const { return bytes_; }
+  // Bytes of the chunks this queue made for itself (shared chunks are not counted): what it gave back to malloc,
+  // or will when it goes.
+  std::size_t allocated() const { return allocated_; }
 
   // Copies a frame (header then payload) into the queue.
   void append_frame(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
@@ -75,6 +78,7 @@ class OutQueue {
   std::vector<Segment> segments_;
   std::size_t head_ = 0;  // first live segment
   std::size_t bytes_ = 0;
+  std::size_t allocated_ = 0;
 };
 
 }  // namespace edgews::core

@@ -65,7 +65,7 @@ net::Error Worker::attach_tls(Connection& connection) {
 // ---------------------------------------------------------------------------------------------------------------
 // TLS record buffers. OpenSSL keeps a connection's read and write record buffers (about 17 KiB each) between
 // messages, which spares a malloc/free per record while it is busy. A quiet connection gives them back: right
-// after its upgrade, and through a sweep about once a second over only the connections that hold them again.
+// after its upgrade, and through the quiet-connection sweep (core/worker.cpp) once it holds them again.
 
 void Worker::settle_after_upgrade(Connection& connection) {
   settling_.push_back(&connection);
@@ -77,7 +77,7 @@ void Worker::release_settled_tls(Connection& connection) {
   if (connection.state_ == Connection::State::dead || !connection.tls_ || connection.tls_released_) return;
   if (release_tls_buffers(connection)) return;
   connection.tls_stream().keep_buffers();
-  list_tls_holder(connection);  // still busy: the sweep tries again once it is quiet
+  list_for_sweep(connection);  // still busy: the sweep tries again once it is quiet
   list_memory_holder(connection);
 }
 
@@ -93,31 +93,8 @@ bool Worker::release_tls_buffers(Connection& connection) {
 void Worker::hold_tls_buffers(Connection& connection) {
   connection.tls_released_ = false;
   connection.tls_stream().keep_buffers();
-  list_tls_holder(connection);
+  list_for_sweep(connection);
   list_memory_holder(connection);
-}
-
-void Worker::list_tls_holder(Connection& connection) {
-  tls_holders_.push_back({connection.slot_, connection.generation_, kTlsNotSampled});
-  if (!tls_sweep_timer_.scheduled() && !shutting_down_) reactor_->timers().schedule(tls_sweep_timer_, kTlsSweepPeriodMs);
-}
-
-void Worker::on_tls_sweep(net::Timer&, void* context) {
-  auto* self = static_cast<Worker*>(context);
-  std::size_t kept = 0;
-  for (TlsHolder holder : self->tls_holders_) {
-    Connection* connection = self->find({self->index_, holder.slot, holder.generation});
-    if (connection == nullptr || !connection->tls_ || connection->tls_released_) continue;  // gone
-    // Quiet since the previous sweep (no byte through the socket either way, so at least one period): release.
-    // A refusal (a record half received, bytes not yet sent) keeps it listed for the next sweep.
-    const std::uint64_t bytes = connection->tls_stream().socket_bytes();
-    if (bytes == holder.bytes_seen && self->release_tls_buffers(*connection)) continue;
-    holder.bytes_seen = bytes;
-    self->tls_holders_[kept++] = holder;
-  }
-  self->tls_holders_.resize(kept);
-  // No holder, no timer: an idle server does not wake up for this.
-  if (kept != 0 && !self->shutting_down_) self->reactor_->timers().schedule(self->tls_sweep_timer_, kTlsSweepPeriodMs);
 }
 
 Error Server::load_tls() {

@@ -1,6 +1,7 @@
 #include "core/worker.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <time.h>
 
 #include <algorithm>
@@ -25,7 +26,7 @@ Worker::Worker(Server& server, std::uint32_t index)
       shutdown_timer_(&Worker::on_shutdown_timer, this),
       drain_timer_(&Worker::on_drain_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
-      tls_sweep_timer_(&Worker::on_tls_sweep, this),
+      sweep_timer_(&Worker::on_quiet_sweep, this),
       memory_timer_(&Worker::on_memory_sweep, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
   // zlib's own figures (core/config.hpp, DeflateConfig): a compressor unless one per thread serves all, and an
@@ -291,7 +292,10 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
   // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
   for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
   self->settling_.clear();
-  for (Connection* connection : self->dead_) delete connection;
+  for (Connection* connection : self->dead_) {
+    self->note_freed(connection->reader_.buffered_bytes());
+    delete connection;
+  }
   self->dead_.clear();
   if (self->shutting_down_ && self->live_ == 0 && self->graveyard_.empty()) self->finish_shutdown();
 }
@@ -349,6 +353,83 @@ void Worker::uncork() {
     }
   }
   connection->flush();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Giving memory back. A busy connection keeps what it uses (TLS record buffers, a small receive buffer) so that
+// it does not allocate per message; once it has moved no byte for a whole sweep period, the sweep takes it back.
+// The sweep walks only the listed connections, and runs only while some are listed or a trim is due.
+
+namespace {
+// What TlsStream::release_buffers() frees from a busy stream, about (net/tls.hpp).
+constexpr std::size_t kTlsRecordBuffersBytes = 2 * 17 * 1024;
+}  // namespace
+
+void Worker::list_for_sweep(Connection& connection) {
+  if (connection.sweep_listed_) return;
+  connection.sweep_listed_ = true;
+  holders_.push_back({connection.slot_, connection.generation_, kNotSampled});
+  schedule_sweep();
+}
+
+void Worker::schedule_sweep() {
+  if (!sweep_timer_.scheduled() && !shutting_down_) reactor_->timers().schedule(sweep_timer_, kSweepPeriodMs);
+}
+
+void Worker::on_quiet_sweep(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  std::size_t kept = 0;
+  for (Holder holder : self->holders_) {
+    Connection* connection = self->find({self->index_, holder.slot, holder.generation});
+    if (connection == nullptr) continue;  // closed: its memory went with it
+    // Quiet since the previous sweep (so for at least one period): release. What is still needed (a TLS record
+    // half received, bytes not yet sent, a message partly received) keeps it listed for the next sweep.
+    const std::uint64_t activity = connection->activity();
+    if (activity == holder.activity && self->release_quiet(*connection)) {
+      connection->sweep_listed_ = false;
+      continue;
+    }
+    holder.activity = activity;
+    self->holders_[kept++] = holder;
+  }
+  self->holders_.resize(kept);
+  self->trim_after_spike();
+  // Nothing listed and no trim due: no timer, and an idle server does not wake up for this.
+  if (kept != 0 || self->freed_untrimmed_ >= kTrimAfterFreed) self->schedule_sweep();
+}
+
+// True when the connection holds nothing more to give back.
+bool Worker::release_quiet(Connection& connection) {
+  bool released = true;
+  if (connection.tls_ && !connection.tls_released_) {
+    released = release_tls_buffers(connection);
+    if (released) note_freed(kTlsRecordBuffersBytes);
+  }
+  codec::MessageReader& reader = connection.reader_;
+  if (reader.holds_memory()) {
+    const std::size_t held = reader.buffered_bytes();
+    reader.release_memory();
+    note_freed(held - reader.buffered_bytes());
+    released = released && !reader.holds_memory();
+  }
+  return released;
+}
+
+// glibc returns a freed block to the system only when it was mmapped (large, and only until its dynamic mmap
+// threshold has grown past such sizes) or sits at the top of the heap; buffers freed in the middle of the heap stay
+// resident. After a spike (many large messages, long queues, busy TLS connections) that is most of it, so once a
+// whole sweep period passed without further frees, malloc_trim(0) gives the free pages back (madvise). Not while
+// frees go on: malloc reuses that memory anyway, and each trim walks every free chunk.
+void Worker::trim_after_spike() {
+  if (freed_untrimmed_ < kTrimAfterFreed) return;
+  if (freed_untrimmed_ != freed_at_sweep_) {
+    freed_at_sweep_ = freed_untrimmed_;
+    return;
+  }
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  freed_untrimmed_ = freed_at_sweep_ = 0;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -445,13 +526,13 @@ void Worker::begin_shutdown() {
   extra_listeners_.clear();
   admin_listener_.reset();
   metrics_timer_.cancel();
-  tls_sweep_timer_.cancel();
+  sweep_timer_.cancel();
   memory_timer_.cancel();
   drain_timer_.cancel();
   std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
-    // Offered to a successor: its socket is not ours to write until the answer (core/handoff.cpp).
+    // Offered to a successor: its socket is not ours to write until the answer (core/handoff_worker.cpp).
     if (connection == nullptr || connection->handoff_offered_) continue;
     if (connection->state_ == Connection::State::open) {
       connection->close(static_cast<std::uint16_t>(CloseCode::going_away), "server shutting down");

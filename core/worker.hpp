@@ -163,7 +163,17 @@ class Worker {
   void list_memory_holder(Connection& connection);
   std::size_t deflate_estimate() const { return deflate_estimate_; }
 
-  // Live hand-off (core/handoff.cpp). Old process: the listening sockets, duplicated and named, with accepting
+  // Memory that a connection gives back once it is quiet (TLS record buffers, a kept receive buffer): a listed
+  // connection is released by the sweep, about once a second, after it moved no byte for a whole period.
+  void list_for_sweep(Connection& connection);
+  // Large buffers went back to malloc. glibc keeps freed memory inside its heap mapped, so once such a spike is
+  // over (a sweep period without more), the sweep hands the free pages back to the system.
+  void note_freed(std::size_t bytes) {
+    freed_untrimmed_ += bytes;
+    if (freed_untrimmed_ >= kTrimAfterFreed) schedule_sweep();
+  }
+
+  // Live hand-off (core/handoff_worker.cpp). Old process: the listening sockets, duplicated and named, with accepting
   // paused (the originals stay open, so their queues survive even if the successor fails); then each movable
   // connection is held at a message boundary and offered, the rest drained (1012); the successor's answer moves
   // it or gives it back. New process: adopt() creates an open connection from a record and its socket.
@@ -191,12 +201,14 @@ class Worker {
   void on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode);
   std::unique_ptr<net::Listener> adopt_listener(int fd, net::Listener::AcceptCallback accept, net::Error& error);
   static void on_metrics_timer(net::Timer& timer, void* context);
-  static void on_tls_sweep(net::Timer& timer, void* context);
+  static void on_quiet_sweep(net::Timer& timer, void* context);
+  bool release_quiet(Connection& connection);
+  void schedule_sweep();
+  void trim_after_spike();
   static void on_memory_sweep(net::Timer& timer, void* context);
   void enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasing);
   void release_settled_tls(Connection& connection);
   bool release_tls_buffers(Connection& connection);
-  void list_tls_holder(Connection& connection);
   void remove_subscriber(const std::string& topic, Connection& connection);
   static void end_of_turn(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
@@ -269,17 +281,22 @@ class Worker {
   static constexpr std::uint32_t kMetricsPeriodMs = 100;  // loop-lag samples
   static constexpr std::uint32_t kQueueSampleEvery = 10;  // queued bytes and listener sheds: once a second
   std::uint32_t metrics_ticks_ = 0;
-  // TLS connections that hold record buffers again after a release (or kept them at the upgrade). Only these
-  // are swept; a handle that no longer resolves (the connection closed) is dropped by the sweep.
-  struct TlsHolder {
+  // Connections that hold memory to give back when quiet: TLS record buffers again after a release (or kept at
+  // the upgrade), a receive buffer kept after a split frame. Only these are swept; a handle that no longer
+  // resolves (the connection closed) is dropped by the sweep.
+  struct Holder {
     std::uint32_t slot;
     std::uint32_t generation;
-    std::uint64_t bytes_seen;  // TlsStream::socket_bytes() at the previous sweep
+    std::uint64_t activity;  // the connection's activity mark at the previous sweep (see on_quiet_sweep)
   };
-  static constexpr std::uint64_t kTlsNotSampled = UINT64_MAX;
-  static constexpr std::uint32_t kTlsSweepPeriodMs = 1000;
-  std::vector<TlsHolder> tls_holders_;
-  net::Timer tls_sweep_timer_;
+  static constexpr std::uint64_t kNotSampled = UINT64_MAX;
+  static constexpr std::uint32_t kSweepPeriodMs = 1000;
+  // Freed bytes worth a malloc_trim: it walks every free chunk of every arena, so not for small change.
+  static constexpr std::size_t kTrimAfterFreed = 4u << 20;
+  std::vector<Holder> holders_;
+  std::size_t freed_untrimmed_ = 0;  // bytes noted freed since the last trim
+  std::size_t freed_at_sweep_ = 0;   // freed_untrimmed_ at the previous sweep
+  net::Timer sweep_timer_;
   static constexpr std::uint32_t kMemorySweepMs = 100;
   std::vector<SlotRef> memory_holders_;
   struct Candidate {

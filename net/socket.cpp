@@ -56,7 +56,10 @@ std::uint16_t Address::port() const {
 
 IoResult read_some(int fd, void* buf, std::size_t len) {
   for (;;) {
-    const ssize_t n = ::read(fd, buf, len);
+    // recv(2) goes straight to the socket; read(2) first passes the VFS layer (permission hook, fsnotify):
+    // a few percent of the call's CPU (bench/micro/net_bench BM_EmptySocketRead), paid on every readiness.
+    ssize_t n = ::recv(fd, buf, len, 0);
+    if (n < 0 && errno == ENOTSOCK) n = ::read(fd, buf, len);
     if (n > 0) return {IoStatus::ok, static_cast<std::size_t>(n), 0};
     if (n == 0) return {IoStatus::closed, 0, 0};
     if (errno == EINTR) continue;

@@ -42,7 +42,8 @@ struct IoResult {
   int error;  // errno for closed (write side) and error
 };
 
-// read(2), retried on EINTR. A result shorter than len proves the socket is drained (no extra read needed).
+// recv(2) (read(2) for descriptors that are not sockets), retried on EINTR. A result shorter than len proves the
+// socket is drained (no extra read needed).
 IoResult read_some(int fd, void* buf, std::size_t len);
 // send(2) for one buffer, sendmsg(2) for several, with MSG_NOSIGNAL (SIGPIPE never fires), retried on EINTR; a
 // partial write reports what was taken.

@@ -1,6 +1,6 @@
 // edgews_floor: the yardstick for the echo benchmarks. A WebSocket echo server that does only the system calls
-// this traffic needs and nothing a real server must do: epoll, accept4, one read of the request, one fixed 101
-// (with the computed Sec-WebSocket-Accept), then per readiness one read, unmask, one write of the frames back.
+// this traffic needs and nothing a real server must do: epoll, accept4, one recv of the request, one fixed 101
+// (with the computed Sec-WebSocket-Accept), then per readiness one recv, unmask, one send of the frames back.
 // No validation of any kind (no UTF-8, no limits, no close handshake, no timers). Single thread.
 //
 // Frames are echoed in a streaming way: a frame's payload is unmasked and written back as its bytes arrive, so
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
         continue;
       }
       std::uint8_t* buf = storage;
-      const ssize_t r = ::read(fd, buf, kBuffer);
+      const ssize_t r = ::recv(fd, buf, kBuffer, 0);  // not read(2): that adds the VFS layer to every call
       if (r <= 0) {
         if (r < 0 && errno == EAGAIN) continue;
         close_conn(fd);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# One command for the peer comparison: edgews, the floor and five peer echo servers side by side.
+# One command for the peer comparison: edgews, the floor and six peer echo servers side by side.
 #
-#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 25 minutes with the defaults,
+#   bench/load/peers.sh [BUILD_DIR]      (default build/release; after the build about 28 minutes with the defaults,
 #                                         5 rounds of each kind, as the method asks)
 #
 # From a clean checkout it installs the Debian and npm packages (bench/load/peers/install.sh, needs root),
-# configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs, then measures.
+# configures BUILD_DIR with EDGEWS_BUILD_PEERS=ON and builds the servers it needs (uWebSockets from the archives in
+# ../shared/peers, see bench/load/peers/CMakeLists.txt), then measures.
 # Method as bench/load/run.sh: all servers pinned to core 0 and started at once (an idle server costs nothing),
 # the load generator pinned to core 1, the servers take turns inside each round, medians over the rounds and
 # ratios to edgews taken within each round. Scenarios: (a) 100 connections, 16 B, 1 in flight; (b) 100
@@ -33,20 +34,22 @@ python=/usr/bin/python3  # Debian's python3, which python3-websockets belongs to
 
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then "$here/peers/install.sh"; fi
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DEDGEWS_BUILD_PEERS=ON >/dev/null
-nice cmake --build "$build" -j2 --target edgews edgews_floor beast_echo websocketpp_echo lws_echo >/dev/null
+nice cmake --build "$build" -j2 --target edgews edgews_floor uws_echo uws_echo_tls beast_echo websocketpp_echo \
+  lws_echo >/dev/null
 
 edgews=$build/tools/edgews
 p=$build/bench/load/peers
 declare -A cmd=(
   [edgews]="$edgews serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0"
   [floor]="$build/bench/load/edgews_floor --port 0"
+  [uws]="$p/uws_echo 0"
   [beast]="$p/beast_echo 0"
   [websocketpp]="$p/websocketpp_echo 0"
   [lws]="$p/lws_echo 0"
   [node_ws]="node $here/peers/ws_echo.mjs 0"
   [python]="$python $here/peers/py_echo.py 0"
 )
-servers=(edgews floor beast websocketpp lws node_ws python)
+servers=(edgews floor uws beast websocketpp lws node_ws python)
 
 rm -rf "$out" && mkdir -p "$out" "$results"
 source "$here/lib.sh"
@@ -59,13 +62,14 @@ key=$out/certs/localhost.key
 declare -A tls_cmd=(
   # edgews serve always has a ws:// port too; the last word of its first line is the wss:// port.
   [edgews]="${cmd[edgews]/--port 0/--port 0 --tls-port 0 --tls-cert $cert --tls-key $key}"
+  [uws]="$p/uws_echo_tls 0 --tls $cert $key"
   [beast]="${cmd[beast]} --tls $cert $key"
   [websocketpp]="${cmd[websocketpp]} --tls $cert $key"
   [lws]="${cmd[lws]} --tls $cert $key"
   [node_ws]="${cmd[node_ws]} --tls $cert $key"
   [python]="${cmd[python]} --tls $cert $key"
 )
-tls_servers=(edgews beast websocketpp lws node_ws python)
+tls_servers=(edgews uws beast websocketpp lws node_ws python)
 
 machine before
 common=(--duration "$duration" --warmup "$warmup")

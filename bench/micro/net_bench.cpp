@@ -1,6 +1,10 @@
 // net/ micro-benchmarks: timer wheel operations, one reactor turn over many ready sockets (beside a raw epoll
-// loop over the same sockets as the baseline), and cross-thread posting.
+// loop over the same sockets as the baseline), cross-thread posting, and read(2) against recv(2) on TCP.
 #include <benchmark/benchmark.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,6 +13,7 @@
 #include <vector>
 
 #include "net/reactor.hpp"
+#include "net/socket.hpp"
 #include "net/timer_wheel.hpp"
 
 namespace {
@@ -137,5 +142,53 @@ void BM_PostThenRun(benchmark::State& state) {
 BENCHMARK(BM_PostThenRun);
 
 }  // namespace
+
+// A connected loopback TCP pair (the receiving end non-blocking), as the servers' sockets are.
+struct TcpPair {
+  Fd client, server;
+  TcpPair() {
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listener.get(), 1) != 0 ||
+        ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      return;
+    client = Fd(::socket(AF_INET, SOCK_STREAM, 0));
+    if (::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return;
+    server = Fd(::accept4(listener.get(), nullptr, nullptr, SOCK_NONBLOCK));
+    const int one = 1;
+    ::setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+};
+
+// The kernel path of one read on a socket with nothing queued (the system call and the socket layer only):
+// arg 0 = read(2), the VFS path; arg 1 = recv(2), straight to the socket; arg 2 = net::read_some.
+void BM_EmptySocketRead(benchmark::State& state) {
+  TcpPair pair;
+  if (!pair.server) return state.SkipWithError("no loopback TCP pair");
+  char buf[4096];
+  for (auto _ : state) {
+    if (state.range(0) == 0) benchmark::DoNotOptimize(::read(pair.server.get(), buf, sizeof buf));
+    else if (state.range(0) == 1) benchmark::DoNotOptimize(::recv(pair.server.get(), buf, sizeof buf, 0));
+    else benchmark::DoNotOptimize(edgews::net::read_some(pair.server.get(), buf, sizeof buf));
+  }
+}
+BENCHMARK(BM_EmptySocketRead)->Arg(0)->Arg(1)->Arg(2);
+
+// 16 bytes sent, then read back by the other end, as one echo request arrives (same args).
+void BM_Send16ThenRead(benchmark::State& state) {
+  TcpPair pair;
+  if (!pair.server) return state.SkipWithError("no loopback TCP pair");
+  char msg[16] = {}, buf[4096];
+  for (auto _ : state) {
+    if (::send(pair.client.get(), msg, sizeof msg, MSG_NOSIGNAL) != 16) return state.SkipWithError("send");
+    if (state.range(0) == 0) benchmark::DoNotOptimize(::read(pair.server.get(), buf, sizeof buf));
+    else if (state.range(0) == 1) benchmark::DoNotOptimize(::recv(pair.server.get(), buf, sizeof buf, 0));
+    else benchmark::DoNotOptimize(edgews::net::read_some(pair.server.get(), buf, sizeof buf));
+  }
+}
+BENCHMARK(BM_Send16ThenRead)->Arg(0)->Arg(1)->Arg(2);
 
 BENCHMARK_MAIN();

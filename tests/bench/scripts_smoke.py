@@ -5,8 +5,9 @@
 
 bench/load/paired.sh, bench/load/run.sh and bench/load/peers.sh each run with one round of one second into a
 temporary directory (the committed results are not touched); bench/overload/run.py runs a few seconds of a small
-hostile mix against edgews and websocketpp (built by peers.sh). Each must exit 0 and print its whole table: every
-scenario and server present, every run error-free, every echo check passed. Figures are printed, never judged.
+hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py runs with 20
+connections watched for a second. Each must exit 0 and print its whole table: every scenario and server present,
+every run error-free, every echo check passed. Figures are printed, never judged.
 peers.sh installs the peers' Debian and npm packages and builds them into BUILD_DIR (EDGEWS_BUILD_PEERS=ON).
 """
 import os
@@ -87,7 +88,7 @@ def main():
         except FileNotFoundError:
             md = ""
             failures.append("peers.sh wrote no peers.md")
-        servers = ("edgews", "floor", "beast", "websocketpp", "lws", "node_ws", "python")
+        servers = ("edgews", "floor", "uws", "beast", "websocketpp", "lws", "node_ws", "python")
         tls = [s for s in servers if s != "floor"]
         closed, paired = md.split("Paired at equal offered load")[0], md.partition("Paired at equal offered load")[2]
         expect_rows("peers.sh", closed, [(s, n) for s in ("(a)", "(b)", "(c)") for n in servers] +
@@ -122,6 +123,19 @@ def main():
             for row in ("| with the mix |", "| RSS |", "| open descriptors |", "flood_no_read"):
                 if row not in section:
                     failures.append("bench/overload/run.py: no %r for %s" % (row, server))
+
+    print("== bench/memory/idle_after_message.py", flush=True)
+    try:
+        p = subprocess.run([os.path.join(ROOT, "bench/memory/idle_after_message.py"),
+                            os.path.join(build, "tools/edgews"), "--connections", "20", "--wait", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        print(p.stdout[-3000:], flush=True)
+        if p.returncode != 0:
+            failures.append("idle_after_message.py exited with %d" % p.returncode)
+        if p.stdout.count("| 1 s later |") != 2:
+            failures.append("idle_after_message.py did not print both tables")
+    except subprocess.TimeoutExpired:
+        failures.append("idle_after_message.py did not finish within 120 s")
 
     for f in failures:
         print("FAILED:", f)

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -394,6 +395,68 @@ TEST(MessageReader, ReleasesAssemblyMemoryWhenIdle) {
   EXPECT_FALSE(reader.in_message());
   reader.release_memory();
   EXPECT_EQ(reader.buffered_bytes(), 0u);
+}
+
+// What a server does after each read: keep a small buffer for the next split frame, free one that a large message
+// grew once that message was delivered, free everything once the connection is quiet.
+TEST(MessageReader, ReleaseMemoryKeepsASmallBufferAndFreesALargeOneOnceItsMessageIsDelivered) {
+  constexpr std::size_t kKeep = 64 * 1024;
+  MessageReader reader(Role::server);
+  std::size_t used = 0;
+  // A 1 MiB message split across two reads is assembled in the reader.
+  Bytes large_payload(1 << 20);
+  for (std::size_t i = 0; i < large_payload.size(); ++i) large_payload[i] = static_cast<std::uint8_t>(i * 7);
+  Bytes large = make_frame(Opcode::binary, large_payload);
+  const std::size_t half = large.size() / 2;
+  ASSERT_EQ(reader.next(large.data(), half, used).type, EventType::need_more);
+  reader.release_memory(kKeep);
+  EXPECT_GE(reader.buffered_bytes(), large_payload.size()) << "the partly received message must stay";
+  reader.release_memory();
+  EXPECT_GE(reader.buffered_bytes(), large_payload.size()) << "the partly received message must stay";
+  Event ev = reader.next(large.data() + half, large.size() - half, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  ASSERT_EQ(ev.payload.size(), large_payload.size());
+  EXPECT_TRUE(std::equal(ev.payload.begin(), ev.payload.end(), large_payload.begin())) << "payload damaged";
+  EXPECT_GE(reader.buffered_bytes(), large_payload.size());
+  reader.release_memory(kKeep);
+  EXPECT_EQ(reader.buffered_bytes(), 0u) << "a buffer over the kept size goes once its message is delivered";
+  EXPECT_FALSE(reader.holds_memory());
+
+  // A small split message: its buffer stays for the next one and is reused.
+  Bytes small = make_frame(Opcode::text, std::string(4000, 's'));
+  append(small, make_frame(Opcode::text, std::string(3000, 't')));
+  ASSERT_EQ(reader.next(small.data(), 100, used).type, EventType::need_more);
+  ev = reader.next(small.data() + 100, small.size() - 100, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(ev.payload.size(), 4000u);
+  reader.release_memory(kKeep);
+  const std::size_t kept = reader.buffered_bytes();
+  EXPECT_GE(kept, 4000u) << "a small buffer is kept between messages";
+  const std::size_t second = 100 + used;
+  ASSERT_EQ(reader.next(small.data() + second, 50, used).type, EventType::need_more);
+  ev = reader.next(small.data() + second + 50, small.size() - second - 50, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size()),
+            std::string(3000, 't'));
+  EXPECT_EQ(reader.buffered_bytes(), kept) << "the kept buffer was reused, not regrown";
+
+  // A control frame split across reads: its storage stays until a full release.
+  Bytes ping = make_frame(Opcode::ping, "are you there");
+  ASSERT_EQ(reader.next(ping.data(), 8, used).type, EventType::need_more);
+  ev = reader.next(ping.data() + 8, ping.size() - 8, used);
+  ASSERT_EQ(ev.type, EventType::ping);
+  reader.release_memory(kKeep);
+  EXPECT_TRUE(reader.holds_memory());
+  reader.release_memory();
+  EXPECT_FALSE(reader.holds_memory());
+  EXPECT_EQ(reader.buffered_bytes(), 0u);
+
+  // And the reader works on afterwards (make_frame masked the payload; the first run unmasked it in place).
+  large = make_frame(Opcode::binary, large_payload);
+  ASSERT_EQ(reader.next(large.data(), large.size() - 1, used).type, EventType::need_more);
+  ev = reader.next(large.data() + large.size() - 1, 1, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_TRUE(std::equal(ev.payload.begin(), ev.payload.end(), large_payload.begin(), large_payload.end()));
 }
 
 }  // namespace

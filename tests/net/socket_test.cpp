@@ -1,10 +1,12 @@
 #include "net/socket.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <string>
 
 namespace edgews::net {
 namespace {
@@ -48,6 +50,22 @@ TEST(SocketIo, ReadReportsWouldBlockDataAndClose) {
   IoResult r = read_some(a.get(), buf, sizeof buf);
   EXPECT_EQ(r.status, IoStatus::ok);
   EXPECT_EQ(r.bytes, 5u);
+  b.reset();
+  EXPECT_EQ(read_some(a.get(), buf, sizeof buf).status, IoStatus::closed);
+}
+
+// read_some uses recv(2), which refuses descriptors that are not sockets; a pipe must still read.
+TEST(SocketIo, ReadWorksOnAPipeToo) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK), 0);
+  Fd a(fds[0]), b(fds[1]);
+  char buf[16];
+  EXPECT_EQ(read_some(a.get(), buf, sizeof buf).status, IoStatus::would_block);
+  ASSERT_EQ(::write(b.get(), "pipe", 4), 4);
+  IoResult r = read_some(a.get(), buf, sizeof buf);
+  EXPECT_EQ(r.status, IoStatus::ok);
+  ASSERT_EQ(r.bytes, 4u);
+  EXPECT_EQ(std::string(buf, 4), "pipe");
   b.reset();
   EXPECT_EQ(read_some(a.get(), buf, sizeof buf).status, IoStatus::closed);
 }

@@ -251,7 +251,8 @@ TEST(Handoff, DeflateWindowsMoveWithTheConnection) {
   std::size_t first_size = 0;
   ASSERT_EQ(exchange(block, &first_size), block);
   ASSERT_GT(first_size, 1000u);
-  ASSERT_EQ(exchange("before the hand-off " + block.substr(0, 100), nullptr), "before the hand-off " + block.substr(0, 100));
+  const std::string before = "before the hand-off " + block.substr(0, 100);
+  ASSERT_EQ(exchange(before, nullptr), before);
 
   ASSERT_FALSE(a.server->listen_for_handoff(dir.socket()));
   ASSERT_TRUE(b.create(config, echo_and_topics()));
@@ -264,7 +265,8 @@ TEST(Handoff, DeflateWindowsMoveWithTheConnection) {
   std::size_t again_size = 0;
   EXPECT_EQ(exchange(block, &again_size), block);
   EXPECT_LT(again_size, 100u) << "B's compressor window holds what A sent";
-  EXPECT_EQ(exchange("after the hand-off " + block.substr(50, 200), nullptr), "after the hand-off " + block.substr(50, 200));
+  const std::string after = "after the hand-off " + block.substr(50, 200);
+  EXPECT_EQ(exchange(after, nullptr), after);
   EXPECT_EQ(a.on_close.load(), 0);
 }
 

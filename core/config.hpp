@@ -18,6 +18,14 @@ enum class BackpressurePolicy : std::uint8_t {
   drop,   // drop the message, report SendStatus::dropped and count it; the connection stays open
 };
 
+// What happens when a connection sends data faster than Limits::message_rate or byte_rate.
+enum class RatePolicy : std::uint8_t {
+  close,  // close the connection with 1008 (policy violation); the message over the limit is not delivered
+  // Deliver the message, then stop reading the connection (ReadHold::rate) until the buckets have paid for it:
+  // nothing is lost, and TCP pushes the sender back to the rate.
+  pause,
+};
+
 struct Limits {
   std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
   std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
@@ -45,6 +53,28 @@ struct Limits {
   std::uint32_t pong_timeout_ms = 30000;           // close (1001) when nothing answers a ping for this long
   std::uint32_t close_timeout_ms = 5000;           // wait for the peer's close frame / EOF before dropping
   std::uint32_t shutdown_timeout_ms = 5000;        // graceful shutdown: deliver queued data and 1001 within this
+
+  // Admission control, all off (0) by default. Per client address: an IPv4 address, or an IPv6 /64.
+  // Concurrent connections, counted at accept (the TCP peer, or the PROXY header's source): over it the socket is
+  // closed at once. A peer in ServerConfig::trusted_proxies is not counted at accept (it carries many clients);
+  // its connections count for the client its forwarding headers name, at the upgrade: over it, 503.
+  std::uint32_t max_connections_per_address = 0;
+  // Upgrade requests per second per client address (after trusted-proxy resolution), a token bucket holding
+  // handshake_burst (0 = one second's worth); over it: 429 with Retry-After.
+  std::uint32_t handshake_rate = 0;
+  std::uint32_t handshake_burst = 0;
+  // Received data messages and their payload bytes per second per connection, token buckets holding *_burst
+  // (0 = one second's worth). A message is charged when it is complete; one larger than byte_burst passes only a
+  // full bucket and leaves it in debt, which the next message waits out. Over the limit: rate_policy.
+  std::uint32_t message_rate = 0;
+  std::uint32_t message_burst = 0;
+  std::uint64_t byte_rate = 0;
+  std::uint64_t byte_burst = 0;
+  RatePolicy rate_policy = RatePolicy::close;
+  // Addresses remembered without a connection, only for a handshake bucket that is not full yet (for the whole
+  // server). Past it the least recently used is forgotten and starts again with a full bucket: memory stays
+  // bounded (about 150 bytes an entry) when many addresses come by.
+  std::size_t address_table_idle_entries = 65536;
 };
 
 // permessage-deflate (RFC 7692). Off by default: compression costs CPU and, per connection, zlib memory.

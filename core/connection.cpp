@@ -14,6 +14,7 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
 #include "codec/proxy_protocol.hpp"
+#include "core/admission.hpp"
 #include "core/connection_extras.hpp"
 #include "core/deflate_session.hpp"
 #include "core/forwarded.hpp"
@@ -377,6 +378,7 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   if (resolve_client_address(request, peer_, server.trusted_proxies_, client)) {
     extras().forwarded = client;
   }
+  if (!admit_upgrade()) return;
   codec::ResponseHeaders& headers = worker_.scratch_headers();
   headers.clear();
   UpgradeContext context(request, upgrade, peer_, headers, server.static_headers_);
@@ -438,6 +440,13 @@ void Connection::handle_request(const codec::HttpRequest& request) {
     reader_ = codec::MessageReader(codec::Role::server, limits);
   }
   user_data_ = context.user_data_;
+  const Limits& limits = server.config().limits;
+  if (limits.message_rate != 0 || limits.byte_rate != 0) {
+    ReceiveRate& rate = worker_.receive_rate(slot_);
+    rate.messages.fill(limits.message_burst, worker_.reactor().now_ms());
+    rate.bytes.fill(limits.byte_burst, worker_.reactor().now_ms());
+    rate_limited_ = true;
+  }
   state_ = State::open;
   send_raw(bytes_of(out));
   arm_liveness();
@@ -470,6 +479,83 @@ void Connection::refuse(int status, std::string_view reason, const codec::Upgrad
                       upgrade.user_agent.data(), static_cast<int>(reason.size()), reason.data());
   worker_.counters().bump_refused(why);
   refuse_http(out);
+}
+
+// Admission control at the upgrade, by the client's address after trusted-proxy resolution: the handshake rate
+// (429), then for a client behind a trusted proxy, which was not counted at accept, its connections (503).
+// Refusals are logged by the worker's throttled line, not one line each: a flood of them is what they are for.
+bool Connection::admit_upgrade() {
+  Server& server = worker_.server();
+  AddressTable& table = *server.addresses_;
+  if (!table.limits_handshakes() && !table.limits_connections()) return true;
+  const PeerAddress& client = client_address();
+  const AddressKey key = AddressKey::of(client);
+  const std::uint64_t now = worker_.reactor().now_ms();
+  int status = 0;
+  std::uint64_t wait_ms = 0;
+  if (table.limits_handshakes() && (wait_ms = table.take_handshake(key, now)) != 0) {
+    status = 429;
+    worker_.admission_limited(AdmissionEvent::handshake_rate_refused, client, "over limits.handshake_rate");
+  } else if (table.limits_connections() && admission_ == Admission::none && extras_ && extras_->forwarded) {
+    if (table.acquire_connection(key, now)) {
+      admission_ = Admission::client;
+      return true;
+    }
+    status = 503;
+    wait_ms = 1000;  // when one of its connections closes, which nothing here can foresee
+    worker_.admission_limited(AdmissionEvent::address_connections_refused, client,
+                              "over limits.max_connections_per_address (behind a trusted proxy)");
+  } else {
+    return true;
+  }
+  char seconds[24];
+  std::snprintf(seconds, sizeof seconds, "%llu", static_cast<unsigned long long>((wait_ms + 999) / 1000));
+  codec::ResponseHeaders& headers = worker_.scratch_headers();
+  headers.clear();
+  (void)headers.add("Retry-After", seconds);
+  std::string& out = worker_.scratch_out();
+  out.clear();
+  codec::write_refusal(out, status,
+                       status == 429 ? "too many upgrade requests from this address; retry later\n"
+                                     : "too many connections from this address; retry later\n",
+                       &headers);
+  worker_.counters().bump_refused(status == 429 ? RefusalReason::rate_limited : RefusalReason::address_connections);
+  refuse_http(out);
+  return false;
+}
+
+// Limits::message_rate and byte_rate, for a complete data message. RatePolicy::close: over either, close 1008
+// without delivering it. RatePolicy::pause: the message is delivered and paid for, into debt if need be, and
+// reading stops at the next frame boundary until the debt is paid (ReadHold::rate, released by the worker).
+bool Connection::admit_received(std::size_t bytes) {
+  const Limits& limits = worker_.server().config().limits;
+  const std::uint64_t now = worker_.reactor().now_ms();
+  ReceiveRate& rate = worker_.receive_rate(slot_);
+  if (limits.rate_policy == RatePolicy::pause) {
+    const bool messages_ok =
+        limits.message_rate == 0 || rate.messages.owe(1, limits.message_rate, limits.message_burst, now);
+    const bool bytes_ok = limits.byte_rate == 0 || rate.bytes.owe(bytes, limits.byte_rate, limits.byte_burst, now);
+    if (messages_ok && bytes_ok) return true;
+    worker_.admission_limited(messages_ok ? AdmissionEvent::byte_rate_paused : AdmissionEvent::message_rate_paused,
+                              client_address(), "over the rate: reading paused until it is paid for");
+    hold_reading(ReadHold::rate);
+    worker_.hold_for_rate(*this);
+    return true;
+  }
+  AdmissionEvent event;
+  if (limits.message_rate != 0 && !rate.messages.take(1, limits.message_rate, limits.message_burst, now)) {
+    event = AdmissionEvent::message_rate_closed;
+  } else if (limits.byte_rate != 0 && !rate.bytes.take(bytes, limits.byte_rate, limits.byte_burst, now)) {
+    event = AdmissionEvent::byte_rate_closed;
+  } else {
+    return true;
+  }
+  const bool messages = event == AdmissionEvent::message_rate_closed;
+  worker_.admission_limited(event, client_address(), messages ? "over limits.message_rate, closing with 1008"
+                                                              : "over limits.byte_rate, closing with 1008");
+  fail_with(static_cast<std::uint16_t>(CloseCode::policy_violation),
+            messages ? "message rate limit exceeded" : "byte rate limit exceeded");
+  return false;
 }
 
 void Connection::serve_metrics(const codec::HttpRequest& request) {
@@ -557,6 +643,16 @@ bool Connection::read_proxy_header() {
                       header.command == codec::ProxyCommand::proxy ? "proxy" : "local");
   extras_->proxy.reset();
   trim_extras();
+  switch (worker_.count_address(peer_)) {
+    case Worker::AddressCount::refused:
+      destroy(1006, "over max_connections_per_address");
+      return false;
+    case Worker::AddressCount::counted:
+      admission_ = Admission::peer;
+      break;
+    case Worker::AddressCount::exempt:
+      break;
+  }
   if (tls_pending_) {
     tls_pending_ = false;
     if (net::Error error = worker_.attach_tls(*this)) {
@@ -596,6 +692,9 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
       case codec::EventType::message:
         worker_.counters().bump_messages_in();
         if (state_ != State::open) break;  // after our close frame, data is discarded (RFC 6455 5.5.1)
+        if (rate_limited_) [[unlikely]] {
+          if (!admit_received(event.payload.size())) return;
+        }
         last_message_ms_ = now;
         if (event.compressed) [[unlikely]] {  // only with a deflate session: RSV1 is refused otherwise
           std::span<const std::uint8_t> inflated;
@@ -707,6 +806,10 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   if (queue_) {
     worker_.note_freed(queue_->allocated());
     queue_.reset();
+  }
+  if (admission_ != Admission::none) {
+    worker_.uncount_address(admission_ == Admission::peer ? peer_ : *extras_->forwarded);
+    admission_ = Admission::none;
   }
   // The reader keeps its buffers until the object is freed at the end of the turn: a connection can die inside
   // its own on_message (terminate, or a failed write of the reply), and the message being delivered, which may

@@ -167,6 +167,8 @@ class Connection final : public net::Reactor::Handler {
   void handle_request(const codec::HttpRequest& request);
   void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade);
   void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade, RefusalReason why);
+  bool admit_upgrade();
+  bool admit_received(std::size_t bytes);
   bool read_proxy_header();
   void serve_metrics(const codec::HttpRequest& request);
   void refuse_http(std::string_view response);
@@ -244,6 +246,11 @@ class Connection final : public net::Reactor::Handler {
   bool sweep_listed_ = false;
   std::uint8_t read_holds_ = 0;  // ReadHold bits, and kResuming
   bool memory_listed_ = false;   // in the worker's list of connections that hold memory (Worker::list_memory_holder)
+  // Which address this connection is counted for under Limits::max_connections_per_address (released at destroy).
+  enum class Admission : std::uint8_t { none, peer, client };
+  Admission admission_ = Admission::none;
+  // Limits::message_rate or byte_rate is set: received messages are charged to Worker::receive_rate(slot_).
+  bool rate_limited_ = false;
   // Offered to a hand-off successor: neither read nor written nor timed until it answers (core/handoff_worker.cpp).
   bool handoff_offered_ = false;
   codec::MessageReader reader_;

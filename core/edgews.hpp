@@ -22,6 +22,7 @@ using core::LogFormat;
 using core::LogLevel;
 using core::Message;
 using core::Opcode;
+using core::RatePolicy;
 using core::SendStatus;
 using core::Server;
 using core::ServerConfig;

@@ -13,7 +13,13 @@ namespace {
 
 constexpr std::string_view kRefusalLabels[kRefusalReasons] = {
     "bad_request",       "forbidden",   "unsupported_version", "headers_too_large", "no_common_subprotocol",
-    "application", "application_header", "internal_error",     "draining",          "other"};
+    "application", "application_header", "internal_error",     "rate_limited",      "address_connections",
+    "draining",      "other"};
+
+constexpr std::string_view kAdmissionLabels[kAdmissionEvents] = {
+    "limit=\"address_connections\",action=\"refuse\"", "limit=\"handshake_rate\",action=\"refuse\"",
+    "limit=\"message_rate\",action=\"close\"", "limit=\"byte_rate\",action=\"close\"",
+    "limit=\"message_rate\",action=\"pause\"", "limit=\"byte_rate\",action=\"pause\""};
 
 constexpr std::string_view kCloseCodeLabels[kCloseCodeSlots] = {
     "1000", "1001", "1002", "1003", "1004", "1005", "1006", "1007", "1008", "1009",
@@ -55,8 +61,13 @@ RefusalReason refusal_reason_for_status(int status) {
     case 403: return RefusalReason::forbidden;
     case 426: return RefusalReason::unsupported_version;
     case 431: return RefusalReason::headers_too_large;
+    case 429: return RefusalReason::rate_limited;
     default: return status >= 500 ? RefusalReason::internal_error : RefusalReason::other;
   }
+}
+
+std::string_view admission_labels(AdmissionEvent event) {
+  return kAdmissionLabels[static_cast<std::size_t>(event)];
 }
 
 std::string_view close_code_label(std::size_t slot) {
@@ -82,6 +93,7 @@ std::string Server::metrics_text() const {
                 memory_pauses = 0;
   std::uint64_t refused[kRefusalReasons] = {};
   std::uint64_t closed[kCloseCodeSlots] = {};
+  std::uint64_t admission[kAdmissionEvents] = {};
   for (const auto& worker : workers_) {
     const Worker::Counters& c = worker->counters();
     accepted += get(c.accepted);
@@ -103,6 +115,7 @@ std::string Server::metrics_text() const {
     memory_pauses += get(c.memory_pauses);
     for (std::size_t i = 0; i < kRefusalReasons; ++i) refused[i] += get(c.refused_by[i]);
     for (std::size_t i = 0; i < kCloseCodeSlots; ++i) closed[i] += get(c.closed_by[i]);
+    for (std::size_t i = 0; i < kAdmissionEvents; ++i) admission[i] += get(c.admission[i]);
   }
 
   std::string out;
@@ -168,6 +181,19 @@ std::string Server::metrics_text() const {
   append_metric_family(out, "edgews_accepts_shed_total", "counter",
          "Connections closed at accept: over limits.max_connections, shutting down, or out of descriptors.");
   append_metric_sample(out, "edgews_accepts_shed_total", {}, shed);
+  append_metric_family(out, "edgews_admission_limited_total", "counter",
+         "Admission control actions, by limit and action: connections per address (closed at accept, or 503 "
+         "behind a trusted proxy), handshakes per address (429), messages and bytes per connection (1008, or reading paused).");
+  for (std::size_t i = 0; i < kAdmissionEvents; ++i) {
+    append_metric_sample(out, "edgews_admission_limited_total", admission_labels(static_cast<AdmissionEvent>(i)),
+                         admission[i]);
+  }
+  append_metric_family(out, "edgews_address_table_entries", "gauge",
+         "Client addresses tracked by admission control (with connections, or a handshake bucket not yet full).");
+  append_metric_sample(out, "edgews_address_table_entries", {}, addresses_->entries());
+  append_metric_family(out, "edgews_address_table_evictions_total", "counter",
+         "Addresses without connections forgotten because limits.address_table_idle_entries was reached.");
+  append_metric_sample(out, "edgews_address_table_evictions_total", {}, addresses_->evictions());
 
   append_metric_family(out, "edgews_reactor_loop_lag_seconds", "histogram",
          "Delay before a reactor runs work that is ready, sampled every 100 ms per reactor.");

@@ -25,12 +25,26 @@ enum class RefusalReason : std::uint8_t {
   application,            // on_upgrade called refuse()
   application_header,     // on_upgrade's add_header was refused by the checked API (the upgrade goes on)
   internal_error,         // 5xx
+  rate_limited,           // 429: over Limits::handshake_rate for the client's address
+  address_connections,    // 503: over Limits::max_connections_per_address for a client behind a trusted proxy
   draining,               // 503: the server is draining before a restart (Server::begin_drain)
   other,
 };
-inline constexpr std::size_t kRefusalReasons = 10;
+inline constexpr std::size_t kRefusalReasons = 12;
 std::string_view label(RefusalReason reason);
 RefusalReason refusal_reason_for_status(int status);
+
+// What admission control did, as the labels limit and action of edgews_admission_limited_total.
+enum class AdmissionEvent : std::uint8_t {
+  address_connections_refused,  // closed at accept, or 503 at the upgrade behind a trusted proxy
+  handshake_rate_refused,       // 429
+  message_rate_closed,          // 1008
+  byte_rate_closed,             // 1008
+  message_rate_paused,          // reading held until the bucket is out of debt
+  byte_rate_paused,
+};
+inline constexpr std::size_t kAdmissionEvents = 6;
+std::string_view admission_labels(AdmissionEvent event);  // limit="...",action="..."
 
 // Close codes as labels: 1000-1015 each, then 3xxx (registered) and 4xxx (private) as two buckets, so that an
 // application using many private codes cannot blow up the series count.

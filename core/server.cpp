@@ -11,6 +11,7 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_token.hpp"
 #include "core/handoff.hpp"
+#include "core/admission.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {
@@ -47,7 +48,30 @@ Error check_limits(const Limits& limits) {
   if (limits.ping_interval_ms != 0 && limits.pong_timeout_ms == 0) {
     return config_error("limits.pong_timeout_ms must be above 0 when limits.ping_interval_ms is set");
   }
+  // Buckets count thousandths of a token in 64 bits: 2^50 bytes (a petabyte) a second is beyond any link.
+  constexpr std::uint64_t kMaxByteRate = 1ULL << 50;
+  if (limits.byte_rate > kMaxByteRate || limits.byte_burst > kMaxByteRate) {
+    return config_error("limits.byte_rate and limits.byte_burst must be at most 2^50 bytes (0 turns the limit off)");
+  }
+  if ((limits.handshake_burst != 0 && limits.handshake_rate == 0) ||
+      (limits.message_burst != 0 && limits.message_rate == 0) || (limits.byte_burst != 0 && limits.byte_rate == 0)) {
+    return config_error("limits.handshake_burst, message_burst and byte_burst need their rate (handshake_rate, "
+                        "message_rate, byte_rate) set: a burst alone limits nothing");
+  }
+  if (limits.address_table_idle_entries == 0) {
+    return config_error("limits.address_table_idle_entries must be at least 1 (addresses remembered for their "
+                        "handshake bucket; 65536 by default)");
+  }
   return {};
+}
+
+AddressLimits address_limits(const Limits& limits) {
+  AddressLimits out;
+  out.max_connections = limits.max_connections_per_address;
+  out.handshake_rate = limits.handshake_rate;
+  out.handshake_burst = limits.handshake_burst;
+  out.max_idle_entries = limits.address_table_idle_entries;
+  return out;
 }
 
 Error check_deflate(const DeflateConfig& deflate) {
@@ -109,7 +133,10 @@ void UpgradeContext::refuse(int status, std::string_view body) {
 // Server
 
 Server::Server(ServerConfig config, Callbacks callbacks, Logger logger)
-    : config_(std::move(config)), callbacks_(std::move(callbacks)), logger_(std::move(logger)) {}
+    : config_(std::move(config)),
+      callbacks_(std::move(callbacks)),
+      logger_(std::move(logger)),
+      addresses_(std::make_unique<AddressTable>(address_limits(config_.limits))) {}
 
 Server::~Server() {
   for (auto& worker : workers_) {
@@ -129,6 +156,10 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
     return nullptr;
   }
   if ((error = check_limits(config.limits))) return nullptr;
+  // A burst of 0 is one second's worth.
+  if (config.limits.handshake_burst == 0) config.limits.handshake_burst = config.limits.handshake_rate;
+  if (config.limits.message_burst == 0) config.limits.message_burst = config.limits.message_rate;
+  if (config.limits.byte_burst == 0) config.limits.byte_burst = config.limits.byte_rate;
   if ((error = check_deflate(config.deflate))) return nullptr;
   for (const std::string& protocol : config.subprotocols) {
     if (!codec::is_token(protocol)) {

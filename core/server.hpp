@@ -41,6 +41,7 @@ namespace edgews::core {
 
 class HandoffOut;
 class HandoffIn;
+class AddressTable;
 
 struct Error {
   std::string message;  // empty = success
@@ -280,6 +281,7 @@ class Server {
   std::vector<std::string_view> origin_views_;
   CidrSet trusted_proxies_;
   CidrSet metrics_allow_;
+  std::unique_ptr<AddressTable> addresses_;  // per-address admission state, shared by every worker
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::size_t> connection_count_{0};
   std::uint64_t memory_budget_ = 0;

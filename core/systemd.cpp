@@ -139,7 +139,11 @@ void Watchdog::probe() {
   for (unsigned i = 0; i < answered_->size(); ++i) {
     net::Reactor* reactor = server_.reactor(i);
     if (reactor == nullptr) continue;
-    reactor->post([answered = answered_, i, probe] { (*answered)[i].store(probe, std::memory_order_relaxed); });
+    // The highest probe seen: probes posted from two threads may arrive out of order (only this reactor writes).
+    reactor->post([answered = answered_, i, probe] {
+      std::atomic<std::uint64_t>& slot = (*answered)[i];
+      if (slot.load(std::memory_order_relaxed) < probe) slot.store(probe, std::memory_order_relaxed);
+    });
   }
 }
 

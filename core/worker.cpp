@@ -27,7 +27,8 @@ Worker::Worker(Server& server, std::uint32_t index)
       drain_timer_(&Worker::on_drain_timer, this),
       metrics_timer_(&Worker::on_metrics_timer, this),
       sweep_timer_(&Worker::on_quiet_sweep, this),
-      memory_timer_(&Worker::on_memory_sweep, this) {
+      memory_timer_(&Worker::on_memory_sweep, this),
+      rate_timer_(&Worker::on_rate_timer, this) {
   header_storage_.resize(server.config().limits.max_request_headers);
   // zlib's own figures (core/config.hpp, DeflateConfig): a compressor unless one per thread serves all, and an
   // inflater (counted always: whether the client resets its window is known per connection only).
@@ -188,6 +189,13 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
                          peer.to_string().c_str(), limits.max_connections);
     return;  // fd closes here
   }
+  PeerAddress address;
+  std::memcpy(&address.addr, peer.data(), std::min<std::size_t>(peer.length, sizeof address.addr));
+  // Per-address connections: counted here unless a PROXY header is still to name the client (counted once read).
+  AddressCount count = AddressCount::exempt;
+  if (!mode.admin && !mode.proxy_protocol && (count = count_address(address)) == AddressCount::refused) {
+    return;  // fd closes here: no read, no timer, no TLS handshake for an address that holds its share already
+  }
   std::uint32_t slot;
   if (free_slots_.empty()) {
     slot = static_cast<std::uint32_t>(slots_.size());
@@ -196,9 +204,8 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
     slot = free_slots_.back();
     free_slots_.pop_back();
   }
-  PeerAddress address;
-  std::memcpy(&address.addr, peer.data(), std::min<std::size_t>(peer.length, sizeof address.addr));
   auto* connection = new Connection(*this, fd.release(), address, slot, slots_[slot].generation);
+  if (count == AddressCount::counted) connection->admission_ = Connection::Admission::peer;
   slots_[slot].connection = connection;
   ++live_;
   server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
@@ -225,6 +232,76 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
     connection->arm(Connection::Deadline::tls_handshake, server_.config().tls.handshake_timeout_ms);
   } else {
     connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
+  }
+}
+
+Worker::AddressCount Worker::count_address(const PeerAddress& peer) {
+  AddressTable& table = *server_.addresses_;
+  if (!table.limits_connections()) return AddressCount::exempt;
+  if (server_.trusted_proxies_.contains(peer)) return AddressCount::exempt;
+  if (table.acquire_connection(AddressKey::of(peer), reactor_->now_ms())) return AddressCount::counted;
+  admission_limited(AdmissionEvent::address_connections_refused, peer, "over limits.max_connections_per_address");
+  return AddressCount::refused;
+}
+
+void Worker::uncount_address(const PeerAddress& address) {
+  server_.addresses_->release_connection(AddressKey::of(address), reactor_->now_ms());
+}
+
+void Worker::admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what) {
+  counters_.bump_admission(event);
+  const Logger& logger = server_.logger();
+  if (!logger.enabled(LogLevel::info)) return;
+  std::uint64_t suppressed = 0;
+  if (!admission_log_[static_cast<std::size_t>(event)].allow(reactor_->now_ms(), suppressed)) return;
+  static constexpr const char* kNames[kAdmissionEvents] = {
+      "limit=address_connections action=refuse", "limit=handshake_rate action=refuse",
+      "limit=message_rate action=close", "limit=byte_rate action=close",
+      "limit=message_rate action=pause", "limit=byte_rate action=pause"};
+  logger.log(LogLevel::info, "limited", "client=%s %s: %s (%llu more like it since the previous line)",
+             address.to_string().c_str(), kNames[static_cast<std::size_t>(event)], what,
+             static_cast<unsigned long long>(suppressed));
+}
+
+void Worker::hold_for_rate(Connection& connection) {
+  rate_held_.push_back({connection.slot_, connection.generation_});
+  const std::uint64_t due = reactor_->now_ms() + std::max<std::uint64_t>(rate_wait_ms(connection), 1);
+  if (!rate_timer_.scheduled() || due < rate_timer_due_ms_) {
+    rate_timer_due_ms_ = due;
+    reactor_->timers().schedule(rate_timer_, due - reactor_->now_ms());
+  }
+}
+
+std::uint64_t Worker::rate_wait_ms(Connection& connection) {
+  const Limits& limits = server_.config().limits;
+  ReceiveRate& rate = receive_rate(connection.slot_);
+  const std::uint64_t now = reactor_->now_ms();
+  std::uint64_t wait = 0;
+  if (limits.message_rate != 0) wait = rate.messages.debt_ms(limits.message_rate, limits.message_burst, now);
+  if (limits.byte_rate != 0) wait = std::max(wait, rate.bytes.debt_ms(limits.byte_rate, limits.byte_burst, now));
+  return wait;
+}
+
+void Worker::on_rate_timer(net::Timer&, void* context) {
+  auto* self = static_cast<Worker*>(context);
+  constexpr auto kRate = static_cast<std::uint8_t>(ReadHold::rate);
+  std::uint64_t next = UINT64_MAX;
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < self->rate_held_.size(); ++i) {
+    const SlotRef ref = self->rate_held_[i];
+    Connection* connection = self->find({self->index_, ref.slot, ref.generation});
+    if (connection == nullptr || (connection->read_holds_ & kRate) == 0) continue;  // closed, or released by a close
+    if (const std::uint64_t wait = self->rate_wait_ms(*connection); wait != 0) {
+      next = std::min(next, wait);
+      self->rate_held_[kept++] = ref;
+      continue;
+    }
+    connection->release_reading(ReadHold::rate);
+  }
+  self->rate_held_.resize(kept);
+  if (next != UINT64_MAX) {
+    self->rate_timer_due_ms_ = self->reactor_->now_ms() + next;
+    self->reactor_->timers().schedule(self->rate_timer_, next);
   }
 }
 
@@ -528,6 +605,7 @@ void Worker::begin_shutdown() {
   metrics_timer_.cancel();
   sweep_timer_.cancel();
   memory_timer_.cancel();
+  rate_timer_.cancel();  // closing releases every hold
   drain_timer_.cancel();
   std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {

@@ -14,6 +14,7 @@
 
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
+#include "core/admission.hpp"
 #include "core/connection.hpp"
 #include "core/metrics.hpp"
 #include "net/listener.hpp"
@@ -120,11 +121,13 @@ class Worker {
     void bump_tls_buffers_released() { add(tls_buffers_released, 1); }
     void bump_memory_close() { add(memory_closes, 1); }
     void bump_memory_pause() { add(memory_pauses, 1); }
+    void bump_admission(AdmissionEvent event) { add(admission[static_cast<std::size_t>(event)], 1); }
 
     std::atomic<std::uint64_t> accepted{0}, refused{0}, messages_in{0}, messages_out{0}, bytes_in{0}, bytes_out{0},
         dropped{0}, backpressure_closes{0}, shed{0}, tls_failures{0}, proxy_errors{0}, tls_buffers_released{0};
     std::array<std::atomic<std::uint64_t>, kRefusalReasons> refused_by{};
     std::array<std::atomic<std::uint64_t>, kCloseCodeSlots> closed_by{};
+    std::array<std::atomic<std::uint64_t>, kAdmissionEvents> admission{};
     // Sampled by the metrics timer (only while metrics are on): summing queues per send would tax the hot path.
     std::atomic<std::uint64_t> queued_bytes{0}, listener_shed{0};
     // Gauges kept by the worker as holds change: connections paused by the application (user, handoff) and
@@ -143,6 +146,24 @@ class Worker {
   Counters& counters() { return counters_; }
   const Counters& counters() const { return counters_; }
   std::size_t open_connections() const { return live_; }
+
+  // Admission control (core/admission.hpp). Counts a new connection for its address under
+  // Limits::max_connections_per_address: false when the address already holds its share (the caller closes it).
+  // A trusted proxy is not counted (exempt): its clients count at the upgrade, by the address it names.
+  enum class AddressCount : std::uint8_t { counted, exempt, refused };
+  AddressCount count_address(const PeerAddress& peer);
+  void uncount_address(const PeerAddress& address);
+  // Counts what admission control did and logs it, at most one line a second per kind on this thread.
+  void admission_limited(AdmissionEvent event, const PeerAddress& address, const char* what);
+  // The receive buckets of the connection in this slot: beside the slot table rather than in the connection, so
+  // that a server without rate limits pays nothing per connection for them.
+  // RatePolicy::pause: the connection was held (ReadHold::rate); a timer releases it once its buckets are out of
+  // debt.
+  void hold_for_rate(Connection& connection);
+  ReceiveRate& receive_rate(std::uint32_t slot) {
+    if (receive_rates_.size() <= slot) receive_rates_.resize(slots_.size());
+    return receive_rates_[slot];
+  }
 
   net::Error attach_tls(Connection& connection);
   // TLS record buffers (core/transport.cpp): released at the end of the upgrade's turn when nothing is pending,
@@ -235,6 +256,7 @@ class Worker {
     std::uint32_t generation = 0;
   };
   std::vector<Slot> slots_;
+  std::vector<ReceiveRate> receive_rates_;  // by slot, only when Limits::message_rate or byte_rate is set
   std::vector<std::uint32_t> free_slots_;
   std::size_t live_ = 0;
   std::vector<Connection*> graveyard_;  // released this turn, deleted by the next end-of-turn hook run
@@ -307,6 +329,12 @@ class Worker {
   net::Timer memory_timer_;
   std::size_t deflate_estimate_ = 0;  // zlib state of one connection with permessage-deflate (DeflateConfig)
   Counters counters_;
+  std::array<LogThrottle, kAdmissionEvents> admission_log_;
+  static void on_rate_timer(net::Timer& timer, void* context);
+  std::uint64_t rate_wait_ms(Connection& connection);
+  std::vector<SlotRef> rate_held_;  // connections held by RatePolicy::pause (a closed one is dropped when seen)
+  net::Timer rate_timer_;
+  std::uint64_t rate_timer_due_ms_ = 0;
   codec::ResponseHeaders scratch_headers_;
   std::string scratch_out_;
   std::vector<codec::HttpHeader> header_storage_;

@@ -64,6 +64,21 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --max-connections N       default 100000
   --handshake-timeout MS    default 10000
   --idle-timeout MS         default 0 (off)
+  --max-connections-per-address N  concurrent connections per client address (IPv6: per /64), counted at
+                            accept (TCP peer or PROXY source; behind --trusted-proxy at the upgrade, by the
+                            forwarded client); over it the socket is closed (503 behind a trusted proxy).
+                            Default 0 (off)
+  --handshake-rate N        upgrade requests per second per client address; over it: 429 with Retry-After.
+                            Default 0 (off)
+  --handshake-burst N       upgrade requests an address may make at once (default: one second's worth)
+  --message-rate N          data messages per second a connection may send; over it: --rate-policy.
+                            Default 0 (off)
+  --message-burst N         messages a connection may send at once (default: one second's worth)
+  --byte-rate BYTES         data message bytes per second a connection may send; over it: --rate-policy.
+                            Default 0 (off)
+  --byte-burst BYTES        bytes a connection may send at once (default: one second's worth)
+  --rate-policy P           over --message-rate or --byte-rate: close (1008, the default) or pause (the
+                            connection is not read until the rate has paid for what it sent; nothing is lost)
   --ping-interval MS        default 30000 (0 = off)
   --deflate                 enable permessage-deflate (RFC 7692; declined for Safari/iOS 15.0-15.3)
   --deflate-window-bits N   9..15: the server's compression window (default 15)
@@ -175,6 +190,11 @@ void pubsub_command(Server& server, Connection& c, const Message& m, const std::
   }
 }
 
+// Admission rates: a billion upgrades or messages a second is beyond any server; 2^50 bytes is Limits' bound.
+constexpr long long kMaxRate = 1000000000;
+constexpr long long kMaxBytes = 1LL << 50;
+std::uint32_t rate32(long long value) { return static_cast<std::uint32_t>(value); }
+
 }  // namespace
 
 int serve_main(int argc, char** argv) {
@@ -232,6 +252,21 @@ int serve_main(int argc, char** argv) {
     } else if (args.is("--max-connections")) config.limits.max_connections = args.number(1, 100000000);
     else if (args.is("--handshake-timeout")) config.limits.handshake_timeout_ms = args.number(1, 3600000);
     else if (args.is("--idle-timeout")) config.limits.idle_timeout_ms = args.number(0, 86400000);
+    else if (args.is("--max-connections-per-address")) {
+      config.limits.max_connections_per_address = static_cast<std::uint32_t>(args.number_or_off(1, 100000000));
+    }
+    else if (args.is("--handshake-rate")) config.limits.handshake_rate = rate32(args.number_or_off(1, kMaxRate));
+    else if (args.is("--handshake-burst")) config.limits.handshake_burst = rate32(args.number(1, kMaxRate));
+    else if (args.is("--message-rate")) config.limits.message_rate = rate32(args.number_or_off(1, kMaxRate));
+    else if (args.is("--message-burst")) config.limits.message_burst = rate32(args.number(1, kMaxRate));
+    else if (args.is("--byte-rate")) config.limits.byte_rate = static_cast<std::uint64_t>(args.number_or_off(1, kMaxBytes));
+    else if (args.is("--byte-burst")) config.limits.byte_burst = static_cast<std::uint64_t>(args.number(1, kMaxBytes));
+    else if (args.is("--rate-policy")) {
+      const std::string policy = args.value();
+      if (policy == "close") config.limits.rate_policy = RatePolicy::close;
+      else if (policy == "pause") config.limits.rate_policy = RatePolicy::pause;
+      else args.fail("--rate-policy takes close or pause");
+    }
     else if (args.is("--ping-interval")) config.limits.ping_interval_ms = args.number(0, 86400000);
     else if (args.is("--deflate")) config.deflate.enabled = true;
     else if (args.is("--deflate-window-bits")) config.deflate.server_max_window_bits = static_cast<unsigned>(args.number(9, 15));
@@ -273,6 +308,16 @@ int serve_main(int argc, char** argv) {
     } else args.unknown();
   }
   if (!args.ok()) return 2;
+  const Limits& limits = config.limits;
+  const char* lonely_burst = limits.handshake_burst != 0 && limits.handshake_rate == 0 ? "handshake"
+                             : limits.message_burst != 0 && limits.message_rate == 0   ? "message"
+                             : limits.byte_burst != 0 && limits.byte_rate == 0         ? "byte"
+                                                                                       : nullptr;
+  if (lonely_burst != nullptr) {
+    std::fprintf(stderr, "edgews serve: --%s-burst has no effect without --%s-rate: add --%s-rate\n", lonely_burst,
+                 lonely_burst, lonely_burst);
+    return 2;
+  }
   if (!deflate_decline_agents.empty() && !config.deflate.enabled) {
     std::fprintf(stderr, "edgews serve: --deflate-decline-ua has no effect without --deflate: add --deflate\n");
     return 2;

@@ -73,9 +73,22 @@ std::string UpgradeResult::header(std::string_view name) const {
   return {};
 }
 
-bool TestClient::connect(std::uint16_t port, int receive_buffer) {
+bool TestClient::connect(std::uint16_t port, int receive_buffer) { return connect(port, receive_buffer, nullptr); }
+
+bool TestClient::connect_from(const char* source, std::uint16_t port) { return connect(port, 0, source); }
+
+bool TestClient::connect(std::uint16_t port, int receive_buffer, const char* source) {
   fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd_) return false;
+  if (source != nullptr) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source, &local.sin_addr) != 1 ||
+        ::bind(fd_.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+      fd_.reset();
+      return false;
+    }
+  }
   if (receive_buffer > 0) ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   const int one = 1;
   ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

@@ -45,6 +45,9 @@ class TestClient {
   // Blocking TCP connect to 127.0.0.1:port. receive_buffer > 0 sets SO_RCVBUF before connecting (a small
   // window makes a non-reading client push back sooner).
   bool connect(std::uint16_t port, int receive_buffer = 0);
+  // The same from a chosen loopback source address (bind() before connect: "127.0.0.2", ...), for limits that
+  // count per client address.
+  bool connect_from(const char* source, std::uint16_t port);
   // Sends the upgrade request (random Sec-WebSocket-Key) and reads the response. extra_headers: whole lines,
   // each ending in \r\n.
   UpgradeResult upgrade(std::string_view path = "/", std::string_view protocols = {},
@@ -79,6 +82,7 @@ class TestClient {
   }
 
  private:
+  bool connect(std::uint16_t port, int receive_buffer, const char* source);
   bool write_all(const void* data, std::size_t len);
   // Reads what is available within timeout_ms into pending_; false on timeout, EOF or error.
   bool fill(int timeout_ms);

@@ -99,8 +99,10 @@ ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
   }
   if (h.opcode == Opcode::continuation) {
     if (!in_message_) return ProtocolError::unexpected_continuation;
-    if (fragments_ >= limits_.max_fragments) return ProtocolError::too_many_fragments;
-    ++fragments_;
+    if (limits_.max_fragments != 0) {
+      if (fragments_ >= limits_.max_fragments) return ProtocolError::too_many_fragments;
+      ++fragments_;
+    }
   } else {
     if (in_message_) return ProtocolError::expected_continuation;
     in_message_ = true;

@@ -32,8 +32,9 @@ struct ReaderLimits {
   // Largest message accepted, in payload bytes as received (compressed size for permessage-deflate: the
   // inflater enforces its own output limit). Checked against each frame header before any byte is buffered.
   std::uint64_t max_message_size = 16u << 20;
-  // Most frames one data message may have (the first frame counts).
-  std::uint32_t max_fragments = 1024;
+  // Most frames one data message may have (the first frame counts); 0 = no cap. RFC 6455 sets no bound, and
+  // max_message_size already bounds the bytes: a frame without payload costs parsing only, like a ping.
+  std::uint32_t max_fragments = 0;
   // RSV1 was negotiated (permessage-deflate, RFC 7692).
   bool rsv1_allowed = false;
 };

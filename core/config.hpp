@@ -28,7 +28,7 @@ enum class RatePolicy : std::uint8_t {
 
 struct Limits {
   std::uint64_t max_message_size = 16u << 20;      // bytes of one message, after assembly; over it: 1009
-  std::uint32_t max_fragments = 1024;              // frames of one fragmented message; over it: 1009
+  std::uint32_t max_fragments = 0;                 // frames of one fragmented message, 0 = no cap; over it: 1009
   // Bytes already queued for a connection, beyond the message being sent, above which the policy applies: a
   // message of any size is accepted while the queue in front of it is within the limit (README, Configuration).
   std::size_t max_backpressure = 4u << 20;

@@ -28,7 +28,6 @@ std::uint64_t monotonic_ms() {
 
 Error check_limits(const Limits& limits) {
   if (limits.max_message_size == 0) return config_error("limits.max_message_size must be at least 1 byte");
-  if (limits.max_fragments == 0) return config_error("limits.max_fragments must be at least 1");
   if (limits.max_backpressure < 1024) {
     return config_error("limits.max_backpressure must be at least 1024 bytes (a slow reader is closed above it)");
   }

@@ -2,12 +2,18 @@
 # Installs the Debian packages edgews needs, quietly and only those that are missing.
 #   tools/install-deps.sh build    what building the library, server and tools needs
 #   tools/install-deps.sh test     the above plus what the test suite needs (clang for fuzzing, real browsers)
+#   tools/install-deps.sh autobahn what the Autobahn TestSuite needs (tests/autobahn/run.sh), nothing else
 set -euo pipefail
 
 profile=${1:-build}
+# The Autobahn TestSuite, ported to Debian's Python 3 (tests/autobahn/).
+autobahn_packages=(python3 python3-autobahn python3-twisted python3-txaio python3-jinja2 python3-wsaccel)
 packages=(build-essential cmake pkg-config libssl-dev libxxhash-dev zlib1g-dev libhiredis-dev libgtest-dev
           libgmock-dev libbenchmark-dev openssl)
-if [[ $profile == test ]]; then
+if [[ $profile == autobahn ]]; then
+  packages=("${autobahn_packages[@]}")
+elif [[ $profile == test ]]; then
+  packages+=("${autobahn_packages[@]}")
   packages+=(clang-14 libclang-rt-14-dev python3 python3-websockets strace
             prometheus)  # promtool checks the /metrics exposition
   # Cross-instance pub/sub and the deploy/ configurations run against the real broker and proxies.

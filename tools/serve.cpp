@@ -56,6 +56,7 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
   --allow-origin ORIGIN     accept only these Origins (repeatable; default: any)
   --max-message-size BYTES  default 16777216
   --max-backpressure BYTES  queued for a connection beyond the message being sent (default 4194304)
+  --max-fragments N         frames one message may have (default 0 = no cap: --max-message-size bounds its bytes)
   --backpressure-policy P   close (default) or drop
   --read-high-water BYTES   stop reading a connection whose send queue passes this (default 1048576; 0 = off)
   --read-low-water BYTES    read it again once the queue is down to this (default 262144)
@@ -240,7 +241,9 @@ int serve_main(int argc, char** argv) {
     else if (args.is("--header")) header_lines.push_back(args.value());
     else if (args.is("--allow-origin")) config.allowed_origins.push_back(args.value());
     else if (args.is("--max-message-size")) config.limits.max_message_size = args.number(1, 1LL << 40);
-    else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
+    else if (args.is("--max-fragments")) {
+      config.limits.max_fragments = static_cast<std::uint32_t>(args.number_or_off(1, 0xFFFFFFFFLL));
+    } else if (args.is("--max-backpressure")) config.limits.max_backpressure = args.number(1024, 1LL << 40);
     else if (args.is("--max-memory")) config.limits.max_memory = args.number(0, 1LL << 50);
     else if (args.is("--read-high-water")) config.limits.read_high_water = args.number(0, 1LL << 40);
     else if (args.is("--read-low-water")) config.limits.read_low_water = args.number(0, 1LL << 40);

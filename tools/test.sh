@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's second command: install what is missing, build, and run the whole test suite:
-#   1. Release build: unit, integration and real-client tests (ctest);
+#   1. Release build: unit, integration and real-client tests, a subset of the Autobahn TestSuite (ctest);
 #   2. the same unit and integration tests under AddressSanitizer + UndefinedBehaviorSanitizer (quarantine
 #      bounded to 16 MiB so that the RSS bounds of the leak tests stay meaningful);
 #   3. libFuzzer targets built with clang-14, each run for a bounded time (EDGEWS_FUZZ_SECONDS, default 20);

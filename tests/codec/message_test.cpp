@@ -361,6 +361,45 @@ TEST(MessageReader, TooManyFragmentsFailsWith1009) {
   expect_events(Role::server, four, {e}, limits);
 }
 
+TEST(MessageReader, FragmentsAreUncappedByDefault) {
+  // RFC 6455 sets no bound on the number of fragments: a 64 KiB message in 1-byte fragments is one message.
+  constexpr std::size_t kFragments = 64 * 1024;
+  Bytes payload(kFragments);
+  for (std::size_t i = 0; i < kFragments; ++i) payload[i] = static_cast<std::uint8_t>(i * 31);
+  Bytes s;
+  for (std::size_t i = 0; i < kFragments; ++i) {
+    append(s, make_frame(i == 0 ? Opcode::binary : Opcode::continuation, Bytes{payload[i]}, i + 1 == kFragments));
+  }
+  MessageReader reader(Role::server);
+  std::size_t used = 0;
+  const Event ev = reader.next(s.data(), s.size(), used);
+  ASSERT_EQ(ev.type, EventType::message) << "error " << static_cast<int>(ev.error);
+  EXPECT_EQ(used, s.size());
+  EXPECT_EQ(Bytes(ev.payload.begin(), ev.payload.end()), payload);
+}
+
+TEST(MessageReader, EmptyContinuationFramesHoldNoMemory) {
+  // Without a fragment cap, a stream of empty continuations costs parsing only: nothing is buffered for them,
+  // whatever their number (the connection's read budget bounds the work per turn).
+  Bytes empties;
+  for (int i = 0; i < 4096; ++i) append(empties, make_frame(Opcode::continuation, Bytes{}, false));
+  MessageReader reader(Role::server);
+  Bytes first = make_frame(Opcode::text, "a", false);
+  std::size_t used = 0;
+  ASSERT_EQ(reader.next(first.data(), first.size(), used).type, EventType::need_more);
+  const std::size_t buffered = reader.buffered_bytes();
+  for (int round = 0; round < 256; ++round) {  // a million frames
+    Bytes chunk = empties;  // unmasked in place, so each round gets a fresh copy
+    ASSERT_EQ(reader.next(chunk.data(), chunk.size(), used).type, EventType::need_more);
+    ASSERT_EQ(used, chunk.size());
+    ASSERT_EQ(reader.buffered_bytes(), buffered) << "round " << round;
+  }
+  Bytes last = make_frame(Opcode::continuation, "b", true);
+  const Event ev = reader.next(last.data(), last.size(), used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(std::string(ev.payload.begin(), ev.payload.end()), "ab");
+}
+
 TEST(MessageReader, CompressedMessagesAreFlaggedAndNotValidatedAsUtf8) {
   test::ReaderLimits limits;
   limits.rsv1_allowed = true;

@@ -208,5 +208,10 @@ class ServeTest(unittest.TestCase):
                             "--redis-keepalive takes 0 (off) or a whole number from 50 to 3600000, not '%s'")
 
 
+    def test_max_fragments_refuses_bad_values(self):
+        # 0 is the default (no cap); the message-size limit bounds a message's bytes.
+        self.assert_refuses("--max-fragments", ["-1", "abc", "3x", "", "4294967296", "99999999999999999999"],
+                            "--max-fragments takes 0 (off) or a whole number from 1 to 4294967295, not '%s'")
+
 if __name__ == "__main__":
     unittest.main(argv=sys.argv, verbosity=2)

@@ -1,9 +1,10 @@
 """Protocol errors from a raw client (what real clients refuse to send): the server fails the connection with
 the RFC 6455 close code and then closes the TCP connection."""
+import threading
 import time
 
 from harness import (FrameReader, close_payload, connect, edgews, expect, expect_eq, frame, raw_upgrade,
-                     read_http_head, run_checks, upgrade_request)
+                     read_http_head, run_checks, upgrade_request, wait_until)
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 
@@ -66,6 +67,91 @@ def oversized_message_closes_1009():
         s.close()
 
 
+def fragments_are_uncapped_by_default_and_capped_by_the_flag():
+    """RFC 6455 sets no bound on the number of fragments, so by default neither does edgews (max_message_size
+    bounds the bytes); --max-fragments N closes with 1009 beyond N frames of one message."""
+    payload = bytes(i % 251 for i in range(5000))
+    fragments = [frame(BINARY if i == 0 else CONTINUATION, payload[i:i + 1], fin=i == len(payload) - 1)
+                 for i in range(len(payload))]
+    for flags in ([], ["--max-fragments", "0"]):
+        with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", *flags) as server:
+            s, rest = raw_upgrade(server.port)
+            s.sendall(b"".join(fragments))
+            _, opcode, echoed = FrameReader(s, rest).next()
+            expect_eq((opcode, echoed), (BINARY, payload),
+                      f"echo of a message in 5000 fragments with {flags or 'the defaults'}")
+            s.close()
+    with edgews("--host", "127.0.0.1", "--port", "0", "--max-fragments", "3", "--log-level", "warn") as server:
+        s, rest = raw_upgrade(server.port)
+        s.sendall(frame(TEXT, b"a", fin=False) + frame(CONTINUATION, b"b", fin=False) + frame(CONTINUATION, b"c"))
+        expect_eq(FrameReader(s, rest).next()[1:], (TEXT, b"abc"), "echo of three fragments at --max-fragments 3")
+        s.close()
+        expect_failed_with(server.port, [frame(TEXT, b"a", fin=False)] + [frame(CONTINUATION, b"b", fin=False)] * 3,
+                           1009, "a fourth fragment over --max-fragments 3")
+
+
+def empty_continuation_flood_is_bounded():
+    """Without a fragment cap, a message that never ends in empty continuation frames costs the server parsing
+    only: memory does not grow with the frames, another connection is served meanwhile (the read budget per
+    turn), and the message is still delivered whole when it ends."""
+    empty = b"\x00\x80" + b"\x5a\x17\xc3\x01"  # FIN=0, continuation, masked, no payload: 6 bytes
+    chunk = empty * (64 << 10)
+    flood_before_echoes = 32 << 20
+    flood_during_echoes = 8 << 20
+    flood_limit = 1 << 30
+    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+        flood, flood_rest = raw_upgrade(server.port)
+        honest, honest_rest = raw_upgrade(server.port)
+        honest_reader = FrameReader(honest, honest_rest)
+
+        def echo(i):
+            message = f"honest {i}".encode()
+            honest.sendall(frame(TEXT, message))
+            expect_eq(honest_reader.next()[1:], (TEXT, message), f"echo {i} during the flood")
+
+        echo(0)
+        baseline_rss = server.rss_kib()
+        sent = [0]
+        stop = threading.Event()
+        failures = []
+
+        def flooder():
+            try:
+                flood.sendall(frame(TEXT, b"a", fin=False))
+                while not stop.is_set() and sent[0] < flood_limit:
+                    flood.sendall(chunk)
+                    sent[0] += len(chunk)
+                flood.sendall(frame(CONTINUATION, b"b"))
+            except OSError as e:
+                failures.append(e)
+
+        thread = threading.Thread(target=flooder, daemon=True)
+        thread.start()
+        try:
+            expect(wait_until(lambda: sent[0] >= flood_before_echoes or failures, 120),
+                   f"the flood stalled at {sent[0]} bytes")
+            expect(not failures, f"the flood connection failed: {failures}")
+            # Echoes while the flood goes on, until it has sent some more: proof that both were served at once.
+            start = sent[0]
+            echoes = 0
+            while sent[0] - start < flood_during_echoes and sent[0] < flood_limit and echoes < 1000000:
+                echoes += 1
+                echo(echoes)
+            expect(sent[0] - start >= flood_during_echoes, f"the flood made no progress during {echoes} echoes")
+            rss = server.rss_kib()
+        finally:
+            stop.set()
+            thread.join(120)
+        expect(not thread.is_alive() and not failures, f"the flood connection failed: {failures}")
+        expect_eq(FrameReader(flood, flood_rest).next()[1:], (TEXT, b"ab"),
+                  f"the message that ended after {sent[0] // len(empty)} empty continuations")
+        expect(rss - baseline_rss < (16 << 10),
+               f"RSS grew from {baseline_rss} to {rss} KiB over {sent[0] >> 20} MiB of empty continuation frames")
+        flood.close()
+        honest.close()
+        expect(server.alive(), "the server died")
+
+
 def unmasked_frame_closes_1002():
     with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
         # RFC 6455 5.1: a server MUST close the connection upon receiving a frame that is not masked.
@@ -111,5 +197,6 @@ def frames_right_behind_the_request_are_read():
 
 
 if __name__ == "__main__":
-    run_checks([invalid_utf8_closes_1007, oversized_message_closes_1009, unmasked_frame_closes_1002,
-                frames_right_behind_the_request_are_read])
+    run_checks([invalid_utf8_closes_1007, oversized_message_closes_1009,
+                fragments_are_uncapped_by_default_and_capped_by_the_flag, empty_continuation_flood_is_bounded,
+                unmasked_frame_closes_1002, frames_right_behind_the_request_are_read])

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "codec/base64.hpp"
 #include "codec/http_token.hpp"
 
 namespace edgews::codec {
@@ -42,93 +43,7 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out.append("\r\n");
 }
 
-std::string refused(std::string_view name, std::string_view why) {
-  std::string message = "response header \"";
-  // The name may be the problem itself: show it without control bytes so a log line stays one line.
-  for (char c : name) message.push_back(is_field_value_char(static_cast<unsigned char>(c)) && c != '\t' ? c : '?');
-  message.append("\" refused: ");
-  message.append(why);
-  return message;
-}
-
 }  // namespace
-
-std::string_view owned_header_reason(std::string_view name) {
-  if (iequals(name, "connection")) {
-    return "edgews writes Connection itself (every 101 carries exactly one \"Connection: Upgrade\"; a second one "
-           "makes iOS clients drop the socket); remove it from the application headers";
-  }
-  if (iequals(name, "upgrade")) {
-    return "edgews writes Upgrade itself (every 101 carries exactly one \"Upgrade: websocket\"); remove it from the "
-           "application headers";
-  }
-  if (istarts_with(name, "sec-websocket-")) {
-    return "edgews writes the Sec-WebSocket-* headers itself from the handshake (configure subprotocols and "
-           "extensions instead of adding their headers)";
-  }
-  if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
-    return "edgews writes Content-Length and Transfer-Encoding itself from the response body; remove it";
-  }
-  if (iequals(name, "content-type")) {
-    return "edgews writes Content-Type itself from the response's content type argument; pass it there";
-  }
-  return {};
-}
-
-HeaderError ResponseHeaders::add(std::string_view name, std::string_view value) {
-  if (!is_token(name)) {
-    return {false, refused(name, "the name is not a token (RFC 9110 5.6.2: letters, digits and !#$%&'*+-.^_`|~ only)")};
-  }
-  if (const std::string_view why = owned_header_reason(name); !why.empty()) return {false, refused(name, why)};
-  if (value.empty()) return {false, refused(name, "the value is empty; give it a value or do not add it")};
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u == '\r' || u == '\n') {
-      return {false, refused(name, "the value contains CR or LF, which would end the header line (header injection)")};
-    }
-    if (u == 0) return {false, refused(name, "the value contains a NUL byte")};
-    if (!is_field_value_char(u)) {
-      return {false, refused(name, "the value contains a control character (only tab is allowed, RFC 9110 5.5)")};
-    }
-  }
-  if (!is_clean_field_value(value)) {
-    return {false, refused(name, "the value has leading or trailing whitespace, which HTTP parsers strip; trim it")};
-  }
-  if (!find(name).empty()) {
-    return {false, refused(name, "it was already added (names are case-insensitive); combine the values into one "
-                                 "comma-separated value or remove one")};
-  }
-  if (text_.size() + name.size() + value.size() + 4 > std::numeric_limits<std::uint32_t>::max()) {
-    return {false, refused(name, "the application headers are too large")};
-  }
-  Entry entry{};
-  entry.name_offset = static_cast<std::uint32_t>(text_.size());
-  entry.name_length = static_cast<std::uint32_t>(name.size());
-  entry.value_offset = static_cast<std::uint32_t>(text_.size() + name.size() + 2);
-  entry.value_length = static_cast<std::uint32_t>(value.size());
-  append_header(text_, name, value);
-  entries_.push_back(entry);
-  return {};
-}
-
-void ResponseHeaders::clear() {
-  text_.clear();
-  entries_.clear();
-}
-
-HttpHeader ResponseHeaders::operator[](std::size_t index) const {
-  const Entry& e = entries_[index];
-  const std::string_view text = text_;
-  return {text.substr(e.name_offset, e.name_length), text.substr(e.value_offset, e.value_length)};
-}
-
-std::string_view ResponseHeaders::find(std::string_view name) const {
-  for (std::size_t i = 0; i < entries_.size(); ++i) {
-    const HttpHeader h = (*this)[i];
-    if (iequals(h.name, name)) return h.value;
-  }
-  return {};
-}
 
 namespace {
 
@@ -189,23 +104,8 @@ void accept_digest(std::string_view key, unsigned char* digest) {
 std::array<char, 28> compute_accept(std::string_view key) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   accept_digest(key, digest);
-  // RFC 4648 4 base64 of the 20-byte digest: six groups of three bytes, then two bytes and one '=' of padding.
-  // Written here rather than with EVP_EncodeBlock, whose general loop costs more than the digest's tail.
-  constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::array<char, 28> accept{};
-  char* out = accept.data();
-  for (std::size_t i = 0; i < 18; i += 3) {
-    const std::uint32_t group = (std::uint32_t{digest[i]} << 16) | (std::uint32_t{digest[i + 1]} << 8) | digest[i + 2];
-    *out++ = kAlphabet[(group >> 18) & 63];
-    *out++ = kAlphabet[(group >> 12) & 63];
-    *out++ = kAlphabet[(group >> 6) & 63];
-    *out++ = kAlphabet[group & 63];
-  }
-  const std::uint32_t last = (std::uint32_t{digest[18]} << 16) | (std::uint32_t{digest[19]} << 8);
-  *out++ = kAlphabet[(last >> 18) & 63];
-  *out++ = kAlphabet[(last >> 12) & 63];
-  *out++ = kAlphabet[(last >> 6) & 63];
-  *out = '=';
+  base64_encode(std::span<const std::uint8_t>(digest, SHA_DIGEST_LENGTH), accept.data());
   return accept;
 }
 

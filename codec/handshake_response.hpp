@@ -10,8 +10,9 @@
 //   [Sec-WebSocket-Protocol: <chosen>]      only when one was chosen, never empty
 //   [Sec-WebSocket-Extensions: <accepted>]  only when one was accepted, never empty
 //   <application headers>
-// Application headers can only enter through ResponseHeaders::add, which refuses every header edgews writes
-// itself, invalid names, unsafe values and duplicates, so no input can produce a duplicated or injected header.
+// Application headers can only enter through ResponseHeaders::add (codec/checked_headers.hpp), which refuses
+// every header edgews writes itself, invalid names, unsafe values and duplicates, so no input can produce a
+// duplicated or injected header.
 #pragma once
 
 #include <array>
@@ -22,69 +23,10 @@
 #include <string_view>
 #include <vector>
 
+#include "codec/checked_headers.hpp"
 #include "codec/http_request.hpp"
 
 namespace edgews::codec {
-
-// The result of adding a header. Converts to true when the header was refused: `if (auto e = h.add(..)) log(e.message)`.
-struct [[nodiscard]] HeaderError {
-  bool ok = true;
-  std::string message;  // when refused: names the header, says why and what to do
-  explicit operator bool() const { return !ok; }
-};
-
-// Headers an application adds to its responses (static configuration or per request), checked where they are
-// added. Refused, with a message naming the header and the reason:
-//   - names edgews writes itself, in any case: Upgrade, Connection, Sec-WebSocket-*, Content-Length,
-//     Transfer-Encoding, Content-Type (the writers' content type argument sets it);
-//   - names that are not tokens (RFC 9110 5.6.2);
-//   - empty values, values with leading or trailing whitespace, values with CR, LF, NUL or any other control
-//     character except tab;
-//   - a second header with the same name, in any case (combine the values into one comma-separated value).
-// Keeps one buffer of serialized lines; clear() keeps its capacity, so a reused object does not allocate.
-class ResponseHeaders {
- public:
-  HeaderError add(std::string_view name, std::string_view value);
-  void clear();
-
-  std::size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
-  HttpHeader operator[](std::size_t index) const;
-  // The value of the header with this name (case-insensitive), or an empty view.
-  std::string_view find(std::string_view name) const;
-  // Every header as "Name: value\r\n" lines, ready to append to a response head.
-  std::string_view serialized() const { return text_; }
-
-  class Iterator {
-   public:
-    Iterator(const ResponseHeaders* owner, std::size_t index) : owner_(owner), index_(index) {}
-    HttpHeader operator*() const { return (*owner_)[index_]; }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    bool operator==(const Iterator& other) const { return index_ == other.index_; }
-
-   private:
-    const ResponseHeaders* owner_;
-    std::size_t index_;
-  };
-  Iterator begin() const { return {this, 0}; }
-  Iterator end() const { return {this, entries_.size()}; }
-
- private:
-  struct Entry {
-    std::uint32_t name_offset;
-    std::uint32_t name_length;
-    std::uint32_t value_offset;
-    std::uint32_t value_length;
-  };
-  std::string text_;
-  std::vector<Entry> entries_;
-};
-
-// Why a header name cannot be added (a sentence), or an empty view when edgews does not own it.
-std::string_view owned_header_reason(std::string_view name);
 
 // RFC 6455 4.2.2 item 5.4: base64(SHA-1(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")).
 // compute_accept("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".

@@ -266,6 +266,53 @@ bool ResponseCheck::has(ResponseDefect::Kind kind) const {
   return false;
 }
 
+namespace {
+
+// Report mode tolerates what leaves the connection well defined: the framing of the head, headers that do not
+// take part in the upgrade, and the warnings.
+bool usable_despite(const ResponseCheck& check, const ResponseDefect& defect) {
+  if (defect.warning) return true;
+  switch (defect.kind) {
+    case Kind::status_line_not_http11:
+    case Kind::bare_lf:
+    case Kind::malformed_header:
+    case Kind::empty_header_value:
+    case Kind::forbidden_header:
+    case Kind::empty_extensions:  // no extension was accepted: nothing is ambiguous
+      return true;
+    case Kind::duplicate_header:
+      // Two Sec-WebSocket-Accept, -Protocol or -Extensions leave the negotiation ambiguous; a duplicated
+      // Connection or Upgrade (each with a valid value, checked separately) does not.
+      for (std::size_t i = 0; i < check.headers.size(); ++i) {
+        if (!istarts_with(check.headers[i].name, "sec-websocket-")) continue;
+        for (std::size_t j = 0; j < i; ++j) {
+          if (iequals(check.headers[j].name, check.headers[i].name)) return false;
+        }
+      }
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+const ResponseDefect* ResponseCheck::refusal(ResponseMode mode) const {
+  for (const ResponseDefect& d : defects) {
+    if (mode == ResponseMode::strict ? !d.warning : !usable_despite(*this, d)) return &d;
+  }
+  return nullptr;
+}
+
+bool ResponseCheck::accepted(ResponseMode mode) const { return complete && refusal(mode) == nullptr; }
+
+std::string_view ResponseCheck::header(std::string_view name) const {
+  for (const HttpHeader& h : headers) {
+    if (iequals(h.name, name)) return h.value;
+  }
+  return {};
+}
+
 ResponseCheck validate_upgrade_response(std::string_view bytes, std::string_view key, std::string_view offered_protocols,
                                         std::string_view offered_extensions) {
   ResponseCheck check;

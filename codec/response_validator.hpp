@@ -49,6 +49,16 @@ struct ResponseDefect {
 // A short stable name for a defect kind ("duplicate_header"), for logs and `edgews doctor`.
 std::string_view defect_name(ResponseDefect::Kind kind);
 
+// What a client does with the defects of a response.
+enum class ResponseMode : std::uint8_t {
+  // Refuse a response with any defect that is not a warning: anything RFC 6455, 9110 or 9112 forbids.
+  strict,
+  // Open whenever the connection is usable: a 101 whose Upgrade, Connection and Sec-WebSocket-Accept satisfy
+  // RFC 6455 4.1, and whose Sec-WebSocket-* headers are unambiguous and name only what was offered. The other
+  // defects (bare LF, a duplicated Connection, HTTP/1.0, a Content-Length...) are listed, as `edgews doctor` does.
+  report,
+};
+
 struct ResponseCheck {
   bool complete = false;    // false: no blank line yet (or head_too_large); read more and call again
   std::size_t head_length = 0;
@@ -56,9 +66,15 @@ struct ResponseCheck {
   std::vector<HttpHeader> headers;  // views into the checked bytes
   std::vector<ResponseDefect> defects;
 
-  // Complete and without any defect that is not a warning.
+  // Complete and without any defect that is not a warning (the verdict of ResponseMode::strict).
   bool ok() const;
   bool has(ResponseDefect::Kind kind) const;
+  // Whether a client in `mode` opens the connection: complete, and refusal(mode) is null.
+  bool accepted(ResponseMode mode) const;
+  // The first defect that makes a client in `mode` refuse the response (the one to name in an error), or null.
+  const ResponseDefect* refusal(ResponseMode mode) const;
+  // The value of the first header with this name (case-insensitive), or an empty view.
+  std::string_view header(std::string_view name) const;
 };
 
 // Checks the response head at the start of `bytes` for the handshake that sent `key`, offering

@@ -1,6 +1,7 @@
-// The one header an embedder includes: the server API, re-exported as edgews::.
+// The one header an embedder includes: the server and client API, re-exported as edgews::.
 #pragma once
 
+#include "core/client.hpp"
 #include "core/config.hpp"
 #include "core/connection.hpp"
 #include "core/log.hpp"
@@ -8,8 +9,15 @@
 
 namespace edgews {
 using core::AdminListenerConfig;
+using core::BackoffPolicy;
 using core::BackpressurePolicy;
 using core::Callbacks;
+using core::Client;
+using core::ClientCallbacks;
+using core::ClientErrc;
+using core::ClientError;
+using core::ClientOptions;
+using core::ClientState;
 using core::CloseCode;
 using core::Connection;
 using core::ConnectionHandle;

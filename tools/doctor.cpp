@@ -16,6 +16,7 @@
 #include "codec/close.hpp"
 #include "codec/extensions.hpp"
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
 #include "codec/http_token.hpp"
 #include "codec/mask.hpp"
 #include "codec/response_validator.hpp"
@@ -134,13 +135,6 @@ std::string clients_for(Kind kind, std::string_view header) {
       return "not measured in browsers; strict HTTP parsers and proxies may refuse it";
   }
   return "not measured";
-}
-
-std::string base64(const std::uint8_t* data, std::size_t len) {
-  std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(len));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
 }
 
 std::string printable(std::string_view bytes) {
@@ -338,12 +332,6 @@ struct Options {
   TlsSetup tls;
   long timeout_ms = 5000;
 };
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const std::string& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
-}
 
 // Reads the response head: until the validator sees its end, the server closes, or the deadline passes.
 // Returns the bytes read (head and whatever followed it).
@@ -608,12 +596,12 @@ void note_spelling(Report& report, const codec::ResponseCheck& check) {
 }
 
 void run(const Options& options, Report& report) {
-  WsUrl url;
+  codec::WsUrl url;
   std::string error;
   report.url = options.url;
-  if (!WsUrl::parse(options.url, url, error)) {
-    report.step("url", StepStatus::fail, error);
-    report.defect("bad_url", error, "no client can connect");
+  if (const codec::UrlError e = codec::parse_ws_url(options.url, url)) {
+    report.step("url", StepStatus::fail, e.message);
+    report.defect("bad_url", e.message, "no client can connect");
     return;
   }
 
@@ -642,20 +630,32 @@ void run(const Options& options, Report& report) {
                                                                      : ", certificate verified by " + options.tls.ca_file));
   }
 
-  std::uint8_t nonce[16];
-  RAND_bytes(nonce, sizeof nonce);
-  const std::string key = base64(nonce, sizeof nonce);
-  const std::string protocols = join(options.subprotocols);
-  const std::string extensions = options.deflate ? "permessage-deflate; client_max_window_bits" : "";
+  std::array<std::uint8_t, codec::kKeyNonceBytes> nonce{};
+  RAND_bytes(nonce.data(), static_cast<int>(nonce.size()));
+  const std::vector<std::string_view> protocol_list(options.subprotocols.begin(), options.subprotocols.end());
+  std::string extensions;
+  if (options.deflate) {
+    codec::DeflateClientOffer offer;
+    offer.client_max_window_bits = true;
+    codec::append_deflate_offer(extensions, offer);
+  }
+  codec::RequestHeaders headers;
+  (void)headers.add("User-Agent", "edgews-doctor");
+  const std::string host = url.host_header();
+  codec::ClientRequest request_args;
+  request_args.host = host;
+  request_args.resource = url.resource;
+  request_args.origin = options.origin;
+  request_args.subprotocols = protocol_list;
+  request_args.extensions = extensions;
+  request_args.headers = &headers;
+  codec::ClientHandshake handshake;
   std::string& request = report.request_head;
-  request = "GET " + url.target + " HTTP/1.1\r\nHost: " + url.host_header() +
-            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-            "\r\nSec-WebSocket-Version: 13\r\n";
-  if (!options.origin.empty()) request += "Origin: " + options.origin + "\r\n";
-  if (!protocols.empty()) request += "Sec-WebSocket-Protocol: " + protocols + "\r\n";
-  if (!extensions.empty()) request += "Sec-WebSocket-Extensions: " + extensions + "\r\n";
-  request += "User-Agent: edgews-doctor\r\n\r\n";
-
+  if (const codec::HeaderError e = handshake.write_request(request, request_args, codec::make_websocket_key(nonce))) {
+    report.step("handshake", StepStatus::fail, e.message);
+    report.defect("bad_request", e.message, "fix the option named in the message");
+    return;
+  }
   const auto handshake_start = Clock::now();
   const auto deadline = handshake_start + std::chrono::milliseconds(options.timeout_ms);
   if (link->write_all(request.data(), request.size(), deadline) != LinkStatus::ok) {
@@ -666,7 +666,7 @@ void run(const Options& options, Report& report) {
   }
   LinkStatus read_status = LinkStatus::ok;
   const std::string bytes = read_head(*link, deadline, read_status);
-  const codec::ResponseCheck check = codec::validate_upgrade_response(bytes, key, protocols, extensions);
+  const codec::ResponseCheck check = handshake.check_response(bytes);
   report.response_head = check.complete ? bytes.substr(0, check.head_length) : bytes;
   if (!check.complete) {
     std::string what;

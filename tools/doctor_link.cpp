@@ -22,83 +22,6 @@ int remaining_ms(Clock::time_point deadline) {
 
 }  // namespace
 
-bool WsUrl::parse(std::string_view url, WsUrl& out, std::string& error) {
-  out = WsUrl{};
-  if (url.starts_with("wss://")) {
-    out.secure = true;
-    url.remove_prefix(6);
-  } else if (url.starts_with("ws://")) {
-    url.remove_prefix(5);
-  } else {
-    error = "the URL must start with ws:// or wss://";
-    return false;
-  }
-  std::size_t end = url.find_first_of("/?#");
-  std::string_view authority = url.substr(0, end);
-  if (end != std::string_view::npos) {
-    std::string_view rest = url.substr(end);
-    if (const std::size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
-    out.target.clear();
-    if (!rest.starts_with("/")) out.target.push_back('/');
-    out.target.append(rest);
-  }
-  if (authority.find('@') != std::string_view::npos) {
-    error = "user information in the URL is not supported";
-    return false;
-  }
-  std::string_view port_text;
-  if (authority.starts_with("[")) {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = "an IPv6 address in the URL needs its closing ']'";
-      return false;
-    }
-    out.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = "unexpected text after the IPv6 address";
-        return false;
-      }
-      port_text = after.substr(1);
-    }
-  } else {
-    const std::size_t colon = authority.rfind(':');
-    out.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
-  }
-  if (out.host.empty()) {
-    error = "the URL has no host";
-    return false;
-  }
-  out.port = out.secure ? 443 : 80;
-  if (!port_text.empty()) {
-    unsigned long port = 0;
-    for (char c : port_text) {
-      if (c < '0' || c > '9' || port > 65535) {
-        error = "the port '" + std::string(port_text) + "' is not a number from 1 to 65535";
-        return false;
-      }
-      port = port * 10 + static_cast<unsigned long>(c - '0');
-    }
-    if (port == 0 || port > 65535) {
-      error = "the port '" + std::string(port_text) + "' is not a number from 1 to 65535";
-      return false;
-    }
-    out.port = static_cast<std::uint16_t>(port);
-  }
-  return true;
-}
-
-std::string WsUrl::host_header() const {
-  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != (secure ? 443 : 80)) {
-    h.push_back(':');
-    h.append(std::to_string(port));
-  }
-  return h;
-}
-
 bool Link::wait(short events, Clock::time_point deadline) {
   for (;;) {
     pollfd p{fd_.get(), events, 0};
@@ -109,7 +32,7 @@ bool Link::wait(short events, Clock::time_point deadline) {
   }
 }
 
-std::unique_ptr<Link> Link::open(const WsUrl& url, const TlsSetup& tls, Clock::time_point deadline,
+std::unique_ptr<Link> Link::open(const codec::WsUrl& url, const TlsSetup& tls, Clock::time_point deadline,
                                  std::string& error, bool& tls_failed) {
   tls_failed = false;
   addrinfo hints{};

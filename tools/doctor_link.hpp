@@ -10,24 +10,13 @@
 #include <string>
 #include <string_view>
 
+#include "codec/ws_url.hpp"
 #include "net/fd.hpp"
 #include "net/tls.hpp"
 
 namespace edgews::tools {
 
 using Clock = std::chrono::steady_clock;
-
-struct WsUrl {
-  bool secure = false;
-  std::string host;  // without brackets
-  std::uint16_t port = 0;
-  std::string target = "/";  // path and query
-
-  // ws://host[:port][/path][?query] or wss://...; IPv6 literals in brackets. False with a reason otherwise.
-  static bool parse(std::string_view url, WsUrl& out, std::string& error);
-  // The Host header value: host, bracketed when IPv6, with the port only when it is not the default.
-  std::string host_header() const;
-};
 
 enum class LinkStatus : std::uint8_t { ok, eof, timeout, error };
 
@@ -45,7 +34,7 @@ class Link {
  public:
   // Resolves, connects and (for wss) completes the TLS handshake before `deadline`. On failure returns null and
   // says which of the three failed in `error`; `tls_failed` tells the two last apart.
-  static std::unique_ptr<Link> open(const WsUrl& url, const TlsSetup& tls, Clock::time_point deadline,
+  static std::unique_ptr<Link> open(const codec::WsUrl& url, const TlsSetup& tls, Clock::time_point deadline,
                                     std::string& error, bool& tls_failed);
 
   // At most len bytes; waits until some arrive, the peer ends the stream, or the deadline passes.

@@ -26,11 +26,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
 #include "codec/mask.hpp"
 #include "core/edgews.hpp"
 
@@ -111,20 +113,31 @@ int connect_upgrade(std::uint16_t port, const char* path) {
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) die("connect");
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  const std::string request = std::string("GET ") + path +
-                              " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  edgews::codec::ClientHandshake handshake;
+  std::string request;
+  edgews::codec::ClientRequest args;
+  const std::string host = "127.0.0.1:" + std::to_string(port);
+  args.host = host;
+  args.resource = path;
+  static std::mt19937_64 random(std::random_device{}());
+  if (const auto e = handshake.write_request(request, args, edgews::codec::make_websocket_key(random))) {
+    std::fprintf(stderr, "fanout_bench: %s\n", e.message.c_str());
+    std::exit(1);
+  }
   if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) die("write");
   std::string response;
   char buffer[1024];
+  edgews::codec::ResponseCheck check;
   // Nothing follows the 101 until the first publish, so reading up to the blank line takes only the head.
-  while (response.find("\r\n\r\n") == std::string::npos) {
+  while (!check.complete) {
     const ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n <= 0) die("read 101");
     response.append(buffer, static_cast<std::size_t>(n));
+    check = handshake.check_response(response);
+    if (!check.complete && !check.defects.empty()) break;  // head too large
   }
-  if (response.compare(0, 12, "HTTP/1.1 101") != 0) {
-    std::fprintf(stderr, "fanout_bench: upgrade refused: %s\n", response.c_str());
+  if (const edgews::codec::ResponseDefect* defect = check.refusal(edgews::codec::ResponseMode::strict)) {
+    std::fprintf(stderr, "fanout_bench: the upgrade failed: %s\n", defect->message.c_str());
     std::exit(1);
   }
   return fd;

@@ -12,13 +12,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "codec/handshake_response.hpp"
 #include "codec/mask.hpp"
 
 namespace {
@@ -79,7 +79,7 @@ bool send_all(int fd, Conn& c, const std::uint8_t* p, std::size_t n) {
   return true;
 }
 
-// RFC 6455 4.2.2: the 101 with base64(SHA-1(key + GUID)).
+// RFC 6455 4.2.2: the 101 with base64(SHA-1(key + GUID)), computed by the codec as edgews computes it.
 bool upgrade(int fd, Conn& c, std::uint8_t* buf, std::size_t& n, std::size_t& consumed) {
   std::string_view req(reinterpret_cast<const char*>(buf), n);
   const std::size_t end = req.find("\r\n\r\n");
@@ -96,17 +96,12 @@ bool upgrade(int fd, Conn& c, std::uint8_t* buf, std::size_t& n, std::size_t& co
   while (req[k] == ' ') ++k;
   std::size_t e = k;
   while (e < end && req[e] != '\r' && req[e] != ' ') ++e;
-  std::string input(req.substr(k, e - k));
-  input += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
-  char accept[32];
-  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(accept), digest, SHA_DIGEST_LENGTH);
+  const std::array<char, 28> accept = edgews::codec::compute_accept(req.substr(k, e - k));
   char response[160];
   const int len = std::snprintf(response, sizeof response,
                                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                                "Sec-WebSocket-Accept: %s\r\n\r\n",
-                                accept);
+                                "Sec-WebSocket-Accept: %.28s\r\n\r\n",
+                                accept.data());
   c.upgraded = true;
   return send_all(fd, c, reinterpret_cast<const std::uint8_t*>(response), static_cast<std::size_t>(len));
 }

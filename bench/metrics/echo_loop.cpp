@@ -15,8 +15,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
+
+#include "codec/handshake_client.hpp"
 
 namespace {
 
@@ -74,14 +77,18 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<std::uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const char* upgrade =
-      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  std::mt19937_64 random(std::random_device{}());
+  const std::string host = "127.0.0.1:" + std::to_string(port);
+  edgews::codec::ClientRequest request;
+  request.host = host;
   for (std::size_t i = 0; i < clients.size(); ++i) {
     Client& c = clients[i];
     c.fd = ::socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    edgews::codec::ClientHandshake handshake;
+    std::string upgrade;
+    if (handshake.write_request(upgrade, request, edgews::codec::make_websocket_key(random))) return 1;
     if (::connect(c.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || !write_all(c.fd, upgrade)) {
       std::perror("connect");
       return 1;
@@ -89,12 +96,19 @@ int main(int argc, char** argv) {
     // Read the 101 head (blocking), then go non-blocking.
     std::string head;
     char buf[4096];
-    while (head.find("\r\n\r\n") == std::string::npos) {
+    edgews::codec::ResponseCheck check;
+    while (!check.complete) {
       const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
       if (n <= 0) return 1;
       head.append(buf, static_cast<std::size_t>(n));
+      check = handshake.check_response(head);
+      if (!check.complete && !check.defects.empty()) break;  // head too large
     }
-    c.in = head.substr(head.find("\r\n\r\n") + 4);
+    if (const edgews::codec::ResponseDefect* defect = check.refusal(edgews::codec::ResponseMode::strict)) {
+      std::fprintf(stderr, "echo_loop: the upgrade failed: %s\n", defect->message.c_str());
+      return 1;
+    }
+    c.in = head.substr(check.head_length);
     {
       const int flags = fcntl(c.fd, F_GETFL);
       fcntl(c.fd, F_SETFL, flags | O_NONBLOCK);

@@ -18,11 +18,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "codec/deflate.hpp"
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
 #include "codec/mask.hpp"
 #include "json_sample.hpp"
 
@@ -42,25 +44,41 @@ int connect_to(int port, bool deflate, std::string& leftover) {
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  std::string req =
-      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
-  if (deflate) req += "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n";
-  req += "\r\n";
+  static std::mt19937_64 random(std::random_device{}());
+  std::string offer;
+  if (deflate) {
+    DeflateClientOffer client_offer;
+    client_offer.client_no_context_takeover = true;
+    append_deflate_offer(offer, client_offer);
+  }
+  const std::string host = "127.0.0.1:" + std::to_string(port);
+  ClientRequest args;
+  args.host = host;
+  args.extensions = offer;
+  ClientHandshake handshake;
+  std::string req;
+  if (handshake.write_request(req, args, make_websocket_key(random))) std::exit(1);
   (void)!::write(fd, req.data(), req.size());
   std::string head;
   char buf[4096];
-  while (head.find("\r\n\r\n") == std::string::npos) {
+  ResponseCheck check;
+  while (!check.complete) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n <= 0) std::exit(1);
     head.append(buf, static_cast<std::size_t>(n));
+    check = handshake.check_response(head);
+    if (!check.complete && !check.defects.empty()) break;  // head too large
   }
-  const bool negotiated = head.find("permessage-deflate") != std::string::npos;
+  if (const ResponseDefect* defect = check.refusal(ResponseMode::strict)) {
+    std::fprintf(stderr, "the upgrade failed: %s\n", defect->message.c_str());
+    std::exit(1);
+  }
+  const bool negotiated = !check.header("sec-websocket-extensions").empty();
   if (negotiated != deflate) {
     std::fprintf(stderr, "negotiation mismatch:\n%s", head.c_str());
     std::exit(1);
   }
-  leftover = head.substr(head.find("\r\n\r\n") + 4);
+  leftover = head.substr(check.head_length);
   return fd;
 }
 

@@ -3,18 +3,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
 #include "codec/close.hpp"
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
+#include "codec/http_token.hpp"
 #include "codec/mask.hpp"
 
 namespace edgews::test {
@@ -47,13 +49,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 }  // namespace
 
-std::string random_key() {
-  unsigned char raw[16];
-  for (unsigned char& byte : raw) byte = static_cast<unsigned char>(rng()());
-  unsigned char out[32] = {};
-  const int n = EVP_EncodeBlock(out, raw, sizeof raw);
-  return std::string(reinterpret_cast<const char*>(out), static_cast<std::size_t>(n));
-}
+std::string random_key() { return std::string(codec::key_view(codec::make_websocket_key(rng()))); }
 
 std::string UpgradeResult::header(std::string_view name) const {
   std::size_t at = head.find("\r\n");
@@ -109,12 +105,36 @@ bool TestClient::connect(std::uint16_t port, int receive_buffer, const char* sou
 UpgradeResult TestClient::upgrade(std::string_view path, std::string_view protocols, std::string_view extra_headers,
                                   int timeout_ms) {
   UpgradeResult result;
-  const std::string key = random_key();
-  std::string request = "GET " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n";
-  if (!protocols.empty()) request += "Sec-WebSocket-Protocol: " + std::string(protocols) + "\r\n";
-  request += extra_headers;
-  request += "\r\n";
+  // The request comes from the codec's writer: protocols is a comma-separated list, extra_headers whole lines.
+  std::vector<std::string_view> offered;
+  codec::ListCursor cursor{protocols};
+  for (std::string_view name; cursor.next(name);) offered.push_back(name);
+  codec::RequestHeaders headers;
+  for (std::string_view rest = extra_headers; !rest.empty();) {
+    const std::size_t end = rest.find("\r\n");
+    const std::string_view line = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 2);
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      std::fprintf(stderr, "TestClient::upgrade: the extra header line \"%s\" has no colon\n", std::string(line).c_str());
+      return result;
+    }
+    if (const codec::HeaderError e = headers.add(line.substr(0, colon), codec::trim_ows(line.substr(colon + 1)))) {
+      std::fprintf(stderr, "TestClient::upgrade: %s\n", e.message.c_str());
+      return result;
+    }
+  }
+  codec::ClientRequest args;
+  args.host = "127.0.0.1";
+  args.resource = path;
+  args.subprotocols = offered;
+  args.headers = &headers;
+  codec::ClientHandshake handshake;
+  std::string request;
+  if (const codec::HeaderError e = handshake.write_request(request, args, codec::make_websocket_key(rng()))) {
+    std::fprintf(stderr, "TestClient::upgrade: %s\n", e.message.c_str());
+    return result;
+  }
   if (!write_all(request.data(), request.size())) return result;
 
   const std::int64_t deadline = now_ms() + timeout_ms;
@@ -130,7 +150,7 @@ UpgradeResult TestClient::upgrade(std::string_view path, std::string_view protoc
   std::string rest = received.substr(head_end + 4);
   result.status = std::atoi(result.head.c_str() + std::min<std::size_t>(9, result.head.size()));
   if (result.status == 101) {
-    result.check = codec::validate_upgrade_response(result.head, key, protocols, {});
+    result.check = handshake.check_response(result.head);
     pending_.assign(rest.begin(), rest.end());  // frames sent right behind the 101 (on_open sends)
     result.complete = true;
     return result;

@@ -12,8 +12,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <string>
 
+#include "codec/handshake_client.hpp"
 #include "core/edgews.hpp"
 #include "net/fd.hpp"
 #include "net/tls.hpp"
@@ -42,17 +44,23 @@ class WssClient {
     ctx_ = net::make_client_context("", error);
     tls_ = net::TlsStream::connect(ctx_.get(), fd_.get(), "localhost", error);
     if (!tls_ || tls_->handshake().status != net::TlsIo::ok) return false;
-    const std::string request =
-        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    codec::ClientHandshake handshake;
+    codec::ClientRequest args;
+    args.host = "localhost";
+    std::string request;
+    std::mt19937_64 random(std::random_device{}());
+    if (handshake.write_request(request, args, codec::make_websocket_key(random))) return false;
     if (tls_->write(request.data(), request.size()).status != net::TlsIo::ok) return false;
+    // Byte by byte, so that no frame behind the head is read here.
     std::string head;
     char ch;
-    while (head.size() < 4096 && !head.ends_with("\r\n\r\n")) {
+    codec::ResponseCheck check;
+    while (head.size() < 4096 && !check.complete) {
       if (tls_->read(&ch, 1).status != net::TlsIo::ok) return false;
       head.push_back(ch);
+      if (ch == '\n') check = handshake.check_response(head);
     }
-    return head.starts_with("HTTP/1.1 101");
+    return check.accepted(codec::ResponseMode::strict);
   }
 
   bool send_text(const std::string& text) {  // payload < 126 bytes

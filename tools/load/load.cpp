@@ -21,9 +21,11 @@
 #include <vector>
 
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
 #include "codec/mask.hpp"
 #include "codec/message.hpp"
 #include "codec/response_validator.hpp"
+#include "codec/ws_url.hpp"
 #include "net/socket.hpp"
 #include "net/tls.hpp"
 #include "tools/cli.hpp"
@@ -72,7 +74,7 @@ std::uint64_t now_ns() {
 
 struct Options {
   bool tls = false;
-  std::string host, path = "/";
+  std::string host, path = "/", host_header;
   std::uint16_t port = 0;
   int connections = 100;
   int inflight = 1;
@@ -86,25 +88,18 @@ struct Options {
   bool quiet = false;
 };
 
-bool parse_url(const std::string& url, Options& o) {
-  std::string rest;
-  if (url.starts_with("ws://")) rest = url.substr(5);
-  else if (url.starts_with("wss://")) rest = url.substr(6), o.tls = true;
-  else return false;
-  const std::size_t slash = rest.find('/');
-  if (slash != std::string::npos) o.path = rest.substr(slash), rest.resize(slash);
-  const std::size_t colon = rest.rfind(':');
-  if (colon == std::string::npos || rest.empty()) {
-    o.port = o.tls ? 443 : 80;
-    o.host = rest;
-  } else {
-    o.host = rest.substr(0, colon);
-    const long p = std::strtol(rest.c_str() + colon + 1, nullptr, 10);
-    if (p <= 0 || p > 65535) return false;
-    o.port = static_cast<std::uint16_t>(p);
+bool parse_url(const std::string& text, Options& o, std::string& error) {
+  codec::WsUrl url;
+  if (const codec::UrlError e = codec::parse_ws_url(text, url)) {
+    error = e.message;
+    return false;
   }
-  if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-  return !o.host.empty();
+  o.tls = url.secure;
+  o.host = url.host;
+  o.port = url.port;
+  o.path = url.resource;
+  o.host_header = url.host_header();
+  return true;
 }
 
 struct Counters {
@@ -131,7 +126,7 @@ struct Conn {
   std::unique_ptr<net::TlsStream> tls;
   codec::MessageReader reader{codec::Role::client};
   std::string head;  // the handshake: the request, then the response as it arrives
-  char key[25] = {};
+  std::unique_ptr<codec::ClientHandshake> handshake;  // only while upgrading: an open connection keeps 8 bytes
   std::unique_ptr<std::uint8_t[]> out;  // frames not yet taken by the kernel: [out_off, out_len)
   std::size_t out_cap = 0, out_off = 0, out_len = 0;
   std::unique_ptr<Slot[]> slots;
@@ -228,6 +223,7 @@ void LoadGenerator::fail(Conn& c) {
   else --open_;
   c.state = State::closed;
   c.tls.reset();
+  c.handshake.reset();
   if (c.fd >= 0) ::close(c.fd);  // also removes it from the epoll set
   c.fd = -1;
 }
@@ -333,25 +329,21 @@ bool LoadGenerator::flush(Conn& c) {
 }
 
 void LoadGenerator::begin_upgrade(Conn& c) {
-  std::uint8_t raw[16];
-  for (int i = 0; i < 16; i += 8) {
+  auto next_byte = [&c] {
     c.rng ^= c.rng << 13, c.rng ^= c.rng >> 7, c.rng ^= c.rng << 17;
-    std::memcpy(raw + i, &c.rng, 8);
+    return static_cast<std::uint8_t>(c.rng >> 32);
+  };
+  codec::ClientRequest request;
+  request.host = o_.host_header;
+  request.resource = o_.path;
+  c.head.clear();
+  c.handshake = std::make_unique<codec::ClientHandshake>();
+  if (const codec::HeaderError e = c.handshake->write_request(c.head, request, codec::make_websocket_key(next_byte))) {
+    std::fprintf(stderr, "edgews load: %s\n", e.message.c_str());
+    ++errors_.handshake_failed;
+    fail(c);
+    return;
   }
-  static constexpr char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  int k = 0;
-  for (int i = 0; i < 16; i += 3) {
-    const std::uint32_t v = (raw[i] << 16) | (i + 1 < 16 ? raw[i + 1] << 8 : 0) | (i + 2 < 16 ? raw[i + 2] : 0);
-    c.key[k++] = kB64[(v >> 18) & 63];
-    c.key[k++] = kB64[(v >> 12) & 63];
-    c.key[k++] = i + 1 < 16 ? kB64[(v >> 6) & 63] : '=';
-    c.key[k++] = i + 2 < 16 ? kB64[v & 63] : '=';
-  }
-  c.key[24] = '\0';
-  const std::string host = address_.family() == AF_INET6 ? "[" + o_.host + "]" : o_.host;
-  c.head = "GET " + o_.path + " HTTP/1.1\r\nHost: " + host + ":" + std::to_string(o_.port) +
-           "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + c.key +
-           "\r\nSec-WebSocket-Version: 13\r\n\r\n";
   ensure_out(c, c.head.size());
   std::memcpy(c.out.get() + c.out_len, c.head.data(), c.head.size());
   c.out_len += c.head.size();
@@ -427,7 +419,7 @@ void LoadGenerator::handle_bytes(Conn& c, std::uint8_t* data, std::size_t n, std
   }
   if (c.state != State::upgrading) return;
   c.head.append(reinterpret_cast<const char*>(data), n);
-  codec::ResponseCheck check = codec::validate_upgrade_response(c.head, c.key, "", "");
+  const codec::ResponseCheck check = c.handshake->check_response(c.head);
   if (!check.complete) {
     if (c.head.size() > 64 * 1024) {
       ++errors_.handshake_failed;
@@ -447,6 +439,7 @@ void LoadGenerator::handle_bytes(Conn& c, std::uint8_t* data, std::size_t n, std
     return;
   }
   // Open: the send window and the slots are allocated once here; no message allocates afterwards.
+  c.handshake.reset();
   c.state = State::open;
   --connecting_;
   ++open_;
@@ -808,8 +801,10 @@ int load_main(int argc, char** argv) {
     else args.unknown();
   }
   if (!args.ok()) return 2;
-  if (url.empty() || !parse_url(url, o)) {
-    std::fprintf(stderr, "edgews load: give the server as ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (try --help)\n");
+  std::string url_error = "no URL given";
+  if (url.empty() || !parse_url(url, o, url_error)) {
+    std::fprintf(stderr, "edgews load: %s; give the server as ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (try --help)\n",
+                 url_error.c_str());
     return 2;
   }
   if (o.rate > 0 && o.rate < o.connections) {

@@ -1,0 +1,128 @@
+// edgews::Client: a WebSocket client for ws:// URLs that reconnects by itself, built on the codec's request
+// writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
+//
+// One client is driven by one thread: call poll() in a loop (or from the thread's own loop); every callback runs
+// inside poll() (or inside start(), when the first connect fails at once), and send()/close() must be called from
+// that thread too. The host is a numeric IPv4 or IPv6
+// address or "localhost"; wss://, name resolution and permessage-deflate are not supported yet (start() says so).
+//
+// Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
+// waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
+// attempt count restarts at 1 after a successful open. While not open, send() is refused (returns false); nothing
+// is queued across connections.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/checked_headers.hpp"
+#include "codec/response_validator.hpp"
+
+namespace edgews::core {
+
+enum class ClientErrc : std::uint8_t {
+  none,
+  bad_url,          // the URL is not a ws:// URL (the message says what is wrong with it)
+  unsupported,      // a valid URL this client cannot serve yet (wss://, a host name to resolve)
+  bad_request,      // the request writer refused an option (a subprotocol, the origin)
+  refused,          // the connection was refused (nothing listens on the port)
+  unreachable,      // any other failure to connect (the errno is in the message)
+  timeout,          // connecting, or the upgrade, took longer than its timeout
+  http_status,      // the server answered the upgrade with another status (see http_status and the message)
+  invalid_101,      // the 101 has a defect the response mode refuses (the message names it)
+  protocol_error,   // the server broke RFC 6455 after the upgrade
+  connection_lost,  // the TCP connection ended without a closing handshake
+};
+
+struct ClientError {
+  ClientErrc code = ClientErrc::none;
+  std::string message;  // says what happened and, where it can, what to do
+  int http_status = 0;  // http_status: the status code; the message ends with the body's first line
+  explicit operator bool() const { return code != ClientErrc::none; }
+};
+
+// A short stable name for a code ("refused"), for logs and tests.
+std::string_view errc_name(ClientErrc code);
+
+struct BackoffPolicy {
+  bool enabled = true;  // false: a client that loses its connection stays closed
+  std::chrono::milliseconds initial{250};
+  std::chrono::milliseconds max{30000};  // the cap of the exponential growth
+  double multiplier = 2.0;
+  // The delay is drawn uniformly from [base * (1 - jitter), base] ("equal jitter" at 0.5): clients that lost the
+  // same server do not come back in step.
+  double jitter = 0.5;
+  unsigned max_attempts = 0;  // 0: no limit
+};
+
+// The wait before reconnect attempt `attempt` (1, 2, ...): base = min(max, initial * multiplier^(attempt-1)),
+// then jittered by `random01` in [0, 1). Pure, so that bounds can be tested without a clock.
+std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double random01);
+
+struct ClientOptions {
+  std::string url;  // ws://HOST[:PORT][/PATH][?QUERY]
+  std::vector<std::string> subprotocols;
+  std::string origin;             // empty: none
+  codec::RequestHeaders headers;  // application headers (Authorization, User-Agent...), checked where added
+  codec::ResponseMode response_mode = codec::ResponseMode::strict;
+  std::chrono::milliseconds connect_timeout{5000};    // TCP connect
+  std::chrono::milliseconds handshake_timeout{5000};  // request sent to 101 received
+  std::chrono::milliseconds close_timeout{2000};      // our close sent to the server's close received
+  // Liveness, on by default: after ping_interval without a byte from the server the client sends a ping, and
+  // ends the connection (a timeout, then a reconnect) when nothing arrives within pong_timeout. 0 turns it off.
+  std::chrono::milliseconds ping_interval{20000};
+  std::chrono::milliseconds pong_timeout{10000};
+  std::uint64_t max_message_size = 16u << 20;
+  BackoffPolicy reconnect;
+  // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
+  // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
+  std::function<std::chrono::steady_clock::time_point()> clock;
+  std::function<std::uint64_t()> random;
+};
+
+enum class ClientState : std::uint8_t { idle, connecting, upgrading, open, closing, waiting_to_reconnect, stopped };
+
+struct ClientCallbacks {
+  std::function<void(std::string_view subprotocol)> on_open;
+  std::function<void(std::span<const std::uint8_t> data, bool text)> on_message;
+  // A connection (or a connect attempt) ended: the close code (1006 without a closing handshake) and reason, and
+  // the error when it was not a clean close.
+  std::function<void(std::uint16_t code, std::string_view reason, const ClientError& error)> on_close;
+  // The client will try again after `delay`; `attempt` counts from 1 since the last successful open.
+  std::function<void(unsigned attempt, std::chrono::milliseconds delay, const ClientError& cause)> on_reconnecting;
+};
+
+class Client {
+ public:
+  Client(ClientOptions options, ClientCallbacks callbacks);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Checks the options and begins the first connect. An error (bad_url, unsupported, bad_request) leaves the
+  // client stopped.
+  ClientError start();
+  // Runs what is ready: waits at most max_wait for the socket or the next deadline, then handles it.
+  void poll(std::chrono::milliseconds max_wait);
+
+  // A masked message to the server; false (nothing sent) unless the connection is open.
+  bool send_text(std::string_view text);
+  bool send_binary(std::span<const std::uint8_t> data);
+  bool ping(std::span<const std::uint8_t> payload = {});
+  // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards.
+  void close(std::uint16_t code = 1000, std::string_view reason = {});
+
+  ClientState state() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace edgews::core

@@ -1,0 +1,517 @@
+// edgews::Client against edgews itself, a Python `websockets` server, and small raw servers that answer the
+// upgrade with chosen bytes; reconnection with an injected clock and random source.
+#include "core/client.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "codec/handshake_response.hpp"
+#include "net/fd.hpp"
+#include "server_harness.hpp"
+
+namespace edgews::test {
+namespace {
+
+using core::BackoffPolicy;
+using core::Client;
+using core::ClientCallbacks;
+using core::ClientErrc;
+using core::ClientError;
+using core::ClientOptions;
+using core::ClientState;
+using std::chrono::milliseconds;
+
+// What the callbacks saw.
+struct Seen {
+  int opened = 0;
+  std::string subprotocol;
+  std::vector<std::string> messages;
+  std::vector<bool> text;
+  std::vector<std::uint16_t> close_codes;
+  std::vector<ClientError> errors;  // one per on_close (code none for a clean close)
+  std::vector<unsigned> attempts;
+  std::vector<milliseconds> delays;
+
+  ClientCallbacks callbacks() {
+    ClientCallbacks c;
+    c.on_open = [this](std::string_view p) {
+      ++opened;
+      subprotocol = std::string(p);
+    };
+    c.on_message = [this](std::span<const std::uint8_t> data, bool is_text) {
+      messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+      text.push_back(is_text);
+    };
+    c.on_close = [this](std::uint16_t code, std::string_view, const ClientError& e) {
+      close_codes.push_back(code);
+      errors.push_back(e);
+    };
+    c.on_reconnecting = [this](unsigned attempt, milliseconds delay, const ClientError&) {
+      attempts.push_back(attempt);
+      delays.push_back(delay);
+    };
+    return c;
+  }
+};
+
+// Polls until `done` or about `rounds` * 10 ms.
+bool poll_until(Client& client, const std::function<bool()>& done, int rounds = 500) {
+  for (int i = 0; i < rounds && !done(); ++i) client.poll(milliseconds(10));
+  return done();
+}
+
+std::string ws_url(std::uint16_t port, std::string_view path = "/") {
+  return "ws://127.0.0.1:" + std::to_string(port) + std::string(path);
+}
+
+// A port with nothing listening on it: bound, then closed.
+std::uint16_t closed_port() {
+  net::Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t n = sizeof a;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &n);
+  return ntohs(a.sin_port);
+}
+
+// A one-connection server that answers the upgrade with `response`, where "{accept}" stands for the right
+// Sec-WebSocket-Accept; an empty response means it never answers (until the test ends).
+class RawServer {
+ public:
+  explicit RawServer(std::string response) : response_(std::move(response)) {
+    listener_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listener_.get(), 4);
+    socklen_t n = sizeof a;
+    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RawServer() {
+    stop_ = true;
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    timeval tv{0, 100000};
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    net::Fd conn;
+    while (!stop_ && !conn) conn = net::Fd(::accept(listener_.get(), nullptr, nullptr));
+    if (!conn) return;
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string request;
+    char buf[4096];
+    while (!stop_ && request.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t r = ::read(conn.get(), buf, sizeof buf);
+      if (r == 0) return;
+      if (r > 0) request.append(buf, static_cast<std::size_t>(r));
+    }
+    if (response_.empty()) {
+      while (!stop_) std::this_thread::sleep_for(milliseconds(10));
+      return;
+    }
+    const std::size_t k = request.find("Sec-WebSocket-Key: ") + 19;
+    const std::string key = request.substr(k, request.find("\r\n", k) - k);
+    std::string response = response_;
+    if (const std::size_t at = response.find("{accept}"); at != std::string::npos) {
+      response.replace(at, 8, codec::accept_view(codec::compute_accept(key)));
+    }
+    (void)!::write(conn.get(), response.data(), response.size());
+    while (!stop_ && ::read(conn.get(), buf, sizeof buf) != 0) {
+    }
+  }
+
+  std::string response_;
+  net::Fd listener_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+TEST(ClientBackoff, GrowsExponentiallyUpToTheCapWithJitterBelowTheBase) {
+  BackoffPolicy policy;
+  policy.initial = milliseconds(100);
+  policy.max = milliseconds(5000);
+  policy.multiplier = 2;
+  policy.jitter = 0.5;
+  for (unsigned attempt = 1; attempt <= 40; ++attempt) {
+    const double base = std::min(5000.0, 100.0 * std::pow(2.0, attempt - 1));
+    for (double r : {0.0, 0.25, 0.5, 0.999999}) {
+      const auto d = core::backoff_delay(policy, attempt, r).count();
+      EXPECT_LE(d, base) << attempt << " " << r;
+      EXPECT_GE(d, std::floor(base * 0.5)) << attempt << " " << r;
+    }
+    EXPECT_EQ(core::backoff_delay(policy, attempt, 0.0).count(), static_cast<long>(base));
+  }
+  EXPECT_EQ(core::backoff_delay(policy, 1, 0.999999).count(), 50);
+  EXPECT_EQ(core::backoff_delay(policy, 5000, 0.0).count(), 5000) << "a huge attempt count stays at the cap";
+  policy.jitter = 0;
+  EXPECT_EQ(core::backoff_delay(policy, 3, 0.9).count(), 400);
+  policy.multiplier = 1;
+  EXPECT_EQ(core::backoff_delay(policy, 9, 0.9).count(), 100);
+}
+
+TEST(Client, RefusesUrlsItCannotServeAtStart) {
+  Seen seen;
+  for (const char* url : {"http://127.0.0.1/", "ws://127.0.0.1/#x", "wss://127.0.0.1/", "ws://example.com/"}) {
+    ClientOptions options;
+    options.url = url;
+    Client client(std::move(options), seen.callbacks());
+    const ClientError e = client.start();
+    EXPECT_TRUE(e) << url;
+    EXPECT_EQ(client.state(), ClientState::stopped);
+    EXPECT_FALSE(e.message.empty());
+  }
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:1/";
+  options.subprotocols = {"not a token"};
+  Client client(std::move(options), seen.callbacks());
+  EXPECT_EQ(client.start().code, ClientErrc::bad_request);
+  EXPECT_EQ(seen.close_codes.size(), 0u) << "no attempt was made";
+}
+
+TEST(Client, EchoesTextAndBinaryWithEdgewsAndClosesCleanly) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(server.port(), "/echo?x=1");
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  EXPECT_FALSE(client.send_text("too early")) << "send is refused until the connection is open";
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  EXPECT_TRUE(client.send_text("hello"));
+  const std::string big(70000, 'b');
+  EXPECT_TRUE(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}));
+  ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
+  EXPECT_EQ(seen.messages[0], "hello");
+  EXPECT_TRUE(seen.text[0]);
+  EXPECT_EQ(seen.messages[1], big);
+  EXPECT_FALSE(seen.text[1]);
+  client.close(1000, "done");
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  ASSERT_EQ(seen.close_codes.size(), 1u);
+  EXPECT_EQ(seen.close_codes[0], 1000);
+  EXPECT_FALSE(seen.errors[0]) << seen.errors[0].message;
+  EXPECT_TRUE(seen.attempts.empty()) << "no reconnect after close()";
+}
+
+TEST(Client, NegotiatesASubprotocolWithEdgews) {
+  RunningServer server;
+  ServerConfig config = test_config();
+  config.subprotocols = {"v2.feed"};
+  ASSERT_TRUE(server.start(std::move(config), Callbacks{}));
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(server.port());
+  options.subprotocols = {"v3.feed", "v2.feed"};
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  EXPECT_EQ(seen.subprotocol, "v2.feed");
+}
+
+TEST(Client, HttpRefusalIsATypedErrorWithTheBodysFirstLine) {
+  RunningServer server;
+  ServerConfig config = test_config();
+  config.subprotocols = {"v2.feed"};
+  ASSERT_TRUE(server.start(std::move(config), Callbacks{}));
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(server.port());
+  options.subprotocols = {"other"};
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  ASSERT_EQ(seen.errors.size(), 1u);
+  EXPECT_EQ(seen.errors[0].code, ClientErrc::http_status);
+  EXPECT_EQ(seen.errors[0].http_status, 400);
+  EXPECT_NE(seen.errors[0].message.find("HTTP 400: "), std::string::npos) << seen.errors[0].message;
+  EXPECT_NE(seen.errors[0].message.find("other"), std::string::npos) << "the body names what was offered";
+  EXPECT_EQ(seen.opened, 0);
+}
+
+constexpr const char* kDuplicatedConnection =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Accept: {accept}\r\n\r\n";
+
+// The origin story's defect: strict mode refuses it and names it; report mode opens.
+TEST(Client, StrictModeRefusesANonCanonical101NamingTheDefect) {
+  RawServer raw(kDuplicatedConnection);
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  ASSERT_EQ(seen.errors.size(), 1u);
+  EXPECT_EQ(seen.errors[0].code, ClientErrc::invalid_101);
+  EXPECT_NE(seen.errors[0].message.find("duplicate_header"), std::string::npos) << seen.errors[0].message;
+  EXPECT_NE(seen.errors[0].message.find("Connection"), std::string::npos) << seen.errors[0].message;
+  EXPECT_EQ(seen.opened, 0);
+}
+
+TEST(Client, ReportModeOpensANonCanonicalButUsable101) {
+  RawServer raw(kDuplicatedConnection);
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.response_mode = codec::ResponseMode::report;
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  RawServer wrong("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
+  Seen seen2;
+  ClientOptions options2;
+  options2.url = ws_url(wrong.port());
+  options2.response_mode = codec::ResponseMode::report;
+  options2.reconnect.enabled = false;
+  Client client2(std::move(options2), seen2.callbacks());
+  ASSERT_FALSE(client2.start());
+  ASSERT_TRUE(poll_until(client2, [&] { return client2.state() == ClientState::stopped; }));
+  ASSERT_EQ(seen2.errors.size(), 1u);
+  EXPECT_EQ(seen2.errors[0].code, ClientErrc::invalid_101) << "a wrong Accept is refused in report mode too";
+  EXPECT_NE(seen2.errors[0].message.find("accept_mismatch"), std::string::npos);
+}
+
+TEST(Client, SilentServerIsAHandshakeTimeout) {
+  RawServer silent("");
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(silent.port());
+  options.handshake_timeout = milliseconds(200);
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  ASSERT_EQ(seen.errors.size(), 1u);
+  EXPECT_EQ(seen.errors[0].code, ClientErrc::timeout);
+  EXPECT_EQ(seen.close_codes[0], 1006);
+}
+
+// Refused connects with an injected clock and random source: each wait is exactly backoff_delay for the random
+// value drawn, no attempt starts before the injected clock reaches it, and max_attempts ends the series.
+TEST(Client, RefusedConnectsBackOffOnTheInjectedClock) {
+  auto fake_now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  std::uint64_t counter = 0;
+  ClientOptions options;
+  options.url = ws_url(closed_port());
+  options.reconnect.initial = milliseconds(1000);
+  options.reconnect.max = milliseconds(3000);
+  options.reconnect.max_attempts = 4;
+  options.clock = [&] { return fake_now; };
+  options.random = [&] { return (++counter) * 0x9E3779B97F4A7C15ull; };
+  Seen seen;
+  Client client(options, seen.callbacks());
+  ASSERT_FALSE(client.start());
+  for (unsigned expected = 1; expected <= 4; ++expected) {
+    ASSERT_TRUE(poll_until(client, [&] { return seen.attempts.size() == expected; }, 100)) << expected;
+    EXPECT_EQ(seen.errors.back().code, ClientErrc::refused) << seen.errors.back().message;
+    EXPECT_EQ(seen.attempts.back(), expected);
+    const double base = std::min(3000.0, 1000.0 * std::pow(2.0, expected - 1));
+    EXPECT_LE(seen.delays.back().count(), base);
+    EXPECT_GE(seen.delays.back().count(), base / 2);
+    // The wall clock moves, the injected one does not: no new attempt.
+    for (int i = 0; i < 5; ++i) client.poll(milliseconds(2));
+    EXPECT_EQ(seen.close_codes.size(), expected);
+    EXPECT_EQ(client.state(), ClientState::waiting_to_reconnect);
+    fake_now += seen.delays.back();
+  }
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 100));
+  EXPECT_EQ(seen.close_codes.size(), 5u) << "the first connect and four retries";
+  EXPECT_EQ(seen.attempts.size(), 4u);
+  EXPECT_EQ(seen.opened, 0);
+}
+
+TEST(Client, ReconnectsAcrossAServerRestart) {
+  Callbacks echo;
+  echo.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  auto server = std::make_unique<RunningServer>();
+  ASSERT_TRUE(server->start(test_config(), echo));
+  const std::uint16_t port = server->port();
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(port);
+  options.reconnect.initial = milliseconds(20);
+  options.reconnect.max = milliseconds(200);
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  server.reset();  // graceful shutdown: a close 1001 to the client
+  ASSERT_TRUE(poll_until(client, [&] { return seen.attempts.size() >= 2; }))
+      << "reconnects while it is down; state " << static_cast<int>(client.state()) << ", closes "
+      << seen.close_codes.size() << ", last error " << (seen.errors.empty() ? "" : seen.errors.back().message);
+  EXPECT_EQ(seen.close_codes.front(), 1001);
+  EXPECT_EQ(client.state(), ClientState::waiting_to_reconnect);
+  EXPECT_FALSE(client.send_text("while down")) << "refused while reconnecting";
+  ServerConfig config = test_config();
+  config.listeners[0].port = port;
+  server = std::make_unique<RunningServer>();
+  ASSERT_TRUE(server->start(std::move(config), echo));
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 2; })) << "back once the server is";
+  EXPECT_TRUE(client.send_text("again"));
+  ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); }));
+  EXPECT_EQ(seen.messages.back(), "again");
+  client.close();
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+}
+
+// RFC 6455 5.1: a server must not mask; the client fails the connection with 1002 and says why.
+TEST(Client, AMaskedFrameFromTheServerIsAProtocolError) {
+  RawServer raw(std::string("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                            "Sec-WebSocket-Accept: {accept}\r\n\r\n") +
+                std::string("\x81\x82\x01\x02\x03\x04\x69\x6b", 8));
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  EXPECT_EQ(seen.opened, 1);
+  EXPECT_TRUE(seen.messages.empty());
+  ASSERT_EQ(seen.errors.size(), 1u);
+  EXPECT_EQ(seen.errors[0].code, ClientErrc::protocol_error);
+  EXPECT_EQ(seen.close_codes[0], 1002);
+  EXPECT_NE(seen.errors[0].message.find("mask"), std::string::npos) << seen.errors[0].message;
+}
+
+// Liveness on the injected clock: a server that answers pings keeps the connection; one that never answers is
+// found dead after ping_interval + pong_timeout, without waiting for either on the wall clock.
+TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {
+  auto fake_now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  const auto make_options = [&](std::uint16_t port) {
+    ClientOptions options;
+    options.url = ws_url(port);
+    options.ping_interval = milliseconds(20000);
+    options.pong_timeout = milliseconds(5000);
+    options.reconnect.enabled = false;
+    options.clock = [&] { return fake_now; };
+    return options;
+  };
+  RunningServer server;
+  Callbacks echo;
+  echo.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), echo));
+  Seen seen;
+  Client client(make_options(server.port()), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  for (int round = 1; round <= 3; ++round) {
+    fake_now += milliseconds(20000);
+    client.poll(milliseconds(0));  // the ping goes out
+    // The echo comes back behind the server's pong (one TCP stream, answered in order).
+    ASSERT_TRUE(client.send_text("after ping"));
+    ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == static_cast<std::size_t>(round); }));
+    fake_now += milliseconds(5001);
+    client.poll(milliseconds(0));
+    EXPECT_EQ(client.state(), ClientState::open) << "round " << round;
+  }
+  EXPECT_TRUE(seen.close_codes.empty());
+
+  RawServer silent("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Accept: {accept}\r\n\r\n");
+  Seen seen2;
+  Client dead(make_options(silent.port()), seen2.callbacks());
+  ASSERT_FALSE(dead.start());
+  ASSERT_TRUE(poll_until(dead, [&] { return seen2.opened == 1; }));
+  fake_now += milliseconds(19999);
+  dead.poll(milliseconds(0));
+  fake_now += milliseconds(1);
+  dead.poll(milliseconds(0));  // the ping goes out
+  EXPECT_EQ(dead.state(), ClientState::open);
+  fake_now += milliseconds(4999);
+  dead.poll(milliseconds(0));
+  EXPECT_EQ(dead.state(), ClientState::open) << "not before pong_timeout";
+  fake_now += milliseconds(1);
+  dead.poll(milliseconds(0));
+  EXPECT_EQ(dead.state(), ClientState::stopped);
+  ASSERT_EQ(seen2.errors.size(), 1u);
+  EXPECT_EQ(seen2.errors[0].code, ClientErrc::timeout);
+  EXPECT_NE(seen2.errors[0].message.find("ping"), std::string::npos) << seen2.errors[0].message;
+}
+
+// A Python `websockets` echo server (Debian's python3-websockets), not only edgews.
+TEST(Client, EchoesWithAPythonWebsocketsServer) {
+  const std::uint16_t port = closed_port();
+  const std::string script =
+      "import asyncio, websockets\n"
+      "async def echo(ws):\n"
+      "    async for m in ws:\n"
+      "        if m == 'frag': await ws.send(iter(['ab', 'cd', 'ef']))\n"
+      "        else: await ws.send(m)\n"
+      "        if m == 'bye': await ws.close(4000, 'python says bye')\n"
+      "async def main():\n"
+      "    async with websockets.serve(echo, '127.0.0.1', " + std::to_string(port) + ", compression=None):\n"
+      "        await asyncio.sleep(30)\n"
+      "asyncio.run(main())\n";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl("/usr/bin/python3", "python3", "-c", script.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(port);
+  options.reconnect.initial = milliseconds(50);  // until the interpreter listens
+  options.reconnect.max = milliseconds(100);
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  const bool opened = poll_until(client, [&] { return seen.opened == 1; }, 1000);
+  if (opened) {
+    EXPECT_TRUE(client.send_text("hello python"));
+    const std::uint8_t bytes[] = {0, 1, 2, 255};
+    EXPECT_TRUE(client.send_binary(bytes));
+    EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
+    EXPECT_TRUE(client.send_text("frag"));  // answered as a message of three fragments
+    EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 3; }));
+    EXPECT_TRUE(client.send_text("bye"));
+    EXPECT_TRUE(poll_until(client, [&] { return !seen.attempts.empty() && seen.close_codes.size() >= 1 &&
+                                                 seen.close_codes.back() == 4000; }));
+    client.close();
+  }
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(opened) << "the Python server did not accept the client; state " << static_cast<int>(client.state())
+                      << ", attempts " << seen.attempts.size() << ", last error "
+                      << (seen.errors.empty() ? "" : seen.errors.back().message);
+  ASSERT_GE(seen.messages.size(), 2u);
+  EXPECT_EQ(seen.messages[0], "hello python");
+  EXPECT_EQ(seen.messages[1], std::string("\x00\x01\x02\xff", 4));
+  EXPECT_FALSE(seen.text[1]);
+  ASSERT_GE(seen.messages.size(), 3u);
+  EXPECT_EQ(seen.messages[2], "abcdef");
+  EXPECT_TRUE(seen.text[2]);
+  EXPECT_EQ(std::count(seen.close_codes.begin(), seen.close_codes.end(), 4000), 1) << "the server's close code";
+}
+
+}  // namespace
+}  // namespace edgews::test

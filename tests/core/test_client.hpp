@@ -49,7 +49,7 @@ class TestClient {
   // count per client address.
   bool connect_from(const char* source, std::uint16_t port);
   // Sends the upgrade request (random Sec-WebSocket-Key) and reads the response. extra_headers: whole lines,
-  // each ending in \r\n.
+  // each ending in \r\n; a Sec-WebSocket-Extensions line becomes the writer's extension offer.
   UpgradeResult upgrade(std::string_view path = "/", std::string_view protocols = {},
                         std::string_view extra_headers = {}, int timeout_ms = 5000);
   // connect + upgrade, true when the 101 passed the strict validator.

@@ -251,12 +251,20 @@ class Connection final : public net::Reactor::Handler {
   Admission admission_ = Admission::none;
   // Limits::message_rate or byte_rate is set: received messages are charged to Worker::receive_rate(slot_).
   bool rate_limited_ = false;
+  // Offered to a hand-off successor: neither read nor written nor timed until it answers (core/handoff_worker.cpp).
+  bool handoff_offered_ = false;
   codec::MessageReader reader_;
   std::unique_ptr<OutQueue> queue_;
   net::Timer timer_;
   PeerAddress peer_;
   std::unique_ptr<Extras> extras_;
   void* user_data_ = nullptr;
+
+  // Live hand-off (core/handoff_worker.cpp): a connection moves only when plain, open and at a message boundary
+  // with nothing queued.
+  bool handoff_movable() const;
+  bool handoff_ready() const;
+  void vanish();  // adopted by the successor: forget the socket, no close frame, no on_close
 };
 
 }  // namespace edgews::core

@@ -108,6 +108,42 @@ bool DeflateSession::compress(std::span<const std::uint8_t> message, std::span<c
   return true;
 }
 
+bool DeflateSession::save_windows(std::vector<std::uint8_t>& compressor,
+                                  std::vector<std::uint8_t>& decompressor) const {
+  compressor.clear();
+  decompressor.clear();
+  codec::ByteBuffer window;
+  if (deflater_ && !params_.server_no_context_takeover) {
+    if (!deflater_->window(window)) return false;
+    compressor.assign(window.view().begin(), window.view().end());
+  }
+  if (inflater_ && !params_.client_no_context_takeover) {
+    codec::ByteBuffer in;
+    if (!inflater_->window(in)) return false;
+    decompressor.assign(in.view().begin(), in.view().end());
+  }
+  return true;
+}
+
+bool DeflateSession::restore_windows(std::span<const std::uint8_t> compressor,
+                                     std::span<const std::uint8_t> decompressor) {
+  if (!compressor.empty()) {
+    deflater_ = std::make_unique<codec::Deflater>();
+    if (!deflater_->init(params_.server_max_window_bits, mem_level_, level_) || !deflater_->set_window(compressor)) {
+      deflater_.reset();
+      return false;
+    }
+  }
+  if (!decompressor.empty()) {
+    inflater_ = std::make_unique<codec::Inflater>();
+    if (!inflater_->init(params_.client_max_window_bits) || !inflater_->set_window(decompressor)) {
+      inflater_.reset();
+      return false;
+    }
+  }
+  return true;
+}
+
 std::size_t DeflateSession::trim_inflated_buffer() {
   ThreadDeflate& t = thread_deflate();
   const std::size_t held = t.inflated.capacity();

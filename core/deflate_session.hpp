@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "codec/deflate.hpp"
 #include "codec/handshake_request.hpp"
@@ -46,6 +47,11 @@ class DeflateSession {
   bool compress(std::span<const std::uint8_t> message, std::span<const std::uint8_t>& out);
 
   std::size_t min_size() const { return min_size_; }
+
+  // Live hand-off: both sliding windows (empty in a direction without context takeover, or before its first
+  // message), and their restoration into a fresh session of the same parameters. Between messages only.
+  bool save_windows(std::vector<std::uint8_t>& compressor, std::vector<std::uint8_t>& decompressor) const;
+  bool restore_windows(std::span<const std::uint8_t> compressor, std::span<const std::uint8_t> decompressor);
   const codec::DeflateParams& params() const { return params_; }
 
   // Free the per-thread buffer when a very large message grew it; call once its view is no longer used. Return

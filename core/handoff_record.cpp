@@ -143,7 +143,7 @@ bool valid_window_bits(unsigned bits) { return bits >= codec::kMinWindowBits && 
 }  // namespace
 
 bool encode(const ConnectionState& s, std::vector<std::uint8_t>& out) {
-  if (s.user_state.size() > kMaxUserState || s.topics.size() > kMaxTopics ||
+  if (s.user_state.size() > kMaxUserState || s.topics.size() > kMaxTopics || s.unread.size() > kMaxUnread ||
       s.compressor_window.size() > (std::size_t{1} << codec::kMaxWindowBits) ||
       s.decompressor_window.size() > (std::size_t{1} << codec::kMaxWindowBits)) {
     return false;
@@ -172,6 +172,7 @@ bool encode(const ConnectionState& s, std::vector<std::uint8_t>& out) {
   w.u32(s.since_ping_ms);
   w.u8(s.awaiting_pong ? 1 : 0);
   w.bytes(s.user_state);
+  w.bytes(s.unread);
   if (out.size() - start > kMaxRecord) {
     out.resize(start);
     return false;
@@ -250,6 +251,8 @@ bool decode(std::span<const std::uint8_t> record, ConnectionState& s, std::strin
   s.awaiting_pong = r.flag();
   const auto user = r.bytes(kMaxUserState, "the application's state");
   s.user_state.assign(user.begin(), user.end());
+  const auto unread = r.bytes(kMaxUnread, "the unread input");
+  s.unread.assign(unread.begin(), unread.end());
   if (r.ok() && !r.at_end()) return r.fail("bytes after the end of the record");
   return r.ok();
 }

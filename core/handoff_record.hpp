@@ -23,11 +23,13 @@
 namespace edgews::core::handoff {
 
 inline constexpr std::uint32_t kMagic = 0x46485745;  // "EWHF" little-endian
-inline constexpr std::uint16_t kFormatVersion = 1;
+// 2: ConnectionState::unread.
+inline constexpr std::uint16_t kFormatVersion = 2;
 // Two 32 KiB windows, the topics and the application's state fit; net::receive_record buffers are this size.
 inline constexpr std::size_t kMaxRecord = 200 * 1024;
 inline constexpr std::size_t kMaxUserState = 64 * 1024;
 inline constexpr std::size_t kMaxTopics = 4096;
+inline constexpr std::size_t kMaxUnread = 64 * 1024;  // one receive buffer
 
 enum class RecordType : std::uint8_t {
   hello = 1,   // new -> old: "give me your connections" (carries nothing else)
@@ -51,6 +53,9 @@ struct ConnectionState {
   std::uint32_t since_heard_ms = 0, since_message_ms = 0, since_ping_ms = 0;
   bool awaiting_pong = false;
   std::vector<std::uint8_t> user_state;  // Callbacks' own per-connection state, at most kMaxUserState
+  // Read from the socket but not yet processed (a read hold stopped at a message boundary before it): whole
+  // frames or the start of one, processed by the new process before anything it reads itself.
+  std::vector<std::uint8_t> unread;
 };
 
 struct Control {

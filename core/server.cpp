@@ -10,6 +10,7 @@
 
 #include "codec/handshake_response.hpp"
 #include "codec/http_token.hpp"
+#include "core/handoff.hpp"
 #include "core/admission.hpp"
 #include "core/worker.hpp"
 

@@ -39,6 +39,8 @@ class Reactor;
 
 namespace edgews::core {
 
+class HandoffOut;
+class HandoffIn;
 class AddressTable;
 
 struct Error {
@@ -118,6 +120,14 @@ struct Callbacks {
   std::function<bool(const codec::UpgradeRequest&)> on_deflate_offer;
   // Plain HTTP requests. Without it: GET /healthz answers 200, anything else 404.
   std::function<void(const codec::HttpRequest&, HttpResponse&)> on_http;
+  // Live hand-off (Server::listen_for_handoff, Server::adopt). Old process: the application's own state of a
+  // connection about to move, written into `state` (at most 64 KiB; more drains the connection instead).
+  std::function<void(Connection&, std::vector<std::uint8_t>& state)> on_handoff_save;
+  // Old process: the successor adopted the connection; no on_close follows (free what user_data holds).
+  std::function<void(Connection&)> on_handed_off;
+  // New process: a connection adopted from the predecessor, with what its on_handoff_save wrote. Called instead
+  // of on_open; without it on_open is called. Its on_close comes from this process.
+  std::function<void(Connection&, std::span<const std::uint8_t> state)> on_adopt;
 };
 
 struct ServerStats {
@@ -174,6 +184,31 @@ class Server {
   bool begin_drain(std::uint32_t window_ms);
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
+  // Live hand-off of the listeners and open connections to a successor process (an upgrade that disconnects
+  // nobody). After start(): listens on the Unix socket `path` (mode 0600, replaced if stale); a process of the same
+  // user that connects and asks gets every listening socket (their accept queues move with them; this server
+  // stops accepting) and then every plain ws:// connection, each at a message boundary with its queue written
+  // out, with its state (deflate windows, topics, liveness, what on_handoff_save wrote). What cannot move (TLS, a
+  // connection still mid-message or with output unwritten when its reactor has made no progress for deadline_ms,
+  // one the successor refuses) is closed with 1012 after its queued data. Once the successor has answered for
+  // every connection this server shuts down and run() returns. If the successor goes away before, every
+  // connection it did not adopt is served here again and accepting resumes. A send to a connection while it is in
+  // flight (offered, not yet answered) is queued, and dropped if the successor adopts it.
+  Error listen_for_handoff(const std::string& path, std::uint32_t deadline_ms = 5000);
+  // Instead of start(): takes the listeners from the server listening for a hand-off at `path` (the ws, wss and
+  // metrics listeners by position; a listener it did not send is bound as usual), starts, and then adopts the
+  // connections it passes, spread over the reactors. An error (nobody at path, another user, another format
+  // version) leaves this server unstarted: call start() to begin without a hand-off. When nobody listens at path
+  // (no socket, or a stale one) the message starts with kNoPredecessor: the first start of a service.
+  Error adopt(const std::string& path);
+  static constexpr const char* kNoPredecessor = "no server to take over from at ";
+  struct HandoffStats {
+    std::uint64_t offered = 0, adopted = 0, refused = 0, drained = 0;  // old process (drained: closed with 1012)
+    std::uint64_t received = 0, adopted_here = 0, refused_here = 0;    // new process
+    bool finished = false;  // old: every connection answered for; new: the predecessor said done
+  };
+  HandoffStats handoff_stats() const;
+
   // Embedding reactor 0 in another event loop: poll event_fd() for readability (and wake up after
   // next_timeout_ms()), then call run_ready(), which runs what is ready and never blocks. After shutdown(), keep
   // calling run_ready() until stopped() (the closing handshakes and queued data need turns of the loop).
@@ -225,6 +260,8 @@ class Server {
  private:
   friend class Worker;
   friend class Connection;
+  friend class HandoffOut;
+  friend class HandoffIn;
   Server(ServerConfig config, Callbacks callbacks, Logger logger);
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
@@ -260,6 +297,13 @@ class Server {
   mutable std::mutex interest_mutex_;  // also held while the relay appends to a scrape
   std::unordered_map<std::string, std::uint32_t> interest_;
   std::atomic<PubSubRelay*> relay_{nullptr};
+
+  // Listening sockets taken from a predecessor (adopt): per configured listener, those its workers take.
+  std::vector<std::vector<int>> inherited_listeners_;
+  // Destroyed before workers_ and after the reactors stopped (~Server): tasks their threads posted never run on a
+  // freed object.
+  std::unique_ptr<HandoffOut> handoff_out_;
+  std::unique_ptr<HandoffIn> handoff_in_;
 };
 
 }  // namespace edgews::core

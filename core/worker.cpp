@@ -12,6 +12,7 @@
 #include "codec/frame.hpp"
 #include "codec/proxy_protocol.hpp"
 #include "core/connection_extras.hpp"
+#include "core/handoff.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 
@@ -64,7 +65,19 @@ net::Error Worker::listen() {
     auto accept = [this, mode](net::Fd fd, const net::Address& peer) { on_accept(std::move(fd), peer, mode); };
     net::Error error;
     std::unique_ptr<net::Listener> listener;
-    if (listen.fd >= 0) {
+    // Sockets taken over from a predecessor (Server::adopt): this worker takes every threads-th one, the first as
+    // its listener, the others appended below (their accept queues hold clients too).
+    const std::vector<int> inherited = i < server_.inherited_listeners_.size() ? server_.inherited_listeners_[i]
+                                                                                : std::vector<int>();
+    const std::size_t threads = server_.config().threads;
+    if (index_ < inherited.size()) {
+      listener = net::Listener::adopt(*reactor_, net::Fd(inherited[index_]), accept, error);
+      for (std::size_t j = index_ + threads; listener && j < inherited.size(); j += threads) {
+        auto extra = net::Listener::adopt(*reactor_, net::Fd(inherited[j]), accept, error);
+        if (!extra) return error;
+        extra_listeners_.push_back(std::move(extra));
+      }
+    } else if (listen.fd >= 0) {
       listener = adopt_listener(listen.fd, std::move(accept), error);
     } else {
       net::Address address;
@@ -587,6 +600,7 @@ void Worker::begin_shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
   listeners_.clear();  // stop accepting
+  extra_listeners_.clear();
   admin_listener_.reset();
   metrics_timer_.cancel();
   sweep_timer_.cancel();
@@ -596,7 +610,8 @@ void Worker::begin_shutdown() {
   std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* connection = slots_[i].connection;
-    if (connection == nullptr) continue;
+    // Offered to a successor: its socket is not ours to write until the answer (core/handoff_worker.cpp).
+    if (connection == nullptr || connection->handoff_offered_) continue;
     if (connection->state_ == Connection::State::open) {
       connection->close(static_cast<std::uint16_t>(CloseCode::going_away), "server shutting down");
     } else if (connection->state_ == Connection::State::handshake) {

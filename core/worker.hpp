@@ -24,6 +24,10 @@
 namespace edgews::core {
 
 class Server;
+class HandoffOut;
+namespace handoff {
+struct ConnectionState;
+}
 
 class Worker {
  public:
@@ -227,6 +231,17 @@ class Worker {
     if (freed_untrimmed_ >= kTrimAfterFreed) schedule_sweep();
   }
 
+  // Live hand-off (core/handoff_worker.cpp). Old process: the listening sockets, duplicated and named, with accepting
+  // paused (the originals stay open, so their queues survive even if the successor fails); then each movable
+  // connection is held at a message boundary and offered, the rest drained (1012); the successor's answer moves
+  // it or gives it back. New process: adopt() creates an open connection from a record and its socket.
+  void handoff_listeners(std::vector<net::Fd>& fds, std::vector<std::string>& names);
+  void resume_listeners();
+  void begin_handoff(HandoffOut& out, std::uint64_t deadline_ms);
+  void handoff_answer(ConnectionHandle handle, bool adopted, const std::string& reason);
+  void take_back();  // the successor is gone: every connection offered or held is served here again
+  bool adopt(handoff::ConnectionState& state, net::Fd fd, std::string& reason);
+
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }
   std::span<codec::HttpHeader> header_storage() { return header_storage_; }
@@ -259,11 +274,17 @@ class Worker {
   void drain_due();
   void finish_shutdown();
   Chunk* build_frame(std::span<const std::uint8_t> payload, Opcode opcode);
+  struct HandoffScan;
+  std::unique_ptr<HandoffScan> handoff_;
+  void handoff_scan();
+  void offer(Connection& connection);
+  void give_back(Connection& connection);
 
   Server& server_;
   std::uint32_t index_;
   std::unique_ptr<net::Reactor> reactor_;
-  std::vector<std::unique_ptr<net::Listener>> listeners_;
+  std::vector<std::unique_ptr<net::Listener>> listeners_;  // one per ListenConfig, in order
+  std::vector<std::unique_ptr<net::Listener>> extra_listeners_;  // more sockets taken over from a predecessor
   std::unique_ptr<net::Listener> admin_listener_;  // reactor 0 only, when ServerConfig::admin_listener is on
   std::thread thread_;
 

@@ -103,6 +103,11 @@ constexpr const char* kServeUsage = R"(usage: edgews serve [options]
                             with Retry-After, open connections are closed with 1012 spread over N seconds,
                             then the process exits 0; a second SIGTERM (or SIGINT) ends it at once with 1001
                             (default 0: SIGTERM closes every connection with 1001 at once)
+  --handoff PATH            zero-downtime upgrade by live hand-off through the Unix socket PATH: when a server
+                            listens there (the previous version, started with the same flag), take over its
+                            listening sockets and its open ws:// connections (TLS ones are closed with 1012);
+                            otherwise start as usual. Either way, then listen on PATH (mode 0600) for the next
+                            version, handing everything over to it and exiting 0 once it has answered for all
   --log-level LEVEL         debug, info (default), warn, error, off
   --log-format FORMAT       text (default) or json
   --test-commands           for the browser tests: a text message "close-me CODE [REASON]" makes the server
@@ -211,6 +216,7 @@ int serve_main(int argc, char** argv) {
   bool proxy_protocol_ws = false, proxy_protocol_wss = false;
   std::vector<std::string> deflate_decline_agents;
   long drain_seconds = 0;
+  std::string handoff_path;
 
   Args args(argc, argv, kServeUsage);
   while (args.next()) {
@@ -294,6 +300,7 @@ int serve_main(int argc, char** argv) {
     } else if (args.is("--metrics-host")) config.admin_listener.host = args.value();
     else if (args.is("--metrics-allow")) config.metrics_allow.push_back(args.value());
     else if (args.is("--drain-seconds")) drain_seconds = args.number(0, 3600);
+    else if (args.is("--handoff")) handoff_path = args.value();
     else if (args.is("--log-level")) {
       if (!core::parse_log_level(args.value(), level)) args.fail("--log-level takes debug, info, warn, error or off");
     } else if (args.is("--log-format")) {
@@ -440,8 +447,18 @@ int serve_main(int argc, char** argv) {
     return 1;
   }
   server_ptr = server.get();
-  if ((error = server->start())) {
+  if (!handoff_path.empty()) {
+    error = server->adopt(handoff_path);
+    if (error && error.message.rfind(Server::kNoPredecessor, 0) == 0) error = server->start();
+  } else {
+    error = server->start();
+  }
+  if (error) {
     std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
+    return 1;
+  }
+  if (!handoff_path.empty() && (error = server->listen_for_handoff(handoff_path))) {
+    std::fprintf(stderr, "edgews serve: --handoff: %s\n", error.message.c_str());
     return 1;
   }
 #ifdef EDGEWS_WITH_REDIS

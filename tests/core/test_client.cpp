@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -110,6 +111,7 @@ UpgradeResult TestClient::upgrade(std::string_view path, std::string_view protoc
   codec::ListCursor cursor{protocols};
   for (std::string_view name; cursor.next(name);) offered.push_back(name);
   codec::RequestHeaders headers;
+  std::string_view extensions;
   for (std::string_view rest = extra_headers; !rest.empty();) {
     const std::size_t end = rest.find("\r\n");
     const std::string_view line = rest.substr(0, end);
@@ -119,7 +121,12 @@ UpgradeResult TestClient::upgrade(std::string_view path, std::string_view protoc
       std::fprintf(stderr, "TestClient::upgrade: the extra header line \"%s\" has no colon\n", std::string(line).c_str());
       return result;
     }
-    if (const codec::HeaderError e = headers.add(line.substr(0, colon), codec::trim_ows(line.substr(colon + 1)))) {
+    const std::string_view name = line.substr(0, colon);
+    if (name.size() == 24 && strncasecmp(name.data(), "Sec-WebSocket-Extensions", 24) == 0) {
+      extensions = codec::trim_ows(line.substr(colon + 1));  // the writer's own field, not an extra header
+      continue;
+    }
+    if (const codec::HeaderError e = headers.add(name, codec::trim_ows(line.substr(colon + 1)))) {
       std::fprintf(stderr, "TestClient::upgrade: %s\n", e.message.c_str());
       return result;
     }
@@ -129,6 +136,7 @@ UpgradeResult TestClient::upgrade(std::string_view path, std::string_view protoc
   args.resource = path;
   args.subprotocols = offered;
   args.headers = &headers;
+  args.extensions = extensions;
   codec::ClientHandshake handshake;
   std::string request;
   if (const codec::HeaderError e = handshake.write_request(request, args, codec::make_websocket_key(rng()))) {
@@ -185,12 +193,18 @@ bool TestClient::write_all(const void* data, std::size_t len) {
   return true;
 }
 
-bool TestClient::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin) {
+void TestClient::allow_compressed() {
+  codec::ReaderLimits limits = reader_.limits();
+  limits.rsv1_allowed = true;
+  reader_ = codec::MessageReader(codec::Role::client, limits);
+}
+
+bool TestClient::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin, bool rsv1) {
   std::uint8_t key[4];
   const std::uint64_t random = rng()();
   std::memcpy(key, &random, sizeof key);
   std::vector<std::uint8_t> frame(codec::kMaxFrameHeaderSize + payload.size());
-  const std::size_t header = codec::write_frame_header(frame.data(), opcode, payload.size(), fin, false, key);
+  const std::size_t header = codec::write_frame_header(frame.data(), opcode, payload.size(), fin, rsv1, key);
   codec::mask_copy(frame.data() + header, payload.data(), payload.size(), key);
   return write_all(frame.data(), header + payload.size());
 }
@@ -235,6 +249,7 @@ std::optional<Frame> TestClient::read_frame(int timeout_ms) {
                         : event.type == codec::EventType::pong   ? Opcode::pong
                                                                  : Opcode::close;
         frame->payload.assign(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+        frame->compressed = event.compressed;
         if (event.type == codec::EventType::close) {
           frame->close_code = event.close_code;
           frame->close_reason = std::string(event.close_reason);

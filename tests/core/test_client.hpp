@@ -24,6 +24,7 @@ struct Frame {
   std::string payload;             // message or control payload (for close: the raw payload)
   std::uint16_t close_code = 0;    // close frames only
   std::string close_reason;
+  bool compressed = false;         // RSV1 (permessage-deflate), only after allow_compressed()
 };
 
 struct UpgradeResult {
@@ -48,14 +49,16 @@ class TestClient {
   // count per client address.
   bool connect_from(const char* source, std::uint16_t port);
   // Sends the upgrade request (random Sec-WebSocket-Key) and reads the response. extra_headers: whole lines,
-  // each ending in \r\n.
+  // each ending in \r\n; a Sec-WebSocket-Extensions line becomes the writer's extension offer.
   UpgradeResult upgrade(std::string_view path = "/", std::string_view protocols = {},
                         std::string_view extra_headers = {}, int timeout_ms = 5000);
   // connect + upgrade, true when the 101 passed the strict validator.
   bool open(std::uint16_t port, std::string_view path = "/", int receive_buffer = 0);
 
   // One masked frame with a random key.
-  bool send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin = true);
+  bool send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool fin = true, bool rsv1 = false);
+  // After a permessage-deflate upgrade: frames with RSV1 are read (Frame::compressed), not refused.
+  void allow_compressed();
   bool send_text(std::string_view text) { return send_frame(Opcode::text, bytes(text)); }
   bool send_binary(std::string_view data) { return send_frame(Opcode::binary, bytes(data)); }
   bool send_close(std::uint16_t code, std::string_view reason = {});

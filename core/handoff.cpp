@@ -1,0 +1,435 @@
+#include "core/handoff.hpp"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <memory>
+
+#include "core/server.hpp"
+#include "core/worker.hpp"
+#include "net/fd_passing.hpp"
+
+namespace edgews::core {
+
+namespace {
+
+constexpr int kHelloTimeoutMs = 5000;
+
+// Waits until fd is readable (or the eventfd `wake` is); false on timeout or when woken.
+bool wait_readable(int fd, int wake, int timeout_ms) {
+  pollfd fds[2] = {{fd, POLLIN, 0}, {wake, POLLIN, 0}};
+  const int n = ::poll(fds, wake >= 0 ? 2 : 1, timeout_ms);
+  if (n <= 0) return false;
+  if (wake >= 0 && (fds[1].revents & POLLIN)) {
+    std::uint64_t count;
+    [[maybe_unused]] const ssize_t got = ::read(wake, &count, sizeof count);
+    return false;
+  }
+  return fds[0].revents != 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// The old side's thread
+
+HandoffOut::HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::uint32_t deadline_ms)
+    : server_(server),
+      listen_fd_(std::move(listen_fd)),
+      path_(std::move(path)),
+      deadline_ms_(deadline_ms),
+      event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+HandoffOut::~HandoffOut() {
+  stop_.store(true);
+  wake();
+  if (thread_.joinable()) thread_.join();
+  // After a hand-off the path is the successor's (it listens there for its own successor).
+  if (!finished_.load()) ::unlink(path_.c_str());
+}
+
+void HandoffOut::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(event_fd_.get(), &one, sizeof one);
+}
+
+void HandoffOut::offer(ConnectionHandle handle, handoff::ConnectionState state, net::Fd fd) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    offers_.push_back({handle, std::move(state), std::move(fd)});
+  }
+  wake();
+}
+
+void HandoffOut::worker_finished() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++workers_finished_;
+  }
+  wake();
+}
+
+void HandoffOut::run() {
+  const Logger& log = server_.logger();
+  while (!stop_.load()) {
+    if (!wait_readable(listen_fd_.get(), event_fd_.get(), -1)) continue;
+    net::Fd peer(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!peer) continue;
+    net::Error error;
+    if (!net::peer_is_same_user(peer.get(), error)) {
+      log.log(LogLevel::warn, "handoff", "refused a hand-off peer: %s",
+              error ? error.message.c_str() : "it runs as another user");
+      continue;
+    }
+    std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
+    std::vector<net::Fd> fds;
+    if (!wait_readable(peer.get(), event_fd_.get(), kHelloTimeoutMs)) continue;
+    const net::IoResult r = net::receive_record(peer.get(), buffer, fds, error);
+    handoff::Control hello;
+    std::string why;
+    if (r.status != net::IoStatus::ok || !handoff::decode({buffer.data(), r.bytes}, hello, why) ||
+        hello.type != handoff::RecordType::hello) {
+      log.log(LogLevel::warn, "handoff", "a hand-off peer did not say hello (%s)",
+              !why.empty() ? why.c_str() : "no record");
+      continue;
+    }
+    if (serve(peer.get())) {
+      finished_.store(true);
+      server_.shutdown();
+      return;
+    }
+  }
+}
+
+bool HandoffOut::serve(int peer) {
+  const Logger& log = server_.logger();
+  const std::size_t workers = server_.workers_.size();
+  log.log(LogLevel::info, "handoff", "a successor asked for the connections: handing over");
+  // 1. The listeners, from every worker; each stops accepting (its socket stays open here until this process
+  // exits, so nothing in any accept queue is reset whatever happens to the successor).
+  struct Collected {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t answered = 0;
+    std::vector<net::Fd> fds;
+    std::vector<std::string> names;
+  };
+  auto collected = std::make_shared<Collected>();
+  for (const auto& worker : server_.workers_) {
+    Worker* w = worker.get();
+    w->reactor().post([w, collected] {
+      std::vector<net::Fd> fds;
+      std::vector<std::string> names;
+      w->handoff_listeners(fds, names);
+      std::lock_guard<std::mutex> lock(collected->mutex);
+      for (auto& fd : fds) collected->fds.push_back(std::move(fd));
+      for (auto& name : names) collected->names.push_back(std::move(name));
+      ++collected->answered;
+      collected->done.notify_all();
+    });
+  }
+  std::vector<net::Fd> listener_fds;
+  std::vector<std::string> listener_names;
+  {
+    std::unique_lock<std::mutex> lock(collected->mutex);
+    if (!collected->done.wait_for(lock, std::chrono::seconds(5), [&] { return collected->answered == workers; })) {
+      log.log(LogLevel::warn, "handoff", "the reactors did not answer within 5 s; not handing over");
+      lock.unlock();
+      for (const auto& worker : server_.workers_) {
+        Worker* w = worker.get();
+        w->reactor().post([w] { w->resume_listeners(); });
+      }
+      return false;
+    }
+    listener_fds = std::move(collected->fds);
+    listener_names = std::move(collected->names);
+  }
+  const auto give_back_all = [&](const char* why) {
+    log.log(LogLevel::warn, "handoff", "hand-off stopped (%s): serving every connection not adopted here again",
+            why);
+    for (const auto& worker : server_.workers_) {
+      Worker* w = worker.get();
+      w->reactor().post([w] {
+        w->take_back();
+        w->resume_listeners();
+      });
+    }
+    return false;
+  };
+  std::vector<std::uint8_t> record;
+  for (std::size_t sent = 0; sent < listener_fds.size() || sent == 0;) {
+    const std::size_t n = std::min<std::size_t>(16, listener_fds.size() - sent);
+    handoff::Control control;
+    control.type = handoff::RecordType::listeners;
+    control.id = listener_fds.size() - sent - n;  // how many follow in later records
+    control.names.assign(listener_names.begin() + static_cast<std::ptrdiff_t>(sent),
+                         listener_names.begin() + static_cast<std::ptrdiff_t>(sent + n));
+    std::vector<int> fds;
+    for (std::size_t i = sent; i < sent + n; ++i) fds.push_back(listener_fds[i].get());
+    record.clear();
+    handoff::encode(control, record);
+    if (net::Error error = net::send_record(peer, record, fds)) return give_back_all(error.message.c_str());
+    sent += n;
+    if (n == 0) break;
+  }
+  listener_fds.clear();
+  // 2. The connections.
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    workers_finished_ = 0;
+    offers_.clear();
+  }
+  for (const auto& worker : server_.workers_) {
+    Worker* w = worker.get();
+    const std::uint32_t deadline = deadline_ms_;
+    w->reactor().post([this, w, deadline] { w->begin_handoff(*this, deadline); });
+  }
+  std::unordered_map<std::uint64_t, ConnectionHandle> waiting;
+  std::uint64_t next_id = 1;
+  std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
+  const auto answer = [&](ConnectionHandle handle, bool adopted, std::string reason) {
+    Worker* w = server_.workers_[handle.worker].get();
+    w->reactor().post([w, handle, adopted, reason = std::move(reason)] { w->handoff_answer(handle, adopted, reason); });
+  };
+  for (;;) {
+    std::deque<Offer> offers;
+    bool all_offered;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      offers.swap(offers_);
+      all_offered = workers_finished_ == workers;
+    }
+    for (Offer& offer : offers) {
+      offer.state.id = next_id++;
+      record.clear();
+      if (!handoff::encode(offer.state, record)) {
+        answer(offer.handle, false, "the connection's state is over the record's bounds");
+        continue;
+      }
+      const int fd = offer.fd.get();
+      if (net::Error error = net::send_record(peer, record, {&fd, 1})) {
+        // Not sent: this one and every other offer goes back with the rest.
+        return give_back_all(error.message.c_str());
+      }
+      offered_.fetch_add(1, std::memory_order_relaxed);
+      waiting.emplace(offer.state.id, offer.handle);
+    }
+    if (all_offered && waiting.empty()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (offers_.empty()) break;
+      continue;
+    }
+    if (stop_.load()) return give_back_all("the server is stopping");
+    pollfd fds[2] = {{peer, POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, 1000) < 0 && errno != EINTR) return give_back_all("poll failed");
+    if (fds[1].revents & POLLIN) {
+      std::uint64_t n;
+      [[maybe_unused]] const ssize_t got = ::read(event_fd_.get(), &n, sizeof n);
+    }
+    if (fds[0].revents == 0) continue;
+    std::vector<net::Fd> ignored;
+    net::Error error;
+    const net::IoResult r = net::receive_record(peer, buffer, ignored, error);
+    if (r.status != net::IoStatus::ok) return give_back_all("the successor went away");
+    handoff::Control control;
+    std::string why;
+    if (!handoff::decode({buffer.data(), r.bytes}, control, why)) return give_back_all(why.c_str());
+    if (control.type != handoff::RecordType::adopted && control.type != handoff::RecordType::refused) continue;
+    const auto it = waiting.find(control.id);
+    if (it == waiting.end()) continue;
+    const bool adopted = control.type == handoff::RecordType::adopted;
+    (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
+    answer(it->second, adopted, control.reason);
+    waiting.erase(it);
+  }
+  handoff::Control done;
+  done.type = handoff::RecordType::done;
+  record.clear();
+  handoff::encode(done, record);
+  [[maybe_unused]] const net::Error ignored = net::send_record(peer, record, {});
+  log.log(LogLevel::info, "handoff",
+          "done: %llu connections adopted by the successor, %llu refused, %llu closed with 1012",
+          static_cast<unsigned long long>(adopted_.load()), static_cast<unsigned long long>(refused_.load()),
+          static_cast<unsigned long long>(drained_.load()));
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The new side's thread
+
+HandoffIn::HandoffIn(Server& server, net::Fd peer)
+    : server_(server), peer_(std::move(peer)), event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+HandoffIn::~HandoffIn() {
+  stop_.store(true);
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(event_fd_.get(), &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+}
+
+void HandoffIn::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void HandoffIn::answer(std::uint64_t id, bool adopted, const std::string& reason) {
+  handoff::Control control;
+  control.type = adopted ? handoff::RecordType::adopted : handoff::RecordType::refused;
+  control.id = id;
+  control.reason = reason.substr(0, 1024);
+  std::vector<std::uint8_t> record;
+  handoff::encode(control, record);
+  // Counted first: the predecessor's done may follow this answer at once.
+  (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
+  // If the predecessor is gone it takes nothing back either: this process owns what it adopted.
+  [[maybe_unused]] const net::Error ignored = net::send_record(peer_.get(), record, {});
+}
+
+void HandoffIn::run() {
+  const Logger& log = server_.logger();
+  std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
+  std::size_t next_worker = 0;
+  while (!stop_.load()) {
+    if (!wait_readable(peer_.get(), event_fd_.get(), 1000)) continue;
+    std::vector<net::Fd> fds;
+    net::Error error;
+    const net::IoResult r = net::receive_record(peer_.get(), buffer, fds, error);
+    if (r.status != net::IoStatus::ok) {
+      log.log(LogLevel::warn, "handoff", "the predecessor went away before it said done (%s)",
+              error ? error.message.c_str() : "closed");
+      break;
+    }
+    const std::span<const std::uint8_t> bytes(buffer.data(), r.bytes);
+    std::string why;
+    const std::optional<handoff::RecordType> type = handoff::peek_type(bytes, why);
+    if (type == handoff::RecordType::done) {
+      finished_.store(true);
+      log.log(LogLevel::info, "handoff", "adopted %llu connections, refused %llu",
+              static_cast<unsigned long long>(adopted_.load()), static_cast<unsigned long long>(refused_.load()));
+      break;
+    }
+    if (type && *type != handoff::RecordType::connection) continue;
+    received_.fetch_add(1, std::memory_order_relaxed);
+    auto state = std::make_shared<handoff::ConnectionState>();
+    if (!type || !handoff::decode(bytes, *state, why) || fds.size() != 1) {
+      // The id sits right after the header in every version so far; a record too short for it names nothing.
+      std::uint64_t id = 0;
+      for (std::size_t i = 0; i < 8 && 7 + i < bytes.size(); ++i) id |= std::uint64_t{bytes[7 + i]} << (8 * i);
+      if (fds.size() != 1 && why.empty()) why = "a connection record without exactly one socket";
+      log.log(LogLevel::warn, "handoff", "refused a connection: %s", why.c_str());
+      answer(id, false, why);
+      continue;  // the descriptors close here; the predecessor still has its copy
+    }
+    Worker* w = server_.workers_[next_worker++ % server_.workers_.size()].get();
+    auto fd = std::make_shared<net::Fd>(std::move(fds[0]));
+    w->reactor().post([this, w, state, fd] {
+      std::string reason;
+      const bool adopted = w->adopt(*state, std::move(*fd), reason);
+      answer(state->id, adopted, reason);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server
+
+Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline_ms) {
+  if (workers_.empty()) return Error{"listen_for_handoff: start() the server first"};
+  if (handoff_out_) return Error{"listen_for_handoff: already listening for a successor"};
+  net::Error error;
+  net::Fd fd = net::listen_unix(path, error);
+  if (!fd) return Error{"hand-off socket " + path + ": " + error.message};
+  handoff_out_ = std::make_unique<HandoffOut>(*this, std::move(fd), path, deadline_ms);
+  logger_.log(LogLevel::info, "handoff", "a successor can take over through %s", path.c_str());
+  return {};
+}
+
+Error Server::adopt(const std::string& path) {
+  if (!workers_.empty()) return Error{"adopt: the server was already started"};
+  net::Error error;
+  net::Fd peer = net::connect_unix(path, error);
+  if (!peer && (error.code == ENOENT || error.code == ECONNREFUSED)) {
+    return Error{std::string(kNoPredecessor) + path + " (" + error.message + ")"};
+  }
+  if (!peer) return Error{"hand-off socket " + path + ": " + error.message};
+  std::vector<std::uint8_t> record;
+  handoff::Control hello;
+  hello.type = handoff::RecordType::hello;
+  handoff::encode(hello, record);
+  if (net::Error send_error = net::send_record(peer.get(), record, {})) {
+    return Error{"hand-off socket " + path + ": " + send_error.message};
+  }
+  std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
+  std::vector<net::Fd> fds;
+  std::vector<std::string> names;
+  for (;;) {
+    if (!wait_readable(peer.get(), -1, kHelloTimeoutMs)) {
+      return Error{"hand-off socket " + path + ": no answer within 5 s (is the server there stuck?)"};
+    }
+    const std::size_t had = fds.size();
+    const net::IoResult r = net::receive_record(peer.get(), buffer, fds, error);
+    if (r.status != net::IoStatus::ok) {
+      return Error{"hand-off socket " + path + ": the server there refused or went away" +
+                   (error ? " (" + error.message + ")" : std::string(" (does it run as another user?)"))};
+    }
+    handoff::Control control;
+    std::string why;
+    if (!handoff::decode({buffer.data(), r.bytes}, control, why) ||
+        control.type != handoff::RecordType::listeners || control.names.size() != fds.size() - had) {
+      return Error{"hand-off socket " + path + ": " + (why.empty() ? "not a listeners record" : why)};
+    }
+    for (auto& name : control.names) names.push_back(std::move(name));
+    if (control.id == 0) break;
+  }
+  // Matched by position and kind; a socket this configuration has no listener for is kept open (its clients wait
+  // in its queue) only as long as the predecessor keeps its own copy.
+  inherited_listeners_.assign(config_.listeners.size(), {});
+  std::vector<net::Fd> kept;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (names[i] == "metrics" && config_.admin_listener.enabled && config_.admin_listener.fd < 0) {
+      config_.admin_listener.fd = fds[i].get();
+      kept.push_back(std::move(fds[i]));  // adopt_listener duplicates it
+      continue;
+    }
+    for (std::size_t l = 0; l < config_.listeners.size(); ++l) {
+      if (names[i] == handoff_listener_name(config_.listeners[l].tls, l)) {
+        inherited_listeners_[l].push_back(fds[i].release());
+        break;
+      }
+    }
+  }
+  // On failure the workers that took sockets closed them with their listeners; the others leak until exit.
+  Error started = start();
+  inherited_listeners_.clear();
+  if (started) return started;
+  handoff_in_ = std::make_unique<HandoffIn>(*this, std::move(peer));
+  handoff_in_->start();
+  logger_.log(LogLevel::info, "handoff", "took over %zu listening sockets from %s", names.size(), path.c_str());
+  return {};
+}
+
+Server::HandoffStats Server::handoff_stats() const {
+  HandoffStats stats;
+  if (handoff_out_) {
+    stats.offered = handoff_out_->offered_.load();
+    stats.adopted = handoff_out_->adopted_.load();
+    stats.refused = handoff_out_->refused_.load();
+    stats.drained = handoff_out_->drained_.load();
+    stats.finished = handoff_out_->finished_.load();
+  }
+  if (handoff_in_) {
+    stats.received = handoff_in_->received_.load();
+    stats.adopted_here = handoff_in_->adopted_.load();
+    stats.refused_here = handoff_in_->refused_.load();
+    stats.finished = handoff_in_->finished_.load();
+  }
+  return stats;
+}
+
+}  // namespace edgews::core

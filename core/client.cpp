@@ -15,6 +15,9 @@
 #include "codec/mask.hpp"
 #include "codec/message.hpp"
 #include "codec/ws_url.hpp"
+#include "net/connector.hpp"
+#include "net/reactor.hpp"
+#include "net/resolver.hpp"
 #include "net/socket.hpp"
 
 namespace edgews::core {
@@ -38,6 +41,7 @@ std::string_view errc_name(ClientErrc code) {
     case ClientErrc::none: return "none";
     case ClientErrc::bad_url: return "bad_url";
     case ClientErrc::unsupported: return "unsupported";
+    case ClientErrc::resolve_failed: return "resolve_failed";
     case ClientErrc::bad_request: return "bad_request";
     case ClientErrc::refused: return "refused";
     case ClientErrc::unreachable: return "unreachable";
@@ -64,7 +68,14 @@ struct Client::Impl {
   ClientOptions options;
   ClientCallbacks callbacks;
   codec::WsUrl url;
-  net::Address address;
+  net::Address address;  // the one that answered, once connected
+  // Resolution and Happy Eyeballs run on a reactor that poll() turns while connecting; the resolver's thread
+  // starts with the first name to look up.
+  std::unique_ptr<net::Reactor> reactor;
+  std::unique_ptr<net::Resolver> resolver;
+  std::unique_ptr<net::Connector> connector;
+  net::Resolver::Ticket ticket = 0;
+  bool resolving = false;
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
@@ -92,28 +103,47 @@ struct Client::Impl {
     head.clear();
     out.clear();
     reader.reset();
-    net::Error error;
-    fd = net::connect_tcp(address, true, error);
-    if (!fd) {
-      finish(1006, {}, make_error(error.code == ECONNREFUSED ? ClientErrc::refused : ClientErrc::unreachable,
-                                  "cannot connect to " + address.to_string() + ": " + error.message));
-      return;
-    }
     state = ClientState::connecting;
     deadline = now() + options.connect_timeout;
+    if (!resolver) resolver = std::make_unique<net::Resolver>();
+    resolving = true;
+    ticket = resolver->resolve(*reactor, url.host, url.port, [this](net::Resolution r) { resolved(std::move(r)); });
+  }
+
+  void resolved(net::Resolution r) {
+    resolving = false;
+    if (r.error) {
+      finish(1006, {}, make_error(ClientErrc::resolve_failed, "cannot resolve the host \"" + url.host + "\": " +
+                                                                  r.error.message + " (is the name right?)"));
+      return;
+    }
+    // The client's own deadline covers resolution and connecting; the connector gets what is left of it.
+    const auto left = std::chrono::ceil<milliseconds>(deadline - now()).count();
+    const auto timeout_ms = static_cast<std::uint32_t>(std::clamp<milliseconds::rep>(left, 1, UINT32_MAX));
+    connector->start(std::move(r.addresses), timeout_ms, [this](net::Connected c, net::Error e) {
+      if (e) {
+        const ClientErrc code = e.code == ECONNREFUSED ? ClientErrc::refused
+                                : e.code == ETIMEDOUT  ? ClientErrc::timeout
+                                                       : ClientErrc::unreachable;
+        finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
+                                              (code == ClientErrc::refused ? " (is the server running on that port?)"
+                                                                           : "")));
+        return;
+      }
+      fd = std::move(c.fd);
+      address = c.address;
+      connected();
+    });
+  }
+
+  // Stops a resolution or a connector in flight: their callbacks must not run for an attempt that has ended.
+  void cancel_connect() {
+    if (resolving) resolver->cancel(ticket);
+    resolving = false;
+    if (connector) connector->cancel();
   }
 
   void connected() {
-    int so_error = 0;
-    socklen_t length = sizeof so_error;
-    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &so_error, &length);
-    if (so_error != 0) {
-      const std::string what = std::strerror(so_error);
-      finish(1006, {}, make_error(so_error == ECONNREFUSED ? ClientErrc::refused : ClientErrc::unreachable,
-                                  "cannot connect to " + address.to_string() + ": " + what +
-                                      (so_error == ECONNREFUSED ? " (is the server running on that port?)" : "")));
-      return;
-    }
     codec::ClientRequest request;
     request.host = host_header;
     request.resource = url.resource;
@@ -269,6 +299,7 @@ struct Client::Impl {
   // Ends the current connection or attempt, tells the application, and schedules the next attempt when allowed.
   void finish(std::uint16_t code, std::string_view reason, ClientError error) {
     const bool was_closing = state == ClientState::closing;
+    cancel_connect();
     fd.reset();
     reader.reset();
     out.clear();
@@ -289,8 +320,9 @@ struct Client::Impl {
   void timed_out() {
     switch (state) {
       case ClientState::connecting:
-        finish(1006, {}, make_error(ClientErrc::timeout, "no TCP connection to " + address.to_string() + " within " +
-                                                             std::to_string(options.connect_timeout.count()) + " ms"));
+        finish(1006, {}, make_error(ClientErrc::timeout, "no TCP connection to " + url.host_header() + " within " +
+                                                             std::to_string(options.connect_timeout.count()) +
+                                                             " ms (resolution included)"));
         break;
       case ClientState::upgrading:
         finish(1006, {}, make_error(ClientErrc::timeout, "no complete upgrade response within " +
@@ -344,11 +376,11 @@ ClientError Client::start() {
     return make_error(ClientErrc::unsupported, "wss:// is not supported by edgews::Client yet; use ws://, or "
                                                "terminate TLS in front of the server");
   }
-  net::Error error;
-  if (!net::Address::parse(d.url.host, d.url.port, d.address, error)) {
-    return make_error(ClientErrc::unsupported, "the host \"" + d.url.host +
-                                                   "\" must be a numeric address or localhost (name resolution is "
-                                                   "not supported yet): " + error.message);
+  if (!d.reactor) {
+    net::Error error;
+    d.reactor = net::Reactor::create(error);
+    if (!d.reactor) return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+    d.connector = std::make_unique<net::Connector>(*d.reactor);
   }
   d.host_header = d.url.host_header();
   d.subprotocols.assign(d.options.subprotocols.begin(), d.options.subprotocols.end());
@@ -379,21 +411,22 @@ void Client::poll(std::chrono::milliseconds max_wait) {
     wait = std::clamp(left, milliseconds(0), wait);
   }
   short revents = 0;
-  if (d.fd) {
+  if (d.state == ClientState::connecting) {
+    // Resolution and the connect attempts live on the reactor; its callbacks move the client on.
+    d.reactor->run_once(static_cast<int>(wait.count()));
+  } else if (d.fd) {
     short events = POLLIN;
-    if (d.state == ClientState::connecting || !d.out.empty()) events |= POLLOUT;
+    if (!d.out.empty()) events |= POLLOUT;
     pollfd p{d.fd.get(), events, 0};
     const int n = ::poll(&p, 1, static_cast<int>(wait.count()));
     if (n > 0) revents = p.revents;
   } else if (wait.count() > 0) {
     ::poll(nullptr, 0, static_cast<int>(wait.count()));
   }
-  if (d.state == ClientState::connecting && (revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
-    d.connected();
-  } else if (d.fd && (revents & POLLOUT) != 0) {
+  if (d.fd && (revents & POLLOUT) != 0) {
     d.flush();
   }
-  if (d.fd && d.state != ClientState::connecting && (revents & (POLLIN | POLLHUP | POLLERR)) != 0) d.readable();
+  if (d.fd && (revents & (POLLIN | POLLHUP | POLLERR)) != 0) d.readable();
   if (d.has_deadline() && d.now() >= d.deadline) d.timed_out();
 }
 

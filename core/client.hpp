@@ -2,9 +2,12 @@
 // writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
 //
 // One client is driven by one thread: call poll() in a loop (or from the thread's own loop); every callback runs
-// inside poll() (or inside start(), when the first connect fails at once), and send()/close() must be called from
-// that thread too. The host is a numeric IPv4 or IPv6
-// address or "localhost"; wss://, name resolution and permessage-deflate are not supported yet (start() says so).
+// inside poll(), and send()/close() must be called from that thread too.
+//
+// Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
+// client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4
+// interleaved, staggered, the first to connect wins); connect_timeout bounds resolution and connecting together.
+// wss:// and permessage-deflate are not supported yet (start() says so).
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
@@ -29,9 +32,10 @@ namespace edgews::core {
 enum class ClientErrc : std::uint8_t {
   none,
   bad_url,          // the URL is not a ws:// URL (the message says what is wrong with it)
-  unsupported,      // a valid URL this client cannot serve yet (wss://, a host name to resolve)
+  unsupported,      // a valid URL this client cannot serve yet (wss://)
+  resolve_failed,   // the host name does not resolve (the message names the host and the resolver's answer)
   bad_request,      // the request writer refused an option (a subprotocol, the origin)
-  refused,          // the connection was refused (nothing listens on the port)
+  refused,          // every address refused the connection (nothing listens on the port)
   unreachable,      // any other failure to connect (the errno is in the message)
   timeout,          // connecting, or the upgrade, took longer than its timeout
   http_status,      // the server answered the upgrade with another status (see http_status and the message)
@@ -71,7 +75,7 @@ struct ClientOptions {
   std::string origin;             // empty: none
   codec::RequestHeaders headers;  // application headers (Authorization, User-Agent...), checked where added
   codec::ResponseMode response_mode = codec::ResponseMode::strict;
-  std::chrono::milliseconds connect_timeout{5000};    // TCP connect
+  std::chrono::milliseconds connect_timeout{5000};    // name resolution and TCP connect
   std::chrono::milliseconds handshake_timeout{5000};  // request sent to 101 received
   std::chrono::milliseconds close_timeout{2000};      // our close sent to the server's close received
   // Liveness, on by default: after ping_interval without a byte from the server the client sends a ping, and

@@ -174,7 +174,7 @@ TEST(ClientBackoff, GrowsExponentiallyUpToTheCapWithJitterBelowTheBase) {
 
 TEST(Client, RefusesUrlsItCannotServeAtStart) {
   Seen seen;
-  for (const char* url : {"http://127.0.0.1/", "ws://127.0.0.1/#x", "wss://127.0.0.1/", "ws://example.com/"}) {
+  for (const char* url : {"http://127.0.0.1/", "ws://127.0.0.1/#x", "wss://127.0.0.1/"}) {
     ClientOptions options;
     options.url = url;
     Client client(std::move(options), seen.callbacks());
@@ -217,6 +217,52 @@ TEST(Client, EchoesTextAndBinaryWithEdgewsAndClosesCleanly) {
   EXPECT_EQ(seen.close_codes[0], 1000);
   EXPECT_FALSE(seen.errors[0]) << seen.errors[0].message;
   EXPECT_TRUE(seen.attempts.empty()) << "no reconnect after close()";
+}
+
+// Names go through the resolver and the connector. "localhost" is ::1 first, then 127.0.0.1: with the server on
+// 127.0.0.1 only, the ::1 attempt is refused and the IPv4 one must still win. "127.1" is the inet_aton short form
+// that getaddrinfo reads as 127.0.0.1.
+TEST(Client, NamesAreResolvedAndTheAddressThatAnswersWins) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  for (const char* host : {"localhost", "127.1"}) {
+    Seen seen;
+    ClientOptions options;
+    options.url = "ws://" + std::string(host) + ":" + std::to_string(server.port()) + "/";
+    options.reconnect.enabled = false;
+    Client client(std::move(options), seen.callbacks());
+    ASSERT_FALSE(client.start()) << host;
+    ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); })) << host;
+    ASSERT_EQ(seen.opened, 1) << host << ": " << (seen.errors.empty() ? "" : seen.errors[0].message);
+    EXPECT_TRUE(client.send_text(host));
+    ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); })) << host;
+    EXPECT_EQ(seen.messages[0], host);
+    client.close();
+    ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; })) << host;
+  }
+}
+
+// RFC 6761 6.4: .invalid never resolves. The failure is its own error, naming the host, and it is retried like
+// any failed connect.
+TEST(Client, AHostThatDoesNotResolveIsAResolveError) {
+  Seen seen;
+  ClientOptions options;
+  options.url = "ws://edgews-test.invalid/";
+  options.reconnect.initial = milliseconds(1);
+  options.reconnect.max_attempts = 1;
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start()) << "resolution happens after start()";
+  EXPECT_EQ(client.state(), ClientState::connecting);
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 2000));
+  ASSERT_EQ(seen.errors.size(), 2u);
+  for (const ClientError& e : seen.errors) {
+    EXPECT_EQ(e.code, ClientErrc::resolve_failed) << e.message;
+    EXPECT_NE(e.message.find("edgews-test.invalid"), std::string::npos) << e.message;
+  }
+  EXPECT_EQ(core::errc_name(ClientErrc::resolve_failed), "resolve_failed");
+  EXPECT_EQ(seen.opened, 0);
 }
 
 TEST(Client, NegotiatesASubprotocolWithEdgews) {

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <random>
 
+#include <openssl/x509.h>
+
 #include "codec/close.hpp"
 #include "codec/frame.hpp"
 #include "codec/handshake_client.hpp"
@@ -50,6 +52,8 @@ std::string_view errc_name(ClientErrc code) {
     case ClientErrc::invalid_101: return "invalid_101";
     case ClientErrc::protocol_error: return "protocol_error";
     case ClientErrc::connection_lost: return "connection_lost";
+    case ClientErrc::tls_failed: return "tls_failed";
+    case ClientErrc::certificate_rejected: return "certificate_rejected";
   }
   return "unknown";
 }
@@ -76,6 +80,11 @@ struct Client::Impl {
   std::unique_ptr<net::Connector> connector;
   net::Resolver::Ticket ticket = 0;
   bool resolving = false;
+  // wss://
+  net::ClientContextPtr tls_context;
+  std::unique_ptr<net::TlsStream> tls;
+  bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
+  bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
@@ -144,6 +153,49 @@ struct Client::Impl {
   }
 
   void connected() {
+    state = ClientState::upgrading;
+    deadline = now() + options.handshake_timeout;
+    if (tls_context) {
+      net::TlsError error;
+      tls = net::TlsStream::connect(tls_context.get(), fd.get(), url.host, error);
+      if (!tls) {
+        finish(1006, {}, make_error(ClientErrc::tls_failed, "cannot start TLS with " + url.host_header() + ": " +
+                                                                error.message));
+        return;
+      }
+      tls_handshaking = true;
+      tls_handshake();
+      return;
+    }
+    send_request();
+  }
+
+  void tls_handshake() {
+    const net::TlsResult r = tls->handshake();
+    tls_wants_write = r.status == net::TlsIo::want_write;
+    if (r.status == net::TlsIo::want_read || r.status == net::TlsIo::want_write) return;
+    if (r.status != net::TlsIo::ok) {
+      const long verify = SSL_get_verify_result(tls->native());
+      std::string why = tls->error_message();
+      if (verify != X509_V_OK) {
+        const std::string reason = X509_verify_cert_error_string(verify);
+        if (why.find(reason) == std::string::npos) why = reason + " (" + why + ")";
+        finish(1006, {}, make_error(ClientErrc::certificate_rejected,
+                                    "the certificate of " + url.host_header() + " was rejected: " + why +
+                                        (options.tls.ca_file.empty()
+                                             ? " (a private CA? give its certificate as the client's tls.ca_file)"
+                                             : " (checked against " + options.tls.ca_file + ")")));
+      } else {
+        finish(1006, {}, make_error(ClientErrc::tls_failed, "the TLS handshake with " + url.host_header() +
+                                                                " failed: " + why + " (is it a TLS port?)"));
+      }
+      return;
+    }
+    tls_handshaking = false;
+    send_request();
+  }
+
+  void send_request() {
     codec::ClientRequest request;
     request.host = host_header;
     request.resource = url.resource;
@@ -154,8 +206,6 @@ struct Client::Impl {
     auto random_byte = [this] { return static_cast<std::uint8_t>(options.random()); };
     (void)handshake.write_request(bytes, request, codec::make_websocket_key(random_byte));  // checked in start()
     out.assign(bytes.begin(), bytes.end());
-    state = ClientState::upgrading;
-    deadline = now() + options.handshake_timeout;
     flush();
   }
 
@@ -262,7 +312,18 @@ struct Client::Impl {
 
   void flush() {
     std::size_t taken = 0;
-    while (taken < out.size()) {
+    if (tls) {
+      tls_wants_write = false;
+      while (taken < out.size()) {
+        const net::TlsResult r = tls->write(out.data() + taken, out.size() - taken);
+        taken += r.bytes;
+        if (r.status != net::TlsIo::ok) {  // want_read/want_write: poll says when; closed or error: read sees it
+          tls_wants_write = r.status == net::TlsIo::want_write;
+          break;
+        }
+      }
+    }
+    while (!tls && taken < out.size()) {
       const iovec iov{out.data() + taken, out.size() - taken};
       const net::IoResult r = net::write_vec(fd.get(), &iov, 1);
       if (r.status != net::IoStatus::ok) break;  // would_block: POLLOUT; closed or error: the read side sees it
@@ -277,29 +338,71 @@ struct Client::Impl {
     if (state == ClientState::open) deadline = now() + options.ping_interval;
   }
 
+  // TLS: OpenSSL may hold whole records the socket no longer signals, so read on until it wants more input.
   void readable() {
+    if (!tls) {
+      readable_once();
+      return;
+    }
+    for (int i = 0; i < 1024 && tls && fd && !tls_handshaking && state != ClientState::stopped &&
+                    state != ClientState::waiting_to_reconnect;
+         ++i) {
+      if (!readable_once()) return;
+    }
+  }
+
+  // False when there is nothing more to read for now.
+  bool readable_once() {
     in.resize(kReadChunk);
-    const net::IoResult r = net::read_some(fd.get(), in.data(), in.size());
-    if (r.status == net::IoStatus::would_block) return;
-    const bool eof = r.status != net::IoStatus::ok;
+    bool eof = false;
+    std::size_t bytes = 0;
+    std::string tls_error;
+    if (tls) {
+      const net::TlsResult r = tls->read(in.data(), in.size());
+      if (r.status == net::TlsIo::want_read) return false;
+      if (r.status == net::TlsIo::want_write) {
+        tls_wants_write = true;
+        return false;
+      }
+      eof = r.status != net::TlsIo::ok;
+      if (r.status == net::TlsIo::error) tls_error = tls->error_message();
+      bytes = r.bytes;
+    } else {
+      const net::IoResult r = net::read_some(fd.get(), in.data(), in.size());
+      if (r.status == net::IoStatus::would_block) return false;
+      eof = r.status != net::IoStatus::ok;
+      bytes = r.bytes;
+    }
+    if (!tls_error.empty() && state != ClientState::upgrading) {
+      finish(1006, {}, make_error(ClientErrc::connection_lost, "the TLS connection failed: " + tls_error));
+      return false;
+    }
+    const net::IoResult r{eof ? net::IoStatus::closed : net::IoStatus::ok, bytes, 0};
     if (state == ClientState::upgrading) {
       if (!eof) head.append(reinterpret_cast<const char*>(in.data()), r.bytes);
       upgrade_response(eof);
-      return;
+      return !eof;
     }
     if (eof) {
       finish(1006, {}, make_error(ClientErrc::connection_lost, "the server closed the TCP connection without a "
                                                                "closing handshake"));
-      return;
+      return false;
     }
     heard_from_server();
     frames(in.data(), r.bytes);
+    return true;
   }
 
   // Ends the current connection or attempt, tells the application, and schedules the next attempt when allowed.
   void finish(std::uint16_t code, std::string_view reason, ClientError error) {
     const bool was_closing = state == ClientState::closing;
     cancel_connect();
+    if (tls) {
+      if (tls->handshake_done()) tls->shutdown();
+      tls.reset();
+    }
+    tls_handshaking = false;
+    tls_wants_write = false;
     fd.reset();
     reader.reset();
     out.clear();
@@ -372,9 +475,10 @@ ClientError Client::start() {
   if (const codec::UrlError e = codec::parse_ws_url(d.options.url, d.url)) {
     return make_error(ClientErrc::bad_url, e.message);
   }
-  if (d.url.secure) {
-    return make_error(ClientErrc::unsupported, "wss:// is not supported by edgews::Client yet; use ws://, or "
-                                               "terminate TLS in front of the server");
+  if (d.url.secure && !d.tls_context) {
+    net::TlsError error;
+    d.tls_context = net::make_client_context(d.options.tls, error);
+    if (!d.tls_context) return make_error(ClientErrc::tls_failed, "cannot set up TLS for wss://: " + error.message);
   }
   if (!d.reactor) {
     net::Error error;
@@ -416,17 +520,22 @@ void Client::poll(std::chrono::milliseconds max_wait) {
     d.reactor->run_once(static_cast<int>(wait.count()));
   } else if (d.fd) {
     short events = POLLIN;
-    if (!d.out.empty()) events |= POLLOUT;
+    if (!d.out.empty() || d.tls_wants_write) events |= POLLOUT;
     pollfd p{d.fd.get(), events, 0};
     const int n = ::poll(&p, 1, static_cast<int>(wait.count()));
     if (n > 0) revents = p.revents;
   } else if (wait.count() > 0) {
     ::poll(nullptr, 0, static_cast<int>(wait.count()));
   }
+  if (d.tls_handshaking && revents != 0) {
+    d.tls_handshake();
+    revents = 0;
+  }
   if (d.fd && (revents & POLLOUT) != 0) {
     d.flush();
   }
-  if (d.fd && (revents & (POLLIN | POLLHUP | POLLERR)) != 0) d.readable();
+  // TLS: a read that waited for writability goes on after POLLOUT.
+  if (d.fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (d.tls && (revents & POLLOUT) != 0))) d.readable();
   if (d.has_deadline() && d.now() >= d.deadline) d.timed_out();
 }
 

@@ -7,7 +7,12 @@
 // Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
 // client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4
 // interleaved, staggered, the first to connect wins); connect_timeout bounds resolution and connecting together.
-// wss:// and permessage-deflate are not supported yet (start() says so).
+//
+// wss://: TLS over the connected socket, with the URL's host as SNI and as the name the certificate must carry.
+// The certificate is verified by default, against the system store or options.tls.ca_file; a rejected one is
+// certificate_rejected, with OpenSSL's reason. permessage-deflate is not supported yet.
+// OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
+// or a server that goes away while the client writes ends the process.
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
@@ -26,13 +31,14 @@
 
 #include "codec/checked_headers.hpp"
 #include "codec/response_validator.hpp"
+#include "net/tls.hpp"
 
 namespace edgews::core {
 
 enum class ClientErrc : std::uint8_t {
   none,
-  bad_url,          // the URL is not a ws:// URL (the message says what is wrong with it)
-  unsupported,      // a valid URL this client cannot serve yet (wss://)
+  bad_url,          // the URL is not a ws:// or wss:// URL (the message says what is wrong with it)
+  unsupported,      // a valid URL this client cannot serve yet
   resolve_failed,   // the host name does not resolve (the message names the host and the resolver's answer)
   bad_request,      // the request writer refused an option (a subprotocol, the origin)
   refused,          // every address refused the connection (nothing listens on the port)
@@ -42,6 +48,8 @@ enum class ClientErrc : std::uint8_t {
   invalid_101,      // the 101 has a defect the response mode refuses (the message names it)
   protocol_error,   // the server broke RFC 6455 after the upgrade
   connection_lost,  // the TCP connection ended without a closing handshake
+  tls_failed,            // wss://: the TLS setup (options.tls) or handshake failed (the message says why)
+  certificate_rejected,  // wss://: the server's certificate did not verify (OpenSSL's reason in the message)
 };
 
 struct ClientError {
@@ -70,13 +78,15 @@ struct BackoffPolicy {
 std::chrono::milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double random01);
 
 struct ClientOptions {
-  std::string url;  // ws://HOST[:PORT][/PATH][?QUERY]
+  std::string url;  // ws:// or wss://HOST[:PORT][/PATH][?QUERY]
+  // wss://: verify (on by default), ca_file (empty: the system store), ALPN.
+  net::ClientTlsOptions tls;
   std::vector<std::string> subprotocols;
   std::string origin;             // empty: none
   codec::RequestHeaders headers;  // application headers (Authorization, User-Agent...), checked where added
   codec::ResponseMode response_mode = codec::ResponseMode::strict;
   std::chrono::milliseconds connect_timeout{5000};    // name resolution and TCP connect
-  std::chrono::milliseconds handshake_timeout{5000};  // request sent to 101 received
+  std::chrono::milliseconds handshake_timeout{5000};  // connected to 101 received (the TLS handshake included)
   std::chrono::milliseconds close_timeout{2000};      // our close sent to the server's close received
   // Liveness, on by default: after ping_interval without a byte from the server the client sends a ping, and
   // ends the connection (a timeout, then a reconnect) when nothing arrives within pong_timeout. 0 turns it off.

@@ -10,16 +10,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "codec/handshake_response.hpp"
 #include "net/fd.hpp"
+#include "net/tls.hpp"
 #include "server_harness.hpp"
 
 namespace edgews::test {
@@ -174,7 +179,7 @@ TEST(ClientBackoff, GrowsExponentiallyUpToTheCapWithJitterBelowTheBase) {
 
 TEST(Client, RefusesUrlsItCannotServeAtStart) {
   Seen seen;
-  for (const char* url : {"http://127.0.0.1/", "ws://127.0.0.1/#x", "wss://127.0.0.1/"}) {
+  for (const char* url : {"http://127.0.0.1/", "ws://127.0.0.1/#x", "wss://127.0.0.1/#x"}) {
     ClientOptions options;
     options.url = url;
     Client client(std::move(options), seen.callbacks());
@@ -557,6 +562,136 @@ TEST(Client, EchoesWithAPythonWebsocketsServer) {
   EXPECT_EQ(seen.messages[2], "abcdef");
   EXPECT_TRUE(seen.text[2]);
   EXPECT_EQ(std::count(seen.close_codes.begin(), seen.close_codes.end(), 4000), 1) << "the server's close code";
+}
+
+}  // namespace
+}  // namespace edgews::test
+
+namespace edgews::test {
+namespace {
+
+// wss:// against edgews with certificates from tools/make-dev-cert.sh: "localhost" (for localhost, 127.0.0.1 and
+// ::1), "wrong" (for wrong.example only) and "expired" (for localhost, but 2020-2021), all from one development CA.
+class ClientTls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    char tmpl[] = "/tmp/edgews-client-tls-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string tool = "'" EDGEWS_SOURCE_DIR "/tools/make-dev-cert.sh' '" + dir_ + "'";
+    for (const std::string args : {"", " --name wrong --san DNS:wrong.example",
+                                   " --name expired --expired --san DNS:localhost,IP:127.0.0.1"}) {
+      const std::string cmd = tool + args + " >/dev/null";
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  ServerConfig tls_config(const std::string& name = "localhost") {
+    ServerConfig config = test_config();
+    config.listeners[0].tls = true;
+    config.tls.certificates = {{dir_ + "/" + name + ".crt", dir_ + "/" + name + ".key"}};
+    return config;
+  }
+  static Callbacks echo() {
+    Callbacks callbacks;
+    callbacks.on_message = [](Connection& c, const Message& m) {
+      if (std::string_view(reinterpret_cast<const char*>(m.data.data()), m.data.size()) == "restart") {
+        c.close(1012, "restarting");
+      } else {
+        c.send(m.data, m.opcode);
+      }
+    };
+    return callbacks;
+  }
+  ClientOptions options(std::uint16_t port, bool with_ca = true) {
+    ClientOptions o;
+    o.url = "wss://localhost:" + std::to_string(port) + "/";
+    if (with_ca) o.tls.ca_file = dir_ + "/ca.crt";
+    o.reconnect.enabled = false;
+    return o;
+  }
+  // One connect that fails: its error.
+  static ClientError failure(ClientOptions o) {
+    Seen seen;
+    Client client(std::move(o), seen.callbacks());
+    EXPECT_FALSE(client.start());
+    EXPECT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 1000));
+    EXPECT_EQ(seen.opened, 0);
+    return seen.errors.empty() ? ClientError{} : seen.errors[0];
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ClientTls, EchoesOverWssWithTheCaGiven) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config(), echo()));
+  Seen seen;
+  Client client(options(server.port()), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); }));
+  ASSERT_EQ(seen.opened, 1) << seen.errors[0].message;
+  EXPECT_TRUE(client.send_text("over tls"));
+  const std::string big(200000, 'z');  // many records, more than one read of the client
+  EXPECT_TRUE(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}));
+  ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
+  EXPECT_EQ(seen.messages[0], "over tls");
+  EXPECT_EQ(seen.messages[1], big);
+  client.close();
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  EXPECT_FALSE(seen.errors[0]) << seen.errors[0].message;
+}
+
+TEST_F(ClientTls, AnUnknownCaIsRejectedWithOpenSslsReason) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config(), echo()));
+  const ClientError e = failure(options(server.port(), false));  // the system store knows no development CA
+  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  EXPECT_NE(e.message.find("unable to get local issuer certificate"), std::string::npos) << e.message;
+}
+
+TEST_F(ClientTls, ACertificateForAnotherNameIsAHostnameMismatch) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config("wrong"), echo()));
+  const ClientError e = failure(options(server.port()));
+  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  EXPECT_NE(e.message.find("hostname mismatch"), std::string::npos) << e.message;
+}
+
+// edgews refuses to start with an expired certificate, so a bare OpenSSL server on a thread presents it.
+TEST_F(ClientTls, AnExpiredCertificateIsRejected) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  ASSERT_NE(ctx, nullptr);
+  ASSERT_EQ(SSL_CTX_use_certificate_chain_file(ctx, (dir_ + "/expired.crt").c_str()), 1);
+  ASSERT_EQ(SSL_CTX_use_PrivateKey_file(ctx, (dir_ + "/expired.key").c_str(), SSL_FILETYPE_PEM), 1);
+  net::Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  socklen_t n = sizeof a;
+  ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &n);
+  std::thread server([&] {
+    timeval tv{5, 0};  // bounded: the test ends even when the client never comes
+    ::setsockopt(listener.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    net::Fd conn(::accept(listener.get(), nullptr, nullptr));
+    if (!conn) return;
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, conn.get());
+    (void)SSL_accept(ssl);  // fails: the client sends an alert
+    SSL_free(ssl);
+  });
+  ClientOptions o = options(ntohs(a.sin_port));
+  o.url = "wss://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+  const ClientError e = failure(std::move(o));
+  server.join();
+  SSL_CTX_free(ctx);
+  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  EXPECT_NE(e.message.find("certificate has expired"), std::string::npos) << e.message;
 }
 
 }  // namespace

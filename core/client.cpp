@@ -83,8 +83,10 @@ struct Client::Impl {
   // wss://
   net::ClientContextPtr tls_context;
   std::unique_ptr<net::TlsStream> tls;
+  net::TlsSession tls_session;   // the last resumable one, offered on the next connect
   bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
   bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
+  bool tls_resumed = false;
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
@@ -157,13 +159,14 @@ struct Client::Impl {
     deadline = now() + options.handshake_timeout;
     if (tls_context) {
       net::TlsError error;
-      tls = net::TlsStream::connect(tls_context.get(), fd.get(), url.host, error);
+      tls = net::TlsStream::connect(tls_context.get(), fd.get(), url.host, tls_session.get(), error);
       if (!tls) {
         finish(1006, {}, make_error(ClientErrc::tls_failed, "cannot start TLS with " + url.host_header() + ": " +
                                                                 error.message));
         return;
       }
       tls_handshaking = true;
+      tls_resumed = false;
       tls_handshake();
       return;
     }
@@ -192,6 +195,7 @@ struct Client::Impl {
       return;
     }
     tls_handshaking = false;
+    tls_resumed = tls->resumed();
     send_request();
   }
 
@@ -398,7 +402,11 @@ struct Client::Impl {
     const bool was_closing = state == ClientState::closing;
     cancel_connect();
     if (tls) {
-      if (tls->handshake_done()) tls->shutdown();
+      // With TLS 1.3 the tickets come after the handshake: by now the ones sent with the first records are in.
+      if (tls->handshake_done()) {
+        if (net::TlsSession session{tls->session()}) tls_session = std::move(session);
+        tls->shutdown();
+      }
       tls.reset();
     }
     tls_handshaking = false;
@@ -468,6 +476,8 @@ Client::Client(ClientOptions options, ClientCallbacks callbacks)
 Client::~Client() = default;
 
 ClientState Client::state() const { return impl_->state; }
+
+bool Client::tls_resumed() const { return impl_->tls_resumed; }
 
 ClientError Client::start() {
   Impl& d = *impl_;

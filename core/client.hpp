@@ -10,7 +10,8 @@
 //
 // wss://: TLS over the connected socket, with the URL's host as SNI and as the name the certificate must carry.
 // The certificate is verified by default, against the system store or options.tls.ca_file; a rejected one is
-// certificate_rejected, with OpenSSL's reason. permessage-deflate is not supported yet.
+// certificate_rejected, with OpenSSL's reason. The last resumable TLS session is offered again on reconnect, so
+// the server can skip the full handshake (tls_resumed() tells). permessage-deflate is not supported yet.
 // OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
 // or a server that goes away while the client writes ends the process.
 //
@@ -133,6 +134,8 @@ class Client {
   void close(std::uint16_t code = 1000, std::string_view reason = {});
 
   ClientState state() const;
+  // wss://: the current (or last) connection's TLS handshake resumed the session of an earlier one.
+  bool tls_resumed() const;
 
  private:
   struct Impl;

@@ -694,5 +694,30 @@ TEST_F(ClientTls, AnExpiredCertificateIsRejected) {
   EXPECT_NE(e.message.find("certificate has expired"), std::string::npos) << e.message;
 }
 
+// The server ends the connection with 1012 and the client comes back to the same running server: it offers the
+// session of the first connection, and the server takes it.
+TEST_F(ClientTls, AReconnectResumesTheTlsSession) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config(), echo()));
+  Seen seen;
+  ClientOptions o = options(server.port());
+  o.reconnect.enabled = true;
+  o.reconnect.initial = milliseconds(10);
+  Client client(std::move(o), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); }));
+  ASSERT_EQ(seen.opened, 1) << seen.errors[0].message;
+  EXPECT_FALSE(client.tls_resumed()) << "nothing to resume on the first connect";
+  EXPECT_TRUE(client.send_text("restart"));
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 2; }));
+  EXPECT_EQ(seen.close_codes.front(), 1012);
+  EXPECT_TRUE(client.tls_resumed()) << "the second handshake resumed the first session";
+  EXPECT_TRUE(client.send_text("still here"));
+  ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); }));
+  EXPECT_EQ(seen.messages.back(), "still here");
+  client.close();
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+}
+
 }  // namespace
 }  // namespace edgews::test

@@ -1,8 +1,12 @@
 // A reconnecting subscriber: connects to an edgews (or any WebSocket) server, sends a subscription once each
 // connection opens, prints what arrives, and keeps coming back with capped exponential backoff when the server
-// goes away. Stops after SECONDS (default: run until killed).
+// goes away. Stops after SECONDS (default: run until killed; 0 too). For wss://, CA_FILE is the CA to trust
+// instead of the system store (a development CA from tools/make-dev-cert.sh).
 //
 //   client ws://127.0.0.1:8080/feed [SECONDS]
+//   client wss://localhost:8443/feed 0 certs/ca.crt
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -12,12 +16,14 @@
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: client ws://HOST:PORT/PATH [SECONDS]\n");
+    std::fprintf(stderr, "usage: client ws[s]://HOST:PORT/PATH [SECONDS [CA_FILE]]\n");
     return 2;
   }
   const double seconds = argc > 2 ? std::atof(argv[2]) : 0;
   edgews::ClientOptions options;
-  options.url = argv[1];
+  options.url = argv[1];  // the host may be a name: it is resolved, and IPv6 and IPv4 addresses tried in turn
+  if (argc > 3) options.tls.ca_file = argv[3];  // verification stays on; only the trusted CA changes
+  ::signal(SIGPIPE, SIG_IGN);                   // OpenSSL writes with write(2)
   options.reconnect.initial = std::chrono::milliseconds(200);
   options.reconnect.max = std::chrono::milliseconds(10000);
   if (auto e = options.headers.add("User-Agent", "edgews-example-client")) std::fprintf(stderr, "%s\n", e.message.c_str());

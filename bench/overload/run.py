@@ -3,7 +3,8 @@
 
     bench/overload/run.py [BUILD_DIR] [--servers edgews,uws,websocketpp] [--duration 20] [--after 30] ...
 
-For each server (pinned to core 0; the clients on core 1):
+For each server (pinned to core 0; the clients on core 1, the hostile ones at the lowest CPU priority so that they
+do not delay the honest ones' generator):
   1. baseline: the honest load alone (`edgews load`, open loop, every echo verified by hash and sequence);
   2. the mix: the same honest load while edgews_hostile runs its kinds (slowloris, huge frames, garbage,
      half frames with reset, floods that never read), each switchable (--slowloris 0 turns one off);
@@ -141,7 +142,10 @@ def run_server(name, command, args, out):
         before = sampler.read()
         t_mix = time.monotonic()
         hostile_json = os.path.join(out, f"{name}-hostile.json")
-        hostile_cmd = ["taskset", "-c", "1", os.path.join(args.build, "bench", "overload", "edgews_hostile"),
+        # The hostile clients share the honest ones' core at the lowest priority: the honest latency then measures
+        # how the server treats them, not how the two generators share a core.
+        hostile_cmd = ["nice", "-n", "19", "taskset", "-c", "1",
+                       os.path.join(args.build, "bench", "overload", "edgews_hostile"),
                        "--port", str(port), "--duration", str(args.duration), "--json", hostile_json,
                        "--slowloris", str(args.slowloris), "--huge", str(args.huge), "--garbage", str(args.garbage),
                        "--reset", str(args.reset), "--flood", str(args.flood), "--sources", str(args.sources)]

@@ -97,7 +97,11 @@ def read_json(path):
         return None
 
 
-def metrics(port):
+GAUGES = ("edgews_connections_open", "edgews_connections_throttled", "edgews_connections_paused",
+          "edgews_memory_bytes", "edgews_memory_budget_bytes")
+
+
+def metrics(port, gauges=None):
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
@@ -108,7 +112,10 @@ def metrics(port):
             "edgews_paused", "edgews_throttled", "edgews_admission", "edgews_rate")
     lines = []
     for line in text.splitlines():
-        if line.startswith(keep) and not line.rstrip().endswith(" 0"):
+        if gauges is not None:
+            if line.split(" ")[0] in gauges:
+                lines.append(line)
+        elif line.startswith(keep) and not line.rstrip().endswith(" 0"):
             lines.append(line)
     return lines
 
@@ -153,6 +160,8 @@ def run_server(name, command, args, out):
         time.sleep(1)  # the hostile connections are in place before the honest ones measure
         mix_json = os.path.join(out, f"{name}-mix.json")
         honest(args.build, port, max(1, args.duration - 3), args, mix_json).wait(timeout=args.duration + 30)
+        # While the hostile clients are still there: the gauges of what is held (throttled, paused, memory).
+        gauges_seen = metrics(ports[1], GAUGES) if name == "edgews" else []
         hostile_table, _ = hostile.communicate(timeout=args.duration + 60)
         t_hostile_gone = time.monotonic()
         report["mix"] = read_json(mix_json)
@@ -175,6 +184,9 @@ def run_server(name, command, args, out):
         print(f"| RSS | {mib(before[1])} | {mib(peak_rss)} | {mib(after[1])} |")
         print(f"| open descriptors | {before[2]} | {peak_fds} | {after[2]} |")
         print("\nhostile clients:\n```\n" + hostile_table.rstrip() + "\n```")
+        report["metrics_during_mix"] = gauges_seen
+        if gauges_seen:
+            print("edgews /metrics gauges near the end of the mix:\n```\n" + "\n".join(gauges_seen) + "\n```")
         if report["metrics"]:
             print("edgews /metrics after the run (non-zero):\n```\n" + "\n".join(report["metrics"]) + "\n```")
         sys.stdout.flush()

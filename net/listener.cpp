@@ -18,6 +18,13 @@ Error set_option(int fd, int level, int name, int value, const char* what, const
   return {};
 }
 
+// The address a listening socket is bound to (the real port when port 0 was asked). `what` names it in the error.
+Error local_address(int fd, const std::string& what, Address& bound) {
+  bound.length = sizeof bound.storage;
+  if (::getsockname(fd, bound.data(), &bound.length) < 0) return system_error(errno, "getsockname of " + what);
+  return {};
+}
+
 // accept(2) errors that concern one pending connection, not the listener: skip it and accept the next.
 bool is_per_connection_error(int code) {
   switch (code) {
@@ -56,20 +63,8 @@ std::unique_ptr<Listener> Listener::open(Reactor& reactor, const Address& addres
     return nullptr;
   }
   Address bound;
-  bound.length = sizeof bound.storage;
-  if (::getsockname(fd.get(), bound.data(), &bound.length) < 0) {
-    error = system_error(errno, "getsockname of the listener on " + address.to_string());
-    return nullptr;
-  }
-  std::unique_ptr<Listener> listener(new Listener(reactor, std::move(fd), bound, std::move(on_accept)));
-  if (!listener->spare_) {
-    error = system_error(errno, "open(/dev/null) for the listener's spare descriptor (raise the descriptor "
-                                "limit: ulimit -n)");
-    return nullptr;
-  }
-  // Only EPOLLIN matters for a listener; edge-triggered like everything else, hence accept until EAGAIN.
-  if ((error = reactor.add(listener->fd(), listener.get(), EPOLLIN | EPOLLET))) return nullptr;
-  return listener;
+  if ((error = local_address(fd.get(), "the listener on " + address.to_string(), bound))) return nullptr;
+  return finish_open(reactor, std::move(fd), bound, std::move(on_accept), error);
 }
 
 std::unique_ptr<Listener> Listener::adopt(Reactor& reactor, Fd fd, AcceptCallback on_accept, Error& error) {
@@ -92,24 +87,26 @@ std::unique_ptr<Listener> Listener::adopt(Reactor& reactor, Fd fd, AcceptCallbac
     return nullptr;
   }
   Address bound;
-  bound.length = sizeof bound.storage;
-  if (::getsockname(fd.get(), bound.data(), &bound.length) < 0) {
-    error = system_error(errno, "getsockname of " + what);
-    return nullptr;
-  }
+  if ((error = local_address(fd.get(), what, bound))) return nullptr;
   if (bound.family() != AF_INET && bound.family() != AF_INET6) {
     error = {EINVAL, what + " is not a TCP/IP socket (a Unix socket?): ListenStream= takes a port or an address "
                             "and port"};
     return nullptr;
   }
+  return finish_open(reactor, std::move(fd), bound, std::move(on_accept), error);
+}
+
+std::unique_ptr<Listener> Listener::finish_open(Reactor& reactor, Fd fd, const Address& bound,
+                                                AcceptCallback on_accept, Error& error) {
   std::unique_ptr<Listener> listener(new Listener(reactor, std::move(fd), bound, std::move(on_accept)));
   if (!listener->spare_) {
     error = system_error(errno, "open(/dev/null) for the listener's spare descriptor (raise the descriptor "
                                 "limit: ulimit -n)");
     return nullptr;
   }
-  // Connections may already wait in the backlog (they came before this process started): epoll reports a socket
-  // that is ready when it is added, so they are accepted on the first turn.
+  // Only EPOLLIN matters for a listener; edge-triggered like everything else, hence accept until EAGAIN. An
+  // inherited socket may already hold connections in its backlog (they came before this process started): epoll
+  // reports a socket that is ready when it is added, so they are accepted on the first turn.
   if ((error = reactor.add(listener->fd(), listener.get(), EPOLLIN | EPOLLET))) return nullptr;
   return listener;
 }

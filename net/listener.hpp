@@ -61,6 +61,9 @@ class Listener final : private Reactor::Handler {
 
  private:
   Listener(Reactor& reactor, Fd fd, const Address& address, AcceptCallback on_accept);
+  // What open() and adopt() share once the socket listens at `bound`: the spare descriptor and the reactor.
+  static std::unique_ptr<Listener> finish_open(Reactor& reactor, Fd fd, const Address& bound, AcceptCallback on_accept,
+                                               Error& error);
   void on_events(std::uint32_t events) override;
   void accept_ready();
   enum class Shed : std::uint8_t { shed, drained, failed };

@@ -22,8 +22,8 @@
 #include "codec/response_validator.hpp"
 #include "codec/utf8.hpp"
 #include "core/log.hpp"
-#include "tools/cli.hpp"
 #include "tools/doctor_link.hpp"
+#include "tools/options.hpp"
 
 namespace edgews::tools {
 
@@ -35,14 +35,6 @@ Checks a WebSocket server (any server, ws:// or wss://) the way strict clients s
 WebKit and node ws do: prints the raw 101 response head, validates it strictly, then exchanges a text and a
 binary echo, a ping and a clean close. Exit status: 0 clean, 1 any defect, 2 usage error.
 
-  --origin ORIGIN        send this Origin header (browsers always send one)
-  --subprotocol NAME     offer this subprotocol (repeatable, in preference order)
-  --deflate              offer permessage-deflate (compressed replies are inflated)
-  --ca FILE              for wss://: trust this CA (PEM) instead of the system's
-  --insecure             for wss://: do not verify the certificate
-  --timeout MS           for each step (default 5000)
-  --no-echo              the server is not an echo server: skip the echo steps
-  --json                 one JSON object on stdout instead of the report
 )";
 
 using Kind = codec::ResponseDefect::Kind;
@@ -759,23 +751,25 @@ void run(const Options& options, Report& report) {
 
 int doctor_main(int argc, char** argv) {
   Options options;
-  Args args(argc, argv, kDoctorUsage);
-  while (args.next()) {
-    if (args.positional()) {
-      if (!options.url.empty()) args.fail("only one URL, please");
-      options.url = std::string(args.current());
-    } else if (args.is("--origin")) options.origin = args.value();
-    else if (args.is("--subprotocol")) options.subprotocols.push_back(args.value());
-    else if (args.is("--deflate")) options.deflate = true;
-    else if (args.is("--ca")) options.tls.ca_file = args.value();
-    else if (args.is("--insecure")) options.tls.insecure = true;
-    else if (args.is("--timeout")) options.timeout_ms = static_cast<long>(args.number(1, 600000));
-    else if (args.is("--no-echo")) options.echo = false;
-    else if (args.is("--json")) options.json = true;
-    else args.unknown();
+  OptionTable table("edgews doctor", kDoctorUsage);
+  table.text("--origin", "ORIGIN", options.origin, "send this Origin header (browsers always send one)")
+      .list("--subprotocol", "NAME", options.subprotocols, "offer this subprotocol (repeatable, in preference order)")
+      .flag("--deflate", options.deflate, true, "offer permessage-deflate (compressed replies are inflated)")
+      .text("--ca", "FILE", options.tls.ca_file, "for wss://: trust this CA (PEM) instead of the system's")
+      .flag("--insecure", options.tls.insecure, true, "for wss://: do not verify the certificate")
+      .number("--timeout", "MS", options.timeout_ms, {1, 600000}, "for each step")
+      .flag("--no-echo", options.echo, false, "the server is not an echo server: skip the echo steps")
+      .flag("--json", options.json, true, "one JSON object on stdout instead of the report");
+  const auto take_url = [&options](std::string_view argument) {
+    if (!options.url.empty()) return std::string("only one URL, please");
+    options.url = std::string(argument);
+    return std::string();
+  };
+  if (int status = 0; !table.parse(argc, argv, status, take_url)) return status;
+  if (options.url.empty()) {
+    std::fprintf(stderr, "edgews doctor: a ws:// or wss:// URL is needed (try --help)\n");
+    return 2;
   }
-  if (args.ok() && options.url.empty()) args.fail("a ws:// or wss:// URL is needed");
-  if (!args.ok()) return 2;
   for (const std::string& p : options.subprotocols) {
     if (!codec::is_token(p)) {
       std::fprintf(stderr, "edgews doctor: --subprotocol '%s' is not an HTTP token (RFC 6455 4.1)\n", p.c_str());

@@ -37,28 +37,16 @@
 
 #include "codec/frame.hpp"
 #include "codec/mask.hpp"
-#include "tools/cli.hpp"
+#include "tools/options.hpp"
 
 namespace {
 
-using edgews::tools::Args;
+using edgews::tools::OptionTable;
 
 constexpr const char* kUsage = R"(usage: edgews_hostile --port N [options]
 
 The misbehaving clients of the overload benchmark (bench/overload/run.sh). Each kind is off at 0.
-  --host ADDR          server address (default 127.0.0.1; IPv4)
-  --port N             server port
-  --path PATH          upgrade path (default /)
-  --duration S         seconds to run (default 20)
-  --slowloris N        connections sending an upgrade request one byte per --trickle-ms (default 1500)
-  --huge N             upgraded connections announcing a 1 GiB frame, one byte per --trickle-ms (default 200)
-  --garbage R          new connections per second sending 1 KiB of random bytes (default 100)
-  --reset R            new connections per second that upgrade, send half a frame and reset (default 100)
-  --flood N            upgraded connections sending 64 KiB messages without reading (default 100)
-  --flood-size BYTES   message size of --flood (default 65536)
-  --trickle-ms MS      interval of the trickling kinds (default 1000)
-  --sources N          spread the connections over 127.0.0.2 .. 127.0.0.(N+1) (default 1)
-  --json FILE          write the results as JSON to FILE
+
 )";
 
 constexpr std::uint64_t kSecond = 1000000000ull;
@@ -476,25 +464,29 @@ class Hostile {
 
 int main(int argc, char** argv) {
   Options o;
-  Args args(argc - 1, argv + 1, kUsage);
-  while (args.next()) {
-    if (args.is("--host")) o.host = args.value();
-    else if (args.is("--port")) o.port = static_cast<int>(args.number(1, 65535));
-    else if (args.is("--path")) o.path = args.value();
-    else if (args.is("--duration")) o.duration = static_cast<int>(args.number(1, 3600));
-    else if (args.is("--slowloris")) o.slowloris = static_cast<int>(args.number(0, 15000));
-    else if (args.is("--huge")) o.huge = static_cast<int>(args.number(0, 15000));
-    else if (args.is("--garbage")) o.garbage = static_cast<int>(args.number(0, 10000));
-    else if (args.is("--reset")) o.reset = static_cast<int>(args.number(0, 10000));
-    else if (args.is("--flood")) o.flood = static_cast<int>(args.number(0, 15000));
-    else if (args.is("--flood-size")) o.flood_size = static_cast<int>(args.number(1, 16 << 20));
-    else if (args.is("--trickle-ms")) o.trickle_ms = static_cast<int>(args.number(1, 60000));
-    else if (args.is("--sources")) o.sources = static_cast<int>(args.number(1, 250));
-    else if (args.is("--json")) o.json = args.value();
-    else args.unknown();
+  OptionTable table("edgews_hostile", kUsage);
+  table.text("--host", "ADDR", o.host, "server address (IPv4)")
+      .number("--port", "N", o.port, {1, 65535}, "server port (required)")
+      .shown_default("")
+      .text("--path", "PATH", o.path, "upgrade path")
+      .number("--duration", "S", o.duration, {1, 3600}, "seconds to run")
+      .number("--slowloris", "N", o.slowloris, {0, 15000},
+              "connections sending an upgrade request one byte per --trickle-ms")
+      .number("--huge", "N", o.huge, {0, 15000},
+              "upgraded connections announcing a 1 GiB frame, one byte per --trickle-ms")
+      .number("--garbage", "R", o.garbage, {0, 10000}, "new connections per second sending 1 KiB of random bytes")
+      .number("--reset", "R", o.reset, {0, 10000},
+              "new connections per second that upgrade, send half a frame and reset")
+      .number("--flood", "N", o.flood, {0, 15000}, "upgraded connections sending 64 KiB messages without reading")
+      .number("--flood-size", "BYTES", o.flood_size, {1, 16 << 20}, "message size of --flood")
+      .number("--trickle-ms", "MS", o.trickle_ms, {1, 60000}, "interval of the trickling kinds")
+      .number("--sources", "N", o.sources, {1, 250}, "spread the connections over 127.0.0.2 .. 127.0.0.(N+1)")
+      .text("--json", "FILE", o.json, "write the results as JSON to FILE");
+  if (int status = 0; !table.parse(argc - 1, argv + 1, status)) return status;
+  if (o.port == 0) {
+    std::fprintf(stderr, "edgews_hostile: --port is required (try --help)\n");
+    return 2;
   }
-  if (args.ok() && o.port == 0) args.fail("--port is required");
-  if (!args.ok()) return 2;
   in_addr check{};
   if (inet_pton(AF_INET, o.host.c_str(), &check) != 1) {
     std::fprintf(stderr, "edgews_hostile: --host takes an IPv4 address, not '%s'\n", o.host.c_str());

@@ -28,10 +28,10 @@
 #include "codec/ws_url.hpp"
 #include "net/socket.hpp"
 #include "net/tls.hpp"
-#include "tools/cli.hpp"
 #include "tools/load/histogram.hpp"
 #include "tools/load/payload.hpp"
 #include "tools/load/proc_stats.hpp"
+#include "tools/options.hpp"
 
 namespace edgews::tools {
 
@@ -44,22 +44,6 @@ XXH3 of the payload plus a sequence number count corrupted, lost, duplicated and
 101 response is checked by the strict validator. Exit status 0 when no error was counted, 1 otherwise.
 
   URL                       ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (HOST numeric or localhost)
-  --connections N           connections (default 100)
-  --inflight N              messages in flight per connection (default 1)
-  --size BYTES              payload size, at least 16 (default 16)
-  --text                    send text messages (default binary)
-  --duration S              measured seconds (default 5)
-  --warmup S                seconds before measuring (default 1)
-  --rate N                  open loop: N messages/s in total at fixed times (default 0: closed loop);
-                            latency counts from the scheduled send time (the generator wakes up once
-                            per send interval, at most every 20 us, so a send may be that late)
-  --connect-only            open N connections and hold them idle for --duration seconds (memory per
-                            connection: use with --server-pid)
-  --server-pid PID          report this process's CPU time per message and its RSS over the measured window
-  --ca FILE                 wss://: verify the server against this CA (default: no verification)
-  --connect-timeout S       give up on connections not open after S seconds (default 10)
-  --json FILE               write the results as JSON to FILE ('-' for stdout)
-  --quiet                   no progress line
 )";
 
 constexpr std::size_t kReadBuffer = 256 * 1024;
@@ -779,28 +763,35 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
 int load_main(int argc, char** argv) {
   Options o;
   std::string url;
-  Args args(argc, argv, kLoadUsage);
-  while (args.next()) {
-    if (args.positional()) {
-      if (!url.empty()) args.fail("one URL only");
-      url = std::string(args.current());
-    } else if (args.is("--connections")) o.connections = static_cast<int>(args.number(1, 1000000));
-    else if (args.is("--inflight")) o.inflight = static_cast<int>(args.number(1, 65536));
-    else if (args.is("--size")) o.size = static_cast<std::size_t>(args.number(16, 64LL << 20));
-    else if (args.is("--text")) o.text = true;
-    else if (args.is("--binary")) o.text = false;
-    else if (args.is("--duration")) o.duration = static_cast<double>(args.number(1, 3600));
-    else if (args.is("--warmup")) o.warmup = static_cast<double>(args.number(0, 600));
-    else if (args.is("--rate")) o.rate = static_cast<double>(args.number(0, 100000000));
-    else if (args.is("--connect-only")) o.connect_only = true;
-    else if (args.is("--server-pid")) o.server_pid = static_cast<pid_t>(args.number(1, 1 << 30));
-    else if (args.is("--ca")) o.ca_file = args.value();
-    else if (args.is("--connect-timeout")) o.connect_timeout = static_cast<double>(args.number(1, 600));
-    else if (args.is("--json")) o.json = args.value();
-    else if (args.is("--quiet")) o.quiet = true;
-    else args.unknown();
-  }
-  if (!args.ok()) return 2;
+  OptionTable table("edgews load", kLoadUsage);
+  table.number("--connections", "N", o.connections, {1, 1000000}, "connections")
+      .number("--inflight", "N", o.inflight, {1, 65536}, "messages in flight per connection")
+      .number("--size", "BYTES", o.size, {16, 64LL << 20}, "payload size")
+      .flag("--text", o.text, true, "send text messages (default binary)")
+      .flag("--binary", o.text, false, "send binary messages")
+      .number("--duration", "S", o.duration, {1, 3600}, "measured seconds")
+      .number("--warmup", "S", o.warmup, {0, 600}, "seconds before measuring")
+      .number("--rate", "N", o.rate, {1, 100000000},
+              "open loop: N messages/s in total at fixed times; latency counts from the scheduled send time (the "
+              "generator wakes up once per send interval, at most every 20 us, so a send may be that late). Off: "
+              "closed loop")
+      .or_off()
+      .flag("--connect-only", o.connect_only, true,
+            "open N connections and hold them idle for --duration seconds (memory per connection: use with "
+            "--server-pid)")
+      .number("--server-pid", "PID", o.server_pid, {1, 1 << 30},
+              "report this process's CPU time per message and its RSS over the measured window")
+      .shown_default("")
+      .text("--ca", "FILE", o.ca_file, "wss://: verify the server against this CA (default: no verification)")
+      .number("--connect-timeout", "S", o.connect_timeout, {1, 600}, "give up on connections not open after S seconds")
+      .text("--json", "FILE", o.json, "write the results as JSON to FILE ('-' for stdout)")
+      .flag("--quiet", o.quiet, true, "no progress line");
+  const auto take_url = [&url](std::string_view argument) {
+    if (!url.empty()) return std::string("one URL only");
+    url = std::string(argument);
+    return std::string();
+  };
+  if (int status = 0; !table.parse(argc, argv, status, take_url)) return status;
   std::string url_error = "no URL given";
   if (url.empty() || !parse_url(url, o, url_error)) {
     std::fprintf(stderr, "edgews load: %s; give the server as ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (try --help)\n",

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
 from webdriver import DRIVERS  # noqa: E402
-from wsfixture import EdgewsServer, make_cert, temp_dir  # noqa: E402
+from harness import make_certs, serve, temp_dir  # noqa: E402
 
 ARTIFACTS = os.path.join(os.environ.get("EDGEWS_ARTIFACTS", os.path.join(os.getcwd(), "artifacts")), "browser")
 
@@ -238,9 +238,9 @@ SCENARIOS = {
 def main():
     browser, scenario = sys.argv[1], sys.argv[2]
     with temp_dir() as directory:
-        ca, cert, key = make_cert(directory)
+        certs = make_certs(directory)
         run, extra = SCENARIOS[scenario]
-        server = EdgewsServer(tls=(cert, key), extra=extra).start()
+        server = serve(*extra, tls=(certs["cert"], certs["key"]))
         driver = None
         session = None
         try:

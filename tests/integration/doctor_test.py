@@ -7,8 +7,7 @@ import subprocess
 import sys
 import unittest
 
-from wsfixture import (BrokenServer, EdgewsServer, accept_for, canonical_head, edgews_binary, make_cert,
-                       temp_dir)
+from harness import BrokenServer, accept_for, canonical_head, edgews_binary, make_certs, serve, temp_dir
 
 
 def doctor(url, *options):
@@ -47,7 +46,7 @@ class DoctorTest(unittest.TestCase):
     # --- clean servers ------------------------------------------------------------------------------------
 
     def test_edgews_serve_is_clean_over_ws(self):
-        with EdgewsServer() as server:
+        with serve() as server:
             code, report = doctor("ws://127.0.0.1:%d/" % server.port, "--origin", "http://localhost")
         self.assertEqual(report["defects"], [])
         self.assertEqual(code, 0)
@@ -57,8 +56,9 @@ class DoctorTest(unittest.TestCase):
 
     def test_edgews_serve_is_clean_over_wss_with_the_test_ca(self):
         with temp_dir() as d:
-            ca, cert, key = make_cert(d)
-            with EdgewsServer(tls=(cert, key)) as server:
+            certs = make_certs(d)
+            ca = certs["ca"]
+            with serve(tls=(certs["cert"], certs["key"])) as server:
                 code, report = doctor("wss://localhost:%d/" % server.tls_port, "--ca", ca)
                 self.assertEqual(report["defects"], [], json.dumps(report, indent=1))
                 self.assertEqual(code, 0)
@@ -71,7 +71,7 @@ class DoctorTest(unittest.TestCase):
                 self.assertEqual((code, report["defects"]), (0, []))
 
     def test_edgews_serve_with_subprotocol_is_clean_when_it_matches(self):
-        with EdgewsServer(extra=["--subprotocol", "chat"]) as server:
+        with serve("--subprotocol", "chat") as server:
             code, report = doctor("ws://127.0.0.1:%d/" % server.port, "--subprotocol", "other",
                                   "--subprotocol", "chat")
         self.assertEqual((code, report["defects"]), (0, []))

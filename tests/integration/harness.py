@@ -1,5 +1,7 @@
-"""Shared pieces of the edgews integration tests: start a server, find its port, stop it by PID, look at its
-descriptors and memory, speak raw RFC 6455 where a real client would refuse to misbehave, and report checks.
+"""The fixture of the edgews integration tests (and of the browser tests and benchmarks that start servers):
+start a server, find its ports, stop it by PID, look at its log, descriptors and memory; make a development
+certificate; speak raw RFC 6455 where a real client would refuse to misbehave; a deliberately broken server for
+`edgews doctor` to diagnose; and report checks.
 
 Run with /usr/bin/python3 (Debian's, which has python3-websockets 10.4). Paths come from the environment that
 tests/integration/CMakeLists.txt sets: EDGEWS_BIN, EDGEWS_TEST_SERVER, EDGEWS_SOURCE_DIR, EDGEWS_CLIENTS_DIR.
@@ -18,10 +20,12 @@ import tempfile
 import threading
 import time
 import traceback
+import zlib
 
 EDGEWS_BIN = os.environ.get("EDGEWS_BIN", "")
 TEST_SERVER_BIN = os.environ.get("EDGEWS_TEST_SERVER", "")
-SOURCE_DIR = os.environ.get("EDGEWS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+SOURCE_DIR = os.environ.get("EDGEWS_SOURCE_DIR",
+                            os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CLIENTS_DIR = os.environ.get("EDGEWS_CLIENTS_DIR", os.path.join(SOURCE_DIR, "tests", "clients"))
 
 # Generous bounds: the suite runs on a loaded 2-core machine. Nothing asserts that anything is fast.
@@ -50,25 +54,65 @@ def expect_eq(actual, wanted, what):
 # Servers
 
 
+def edgews_binary():
+    """The edgews command under test (EDGEWS_BIN, which ctest sets)."""
+    expect(EDGEWS_BIN and os.access(EDGEWS_BIN, os.X_OK),
+           f"EDGEWS_BIN must name the built edgews binary (ctest sets it), not {EDGEWS_BIN!r}")
+    return EDGEWS_BIN
+
+
 class Server:
-    """One server process on an ephemeral port, owned by the test that started it."""
+    """One server process on ephemeral ports, owned by the test that started it: `edgews serve ARGS`, or another
+    binary with ARGS. Started at once unless start=False; as a context manager it is stopped at the end, and its
+    log is printed when the block failed. ports are those of the start-up line ("edgews: listening on ports P..."):
+    port the first, tls_port the second when there is one."""
 
-    def __init__(self, args, binary=None, name="edgews"):
-        binary = binary or EDGEWS_BIN
-        expect(binary and os.access(binary, os.X_OK), f"server binary not found: {binary!r} (set EDGEWS_BIN)")
+    def __init__(self, args, binary=None, name="edgews", start=True):
+        self.binary = edgews_binary() if binary is None else binary
+        expect(self.binary and os.access(self.binary, os.X_OK), f"server binary not found: {self.binary!r}")
         self.name = name
+        self.args = list(args)
+        # stderr goes to a file, kept across restarts: a pipe nobody reads could fill up and stall the server.
         self.stderr_file = tempfile.NamedTemporaryFile(prefix="edgews-integ-", suffix=".log", delete=False)
-        cmd = [binary] + list(args)
-        if binary == EDGEWS_BIN:
-            cmd = [binary, "serve"] + list(args)
-        self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr_file, stdin=subprocess.DEVNULL)
-        self.pid = self.proc.pid
-        self.ports = self._read_ports()
-        self.port = self.ports[0]
+        self.proc = None
+        self.ports = []
+        self.port = self.tls_port = None
         self.exit_code = None
+        if start:
+            self.start()
 
-    def _read_ports(self):
+    @property
+    def cmd(self):
+        prefix = [self.binary, "serve"] if self.binary == EDGEWS_BIN else [self.binary]
+        return prefix + self.args
+
+    def start(self, timeout=START_TIMEOUT):
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.stderr_file,
+                                     stdin=subprocess.DEVNULL)
+        self.pid = self.proc.pid
+        self.exit_code = None
+        self.ports = self._read_ports(timeout)
+        self.port = self.ports[0]
+        self.tls_port = self.ports[1] if len(self.ports) > 1 else None
+        return self
+
+    def restart(self, pause=0.0):
+        """Stops the server and starts it again on the ports it had (--port and --tls-port pinned to them)."""
+        self.stop()
+        pinned = {"--port": self.port, "--tls-port": self.tls_port}
+        self.args = [str(pinned[self.args[i - 1]]) if i > 0 and pinned.get(self.args[i - 1]) is not None else arg
+                     for i, arg in enumerate(self.args)]
+        time.sleep(pause)
+        deadline = time.monotonic() + 10
+        while True:  # the port may linger for a moment after the old process exits
+            try:
+                return self.start()
+            except CheckFailed:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _read_ports(self, timeout):
         lines = []
         result = {}
 
@@ -83,17 +127,18 @@ class Server:
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
-        t.join(START_TIMEOUT)
+        t.join(timeout)
         if "ports" not in result:
             self.stop()
-            raise CheckFailed(f"{self.cmd!r} printed no port within {START_TIMEOUT}s; stdout={lines!r} "
+            raise CheckFailed(f"{self.cmd!r} printed no port within {timeout}s; stdout={lines!r} "
                               f"stderr={self.log()[-2000:]!r}")
         return result["ports"]
 
     def alive(self):
-        return self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None
 
     def log(self):
+        """What the server wrote to stderr so far (over all its starts)."""
         try:
             with open(self.stderr_file.name, "rb") as f:
                 return f.read().decode(errors="replace")
@@ -111,7 +156,7 @@ class Server:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def signal(self, signo):
-        if self.proc.poll() is None:
+        if self.alive():
             os.kill(self.pid, signo)
 
     def wait(self, timeout):
@@ -124,6 +169,8 @@ class Server:
 
     def stop(self):
         """SIGTERM, then SIGKILL after STOP_TIMEOUT. Returns the exit code (negative for a signal)."""
+        if self.proc is None:
+            return self.exit_code
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
             if self.wait(STOP_TIMEOUT) is None:
@@ -132,7 +179,6 @@ class Server:
         self.exit_code = self.proc.returncode
         if self.proc.stdout:
             self.proc.stdout.close()
-        self.stderr_file.close()
         return self.exit_code
 
     def __enter__(self):
@@ -140,6 +186,7 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+        self.stderr_file.close()
         if exc[0] is None:
             os.unlink(self.stderr_file.name)
         else:
@@ -149,16 +196,31 @@ class Server:
 
 
 def edgews(*args):
+    """`edgews serve ARGS`, exactly these arguments."""
     return Server(list(args))
+
+
+def serve(*flags, tls=None, start=True):
+    """`edgews serve` on 127.0.0.1, on ports the kernel chooses, logging warnings and errors, then FLAGS;
+    tls=(cert, key) adds the wss:// listener (its port is tls_port)."""
+    args = ["--host", "127.0.0.1", "--port", "0", "--log-level", "warn"]
+    if tls:
+        args += ["--tls-port", "0", "--tls-cert", tls[0], "--tls-key", tls[1]]
+    return Server(args + list(flags), start=start)
 
 
 def test_server(*args):
     return Server(list(args), binary=TEST_SERVER_BIN, name="integration_server")
 
 
-def make_certs():
-    """A development CA and a localhost certificate in a fresh temporary directory."""
-    directory = tempfile.mkdtemp(prefix="edgews-certs-")
+def temp_dir():
+    return tempfile.TemporaryDirectory(prefix="edgews-test-")
+
+
+def make_certs(directory=None):
+    """A development CA and a localhost certificate (tools/make-dev-cert.sh) in `directory`, or in a fresh
+    temporary one: {"dir", "ca", "cert", "key"}."""
+    directory = directory or tempfile.mkdtemp(prefix="edgews-certs-")
     subprocess.run(["bash", os.path.join(SOURCE_DIR, "tools", "make-dev-cert.sh"), directory], check=True,
                    stdout=subprocess.DEVNULL, timeout=60)
     return {"dir": directory, "ca": os.path.join(directory, "ca.crt"),
@@ -177,6 +239,12 @@ def client_ssl_context(ca_file):
 
 def accept_for(key):
     return base64.b64encode(hashlib.sha1(key.encode() + WS_GUID).digest()).decode()
+
+
+def canonical_head(key):
+    """The 101 response head edgews writes (and the broken servers start from)."""
+    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: %s\r\n\r\n" % accept_for(key))
 
 
 def upgrade_request(port, key="dGhlIHNhbXBsZSBub25jZQ==", path="/", extra=(), version="13"):
@@ -302,6 +370,16 @@ class FrameReader:
                 return None, ""
 
 
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise EOFError("connection closed")
+        data += chunk
+    return data
+
+
 def close_payload(code, reason=b""):
     return struct.pack("!H", code) + reason
 
@@ -319,6 +397,99 @@ def wait_until(predicate, timeout, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A deliberately broken server, for `edgews doctor` to diagnose.
+
+
+def echo_frames(conn, deflate=False):
+    """A minimal RFC 6455 echo loop (server side): echoes data frames, answers pings, answers a close and ends.
+    With deflate, data replies are compressed (RFC 7692 7.2.1, with context takeover) and carry RSV1."""
+    compressor = zlib.compressobj(wbits=-15) if deflate else None
+    while True:
+        b0, b1 = recv_exact(conn, 2)
+        opcode, n = b0 & 0x0F, b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", recv_exact(conn, 2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", recv_exact(conn, 8))[0]
+        key = recv_exact(conn, 4) if b1 & 0x80 else None
+        payload = recv_exact(conn, n)
+        if key:
+            payload = mask_bytes(payload, key)
+        if opcode in (1, 2) and compressor:
+            data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            assert data.endswith(b"\x00\x00\xff\xff")
+            conn.sendall(frame(opcode, data[:-4], mask=False, rsv=4))
+        elif opcode in (1, 2):
+            conn.sendall(frame(opcode, payload, mask=False))
+        elif opcode == 9:
+            conn.sendall(frame(10, payload, mask=False))
+        elif opcode == 8:
+            conn.sendall(frame(8, payload[:2], mask=False))
+            return
+
+
+class BrokenServer:
+    """Answers each upgrade with respond(key) -> bytes (the 101 head to send, possibly defective), then echoes
+    frames unless close_after. Runs on a daemon thread; stop() closes the listener."""
+
+    def __init__(self, respond, close_after=False, deflate=False):
+        self.respond = respond
+        self.close_after = close_after
+        self.deflate = deflate
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                conn, _ = self.listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        conn.settimeout(10)
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            key = ""
+            for line in request.decode("latin-1").split("\r\n"):
+                if line.lower().startswith("sec-websocket-key:"):
+                    key = line.split(":", 1)[1].strip()
+            conn.sendall(self.respond(key))
+            if self.close_after:
+                conn.shutdown(socket.SHUT_RDWR)
+                return
+            echo_frames(conn, self.deflate)
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------

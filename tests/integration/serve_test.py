@@ -1,8 +1,9 @@
 """`edgews serve` behaviour the browser tests rely on: the origin story's start-up refusal, application headers on
-the 101, the --test-commands switch (off by default) and --deflate-decline-ua; and --redis-connect-timeout against
-a Redis that accepts connections but never answers."""
+the 101, the --test-commands switch (off by default) and --deflate-decline-ua; --redis-connect-timeout against
+a Redis that accepts connections but never answers; and the options' ranges, as --help shows and the parser
+enforces them."""
 
-import os
+import re
 import socket
 import struct
 import subprocess
@@ -11,29 +12,19 @@ import threading
 import time
 import unittest
 
-from wsfixture import EdgewsServer, edgews_binary, recv_exact
+from harness import CheckFailed, connect, edgews_binary, frame, read_http_head, recv_exact, serve, upgrade_request
 
 
-def open_socket(port, extra_headers=""):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.sendall(("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
-                  % (port, extra_headers)).encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise AssertionError("connection closed during the handshake: %r" % head)
-        head += chunk
+def open_socket(port, extra_headers=()):
+    sock = connect(port, timeout=5)
+    sock.sendall(upgrade_request(port, extra=extra_headers))
+    head, rest = read_http_head(sock, timeout=5)
+    assert rest == b"", "nothing may follow the 101 before the client speaks: %r" % rest
     return sock, head.decode("latin-1")
 
 
 def send_text(sock, text):
-    payload = text.encode()
-    mask = os.urandom(4)
-    assert len(payload) < 126
-    sock.sendall(struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask +
-                 bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    sock.sendall(frame(0x1, text.encode()))
 
 
 def read_frame(sock):
@@ -42,6 +33,12 @@ def read_frame(sock):
     if n == 126:
         n = struct.unpack("!H", recv_exact(sock, 2))[0]
     return b0 & 0x0F, recv_exact(sock, n)
+
+
+def built_with_redis():
+    """Whether this edgews has the --redis options (a build without Redis refuses every one of them alike)."""
+    done = subprocess.run([edgews_binary(), "serve", "--help"], capture_output=True, text=True, timeout=20)
+    return "  --redis HOST:PORT " in done.stdout
 
 
 class SilentRedis:
@@ -98,7 +95,7 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(done.stdout, "", "it must refuse before listening")
 
     def test_serves_an_application_cors_header_once(self):
-        with EdgewsServer(extra=["--header", "Access-Control-Allow-Origin: *"]) as server:
+        with serve("--header", "Access-Control-Allow-Origin: *") as server:
             sock, head = open_socket(server.port)
             sock.close()
         self.assertEqual(head.count("Access-Control-Allow-Origin: *\r\n"), 1)
@@ -106,7 +103,7 @@ class ServeTest(unittest.TestCase):
 
     def first_reply(self, text, extra=()):
         """The opcode and payload of the first frame `edgews serve EXTRA` sends after the text message `text`."""
-        with EdgewsServer(extra=list(extra)) as server:
+        with serve(*extra) as server:
             sock, _ = open_socket(server.port)
             send_text(sock, text)
             reply = read_frame(sock)
@@ -127,8 +124,8 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(self.first_reply("close-me 1006 no", ["--test-commands"]), (1, b"close-me 1006 no"))
 
     def deflate_offer(self, port, user_agent):
-        sock, head = open_socket(port, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-                                       "User-Agent: %s\r\n" % user_agent)
+        sock, head = open_socket(port, ["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+                                        "User-Agent: " + user_agent])
         # Still a working connection: an uncompressed reply (no RSV1) to a short text.
         send_text(sock, "still here")
         b0 = sock.recv(1, socket.MSG_PEEK)[0]
@@ -143,8 +140,7 @@ class ServeTest(unittest.TestCase):
                   "Version/17.4 Safari/605.1.15")
         chrome = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
                   "Safari/537.36")
-        with EdgewsServer(extra=["--deflate", "--deflate-decline-ua", "Firefox/", "--deflate-decline-ua",
-                                 "AppleWebKit/605"]) as server:
+        with serve("--deflate", "--deflate-decline-ua", "Firefox/", "--deflate-decline-ua", "AppleWebKit/605") as server:
             # No Sec-WebSocket-Extensions line at all, not even an empty one (RFC 7692 5: no response, no extension).
             self.assertEqual(self.deflate_offer(server.port, safari), [])
             self.assertEqual(self.deflate_offer(server.port, "Mozilla/5.0 Gecko/20100101 Firefox/128.0"), [])
@@ -152,7 +148,7 @@ class ServeTest(unittest.TestCase):
         self.assertEqual(len(accepted), 1, accepted)
         self.assertTrue(accepted[0].split(":", 1)[1].strip().startswith("permessage-deflate"), accepted)
         # Without the flag, this Safari (17.4, not a broken version) is offered compression.
-        with EdgewsServer(extra=["--deflate"]) as server:
+        with serve("--deflate") as server:
             self.assertEqual(len(self.deflate_offer(server.port, safari)), 1)
 
     def test_deflate_decline_ua_needs_deflate(self):
@@ -164,11 +160,11 @@ class ServeTest(unittest.TestCase):
 
     def test_redis_connect_timeout_decides_when_an_unanswered_link_is_reported_down(self):
         with SilentRedis() as redis:
-            server = EdgewsServer(extra=["--redis", "127.0.0.1:%d" % redis.port, "--redis-connect-timeout", "300"])
+            server = serve("--redis", "127.0.0.1:%d" % redis.port, "--redis-connect-timeout", "300", start=False)
             started = time.monotonic()
             try:
                 server.start()
-            except RuntimeError as e:
+            except CheckFailed as e:
                 if "built without Redis support" in str(e):
                     self.skipTest("edgews built without Redis support")
                 raise
@@ -186,6 +182,8 @@ class ServeTest(unittest.TestCase):
     def assert_refuses(self, flag, values, expected):
         """`edgews serve --redis ... FLAG VALUE` exits 2 before listening, with `expected % VALUE` on stderr, for
         each value, and says when FLAG has no value at all."""
+        if flag.startswith("--redis") and not built_with_redis():
+            self.skipTest("edgews built without Redis support")
         for value in values:
             done = subprocess.run([edgews_binary(), "serve", "--port", "0", "--redis", "127.0.0.1:1", flag, value],
                                   capture_output=True, text=True, timeout=20)
@@ -207,11 +205,39 @@ class ServeTest(unittest.TestCase):
         self.assert_refuses("--redis-keepalive", ["1", "49", "-1", "abc", "5s", "", "3600001", "99999999999999999999"],
                             "--redis-keepalive takes 0 (off) or a whole number from 50 to 3600000, not '%s'")
 
-
     def test_max_fragments_refuses_bad_values(self):
         # 0 is the default (no cap); the message-size limit bounds a message's bytes.
         self.assert_refuses("--max-fragments", ["-1", "abc", "3x", "", "4294967296", "99999999999999999999"],
                             "--max-fragments takes 0 (off) or a whole number from 1 to 4294967295, not '%s'")
+
+    def test_every_range_in_the_help_is_the_one_enforced(self):
+        # --help and the parser come from one table: a number just outside the range that --help shows is refused,
+        # with that range in the message.
+        done = subprocess.run([edgews_binary(), "serve", "--help"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        entries = []
+        for name, note in re.findall(r"^  (--[a-z0-9-]+) [A-Z]+ .*\(([^()]*)\)$", re.sub(r"\n {28}", " ", done.stdout),
+                                     re.M):
+            bounds = re.search(r"(0 = off, else )?(-?\d+)\.\.(\d+)$", note)
+            if bounds:
+                entries.append((name,) + bounds.groups())
+        names = [e[0] for e in entries]
+        for expected in ("--port", "--max-message-size", "--max-fragments", "--deflate-level", "--drain-seconds"):
+            self.assertIn(expected, names, done.stdout)
+        for name, off, low, high in entries:
+            if name.startswith("--redis") and not built_with_redis():
+                continue
+            low, high = int(low), int(high)
+            message = "%s takes %sa whole number from %d to %d, not '%%d'" % (name, "0 (off) or " if off else "", low,
+                                                                             high)
+            outside = [high + 1] + ([low - 1] if not (off and low == 1) else [-1])
+            for value in outside:
+                refused = subprocess.run([edgews_binary(), "serve", "--port", "0", name, str(value)],
+                                         capture_output=True, text=True, timeout=20)
+                self.assertEqual(refused.returncode, 2, (name, value, refused.stderr))
+                self.assertIn(message % value, refused.stderr)
+                self.assertEqual(refused.stdout, "")
+
 
 if __name__ == "__main__":
     unittest.main(argv=sys.argv, verbosity=2)

@@ -3,8 +3,8 @@ every descriptor, its memory does not grow without bound, and it still serves a 
 import asyncio
 
 import ws_checks
-from harness import (connect, edgews, expect, expect_eq, frame, raw_upgrade, rst_close, run_checks,
-                     upgrade_request, wait_until)
+from harness import (connect, expect, expect_eq, frame, raw_upgrade, rst_close, run_checks, serve, upgrade_request,
+                     wait_until)
 
 ROUNDS = 200
 BINARY = 0x2
@@ -19,7 +19,7 @@ def fresh_client_echoes(port):
 
 
 def resets_leak_nothing():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         fresh_client_echoes(server.port)
         baseline_fds = server.fd_count()
         baseline_rss = server.rss_kib()

@@ -7,7 +7,7 @@ import asyncio
 import socket
 
 import ws_checks
-from harness import (FrameReader, close_payload, edgews, expect, expect_eq, frame, raw_upgrade, run_checks)
+from harness import FrameReader, close_payload, expect, expect_eq, frame, raw_upgrade, run_checks, serve
 
 BINARY, CLOSE, PING, PONG = 0x2, 0x8, 0x9, 0xA
 LIMIT = 1 << 20               # --max-backpressure
@@ -40,7 +40,7 @@ def flood(sock):
 
 
 def slow_reader_is_throttled_and_loses_nothing():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         other_client_echoes(server.port)
         rss_before = server.rss_kib()
         s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)
@@ -84,8 +84,7 @@ def slow_reader_is_throttled_and_loses_nothing():
 
 # With read throttling off: a handler that keeps replying to a reader that does not read meets the policy.
 def slow_reader_closed_with_1008():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-backpressure", str(LIMIT),
-                "--backpressure-policy", "close", "--read-high-water", "0") as server:
+    with serve("--max-backpressure", str(LIMIT), "--backpressure-policy", "close", "--read-high-water", "0") as server:
         other_client_echoes(server.port)  # warm up: buffers every connection shares are allocated now
         rss_before = server.rss_kib()
         s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)
@@ -118,8 +117,7 @@ def slow_reader_closed_with_1008():
 
 
 def slow_reader_with_drop_stays_open():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", "--max-backpressure", str(LIMIT),
-                "--backpressure-policy", "drop", "--read-high-water", "0") as server:
+    with serve("--max-backpressure", str(LIMIT), "--backpressure-policy", "drop", "--read-high-water", "0") as server:
         other_client_echoes(server.port)
         rss_before = server.rss_kib()
         s, rest = raw_upgrade(server.port, rcvbuf=64 << 10)

@@ -1,11 +1,11 @@
 """Real clients over ws://: python3-websockets and node ws against `edgews serve` (echo) and the integration
 server (server-initiated close). Sizes 0 .. 16 MiB, fragmented messages, ping/pong, close codes both ways."""
 import ws_checks
-from harness import edgews, expect, run_checks, run_node, test_server
+from harness import expect, run_checks, run_node, serve, test_server
 
 
 def python_client():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         url = f"ws://127.0.0.1:{server.port}/"
         for check in (ws_checks.echo, ws_checks.fragments, ws_checks.ping, ws_checks.close_codes):
             ws_checks.sync(check, url)()
@@ -18,7 +18,7 @@ def python_server_close():
 
 
 def node_client():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         rc, out = run_node("ws_client.mjs", [f"ws://127.0.0.1:{server.port}/", "echo", "fragments", "ping",
                                              "close_codes"])
         print(out, end="")

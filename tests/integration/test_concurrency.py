@@ -2,13 +2,13 @@
 import asyncio
 
 import ws_checks
-from harness import edgews, expect, expect_eq, run_checks, run_node
+from harness import expect, expect_eq, run_checks, run_node, serve
 
 CLIENTS = 1000
 
 
 def node_1000_clients():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         rc, out = run_node("ws_client.mjs", [f"ws://127.0.0.1:{server.port}/", "--clients", CLIENTS,
                                              "--messages", 5, "concurrent"], timeout=150)
         print(out, end="")
@@ -17,7 +17,7 @@ def node_1000_clients():
 
 
 def python_1000_clients():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         url = f"ws://127.0.0.1:{server.port}/"
 
         async def one(i, clients):

@@ -4,7 +4,7 @@ import socket
 import time
 
 import ws_checks
-from harness import connect, edgews, expect, expect_eq, run_checks
+from harness import connect, expect, expect_eq, run_checks, serve
 
 TIMEOUT_MS = 500
 
@@ -24,8 +24,7 @@ def wait_closed(sock, limit):
 
 
 def incomplete_handshake_is_closed_at_timeout():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn",
-                "--handshake-timeout", str(TIMEOUT_MS)) as server:
+    with serve("--handshake-timeout", str(TIMEOUT_MS)) as server:
         async def run():
             half = connect(server.port)
             half.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")  # and then nothing

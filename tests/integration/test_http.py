@@ -2,12 +2,12 @@
 application headers from --header appear once without disturbing it."""
 import subprocess
 
-from harness import (EDGEWS_BIN, accept_for, connect, edgews, expect, expect_eq, read_http_head,
-                     read_http_response, run_checks, upgrade_request)
+from harness import (EDGEWS_BIN, accept_for, connect, expect, expect_eq, read_http_head, read_http_response,
+                     run_checks, serve, upgrade_request)
 
 
 def healthz_answers_ok():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         s = connect(server.port)
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         status, headers, body = read_http_response(s)
@@ -19,7 +19,7 @@ def healthz_answers_ok():
 
 
 def bad_version_gets_426():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         for version in ("8", "14", "abc"):
             s = connect(server.port)
             s.sendall(upgrade_request(server.port, version=version))
@@ -37,7 +37,7 @@ def canonical_101(port, key, extra_lines=()):
 
 
 def switching_protocols_is_canonical():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         keys = ["dGhlIHNhbXBsZSBub25jZQ==", "x3JJHMbDL1EzLkh9GBhXDw==", "AQIDBAUGBwgJCgsMDQ4PEA=="]
         variants = [
             [],
@@ -71,8 +71,7 @@ def header_option_refuses_connection():
 
 
 def header_option_adds_application_header():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn",
-                "--header", "Access-Control-Allow-Origin: *") as server:
+    with serve("--header", "Access-Control-Allow-Origin: *") as server:
         key = "dGhlIHNhbXBsZSBub25jZQ=="
         s = connect(server.port)
         s.sendall(upgrade_request(server.port, key=key, extra=["Origin: https://app.example"]))

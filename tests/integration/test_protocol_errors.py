@@ -4,7 +4,7 @@ import threading
 import time
 
 from harness import (FrameReader, close_payload, connect, edgews, expect, expect_eq, frame, raw_upgrade,
-                     read_http_head, run_checks, upgrade_request, wait_until)
+                     read_http_head, run_checks, serve, upgrade_request, wait_until)
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 
@@ -31,7 +31,7 @@ def expect_failed_with(port, frames, code, what, rcvbuf=None):
 
 
 def invalid_utf8_closes_1007():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         cases = [
             ([frame(TEXT, b"ok \xc3\x28")], "an invalid continuation byte"),
             ([frame(TEXT, b"\xed\xa0\x80")], "a UTF-16 surrogate"),
@@ -74,7 +74,7 @@ def fragments_are_uncapped_by_default_and_capped_by_the_flag():
     fragments = [frame(BINARY if i == 0 else CONTINUATION, payload[i:i + 1], fin=i == len(payload) - 1)
                  for i in range(len(payload))]
     for flags in ([], ["--max-fragments", "0"]):
-        with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn", *flags) as server:
+        with serve(*flags) as server:
             s, rest = raw_upgrade(server.port)
             s.sendall(b"".join(fragments))
             _, opcode, echoed = FrameReader(s, rest).next()
@@ -99,7 +99,7 @@ def empty_continuation_flood_is_bounded():
     flood_before_echoes = 32 << 20
     flood_during_echoes = 8 << 20
     flood_limit = 1 << 30
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         flood, flood_rest = raw_upgrade(server.port)
         honest, honest_rest = raw_upgrade(server.port)
         honest_reader = FrameReader(honest, honest_rest)
@@ -153,7 +153,7 @@ def empty_continuation_flood_is_bounded():
 
 
 def unmasked_frame_closes_1002():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         # RFC 6455 5.1: a server MUST close the connection upon receiving a frame that is not masked.
         expect_failed_with(server.port, [frame(TEXT, b"hello", mask=False)], 1002, "an unmasked text frame")
         expect_failed_with(server.port, [frame(PING, b"", mask=False)], 1002, "an unmasked ping")
@@ -177,7 +177,7 @@ def unmasked_frame_closes_1002():
 def frames_right_behind_the_request_are_read():
     """A client may send frames in the same packets as its upgrade request (RFC 6455 does not forbid it): the
     bytes after the head belong to the frame reader, also when the request arrived in pieces."""
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         request = upgrade_request(server.port)
         first, second = frame(TEXT, b"first"), frame(BINARY, bytes(range(256)) * 300)
         data = request + first + second

@@ -5,7 +5,7 @@ import asyncio
 import websockets
 
 import ws_checks
-from harness import CheckFailed, FrameReader, edgews, expect, expect_eq, raw_upgrade, run_checks, test_server
+from harness import CheckFailed, FrameReader, expect, expect_eq, raw_upgrade, run_checks, serve, test_server
 
 CLIENTS = 20
 BURST = 200
@@ -45,14 +45,14 @@ def sigterm_delivers_queued_messages_then_1001():
 
 
 def sigterm_closes_edgews_serve_clients_with_1001():
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         ws_checks.sigterm_closes_clients_with_1001(server, f"ws://127.0.0.1:{server.port}/", None, CLIENTS,
                                                    EXIT_DEADLINE)
 
 
 def sigterm_with_unresponsive_client_exits_within_deadline():
     """A client that never answers the 1001 close does not keep the server alive past its shutdown timeout."""
-    with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+    with serve() as server:
         s, rest = raw_upgrade(server.port)
         server.signal(15)
         code = server.wait(EXIT_DEADLINE)

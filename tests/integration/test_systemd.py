@@ -13,7 +13,7 @@ import threading
 import time
 
 from harness import (EDGEWS_BIN, IO_TIMEOUT, SOURCE_DIR, CheckFailed, FrameReader, connect, edgews, expect,
-                     expect_eq, frame, read_http_head, read_http_response, run_checks, upgrade_request)
+                     expect_eq, frame, read_http_head, read_http_response, run_checks, serve, upgrade_request)
 from services import free_port
 
 EXIT_DEADLINE = 40
@@ -104,7 +104,7 @@ def notifications_to_an_abstract_socket():
     notify = NotifySocket(abstract=True)
     try:
         with Environment(NOTIFY_SOCKET=notify.address):
-            server = edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn")
+            server = serve()
         with server:
             notify.wait_for("READY=1")
             server.signal(15)
@@ -119,7 +119,7 @@ def without_systemd_nothing_is_sent():
     """No NOTIFY_SOCKET, no LISTEN_FDS: the server binds its own port and runs as ever."""
     with Environment():
         os.environ.pop("NOTIFY_SOCKET", None)
-        with edgews("--host", "127.0.0.1", "--port", "0", "--log-level", "warn") as server:
+        with serve() as server:
             s = connect(server.port)
             echo_over_raw(s, server.port)
             s.close()

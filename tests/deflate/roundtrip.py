@@ -2,7 +2,7 @@
 """permessage-deflate against real clients: `edgews serve --deflate` on loopback, driven by Debian's
 python3-websockets, node's ws (tests/deflate/ws_client.js) and a raw client that checks RSV1 and the bytes.
 
-Each server is started on port 0, its port read from stdout, and stopped by PID. Prints "N passed, N failed";
+Each server is started on port 0 and stopped by PID (tests/integration/harness.py). Prints "N passed, N failed";
 exits 1 on any failure.
 """
 import asyncio
@@ -18,37 +18,18 @@ import zlib
 import websockets
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-BIN = os.environ.get("EDGEWS_BIN", "build/release/tools/edgews")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from harness import serve  # noqa: E402
+
+
 TIMEOUT = 10
 results = {"passed": 0, "failed": 0}
 
 
-class Server:
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--log-level", "warn",
-                                      "--ping-interval", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.proc.stdout.readline()
-        if "listening" not in line:
-            self.stop()
-            raise RuntimeError("server did not start: " + line)
-        self.port = int(line.split()[-1])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+def Server(*flags):
+    """`edgews serve` on loopback without liveness pings, which a raw client would read where it expects an echo."""
+    return serve("--ping-interval", "0", *flags)
 
 
 def check(name, fn):

@@ -62,36 +62,37 @@ def edgews_binary():
 
 
 class Server:
-    """One server process on ephemeral ports, owned by the test that started it: `edgews serve ARGS`, or another
-    binary with ARGS. Started at once unless start=False; as a context manager it is stopped at the end, and its
-    log is printed when the block failed. ports are those of the start-up line ("edgews: listening on ports P..."):
-    port the first, tls_port the second when there is one."""
+    """One server process on ephemeral ports, owned by the test that started it: `edgews serve ARGS`, or BINARY
+    ARGS. Started at once unless start=False; as a context manager it is stopped at the end, and its log is printed
+    when the block failed. ports are those of the start-up line ("edgews: listening on ports P..."): port the
+    first, tls_port the second when there is one; metrics_port that of "edgews: metrics on port N" when ARGS ask
+    for one with --metrics-port."""
 
     def __init__(self, args, binary=None, name="edgews", start=True):
-        self.binary = edgews_binary() if binary is None else binary
-        expect(self.binary and os.access(self.binary, os.X_OK), f"server binary not found: {self.binary!r}")
+        self.command = [edgews_binary(), "serve"] if binary is None else [binary]
+        expect(self.command[0] and os.access(self.command[0], os.X_OK),
+               f"server binary not found: {self.command[0]!r}")
         self.name = name
         self.args = list(args)
         # stderr goes to a file, kept across restarts: a pipe nobody reads could fill up and stall the server.
         self.stderr_file = tempfile.NamedTemporaryFile(prefix="edgews-integ-", suffix=".log", delete=False)
         self.proc = None
         self.ports = []
-        self.port = self.tls_port = None
+        self.port = self.tls_port = self.metrics_port = None
         self.exit_code = None
         if start:
             self.start()
 
     @property
     def cmd(self):
-        prefix = [self.binary, "serve"] if self.binary == EDGEWS_BIN else [self.binary]
-        return prefix + self.args
+        return self.command + self.args
 
     def start(self, timeout=START_TIMEOUT):
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.exit_code = None
-        self.ports = self._read_ports(timeout)
+        self.ports, self.metrics_port = self._read_ports(timeout)
         self.port = self.ports[0]
         self.tls_port = self.ports[1] if len(self.ports) > 1 else None
         return self
@@ -115,6 +116,7 @@ class Server:
     def _read_ports(self, timeout):
         lines = []
         result = {}
+        wants_metrics = any(arg == "--metrics-port" or arg.startswith("--metrics-port=") for arg in self.args)
 
         def reader():
             for raw in self.proc.stdout:
@@ -123,16 +125,20 @@ class Server:
                 m = re.match(r"edgews: listening on ports? ([0-9 ]+)$", line)
                 if m:
                     result["ports"] = [int(p) for p in m.group(1).split()]
+                m = re.match(r"edgews: metrics on port ([0-9]+)$", line)
+                if m:
+                    result["metrics"] = int(m.group(1))
+                if "ports" in result and ("metrics" in result or not wants_metrics):
                     return
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         t.join(timeout)
-        if "ports" not in result:
+        if "ports" not in result or (wants_metrics and "metrics" not in result):
             self.stop()
             raise CheckFailed(f"{self.cmd!r} printed no port within {timeout}s; stdout={lines!r} "
                               f"stderr={self.log()[-2000:]!r}")
-        return result["ports"]
+        return result["ports"], result.get("metrics")
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

@@ -14,61 +14,39 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
-EDGEWS = sys.argv[1] if len(sys.argv) > 1 else "edgews"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import harness  # noqa: E402
+
+EDGEWS = sys.argv[1] if len(sys.argv) > 1 else harness.EDGEWS_BIN
 PROMTOOL = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] and not sys.argv[2].endswith("NOTFOUND") else None
 TIMEOUT = 5.0
 
 
-class Server:
-    def __init__(self, *flags):
-        self.log = tempfile.NamedTemporaryFile(prefix="edgews-ops-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([EDGEWS, "serve", "--host", "127.0.0.1", "--port", "0", "--log-level", "debug",
-                                      *flags], stdout=subprocess.PIPE, stderr=self.log, text=True)
-        self.port = None
-        self.metrics_port = None
-        deadline = time.time() + TIMEOUT
-        while time.time() < deadline and self.port is None:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            m = re.search(r"listening on ports? (\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
-            self.stop()
-            raise RuntimeError("edgews serve did not start: " + self.log_text())
-        if "--metrics-port" in flags:
-            line = self.proc.stdout.readline()
-            self.metrics_port = int(re.search(r"metrics on port (\d+)", line).group(1))
+class Server(harness.Server):
+    """`edgews serve` on loopback with debug logging (the tests read the log); stop() also removes the log."""
 
-    def log_text(self):
-        with open(self.log.name, encoding="utf-8", errors="replace") as f:
-            return f.read()
+    def __init__(self, *flags):
+        super().__init__(["serve", "--host", "127.0.0.1", "--port", "0", "--log-level", "debug", *flags],
+                         binary=EDGEWS)
 
     def wait_log(self, pattern, timeout=TIMEOUT):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            text = self.log_text()
+            text = self.log()
             if re.search(pattern, text):
                 return text
             time.sleep(0.02)
-        raise AssertionError("log never matched %r:\n%s" % (pattern, self.log_text()))
+        raise AssertionError("log never matched %r:\n%s" % (pattern, self.log()))
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.log.close()
-        os.unlink(self.log.name)
+        exit_code = super().stop()
+        self.stderr_file.close()
+        if os.path.exists(self.stderr_file.name):
+            os.unlink(self.stderr_file.name)
+        return exit_code
 
 
 def connect(port):
@@ -244,12 +222,10 @@ class TlsServerCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.certs = tempfile.mkdtemp(prefix="edgews-ops-certs-")
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "make-dev-cert.sh")
-        subprocess.run(["bash", script, cls.certs], check=True, capture_output=True, timeout=60)
+        cls.certs = harness.make_certs()["dir"]
         cls.server = Server(*cls.PROXY_FLAGS, "--tls-port", "0", "--tls-cert", os.path.join(cls.certs, "localhost.crt"),
                             "--tls-key", os.path.join(cls.certs, "localhost.key"), "--metrics-port", "0")
-        cls.tls_port = int(re.search(r"wss://127\.0\.0\.1:(\d+)", cls.server.wait_log(r"wss://")).group(1))
+        cls.tls_port = cls.server.tls_port
 
     @classmethod
     def tearDownClass(cls):

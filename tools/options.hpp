@@ -8,7 +8,8 @@
 //   if (int status = 0; !table.parse(argc, argv, status)) return status;
 //
 // The default shown by --help is the field's value when the option is declared (set defaults first), or the text
-// given to shown_default(). Errors read "TOOL: --name what was wrong (try --help)".
+// given to shown_default(). Errors read "TOOL: --name what was wrong (try --help)". The table refers to the fields
+// it sets: parse before they go out of scope.
 #pragma once
 
 #include <algorithm>
@@ -16,7 +17,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
-#include <initializer_list>
 #include <limits>
 #include <string>
 #include <string_view>

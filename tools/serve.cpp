@@ -316,7 +316,9 @@ void declare_options(OptionTable& t, ServeOptions& o) {
             "source address becomes the peer address")
       .choice<ProxyListener>(
           "--proxy-protocol-on", "L",
-          [&o](ProxyListener which) { (which == ProxyListener::ws ? o.proxy_protocol_ws : o.proxy_protocol_wss) = true; },
+          [&o](ProxyListener which) {
+            (which == ProxyListener::ws ? o.proxy_protocol_ws : o.proxy_protocol_wss) = true;
+          },
           {{"ws", ProxyListener::ws, "the --port listener"}, {"wss", ProxyListener::wss, "the --tls-port listener"}},
           "the same for one listener only; repeatable (a proxy that passes TLS through with PROXY, another that "
           "speaks plain HTTP)")
@@ -331,7 +333,8 @@ void declare_options(OptionTable& t, ServeOptions& o) {
               {0, 65535}, "serve Prometheus /metrics (and /healthz) on this port; 0 = any free port")
       .shown_default("off")
       .text("--metrics-host", "ADDR", c.admin_listener.host, "address of the metrics listener")
-      .list("--metrics-allow", "CIDR", c.metrics_allow, "also serve /metrics on the main port to these peers (repeatable)")
+      .list("--metrics-allow", "CIDR", c.metrics_allow,
+            "also serve /metrics on the main port to these peers (repeatable)")
       .number("--drain-seconds", "N", o.drain_seconds, {1, 3600},
               "SIGTERM drains instead of closing at once: new requests (and /healthz) get 503 with Retry-After, open "
               "connections are closed with 1012 spread over N seconds, then the process exits 0; a second SIGTERM "

@@ -91,7 +91,8 @@ TEST(OptionTable, NamesTheOptionAndWhatWasWrong) {
   EXPECT_EQ(read(table, {"--even", "abc"}), "tool: --even takes an even number of characters");
   EXPECT_EQ(read(table, {"--redis-prefix", "x"}), "tool: --redis-prefix: built without Redis");
   EXPECT_EQ(read(table, {"stray"}), "tool: unexpected argument 'stray'");
-  EXPECT_EQ(read(table, {"--verbose", "--size", "8", "--size", "9"}), "tool: --size takes a whole number from 16 to 1024, not '8'")
+  EXPECT_EQ(read(table, {"--verbose", "--size", "8", "--size", "9"}),
+            "tool: --size takes a whole number from 16 to 1024, not '8'")
       << "the first error is the one reported";
 }
 

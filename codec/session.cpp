@@ -46,6 +46,13 @@ CloseStep ClosingHandshake::received(std::uint16_t code) {
   return step;
 }
 
+CloseStep ClosingHandshake::timed_out() {
+  CloseStep step;
+  step.complete = state_ == State::close_sent;
+  if (step.complete) state_ = State::closed;
+  return step;
+}
+
 namespace {
 
 std::uint32_t remaining(std::uint32_t since, std::uint32_t limit, std::uint32_t now) {
@@ -55,23 +62,23 @@ std::uint32_t remaining(std::uint32_t since, std::uint32_t limit, std::uint32_t 
 
 }  // namespace
 
-Liveness::Due Liveness::check(std::uint32_t now) {
-  if (settings_.idle_timeout_ms != 0 && now - message_ms_ >= settings_.idle_timeout_ms) return Due::idle;
-  if (settings_.ping_interval_ms == 0) return Due::nothing;
-  if (awaiting_pong_) return now - ping_sent_ms_ >= settings_.pong_timeout_ms ? Due::no_pong : Due::nothing;
-  if (now - heard_ms_ < settings_.ping_interval_ms) return Due::nothing;
+Liveness::Due Liveness::check(const LivenessSettings& settings, std::uint32_t now) {
+  if (settings.idle_timeout_ms != 0 && now - message_ms_ >= settings.idle_timeout_ms) return Due::idle;
+  if (settings.ping_interval_ms == 0) return Due::nothing;
+  if (awaiting_pong_) return now - ping_sent_ms_ >= settings.pong_timeout_ms ? Due::no_pong : Due::nothing;
+  if (now - heard_ms_ < settings.ping_interval_ms) return Due::nothing;
   awaiting_pong_ = true;
   ping_sent_ms_ = now;
   return Due::ping;
 }
 
-std::uint32_t Liveness::next_check_in(std::uint32_t now) const {
+std::uint32_t Liveness::next_check_in(const LivenessSettings& settings, std::uint32_t now) const {
   std::uint32_t wait = UINT32_MAX;
-  if (settings_.ping_interval_ms != 0) {
-    wait = awaiting_pong_ ? remaining(ping_sent_ms_, settings_.pong_timeout_ms, now)
-                          : remaining(heard_ms_, settings_.ping_interval_ms, now);
+  if (settings.ping_interval_ms != 0) {
+    wait = awaiting_pong_ ? remaining(ping_sent_ms_, settings.pong_timeout_ms, now)
+                          : remaining(heard_ms_, settings.ping_interval_ms, now);
   }
-  if (settings_.idle_timeout_ms != 0) wait = std::min(wait, remaining(message_ms_, settings_.idle_timeout_ms, now));
+  if (settings.idle_timeout_ms != 0) wait = std::min(wait, remaining(message_ms_, settings.idle_timeout_ms, now));
   return wait;
 }
 

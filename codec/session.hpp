@@ -21,7 +21,9 @@ struct CloseStep {
   std::size_t size = 0;
   bool notify = false;  // tell the application the connection closed with `code` (once per connection)
   std::uint16_t code = 0;
-  bool complete = false;  // both close frames went (or the connection failed): wind down the TCP side
+  // Both close frames went, the connection failed, or the wait for the peer's timed out: wind down the TCP side.
+  // False after our own close frame: the caller waits for the peer's, with a timeout of its own (timed_out()).
+  bool complete = false;
 };
 
 class ClosingHandshake {
@@ -31,6 +33,11 @@ class ClosingHandshake {
     close_sent,  // we sent a close frame first; waiting for the peer's (RFC 6455 7.1.2)
     closed,      // both close frames exchanged, or the connection failed: no frame goes out any more
   };
+
+  ClosingHandshake() = default;
+  // A caller whose own lifecycle has more states (a server connection: request, open, closing, draining, dead)
+  // keeps the state there, once, and rebuilds the machine from it for each event.
+  explicit ClosingHandshake(State state) : state_(state) {}
 
   State state() const { return state_; }
   bool is_open() const { return state_ == State::open; }
@@ -49,6 +56,9 @@ class ClosingHandshake {
   // The peer's close frame arrived (code 1005 when it had none). Open: answered with the same code (RFC 6455
   // 5.5.1), the application is told the peer's code, complete. After our own close frame: complete.
   CloseStep received(std::uint16_t code);
+  // The caller's close timeout passed while our close frame waited for an answer (RFC 6455 7.1.1: the endpoint
+  // may then close the TCP connection): complete, nothing sent, the application already knows our code.
+  CloseStep timed_out();
 
  private:
   CloseStep send_close(std::uint16_t code, std::string_view reason, bool complete);
@@ -72,8 +82,10 @@ class Liveness {
     idle,     // no message either way for idle_timeout_ms (close 1001)
   };
 
+  // The settings are the caller's (a server keeps one copy for all its connections) and are passed to check()
+  // and next_check_in(); this object holds only the clocks.
   Liveness() = default;
-  Liveness(const LivenessSettings& settings, std::uint32_t now_ms) : settings_(settings) { restart(now_ms); }
+  explicit Liveness(std::uint32_t now_ms) { restart(now_ms); }
 
   void heard(std::uint32_t now_ms) {  // any bytes from the peer: it is alive
     heard_ms_ = now_ms;
@@ -87,13 +99,30 @@ class Liveness {
   }
 
   // What is due at now_ms (call it when the timer fires). After `ping`, the pong timeout runs.
-  Due check(std::uint32_t now_ms);
+  Due check(const LivenessSettings& settings, std::uint32_t now_ms);
   // Milliseconds until the next check is due (0 when overdue), or UINT32_MAX when nothing is ever due.
-  std::uint32_t next_check_in(std::uint32_t now_ms) const;
+  std::uint32_t next_check_in(const LivenessSettings& settings, std::uint32_t now_ms) const;
   bool awaiting_pong() const { return awaiting_pong_; }
 
+  // The clocks as ages at now_ms, and back: a connection moved to another process (a live hand-off) keeps them.
+  struct Ages {
+    std::uint32_t since_heard_ms = 0;
+    std::uint32_t since_message_ms = 0;
+    std::uint32_t since_ping_ms = 0;
+    bool awaiting_pong = false;
+  };
+  Ages ages(std::uint32_t now_ms) const {
+    return {now_ms - heard_ms_, now_ms - message_ms_, now_ms - ping_sent_ms_, awaiting_pong_};
+  }
+  void set_ages(const Ages& ages, std::uint32_t now_ms) {
+    heard_ms_ = now_ms - ages.since_heard_ms;
+    message_ms_ = now_ms - ages.since_message_ms;
+    ping_sent_ms_ = now_ms - ages.since_ping_ms;
+    awaiting_pong_ = ages.awaiting_pong;
+  }
+  std::uint32_t heard_ms() const { return heard_ms_; }
+
  private:
-  LivenessSettings settings_;
   std::uint32_t heard_ms_ = 0;
   std::uint32_t message_ms_ = 0;
   std::uint32_t ping_sent_ms_ = 0;

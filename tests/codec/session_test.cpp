@@ -89,6 +89,34 @@ TEST(ClosingHandshake, AFailureSendsItsCodeAndDoesNotWait) {
   EXPECT_TRUE(again.complete);
 }
 
+TEST(ClosingHandshake, ThePeerNeverAnswersOurCloseFrame) {
+  ClosingHandshake h;
+  EXPECT_FALSE(h.timed_out().complete);  // open: no close timeout runs
+  EXPECT_EQ(h.state(), ClosingHandshake::State::open);
+  h.close(1001, "going away");
+  const CloseStep step = h.timed_out();
+  EXPECT_FALSE(step.send);
+  EXPECT_FALSE(step.notify);  // told our code at close()
+  EXPECT_TRUE(step.complete);
+  EXPECT_EQ(h.state(), ClosingHandshake::State::closed);
+  EXPECT_FALSE(h.timed_out().complete);  // once
+  EXPECT_FALSE(h.received(1000).send);   // a late answer changes nothing
+}
+
+TEST(ClosingHandshake, RebuiltFromAStateKeptElsewhereBehavesTheSame) {
+  ClosingHandshake open(ClosingHandshake::State::open);
+  EXPECT_TRUE(open.received(1000).send);
+  ClosingHandshake waiting(ClosingHandshake::State::close_sent);
+  EXPECT_FALSE(waiting.may_send_data());
+  EXPECT_FALSE(waiting.close(1000, {}).send);
+  const CloseStep answer = waiting.received(1000);
+  EXPECT_FALSE(answer.send);
+  EXPECT_TRUE(answer.complete);
+  ClosingHandshake closed(ClosingHandshake::State::closed);
+  EXPECT_FALSE(closed.fail(1002, "x").send);
+  EXPECT_FALSE(closed.fail(1002, "x").complete);
+}
+
 TEST(ClosingHandshake, LongReasonsAreCutAtACodePointBoundary) {
   ClosingHandshake h;
   std::string reason;
@@ -99,60 +127,83 @@ TEST(ClosingHandshake, LongReasonsAreCutAtACodePointBoundary) {
 }
 
 TEST(Liveness, PingsAfterSilenceAndGivesUpWithoutAPong) {
-  Liveness l({1000, 500, 0}, 0);
-  EXPECT_EQ(l.next_check_in(0), 1000u);
-  EXPECT_EQ(l.check(999), Liveness::Due::nothing);
-  EXPECT_EQ(l.check(1000), Liveness::Due::ping);
+  const LivenessSettings s{1000, 500, 0};
+  Liveness l(0);
+  EXPECT_EQ(l.next_check_in(s, 0), 1000u);
+  EXPECT_EQ(l.check(s, 999), Liveness::Due::nothing);
+  EXPECT_EQ(l.check(s, 1000), Liveness::Due::ping);
   EXPECT_TRUE(l.awaiting_pong());
-  EXPECT_EQ(l.next_check_in(1000), 500u);
-  EXPECT_EQ(l.check(1200), Liveness::Due::nothing);
-  EXPECT_EQ(l.check(1500), Liveness::Due::no_pong);
+  EXPECT_EQ(l.next_check_in(s, 1000), 500u);
+  EXPECT_EQ(l.check(s, 1200), Liveness::Due::nothing);
+  EXPECT_EQ(l.check(s, 1500), Liveness::Due::no_pong);
 }
 
 TEST(Liveness, AnyBytesAnswerAPing) {
-  Liveness l({1000, 500, 0}, 0);
-  EXPECT_EQ(l.check(1000), Liveness::Due::ping);
+  const LivenessSettings s{1000, 500, 0};
+  Liveness l(0);
+  EXPECT_EQ(l.check(s, 1000), Liveness::Due::ping);
   l.heard(1100);
   EXPECT_FALSE(l.awaiting_pong());
-  EXPECT_EQ(l.check(1600), Liveness::Due::nothing);
-  EXPECT_EQ(l.next_check_in(1600), 500u);  // the next ping: 1000 ms after 1100
-  EXPECT_EQ(l.check(2100), Liveness::Due::ping);
+  EXPECT_EQ(l.check(s, 1600), Liveness::Due::nothing);
+  EXPECT_EQ(l.next_check_in(s, 1600), 500u);  // the next ping: 1000 ms after 1100
+  EXPECT_EQ(l.check(s, 2100), Liveness::Due::ping);
 }
 
 TEST(Liveness, IdleCountsMessagesNotPongs) {
-  Liveness l({1000, 5000, 3000}, 0);
-  EXPECT_EQ(l.check(1000), Liveness::Due::ping);
+  const LivenessSettings s{1000, 5000, 3000};
+  Liveness l(0);
+  EXPECT_EQ(l.check(s, 1000), Liveness::Due::ping);
   l.heard(1001);  // the pong
-  EXPECT_EQ(l.next_check_in(1001), 1000u);
-  EXPECT_EQ(l.check(2001), Liveness::Due::ping);
+  EXPECT_EQ(l.next_check_in(s, 1001), 1000u);
+  EXPECT_EQ(l.check(s, 2001), Liveness::Due::ping);
   l.heard(2002);
-  EXPECT_EQ(l.next_check_in(2002), 998u);  // the idle deadline comes first now
-  EXPECT_EQ(l.check(3000), Liveness::Due::idle);
+  EXPECT_EQ(l.next_check_in(s, 2002), 998u);  // the idle deadline comes first now
+  EXPECT_EQ(l.check(s, 3000), Liveness::Due::idle);
   l.message(3000);
-  EXPECT_EQ(l.check(3001), Liveness::Due::nothing);
+  EXPECT_EQ(l.check(s, 3001), Liveness::Due::nothing);
 }
 
 TEST(Liveness, NothingIsEverDueWhenBothAreOff) {
-  Liveness l({0, 0, 0}, 0);
-  EXPECT_EQ(l.next_check_in(5), UINT32_MAX);
-  EXPECT_EQ(l.check(4000000000u), Liveness::Due::nothing);
+  const LivenessSettings s{0, 0, 0};
+  Liveness l(0);
+  EXPECT_EQ(l.next_check_in(s, 5), UINT32_MAX);
+  EXPECT_EQ(l.check(s, 4000000000u), Liveness::Due::nothing);
 }
 
 TEST(Liveness, RestartForgetsTheTimeNotListening) {
-  Liveness l({1000, 500, 2000}, 0);
-  EXPECT_EQ(l.check(1000), Liveness::Due::ping);
+  const LivenessSettings s{1000, 500, 2000};
+  Liveness l(0);
+  EXPECT_EQ(l.check(s, 1000), Liveness::Due::ping);
   l.restart(10000);  // paused for a long while: neither a missing pong nor idleness
   EXPECT_FALSE(l.awaiting_pong());
-  EXPECT_EQ(l.check(10500), Liveness::Due::nothing);
-  EXPECT_EQ(l.next_check_in(10500), 500u);
+  EXPECT_EQ(l.check(s, 10500), Liveness::Due::nothing);
+  EXPECT_EQ(l.next_check_in(s, 10500), 500u);
+}
+
+TEST(Liveness, AgesCarryTheClocksToAnotherClock) {
+  const LivenessSettings s{1000, 500, 3000};
+  Liveness l(100);
+  l.message(400);
+  EXPECT_EQ(l.check(s, 1100), Liveness::Due::ping);
+  const Liveness::Ages ages = l.ages(1200);
+  EXPECT_EQ(ages.since_heard_ms, 1100u);
+  EXPECT_EQ(ages.since_message_ms, 800u);
+  EXPECT_EQ(ages.since_ping_ms, 100u);
+  EXPECT_TRUE(ages.awaiting_pong);
+  Liveness moved;
+  moved.set_ages(ages, 50000);  // another process's clock
+  EXPECT_TRUE(moved.awaiting_pong());
+  EXPECT_EQ(moved.next_check_in(s, 50000), 400u);  // the pong timeout goes on where it was
+  EXPECT_EQ(moved.check(s, 50400), Liveness::Due::no_pong);
 }
 
 TEST(Liveness, TheClockMayWrap) {
   const std::uint32_t start = UINT32_MAX - 100;
-  Liveness l({1000, 500, 0}, start);
-  EXPECT_EQ(l.check(start + 999), Liveness::Due::nothing);  // wraps past zero
-  EXPECT_EQ(l.check(start + 1000), Liveness::Due::ping);
-  EXPECT_EQ(l.check(start + 1500), Liveness::Due::no_pong);
+  const LivenessSettings s{1000, 500, 0};
+  Liveness l(start);
+  EXPECT_EQ(l.check(s, start + 999), Liveness::Due::nothing);  // wraps past zero
+  EXPECT_EQ(l.check(s, start + 1000), Liveness::Due::ping);
+  EXPECT_EQ(l.check(s, start + 1500), Liveness::Due::no_pong);
 }
 
 }  // namespace

@@ -10,14 +10,9 @@
 
 #include "codec/close.hpp"
 #include "codec/frame.hpp"
-#include "codec/handshake_request.hpp"
-#include "codec/handshake_response.hpp"
-#include "codec/http_request.hpp"
-#include "codec/proxy_protocol.hpp"
 #include "core/admission.hpp"
 #include "core/connection_extras.hpp"
 #include "core/deflate_session.hpp"
-#include "core/forwarded.hpp"
 #include "core/server.hpp"
 #include "core/transport.hpp"
 #include "core/worker.hpp"
@@ -36,20 +31,12 @@ constexpr int kMaxReadsPerEdge = 16;
 // busy connection then allocates nothing per message (64 KiB messages included). A larger one, grown by a large
 // message, is freed as soon as that message was delivered; the quiet-connection sweep frees the rest.
 constexpr std::size_t kKeepReceiveBuffer = 64 * 1024 + codec::MessageReader::kAssemblyHeadroom;
-// A PROXY header is never longer than this (v2 fixed part + the parser's default bound on addresses and TLVs).
-constexpr std::size_t kMaxProxyHeader = codec::ProxyHeaderParser::kV2FixedLength + codec::ProxyLimits{}.max_v2_length;
-
-std::span<const std::uint8_t> bytes_of(std::string_view text) {
-  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
-}
-
 // Connection timestamps keep the low 32 bits of the reactor clock; unsigned subtraction gives the exact elapsed
 // time for any span under 49 days, longer than any uint32 timeout they are compared with.
 std::uint32_t stamp(std::uint64_t now_ms) { return static_cast<std::uint32_t>(now_ms); }
-std::uint32_t elapsed(std::uint32_t since, std::uint64_t now_ms) { return stamp(now_ms) - since; }
-std::uint32_t remaining(std::uint32_t since, std::uint32_t limit, std::uint64_t now_ms) {
-  const std::uint32_t gone = elapsed(since, now_ms);
-  return gone >= limit ? 0 : limit - gone;
+
+codec::LivenessSettings liveness_settings(const Limits& limits) {
+  return {limits.ping_interval_ms, limits.pong_timeout_ms, limits.idle_timeout_ms};
 }
 
 }  // namespace
@@ -77,13 +64,12 @@ Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uin
       fd_(fd),
       slot_(slot),
       generation_(generation),
+      liveness_(stamp(worker.reactor().now_ms())),
       reader_(codec::Role::server,
               codec::ReaderLimits{worker.server().config().limits.max_message_size,
                                   worker.server().config().limits.max_fragments, false}),
       timer_(&Connection::on_timer, this),
-      peer_(peer) {
-  last_heard_ms_ = last_message_ms_ = stamp(worker.reactor().now_ms());
-}
+      peer_(peer) {}
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
@@ -154,10 +140,9 @@ void Connection::on_readable(bool read_to_end) {
     }
     const net::IoResult r = transport_read(*this, buffer.data(), buffer.size());
     // Before the bytes are processed: they may complete the upgrade, which sets its own deadline.
-    if (deadline_ == Deadline::tls_handshake && tls_stream().handshake_done()) after_tls_handshake();
+    if (stage_ == Stage::tls && tls_stream().handshake_done()) after_tls_handshake();
     if (r.status == net::IoStatus::ok) {
-      last_heard_ms_ = stamp(worker_.reactor().now_ms());
-      awaiting_pong_ = false;  // any traffic proves the peer is alive
+      liveness_.heard(stamp(worker_.reactor().now_ms()));  // any traffic proves the peer is alive
       worker_.counters().add_bytes_in(r.bytes);
       process(buffer.data(), r.bytes);
       if (state_ == State::dead || read_holds_ != 0) break;
@@ -256,10 +241,7 @@ void Connection::check_high_water() {
   if (high != 0 && buffered_amount() > high) hold_reading(ReadHold::backpressure);
 }
 
-void Connection::refresh_liveness() {
-  last_heard_ms_ = last_message_ms_ = stamp(worker_.reactor().now_ms());
-  awaiting_pong_ = false;
-}
+void Connection::refresh_liveness() { liveness_.restart(stamp(worker_.reactor().now_ms())); }
 
 void Connection::settle_reader() {
   const std::size_t held = reader_.buffered_bytes();
@@ -272,7 +254,7 @@ void Connection::settle_reader() {
 
 // Compared between sweeps: the bytes through the TLS stream either way, else when the peer last sent something
 // (the memory a plain connection keeps is on its receive side).
-std::uint64_t Connection::activity() const { return tls_ ? extras_->tls->socket_bytes() : last_heard_ms_; }
+std::uint64_t Connection::activity() const { return tls_ ? extras_->tls->socket_bytes() : liveness_.heard_ms(); }
 
 void Connection::process(std::uint8_t* data, std::size_t len) {
   switch (state_) {
@@ -287,241 +269,6 @@ void Connection::process(std::uint8_t* data, std::size_t len) {
     case State::dead:
       break;  // nothing more is read: the peer's remaining bytes are discarded
   }
-}
-
-void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
-  const Limits& limits = worker_.server().config().limits;
-  std::string_view buffer;
-  std::size_t last_len = 0;
-  std::string* head = extras_ ? extras_->head.get() : nullptr;
-  if (head == nullptr) {
-    buffer = {reinterpret_cast<const char*>(data), len};  // parse in place: the common case, one read
-  } else {
-    last_len = head->size();
-    head->append(reinterpret_cast<const char*>(data), len);
-    buffer = *head;
-  }
-  codec::HttpRequest request;
-  const codec::HttpParseResult parsed =
-      codec::parse_http_request(buffer, last_len, {limits.max_request_head, limits.max_request_headers},
-                                worker_.header_storage(), request);
-  if (parsed.status == codec::HttpParseStatus::need_more) {
-    if (head == nullptr) extras().head = std::make_unique<std::string>(buffer);
-    return;
-  }
-  if (parsed.status == codec::HttpParseStatus::error) {
-    std::string& out = worker_.scratch_out();
-    out.clear();
-    codec::write_refusal(out, parsed.http_status, parsed.error);
-    worker_.server().logger().log(LogLevel::info, "refused", "peer=%s status=%d reason=\"%.*s\"",
-                                  peer_.to_string().c_str(), parsed.http_status,
-                                  static_cast<int>(parsed.error.size()), parsed.error.data());
-    worker_.counters().bump_refused(refusal_reason_for_status(parsed.http_status));
-    refuse_http(out);
-    return;
-  }
-  handle_request(request);
-  // Bytes after the head (a client may send frames right behind its request) belong to the frame reader.
-  if (state_ == State::open && request.head_length < buffer.size()) {
-    auto* rest = const_cast<std::uint8_t*>(reinterpret_cast<const std::uint8_t*>(buffer.data())) + request.head_length;
-    process_frames(rest, buffer.size() - request.head_length);
-  }
-  if (head != nullptr && state_ != State::dead) {
-    extras_->head.reset();
-    trim_extras();
-  }
-}
-
-void Connection::handle_request(const codec::HttpRequest& request) {
-  Server& server = worker_.server();
-  std::string& out = worker_.scratch_out();
-  out.clear();
-
-  if (admin_ || (request.target.substr(0, request.target.find('?')) == "/metrics" &&
-                 server.metrics_allow_.contains(peer_))) {
-    serve_metrics(request);
-    return;
-  }
-  if (server.draining()) [[unlikely]] {
-    worker_.counters().bump_refused(RefusalReason::draining);
-    refuse_http(server.draining_response());
-    return;
-  }
-  if (!codec::is_websocket_upgrade(request)) {
-    HttpResponse response;
-    if (request.target == "/healthz") {
-      response.status = 200;
-      response.body = "ok\n";
-    }
-    if (server.callbacks_.on_http) server.callbacks_.on_http(request, response);
-    if (!codec::write_http_response(out, response.status, response.content_type, response.body,
-                                    &response.headers, false)) {
-      codec::write_refusal(out, 500, "the application's HTTP response was invalid");
-    }
-    worker_.server().logger().log(LogLevel::debug, "http", "peer=%s %.*s %.*s status=%d",
-                                  peer_.to_string().c_str(), static_cast<int>(request.method.size()),
-                                  request.method.data(), static_cast<int>(request.target.size()),
-                                  request.target.data(), response.status);
-    refuse_http(out);
-    return;
-  }
-
-  codec::UpgradeRequest upgrade;
-  std::vector<char>& scratch = worker_.upgrade_scratch(codec::upgrade_scratch_size(request));
-  const codec::UpgradeValidationOptions options{server.origin_views_, true};
-  if (const codec::Refusal refusal = codec::validate_upgrade_request(request, options, upgrade, scratch)) {
-    refuse(refusal.status, refusal.reason, upgrade);
-    return;
-  }
-
-  PeerAddress client;
-  if (resolve_client_address(request, peer_, server.trusted_proxies_, client)) {
-    extras().forwarded = client;
-  }
-  if (!admit_upgrade()) return;
-  codec::ResponseHeaders& headers = worker_.scratch_headers();
-  headers.clear();
-  UpgradeContext context(request, upgrade, peer_, headers, server.static_headers_);
-  context.client_ = &client_address();
-  const codec::SubprotocolNegotiation negotiation =
-      codec::negotiate_subprotocol(upgrade.protocols_offered, server.subprotocol_views_);
-  context.subprotocol_ = negotiation.selected;
-  if (server.callbacks_.on_upgrade) server.callbacks_.on_upgrade(context);
-  for (std::uint32_t i = 0; i < context.headers_refused_; ++i) worker_.counters().bump_header_refused();
-  if (context.refuse_status_ != 0) {
-    refuse(context.refuse_status_, context.refuse_body_, upgrade, RefusalReason::application);
-    return;
-  }
-  if (!context.subprotocol_chosen_) {
-    if (negotiation.outcome == codec::SubprotocolOutcome::no_common_protocol) {
-      std::string reason;
-      codec::append_subprotocol_refusal_reason(reason, upgrade.protocols_offered, server.subprotocol_views_);
-      refuse(400, reason, upgrade, RefusalReason::no_common_subprotocol);
-      return;
-    }
-    if (negotiation.outcome == codec::SubprotocolOutcome::server_supports_none) {
-      server.logger().log(LogLevel::warn, "subprotocol",
-                          "peer=%s offered subprotocols \"%.*s\" but the server is configured with none; answering "
-                          "without one, which Chromium and node ws clients treat as a failed handshake (1006)",
-                          peer_.to_string().c_str(), static_cast<int>(upgrade.protocols_offered.size()),
-                          upgrade.protocols_offered.data());
-    }
-  }
-
-  codec::DeflateNegotiation deflate;
-  if (server.config().deflate.enabled) {
-    const DeflateDecision decision =
-        decide_deflate(server.config().deflate, upgrade, server.callbacks_.on_deflate_offer, deflate);
-    if (decision == DeflateDecision::broken_user_agent || decision == DeflateDecision::declined_by_hook) {
-      server.logger().log(LogLevel::debug, "deflate", "peer=%s declined permessage-deflate (%s) user_agent=\"%.*s\"",
-                          peer_.to_string().c_str(),
-                          decision == DeflateDecision::broken_user_agent ? "user agent known to fail with it"
-                                                                         : "on_deflate_offer",
-                          static_cast<int>(upgrade.user_agent.size()), upgrade.user_agent.data());
-    }
-  }
-
-  const codec::ResponseHeaders* app_headers = context.headers_copied_ ? &headers : &server.static_headers_;
-  const std::array<char, 28> accept = codec::compute_accept(upgrade.key);
-  if (!codec::write_switching_protocols(out, codec::accept_view(accept), context.subprotocol_,
-                                        deflate.accepted ? deflate.response.view() : std::string_view(),
-                                        app_headers->empty() ? nullptr : app_headers)) {
-    refuse(500, "the server could not write a valid upgrade response", upgrade);
-    return;
-  }
-  if (!context.subprotocol_.empty()) extras().subprotocol.assign(context.subprotocol_);
-  if (deflate.accepted) {
-    extras().deflate = std::make_unique<DeflateSession>(server.config().deflate, deflate.params);
-    deflate_ = true;
-    worker_.list_memory_holder(*this);
-    // RFC 7692 6: RSV1 marks a compressed message from now on.
-    codec::ReaderLimits limits = reader_.limits();
-    limits.rsv1_allowed = true;
-    reader_ = codec::MessageReader(codec::Role::server, limits);
-  }
-  user_data_ = context.user_data_;
-  const Limits& limits = server.config().limits;
-  if (limits.message_rate != 0 || limits.byte_rate != 0) {
-    ReceiveRate& rate = worker_.receive_rate(slot_);
-    rate.messages.fill(limits.message_burst, worker_.reactor().now_ms());
-    rate.bytes.fill(limits.byte_burst, worker_.reactor().now_ms());
-    rate_limited_ = true;
-  }
-  state_ = State::open;
-  send_raw(bytes_of(out));
-  arm_liveness();
-  opened_ = true;
-  if (server.logger().enabled(LogLevel::info)) {
-    const bool forwarded = extras_ && extras_->forwarded;
-    const std::string_view chosen = subprotocol();
-    server.logger().log(LogLevel::info, "open", "peer=%s%s%s path=%.*s%s%.*s", peer_.to_string().c_str(),
-                        forwarded ? " client=" : "", forwarded ? extras_->forwarded->to_string().c_str() : "",
-                        static_cast<int>(upgrade.path.size()), upgrade.path.data(),
-                        chosen.empty() ? "" : " subprotocol=", static_cast<int>(chosen.size()), chosen.data());
-  }
-  if (server.callbacks_.on_open) server.callbacks_.on_open(*this);
-  // An idle wss connection holds no TLS record buffers: release them once this turn's output is written.
-  if (tls_ && state_ != State::dead) worker_.settle_after_upgrade(*this);
-}
-
-void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade) {
-  refuse(status, reason, upgrade, refusal_reason_for_status(status));
-}
-
-void Connection::refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade,
-                        RefusalReason why) {
-  Server& server = worker_.server();
-  std::string& out = worker_.scratch_out();
-  out.clear();
-  codec::write_refusal(out, status, reason);
-  server.logger().log(LogLevel::info, "refused", "peer=%s status=%d user_agent=\"%.*s\" reason=\"%.*s\"",
-                      peer_.to_string().c_str(), status, static_cast<int>(upgrade.user_agent.size()),
-                      upgrade.user_agent.data(), static_cast<int>(reason.size()), reason.data());
-  worker_.counters().bump_refused(why);
-  refuse_http(out);
-}
-
-// Admission control at the upgrade, by the client's address after trusted-proxy resolution: the handshake rate
-// (429), then for a client behind a trusted proxy, which was not counted at accept, its connections (503).
-// Refusals are logged by the worker's throttled line, not one line each: a flood of them is what they are for.
-bool Connection::admit_upgrade() {
-  Server& server = worker_.server();
-  AddressTable& table = *server.addresses_;
-  if (!table.limits_handshakes() && !table.limits_connections()) return true;
-  const PeerAddress& client = client_address();
-  const AddressKey key = AddressKey::of(client);
-  const std::uint64_t now = worker_.reactor().now_ms();
-  int status = 0;
-  std::uint64_t wait_ms = 0;
-  if (table.limits_handshakes() && (wait_ms = table.take_handshake(key, now)) != 0) {
-    status = 429;
-    worker_.admission_limited(AdmissionEvent::handshake_rate_refused, client, "over limits.handshake_rate");
-  } else if (table.limits_connections() && admission_ == Admission::none && extras_ && extras_->forwarded) {
-    if (table.acquire_connection(key, now)) {
-      admission_ = Admission::client;
-      return true;
-    }
-    status = 503;
-    wait_ms = 1000;  // when one of its connections closes, which nothing here can foresee
-    worker_.admission_limited(AdmissionEvent::address_connections_refused, client,
-                              "over limits.max_connections_per_address (behind a trusted proxy)");
-  } else {
-    return true;
-  }
-  char seconds[24];
-  std::snprintf(seconds, sizeof seconds, "%llu", static_cast<unsigned long long>((wait_ms + 999) / 1000));
-  codec::ResponseHeaders& headers = worker_.scratch_headers();
-  headers.clear();
-  (void)headers.add("Retry-After", seconds);
-  std::string& out = worker_.scratch_out();
-  out.clear();
-  codec::write_refusal(out, status,
-                       status == 429 ? "too many upgrade requests from this address; retry later\n"
-                                     : "too many connections from this address; retry later\n",
-                       &headers);
-  worker_.counters().bump_refused(status == 429 ? RefusalReason::rate_limited : RefusalReason::address_connections);
-  refuse_http(out);
-  return false;
 }
 
 // Limits::message_rate and byte_rate, for a complete data message. RatePolicy::close: over either, close 1008
@@ -558,121 +305,6 @@ bool Connection::admit_received(std::size_t bytes) {
   return false;
 }
 
-void Connection::serve_metrics(const codec::HttpRequest& request) {
-  std::string& out = worker_.scratch_out();
-  out.clear();
-  const std::string_view path = request.target.substr(0, request.target.find('?'));
-  if (request.method != "GET" && request.method != "HEAD") {
-    codec::write_refusal(out, 405, "only GET is served here\n");
-  } else if (path == "/metrics") {
-    // Prometheus text exposition format 0.0.4.
-    const std::string body = worker_.server().metrics_text();
-    codec::write_http_response(out, 200, "text/plain; version=0.0.4; charset=utf-8", body, nullptr, false);
-  } else if (path == "/healthz" && worker_.server().draining()) {
-    out = worker_.server().draining_response();
-  } else if (path == "/healthz") {
-    codec::write_http_response(out, 200, "text/plain; charset=utf-8", "ok\n", nullptr, false);
-  } else {
-    codec::write_http_response(out, 404, "text/plain; charset=utf-8", "the admin listener serves /metrics and /healthz\n",
-                               nullptr, false);
-  }
-  refuse_http(out);
-}
-
-bool Connection::read_proxy_header() {
-  // Peek, then take exactly the header's bytes: what follows it (a TLS ClientHello, the upgrade request) stays in
-  // the socket for the layer that owns it. Two system calls, once per connection.
-  std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
-  const std::size_t want = std::min(buffer.size(), kMaxProxyHeader);
-  Server& server = worker_.server();
-  for (;;) {
-    const ssize_t n = ::recv(fd_, buffer.data(), want, MSG_PEEK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-    if (n <= 0) {
-      worker_.counters().bump_proxy_error();
-      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: connection %s before the PROXY header was complete",
-                          peer_.to_string().c_str(), n == 0 ? "closed" : "failed");
-      destroy(1006, "no PROXY header");
-      return false;
-    }
-    const codec::ProxyParseResult r = extras_->proxy->feed({buffer.data(), static_cast<std::size_t>(n)});
-    if (r.status == codec::ProxyParseStatus::error) {
-      worker_.counters().bump_proxy_error();
-      const std::string_view why = codec::describe(r.error);
-      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: %.*s", peer_.to_string().c_str(),
-                          static_cast<int>(why.size()), why.data());
-      destroy(1006, "invalid PROXY header");
-      return false;
-    }
-    std::size_t left = r.consumed;
-    while (left > 0) {
-      const ssize_t taken = ::recv(fd_, buffer.data(), left, 0);
-      if (taken < 0 && errno == EINTR) continue;
-      if (taken <= 0) {
-        destroy(1006, "read failed");
-        return false;
-      }
-      left -= static_cast<std::size_t>(taken);
-    }
-    if (r.status == codec::ProxyParseStatus::need_more) {
-      if (static_cast<std::size_t>(n) < want) return false;  // drained: the next bytes bring a new edge
-      continue;
-    }
-    break;
-  }
-  const codec::ProxyHeader& header = extras_->proxy->header();
-  const PeerAddress socket_peer = peer_;
-  if (header.command == codec::ProxyCommand::proxy) {
-    const codec::ProxyEndpoint& source = header.source;
-    if (source.family == codec::ProxyFamily::inet4) {
-      peer_ = PeerAddress{};
-      peer_.addr.v4.sin_family = AF_INET;
-      std::memcpy(&peer_.addr.v4.sin_addr, source.ip.data(), 4);
-      peer_.addr.v4.sin_port = htons(source.port);
-    } else if (source.family == codec::ProxyFamily::inet6) {
-      peer_ = PeerAddress{};
-      peer_.addr.v6.sin6_family = AF_INET6;
-      std::memcpy(&peer_.addr.v6.sin6_addr, source.ip.data(), 16);
-      peer_.addr.v6.sin6_port = htons(source.port);
-    }
-    // A UNIX-socket or unspecified source has no IP address to report: the socket's peer stays.
-  }
-  server.logger().log(LogLevel::debug, "proxy_protocol", "peer=%s via=%s version=%u command=%s",
-                      peer_.to_string().c_str(), socket_peer.to_string().c_str(), header.version,
-                      header.command == codec::ProxyCommand::proxy ? "proxy" : "local");
-  extras_->proxy.reset();
-  trim_extras();
-  switch (worker_.count_address(peer_)) {
-    case Worker::AddressCount::refused:
-      destroy(1006, "over max_connections_per_address");
-      return false;
-    case Worker::AddressCount::counted:
-      admission_ = Admission::peer;
-      break;
-    case Worker::AddressCount::exempt:
-      break;
-  }
-  if (tls_pending_) {
-    tls_pending_ = false;
-    if (net::Error error = worker_.attach_tls(*this)) {
-      server.logger().log(LogLevel::warn, "tls", "peer=%s: %s", peer_.to_string().c_str(), error.message.c_str());
-      destroy(1006, "tls setup failed");
-      return false;
-    }
-    arm(Deadline::tls_handshake, server.config().tls.handshake_timeout_ms);
-  }
-  return true;
-}
-
-void Connection::refuse_http(std::string_view response) {
-  send_raw(bytes_of(response));
-  state_ = State::draining;
-  timer_.cancel();
-  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
-  if (!worker_.corked(*this)) flush();
-}
-
 void Connection::process_frames(std::uint8_t* data, std::size_t len) {
   Server& server = worker_.server();
   const std::function<void(Connection&, const Message&)>& on_message = server.callbacks_.on_message;
@@ -695,7 +327,7 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
         if (rate_limited_) [[unlikely]] {
           if (!admit_received(event.payload.size())) return;
         }
-        last_message_ms_ = now;
+        liveness_.message(now);
         if (event.compressed) [[unlikely]] {  // only with a deflate session: RSV1 is refused otherwise
           std::span<const std::uint8_t> inflated;
           const codec::ProtocolError error =
@@ -731,20 +363,41 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
   }
 }
 
-void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
-  if (state_ == State::open) {
-    // RFC 6455 5.5.1: answer with a close frame, echoing the status code; then we are done sending.
-    std::uint8_t payload[2];
-    std::size_t payload_len = 0;
-    if (code != static_cast<std::uint16_t>(CloseCode::no_status)) {
-      payload_len = codec::write_close_payload(payload, code, {});
-    }
-    send_frame(Opcode::close, {payload, payload_len}, true);
-    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
-    notify_closed(code, reason);
+// ---------------------------------------------------------------------------------------------------------------
+// Closing
+
+codec::ClosingHandshake Connection::closing_handshake() const {
+  using Step = codec::ClosingHandshake::State;
+  switch (state_) {
+    case State::open:
+      return codec::ClosingHandshake(Step::open);
+    case State::closing:
+      return codec::ClosingHandshake(Step::close_sent);
+    case State::handshake:  // no WebSocket yet: nothing to close with a frame
+    case State::draining:
+    case State::dead:
+      break;
   }
-  // Both close frames are exchanged: the server closes the TCP connection first (RFC 6455 7.1.1), after the queue.
-  enter_draining();
+  return codec::ClosingHandshake(Step::closed);
+}
+
+void Connection::take(const codec::CloseStep& step, std::string_view reason) {
+  if (step.send) send_frame(Opcode::close, {step.payload, step.size}, true);
+  if (step.notify) {
+    // Leaving open, before on_close: nothing the callback sends may follow the close frame (RFC 6455 5.5.1).
+    state_ = State::closing;
+    release_all_holds();  // the peer's close frame, or its EOF, must be read
+    if (!step.complete) arm(worker_.server().config().limits.close_timeout_ms);
+    notify_closed(step.code, reason);
+  }
+  // Both close frames are exchanged, or the connection failed: the server closes the TCP connection first
+  // (RFC 6455 7.1.1), after the queue.
+  if (step.complete) enter_draining();
+}
+
+void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
+  codec::ClosingHandshake handshake = closing_handshake();
+  take(handshake.received(code), reason);
 }
 
 void Connection::fail(codec::ProtocolError error) {
@@ -755,24 +408,16 @@ void Connection::fail(codec::ProtocolError error) {
   fail_with(static_cast<std::uint16_t>(code), codec::describe(error));
 }
 
+// RFC 6455 7.1.7 "Fail the WebSocket Connection": our close frame, then close without waiting for the peer's.
 void Connection::fail_with(std::uint16_t code, std::string_view reason) {
-  // RFC 6455 7.1.7 "Fail the WebSocket Connection": send a close frame, then close without waiting for the
-  // peer's close frame.
-  if (state_ == State::open) {
-    std::uint8_t payload[125];
-    const std::size_t n = codec::write_close_payload(payload, code, reason);
-    send_frame(Opcode::close, {payload, n}, true);
-    state_ = State::closing;  // before on_close: nothing the callback sends may follow the close frame
-    release_all_holds();      // draining reads on to the peer's EOF
-    notify_closed(code, reason);
-  }
-  enter_draining();
+  codec::ClosingHandshake handshake = closing_handshake();
+  take(handshake.fail(code, reason), reason);
 }
 
 void Connection::enter_draining() {
   if (state_ == State::draining || state_ == State::dead) return;
   state_ = State::draining;
-  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
+  arm(worker_.server().config().limits.close_timeout_ms);
   if (!worker_.corked(*this)) flush();  // uncork() flushes otherwise
 }
 
@@ -795,9 +440,10 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   if (state_ == State::dead) return;
   // Dead before on_close: a send from the callback fails (SendStatus::closed) instead of writing to this socket,
   // failing, and destroying the connection a second time (released twice, freed twice).
+  const bool owed = state_ == State::open;  // leaving open without a closing handshake
   state_ = State::dead;
   if (read_holds_ != 0) set_holds(0);
-  notify_closed(code, reason);
+  if (owed) notify_closed(code, reason);
   timer_.cancel();
   transport_close(*this);
   worker_.reactor().remove(fd_);
@@ -824,8 +470,6 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
 }
 
 void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
-  if (!opened_ || close_notified_) return;
-  close_notified_ = true;
   Server& server = worker_.server();
   worker_.counters().bump_closed(code);
   if (server.logger().enabled(LogLevel::info)) {
@@ -851,19 +495,8 @@ SendStatus Connection::ping(std::span<const std::uint8_t> payload) {
 }
 
 void Connection::close(std::uint16_t code, std::string_view reason) {
-  if (state_ != State::open) return;
-  std::uint8_t payload[125];
-  std::size_t n = 0;
-  if (code != static_cast<std::uint16_t>(CloseCode::no_status)) {
-    if (!codec::is_valid_wire_close_code(code)) code = static_cast<std::uint16_t>(CloseCode::normal);
-    n = codec::write_close_payload(payload, code, reason);
-  }
-  send_frame(Opcode::close, {payload, n}, true);
-  // Closing before on_close: RFC 6455 5.5.1, no data frame may follow the close frame.
-  state_ = State::closing;
-  release_all_holds();  // the peer's close frame must be read
-  arm(Deadline::close, worker_.server().config().limits.close_timeout_ms);
-  notify_closed(code, reason);
+  codec::ClosingHandshake handshake = closing_handshake();
+  take(handshake.close(code, reason), reason);
 }
 
 void Connection::terminate() {
@@ -894,7 +527,7 @@ bool Connection::over_backpressure() {
 // A data message leaves: counted for the metrics, and activity for the idle timeout (it counts messages either way).
 void Connection::count_message_out() {
   worker_.counters().bump_messages_out();
-  last_message_ms_ = stamp(worker_.reactor().now_ms());
+  liveness_.message(stamp(worker_.reactor().now_ms()));
 }
 
 SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
@@ -1063,34 +696,28 @@ void Connection::after_flush() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Timers: one per connection, for whichever deadline applies in the current state.
+// Timers: one per connection, for the deadline of the current state (State).
 
-void Connection::arm(Deadline deadline, std::uint32_t delay_ms) {
-  deadline_ = deadline;
-  worker_.reactor().timers().schedule(timer_, delay_ms);
+void Connection::arm(std::uint32_t delay_ms) { worker_.reactor().timers().schedule(timer_, delay_ms); }
+
+void Connection::arm_stage() {
+  const ServerConfig& config = worker_.server().config();
+  arm(stage_ == Stage::tls ? config.tls.handshake_timeout_ms : config.limits.handshake_timeout_ms);
 }
 
 void Connection::after_tls_handshake() {
-  arm(Deadline::handshake, worker_.server().config().limits.handshake_timeout_ms);
+  stage_ = Stage::request;
+  arm_stage();
 }
 
 void Connection::arm_liveness() {
-  const Limits& limits = worker_.server().config().limits;
-  const std::uint64_t now = worker_.reactor().now_ms();
-  std::uint64_t wait = UINT64_MAX;
-  if (limits.ping_interval_ms != 0) {
-    wait = awaiting_pong_ ? remaining(ping_sent_ms_, limits.pong_timeout_ms, now)
-                          : remaining(last_heard_ms_, limits.ping_interval_ms, now);
-  }
-  if (limits.idle_timeout_ms != 0) {
-    wait = std::min<std::uint64_t>(wait, remaining(last_message_ms_, limits.idle_timeout_ms, now));
-  }
-  if (wait == UINT64_MAX) {
+  const std::uint32_t wait =
+      liveness_.next_check_in(liveness_settings(worker_.server().config().limits), stamp(worker_.reactor().now_ms()));
+  if (wait == UINT32_MAX) {
     timer_.cancel();
-    deadline_ = Deadline::none;
     return;
   }
-  arm(Deadline::liveness, static_cast<std::uint32_t>(wait));
+  arm(wait);
 }
 
 void Connection::on_timer(net::Timer&, void* context) { static_cast<Connection*>(context)->on_deadline(); }
@@ -1098,60 +725,70 @@ void Connection::on_timer(net::Timer&, void* context) { static_cast<Connection*>
 void Connection::on_deadline() {
   Server& server = worker_.server();
   const Limits& limits = server.config().limits;
-  switch (deadline_) {
-    case Deadline::none:
+  switch (state_) {
+    case State::handshake:
+      on_handshake_deadline();
       return;
-    case Deadline::tls_handshake:
-      // Also a plain HTTP client or a port scanner on the TLS port that sends nothing OpenSSL can answer.
-      worker_.counters().bump_tls_failure();
-      server.logger().log(LogLevel::info, "tls_handshake_timeout", "peer=%s: no complete TLS handshake within %u ms",
-                          peer_.to_string().c_str(), server.config().tls.handshake_timeout_ms);
-      destroy(1006, "TLS handshake timeout");
+    case State::closing:
+      // The peer never answered our close frame.
+      if (closing_handshake().timed_out().complete) destroy(1006, "close timeout");
       return;
-    case Deadline::handshake:
-      if (extras_ && extras_->proxy) {
-        worker_.counters().bump_proxy_error();
-        server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: no complete PROXY header within %u ms",
-                            peer_.to_string().c_str(), limits.handshake_timeout_ms);
-        destroy(1006, "PROXY header timeout");
-        return;
-      }
-      server.logger().log(LogLevel::info, "handshake_timeout", "peer=%s: no complete upgrade request within %u ms",
-                          peer_.to_string().c_str(), limits.handshake_timeout_ms);
-      destroy(1006, "handshake timeout");
+    case State::draining:
+      destroy(1006, "close timeout");  // the peer never closed its side
       return;
-    case Deadline::close:
-      destroy(1006, "close timeout");
+    case State::dead:
       return;
-    case Deadline::liveness:
+    case State::open:
       break;
   }
-  if (state_ != State::open) return;
   if (read_holds_ != 0) {
     // Not reading, the connection can hear neither a pong nor a message: being held is not a dead or idle peer.
     refresh_liveness();
     arm_liveness();
     return;
   }
-  const std::uint64_t now = worker_.reactor().now_ms();
-  if (limits.idle_timeout_ms != 0 && elapsed(last_message_ms_, now) >= limits.idle_timeout_ms) {
-    close(static_cast<std::uint16_t>(CloseCode::going_away), "idle timeout");
-    return;
-  }
-  if (limits.ping_interval_ms != 0) {
-    if (awaiting_pong_ && elapsed(ping_sent_ms_, now) >= limits.pong_timeout_ms) {
+  switch (liveness_.check(liveness_settings(limits), stamp(worker_.reactor().now_ms()))) {
+    case codec::Liveness::Due::nothing:
+      break;
+    case codec::Liveness::Due::ping:
+      send_frame(Opcode::ping, {}, true);
+      break;
+    case codec::Liveness::Due::no_pong:
       server.logger().log(LogLevel::info, "pong_timeout", "peer=%s: no answer to a ping within %u ms",
                           peer_.to_string().c_str(), limits.pong_timeout_ms);
       fail_with(static_cast<std::uint16_t>(CloseCode::going_away), "no pong");
       return;
-    }
-    if (!awaiting_pong_ && elapsed(last_heard_ms_, now) >= limits.ping_interval_ms) {
-      awaiting_pong_ = true;
-      ping_sent_ms_ = stamp(now);
-      send_frame(Opcode::ping, {}, true);
-    }
+    case codec::Liveness::Due::idle:
+      close(static_cast<std::uint16_t>(CloseCode::going_away), "idle timeout");
+      return;
   }
   arm_liveness();
+}
+
+void Connection::on_handshake_deadline() {
+  Server& server = worker_.server();
+  switch (stage_) {
+    case Stage::tls:
+      // Also a plain HTTP client or a port scanner on the TLS port that sends nothing OpenSSL can answer.
+      worker_.counters().bump_tls_failure();
+      server.logger().log(LogLevel::info, "tls_handshake_timeout", "peer=%s: no complete TLS handshake within %u ms",
+                          peer_.to_string().c_str(), server.config().tls.handshake_timeout_ms);
+      destroy(1006, "TLS handshake timeout");
+      return;
+    case Stage::proxy_header:
+    case Stage::proxy_then_tls:
+      worker_.counters().bump_proxy_error();
+      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: no complete PROXY header within %u ms",
+                          peer_.to_string().c_str(), server.config().limits.handshake_timeout_ms);
+      destroy(1006, "PROXY header timeout");
+      return;
+    case Stage::request:
+    case Stage::admin_request:
+      break;
+  }
+  server.logger().log(LogLevel::info, "handshake_timeout", "peer=%s: no complete upgrade request within %u ms",
+                      peer_.to_string().c_str(), server.config().limits.handshake_timeout_ms);
+  destroy(1006, "handshake timeout");
 }
 
 }  // namespace edgews::core

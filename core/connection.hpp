@@ -19,6 +19,7 @@
 #include "codec/http_request.hpp"
 #include "codec/message.hpp"
 #include "codec/protocol.hpp"
+#include "codec/session.hpp"
 #include "core/metrics.hpp"
 #include "core/out_queue.hpp"
 #include "net/reactor.hpp"
@@ -30,6 +31,8 @@ class TlsStream;
 }
 namespace edgews::codec {
 class ProxyHeaderParser;
+struct DeflateNegotiation;
+class ResponseHeaders;
 }
 
 namespace edgews::core {
@@ -39,6 +42,7 @@ using codec::Opcode;
 
 class Worker;
 class DeflateSession;
+class UpgradeContext;
 
 struct ConnectionHandle {
   std::uint32_t worker = UINT32_MAX;
@@ -129,16 +133,28 @@ class Connection final : public net::Reactor::Handler {
   friend class Worker;
   struct Extras;  // core/connection_extras.hpp
 
+  // The lifecycle (docs/DESIGN.md, 'Connection state'). open and closing are the closing handshake's first two
+  // states (codec::ClosingHandshake, rebuilt from state_ for each event); its third, closed, is draining here. Each
+  // state has one deadline on timer_: the stage's (handshake), liveness (open), close_timeout_ms (closing,
+  // draining).
   enum class State : std::uint8_t {
-    handshake,     // reading the upgrade request
-    open,          // messages flow both ways
-    closing,       // we sent a close frame; waiting for the peer's
-    draining,      // nothing more to say: flush the queue, then shut down our side and wait for EOF
-    dead,          // descriptor closed; freed at the end of the turn
+    handshake,  // before the upgrade: stage_ says what is awaited
+    open,       // messages flow both ways; on_close is owed and called when the connection leaves this state
+    closing,    // our close frame is sent or queued; waiting for the peer's
+    draining,   // nothing more to say: flush the queue, then shut down our side and wait for EOF
+    dead,       // descriptor closed; freed at the end of the turn
   };
-  // tls_handshake: from accept (or the end of the PROXY header) to a finished TLS handshake
-  // (TlsConfig::handshake_timeout_ms); then handshake: to a complete upgrade request (Limits).
-  enum class Deadline : std::uint8_t { none, tls_handshake, handshake, liveness, close };
+  // What State::handshake awaits, in order, and its deadline: PROXY header and upgrade request,
+  // Limits::handshake_timeout_ms from accept; TLS handshake, TlsConfig::handshake_timeout_ms from accept or from
+  // the end of the PROXY header, then the request's again.
+  enum class Stage : std::uint8_t {
+    proxy_header,    // then request
+    proxy_then_tls,  // a TLS listener with PROXY protocol: TLS starts after the header
+    tls,             // then request
+    request,         // the upgrade request (or a plain HTTP request)
+    admin_request,   // accepted on the admin listener: /metrics and /healthz only
+  };
+  static Stage first_stage(bool tls, bool proxy_protocol, bool admin);
 
   void on_events(std::uint32_t events) override;
   // read_to_end: read until the transport would block, not only until a short read (the peer hung up, or no
@@ -164,15 +180,25 @@ class Connection final : public net::Reactor::Handler {
   void on_writable();
   void process(std::uint8_t* data, std::size_t len);
   void process_handshake(std::uint8_t* data, std::size_t len);
+  // The request (core/upgrade.cpp): routed to the metrics, a plain HTTP response or the upgrade; the upgrade is
+  // decided (validation, admission, on_upgrade, subprotocol, deflate), answered with 101, and the connection opens.
   void handle_request(const codec::HttpRequest& request);
-  void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade);
-  void refuse(int status, std::string_view reason, const codec::UpgradeRequest& upgrade, RefusalReason why);
-  bool admit_upgrade();
+  void serve_http(const codec::HttpRequest& request);
+  void serve_metrics(const codec::HttpRequest& request);
+  void upgrade(const codec::HttpRequest& request);
+  bool admit_upgrade(std::string_view user_agent);
+  void open(UpgradeContext& context, const codec::UpgradeRequest& upgrade, const codec::DeflateNegotiation& deflate);
+  // Every refused request ends here: counted by reason, logged, answered with a short plain-text response, then
+  // draining. Admission and drain refusals come in floods: the worker logs the former throttled, the latter not.
+  void refuse(int status, std::string_view reason, RefusalReason why, std::string_view user_agent = {},
+              const codec::ResponseHeaders* headers = nullptr);
+  void respond(std::string_view response);  // the last HTTP response on this connection, then draining
   bool admit_received(std::size_t bytes);
   bool read_proxy_header();
-  void serve_metrics(const codec::HttpRequest& request);
-  void refuse_http(std::string_view response);
   void process_frames(std::uint8_t* data, std::size_t len);
+  // The closing handshake. Every close frame goes out through take(), as codec::ClosingHandshake decides.
+  codec::ClosingHandshake closing_handshake() const;
+  void take(const codec::CloseStep& step, std::string_view reason);
   void on_peer_close(std::uint16_t code, std::string_view reason);
   void fail(codec::ProtocolError error);
   void fail_with(std::uint16_t code, std::string_view reason);
@@ -199,11 +225,13 @@ class Connection final : public net::Reactor::Handler {
   net::TlsStream& tls_stream();
   DeflateSession& deflate_session();
 
-  void arm(Deadline deadline, std::uint32_t delay_ms);
+  void arm(std::uint32_t delay_ms);
+  void arm_stage();  // the deadline of stage_
   void arm_liveness();
   void after_tls_handshake();
   static void on_timer(net::Timer& timer, void* context);
   void on_deadline();
+  void on_handshake_deadline();
 
   friend struct TlsTransport;
   friend net::IoResult transport_read(Connection&, void*, std::size_t);
@@ -218,22 +246,15 @@ class Connection final : public net::Reactor::Handler {
   int fd_;
   std::uint32_t slot_;
   std::uint32_t generation_;
-  // Low 32 bits of the reactor's millisecond clock: compared by wrap-safe differences (every timeout they serve
-  // is a uint32 of milliseconds), half the size of full timestamps.
-  std::uint32_t last_heard_ms_ = 0;    // any bytes from the peer
-  std::uint32_t last_message_ms_ = 0;  // a data message either way (idle timeout)
-  std::uint32_t ping_sent_ms_ = 0;
+  // Pings, the pong timeout and the idle timeout, on the low 32 bits of the reactor's millisecond clock (wrap-safe
+  // differences: every timeout they serve is a uint32 of milliseconds). Its tail padding holds the bytes below.
+  [[no_unique_address]] codec::Liveness liveness_;
   State state_ = State::handshake;
-  Deadline deadline_ = Deadline::none;
+  Stage stage_ = Stage::request;
   bool writable_ = true;           // edge-triggered: false after EAGAIN until the next EPOLLOUT edge
   bool flush_scheduled_ = false;
   bool waited_for_drain_ = false;  // the queue hit EAGAIN: tell on_drain when it empties
-  bool awaiting_pong_ = false;
-  bool opened_ = false;            // on_open was called, so on_close is owed
-  bool close_notified_ = false;
   bool write_shut_ = false;
-  bool admin_ = false;        // accepted on the admin listener: /metrics and /healthz only
-  bool tls_pending_ = false;  // TLS listener with PROXY protocol: TLS starts after the header
   // Hot-path tests without touching extras_: the stream is TLS (extras_->tls), permessage-deflate was
   // negotiated (extras_->deflate).
   bool tls_ = false;

@@ -26,8 +26,8 @@ constexpr std::uint32_t kScanPeriodMs = 2;
 // Connection
 
 bool Connection::handoff_movable() const {
-  // TLS: OpenSSL cannot adopt another process's session. Admin connections are short HTTP exchanges.
-  return state_ == State::open && opened_ && !tls_ && !admin_ && !(extras_ && (extras_->proxy || extras_->head));
+  // TLS: OpenSSL cannot adopt another process's session.
+  return state_ == State::open && !tls_ && !(extras_ && (extras_->proxy || extras_->head));
 }
 
 bool Connection::handoff_ready() const {
@@ -193,10 +193,11 @@ void Worker::offer(Connection& c) {
     }
   }
   const auto now = static_cast<std::uint32_t>(reactor_->now_ms());
-  state.since_heard_ms = now - c.last_heard_ms_;
-  state.since_message_ms = now - c.last_message_ms_;
-  state.since_ping_ms = now - c.ping_sent_ms_;
-  state.awaiting_pong = c.awaiting_pong_;
+  const codec::Liveness::Ages ages = c.liveness_.ages(now);
+  state.since_heard_ms = ages.since_heard_ms;
+  state.since_message_ms = ages.since_message_ms;
+  state.since_ping_ms = ages.since_ping_ms;
+  state.awaiting_pong = ages.awaiting_pong;
   if (server_.callbacks_.on_handoff_save) server_.callbacks_.on_handoff_save(c, state.user_state);
   if (state.user_state.size() > handoff::kMaxUserState) return drain("on_handoff_save wrote more than 64 KiB");
   net::Fd copy(::fcntl(c.fd_, F_DUPFD_CLOEXEC, 3));
@@ -304,10 +305,7 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
     c->reader_ = codec::MessageReader(codec::Role::server, reader_limits);
   }
   const auto now = static_cast<std::uint32_t>(reactor_->now_ms());
-  c->last_heard_ms_ = now - state.since_heard_ms;
-  c->last_message_ms_ = now - state.since_message_ms;
-  c->ping_sent_ms_ = now - state.since_ping_ms;
-  c->awaiting_pong_ = state.awaiting_pong;
+  c->liveness_.set_ages({state.since_heard_ms, state.since_message_ms, state.since_ping_ms, state.awaiting_pong}, now);
   if (net::Error error = reactor_->add(c->fd_, c)) {
     reason = "reactor registration failed: " + error.message;
     c->vanish();
@@ -323,7 +321,6 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
     read_later(*c);
   }
   c->arm_liveness();
-  c->opened_ = true;
   if (server_.logger().enabled(LogLevel::info)) {
     server_.logger().log(LogLevel::info, "adopted", "peer=%s", c->peer_.to_string().c_str());
   }

@@ -275,17 +275,22 @@ bool Server::begin_drain(std::uint32_t window_ms) {
   return true;
 }
 
-std::string Server::draining_response() const {
+void Server::draining_refusal(std::string& retry_after, std::string& body) const {
   const std::uint64_t now = monotonic_ms();
   const std::uint64_t end = drain_end_ms_.load(std::memory_order_relaxed);
   const std::uint64_t seconds = std::max<std::uint64_t>(1, end > now ? (end - now + 999) / 1000 : 1);
-  const std::string retry = std::to_string(seconds);
+  retry_after = std::to_string(seconds);
+  body = "this server is restarting: retry in " + retry_after + " s (another instance may answer at once)";
+}
+
+std::string Server::draining_response() const {
+  std::string retry;
+  std::string body;
+  draining_refusal(retry, body);
   codec::ResponseHeaders headers;
   (void)headers.add("Retry-After", retry);
   std::string out;
-  codec::write_refusal(out, 503,
-                       "this server is restarting: retry in " + retry + " s (another instance may answer at once)",
-                       &headers);
+  codec::write_refusal(out, 503, body, &headers);
   return out;
 }
 

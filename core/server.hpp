@@ -75,12 +75,31 @@ class UpgradeContext {
   void refuse(int status, std::string_view body);
   void set_user_data(void* data) { user_data_ = data; }
 
+  // The decision, as the server reads it after on_upgrade.
+  bool refused() const { return refuse_status_ != 0; }
+  int refusal_status() const { return refuse_status_; }
+  std::string_view refusal_body() const { return refuse_body_; }
+  // select_subprotocol() was called: the configured preference (and its refusal when nothing matched) is set aside.
+  bool subprotocol_selected() const { return subprotocol_chosen_; }
+  // The headers of the 101: the static ones (ServerConfig::response_headers), with add_header()'s after them.
+  const codec::ResponseHeaders& response_headers() const { return headers_copied_ ? headers_ : static_headers_; }
+  std::uint32_t headers_refused() const { return headers_refused_; }  // add_header() calls the checks refused
+  void* user_data() const { return user_data_; }
+
+  // headers: scratch space for add_header(); client: the address behind trusted proxies; subprotocol: the
+  // configured preference's choice (viewed, not copied).
   UpgradeContext(const codec::HttpRequest& request, const codec::UpgradeRequest& upgrade, const PeerAddress& peer,
-                 codec::ResponseHeaders& headers, const codec::ResponseHeaders& static_headers)
-      : request_(request), upgrade_(upgrade), peer_(peer), headers_(headers), static_headers_(static_headers) {}
+                 const PeerAddress& client, codec::ResponseHeaders& headers,
+                 const codec::ResponseHeaders& static_headers, std::string_view subprotocol)
+      : request_(request),
+        upgrade_(upgrade),
+        peer_(peer),
+        client_(&client),
+        headers_(headers),
+        static_headers_(static_headers),
+        subprotocol_(subprotocol) {}
 
  private:
-  friend class Connection;
   const codec::HttpRequest& request_;
   const codec::UpgradeRequest& upgrade_;
   const PeerAddress& peer_;
@@ -270,6 +289,7 @@ class Server {
   static std::uint64_t resolve_memory_budget(const ServerConfig& config, std::string& source);
   // The 503 answered to every request during a drain, with Retry-After: the seconds left in the window (at least 1).
   std::string draining_response() const;
+  void draining_refusal(std::string& retry_after, std::string& body) const;  // its Retry-After and body
   // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
   void topic_interest(std::string_view topic, bool gained);
 

@@ -30,7 +30,7 @@ net::IoResult to_io(const net::TlsResult& r) {
 // Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
 // A read that finds nothing (an EPOLLOUT edge resumes reading) leaves it quiet.
 net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
-  if (c.deadline_ == Connection::Deadline::tls_handshake && !c.worker_.take_handshake_step()) [[unlikely]] {
+  if (c.stage_ == Connection::Stage::tls && !c.worker_.take_handshake_step()) [[unlikely]] {
     c.worker_.read_later(c);  // this phase's share of handshakes is spent: the established connections go first
     return {net::IoStatus::would_block, 0, 0};
   }

@@ -210,11 +210,10 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   ++live_;
   server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
   counters_.bump_accepted();
-  connection->admin_ = mode.admin;
+  connection->stage_ = Connection::first_stage(mode.tls, mode.proxy_protocol, mode.admin);
   if (mode.proxy_protocol) {
     // The PROXY header comes first, in clear, even on a TLS listener: TLS starts once it is read.
     connection->extras().proxy = std::make_unique<codec::ProxyHeaderParser>();
-    connection->tls_pending_ = mode.tls;
   } else if (mode.tls) {
     if (net::Error error = attach_tls(*connection)) {
       server_.logger().log(LogLevel::warn, "tls", "peer=%s: %s", address.to_string().c_str(), error.message.c_str());
@@ -228,11 +227,7 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
     connection->destroy(1006, "reactor registration failed");
     return;
   }
-  if (mode.tls && !mode.proxy_protocol) {
-    connection->arm(Connection::Deadline::tls_handshake, server_.config().tls.handshake_timeout_ms);
-  } else {
-    connection->arm(Connection::Deadline::handshake, limits.handshake_timeout_ms);
-  }
+  connection->arm_stage();
 }
 
 Worker::AddressCount Worker::count_address(const PeerAddress& peer) {

@@ -478,6 +478,53 @@ TEST(ServerTimeouts, MessagesFromTheServerAlsoCountAsActivity) {
   EXPECT_EQ(close->close_code, 1001);
 }
 
+// RFC 6455 7.1.1: our close frame waits for the peer's at most Limits::close_timeout_ms, then the TCP connection
+// goes; the application heard our code when we closed, and hears nothing more.
+TEST(ServerTimeouts, APeerThatNeverAnswersOurCloseIsDroppedAtTheCloseTimeout) {
+  ServerConfig config = test_config();
+  config.limits.close_timeout_ms = 300;
+  CloseRecord record;
+  Callbacks callbacks = echo_callbacks(&record);
+  callbacks.on_message = [](Connection& c, const Message&) { c.close(4003, "closing first"); };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_text("close me"));
+  auto frame = client.read_frame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->opcode, Opcode::close);
+  EXPECT_EQ(frame->close_code, 4003);
+  // No answer, no FIN: only the close timeout ends it.
+  EXPECT_TRUE(client.wait_eof(5000)) << "the server kept waiting for a close frame that never comes";
+  EXPECT_TRUE(eventually([&] { return server->stats().connections_open == 0; }));
+  ASSERT_EQ(record.size(), 1u) << "on_close is called once, with our code, not again at the timeout";
+  EXPECT_EQ(record.at(0).first, 4003);
+}
+
+// RFC 6455 7.1.7: after a protocol error the server sends its close frame and shuts down its side without waiting;
+// a peer that then keeps its side open is dropped at the close timeout.
+TEST(ServerTimeouts, APeerThatKeepsItsSideOpenAfterAFailureIsDroppedAtTheCloseTimeout) {
+  ServerConfig config = test_config();
+  config.limits.close_timeout_ms = 300;
+  CloseRecord record;
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, echo_callbacks(&record)));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_frame(static_cast<Opcode>(3), {}));  // a reserved opcode
+  auto frame = client.read_frame();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->opcode, Opcode::close);
+  EXPECT_EQ(frame->close_code, 1002);
+  EXPECT_TRUE(client.wait_eof(3000)) << "the server did not shut down its side after failing the connection";
+  ASSERT_EQ(record.size(), 1u);
+  EXPECT_EQ(record.at(0).first, 1002);
+  // The client neither answers nor closes: the server's descriptor goes at the close timeout.
+  EXPECT_TRUE(eventually([&] { return server->stats().connections_open == 0; }));
+  EXPECT_EQ(record.size(), 1u);
+}
+
 TEST(ServerPing, PingIsAnsweredWithTheSamePayload) {
   RunningServer server;
   ASSERT_TRUE(server.start(test_config(), echo_callbacks()));
@@ -534,6 +581,47 @@ TEST(ServerPing, AClientThatAnswersPingsStaysOpen) {
   while ((echo = client.read_frame()) && echo->opcode == Opcode::ping) {}
   ASSERT_TRUE(echo);
   EXPECT_EQ(echo->payload, "alive");
+}
+
+// A ping went out, then the application paused reading: the connection cannot hear the pong, so the pong timeout
+// does not close it while paused; resumed, a peer that still answers nothing is found dead.
+TEST(ServerPing, APongTimeoutDoesNotCloseAConnectionPausedAfterThePing) {
+  ServerConfig config = test_config();
+  config.limits.ping_interval_ms = 100;
+  config.limits.pong_timeout_ms = 200;
+  CloseRecord record;
+  std::mutex mutex;
+  ConnectionHandle handle;
+  Callbacks callbacks = echo_callbacks(&record);
+  callbacks.on_open = [&](Connection& c) {
+    std::lock_guard lock(mutex);
+    handle = c.handle();
+  };
+  RunningServer server;
+  ASSERT_TRUE(server.start(config, callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  auto ping = client.read_frame(3000);
+  ASSERT_TRUE(ping);
+  ASSERT_EQ(ping->opcode, Opcode::ping);
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_TRUE(server->pause_reading(handle));
+  }
+  // Several pong timeouts long, unanswered.
+  std::this_thread::sleep_for(1000ms);
+  EXPECT_EQ(record.size(), 0u) << "closed for a pong it could not read";
+  {
+    std::lock_guard lock(mutex);
+    ASSERT_TRUE(server->resume_reading(handle));
+  }
+  std::optional<Frame> frame;
+  while ((frame = client.read_frame(3000)) && frame->opcode == Opcode::ping) {}
+  ASSERT_TRUE(frame) << "the liveness timers did not come back after the resume";
+  EXPECT_EQ(frame->opcode, Opcode::close);
+  EXPECT_EQ(frame->close_code, 1001);
+  ASSERT_TRUE(eventually([&] { return record.size() == 1; }));
+  EXPECT_EQ(record.at(0).first, 1001);
 }
 
 TEST(ServerLimits, ConnectionsOverMaxAreClosedAtOnceAndCounted) {

@@ -383,6 +383,7 @@ codec::ClosingHandshake Connection::closing_handshake() const {
 
 void Connection::take(const codec::CloseStep& step, std::string_view reason) {
   if (step.send) send_frame(Opcode::close, {step.payload, step.size}, true);
+  if (state_ == State::dead) return;  // a failed write dropped it (and told on_close 1006)
   if (step.notify) {
     // Leaving open, before on_close: nothing the callback sends may follow the close frame (RFC 6455 5.5.1).
     state_ = State::closing;

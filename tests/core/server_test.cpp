@@ -657,6 +657,10 @@ TEST_P(ServerThreads, GracefulShutdownSends1001AfterQueuedData) {
   };
   ServerConfig config = test_config(GetParam());
   config.limits.max_backpressure = 16u << 20;  // the 8 MiB queued in one callback is over the default
+  // The test is about order (queued data, then 1001), not speed: a loaded machine may take seconds to move 8 MiB
+  // through a small receive window, and the shutdown or close deadline would cut it short.
+  config.limits.shutdown_timeout_ms = 30000;
+  config.limits.close_timeout_ms = 30000;
   RunningServer server;
   ASSERT_TRUE(server.start(config, callbacks));
   TestClient client;
@@ -665,7 +669,7 @@ TEST_P(ServerThreads, GracefulShutdownSends1001AfterQueuedData) {
   ASSERT_TRUE(eventually([&] { return queued.load() != 0; }));
   EXPECT_EQ(queued.load(), 1) << "the test needs data still queued at shutdown";
   server->shutdown();
-  std::vector<Frame> frames = client.read_until_close(10000);
+  std::vector<Frame> frames = client.read_until_close(30000);
   ASSERT_EQ(frames.size(), static_cast<std::size_t>(kMessages + 1));
   for (int i = 0; i < kMessages; ++i) {
     EXPECT_EQ(frames[static_cast<std::size_t>(i)].payload.size(), kSize);

@@ -120,7 +120,7 @@ ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
   return ProtocolError::none;
 }
 
-Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n, std::size_t headroom) {
+Event MessageReader::message_event(std::uint8_t* payload, std::size_t n, std::size_t headroom) {
   in_message_ = false;
   Event ev;
   ev.type = EventType::message;
@@ -128,6 +128,7 @@ Event MessageReader::message_event(const std::uint8_t* payload, std::size_t n, s
   ev.compressed = message_compressed_;
   ev.payload = std::span<const std::uint8_t>(payload, n);
   ev.headroom = static_cast<std::uint8_t>(headroom);
+  ev.room = headroom != 0 ? payload - headroom : nullptr;
   return ev;
 }
 
@@ -205,6 +206,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
             ev.opcode = static_cast<Opcode>(op);
             ev.payload = std::span<const std::uint8_t>(payload, plen);
             ev.headroom = static_cast<std::uint8_t>(hlen);
+            ev.room = payload - hlen;
             return ev;
           }
         }

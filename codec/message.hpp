@@ -50,6 +50,9 @@ struct Event {
   // the input, or spare room the assembly buffer keeps): a reply can put its own frame header there and leave
   // as one contiguous buffer. 0 for other events.
   std::uint8_t headroom = 0;
+  // message: those bytes themselves (payload.data() - headroom), writable; nullptr when headroom is 0. The
+  // payload view is const for whoever reads the message; this is the grant to whoever owns the input to write there.
+  std::uint8_t* room = nullptr;
   std::uint16_t close_code = 1005;           // close: the peer's code; error: close_code_for(error)
   std::string_view close_reason;             // close: the peer's reason (UTF-8, checked)
   ProtocolError error = ProtocolError::none;  // error: what the peer did wrong
@@ -106,7 +109,7 @@ class MessageReader {
   Event fail(ProtocolError e, std::size_t pos, std::size_t& consumed);
   ProtocolError begin_frame(const FrameHeader& h);
   Event control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos, std::size_t& consumed);
-  Event message_event(const std::uint8_t* payload, std::size_t n, std::size_t headroom);
+  Event message_event(std::uint8_t* payload, std::size_t n, std::size_t headroom);
   // Where the message starts in the assembly buffer; nullptr while none is allocated (an empty message).
   std::uint8_t* assembly_data() const { return assembly_ ? assembly_.get() + kAssemblyHeadroom : nullptr; }
   std::uint8_t* assembly_extend(std::size_t n);

@@ -126,9 +126,10 @@ inline std::vector<Recorded> feed(MessageReader& reader, const Bytes& data, cons
       if (ev.type == EventType::message) {
         const bool in_chunk = ev.payload.data() >= chunk.data() && ev.payload.data() <= chunk.data() + chunk.size();
         if (in_chunk && ev.payload.data() - ev.headroom < chunk.data()) ADD_FAILURE() << "headroom before the input";
-        if (ev.headroom != 0)
-          std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
-      } else if (ev.headroom != 0) {
+        if (ev.room != (ev.headroom != 0 ? ev.payload.data() - ev.headroom : nullptr))
+          ADD_FAILURE() << "room is not the headroom in front of the payload";
+        if (ev.headroom != 0) std::memset(ev.room, 0xA5, ev.headroom);
+      } else if (ev.headroom != 0 || ev.room != nullptr) {
         ADD_FAILURE() << "headroom on a non-message event";
       }
     }

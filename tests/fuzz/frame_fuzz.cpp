@@ -71,10 +71,10 @@ std::vector<Recorded> feed(const std::uint8_t* data, std::size_t size, Role role
         check(ev.headroom <= kMaxFrameHeaderSize && (ev.headroom == 0 || ev.payload.data() != nullptr));
         const bool in_chunk = ev.payload.data() >= chunk.data() && ev.payload.data() <= chunk.data() + chunk.size();
         if (in_chunk) check(ev.payload.data() - ev.headroom >= chunk.data());
-        if (ev.headroom != 0)
-          std::memset(const_cast<std::uint8_t*>(ev.payload.data()) - ev.headroom, 0xA5, ev.headroom);
+        check(ev.room == (ev.headroom != 0 ? ev.payload.data() - ev.headroom : nullptr));
+        if (ev.headroom != 0) std::memset(ev.room, 0xA5, ev.headroom);
       } else {
-        check(ev.headroom == 0);
+        check(ev.headroom == 0 && ev.room == nullptr);
       }
       if (ev.type == EventType::error) {
         check(ev.error != ProtocolError::none);

@@ -119,11 +119,12 @@ void Connection::on_events(std::uint32_t events) {
   }
   if (events & EPOLLOUT) on_writable();
   if (state_ == State::dead) return;
-  // TLS: a read may have stopped on want_write (a handshake or key update message to send), so writability
-  // resumes reading too.
-  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || (tls_ && (events & EPOLLOUT))) {
+  // TLS: a read that stopped on want_write (a handshake or key update message to send) resumes on writability.
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || (tls_read_waits_ && (events & EPOLLOUT))) {
     on_readable((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0);
   }
+  // Nothing waits for writability any more: ACKs that free send-buffer space need not wake this thread.
+  if (pollout_ && writable_ && !tls_read_waits_ && state_ != State::dead) poll_writable(false);
 }
 
 void Connection::on_readable(bool read_to_end) {
@@ -131,7 +132,7 @@ void Connection::on_readable(bool read_to_end) {
   if (read_holds_ != 0) [[unlikely]] return;
   if (extras_ && extras_->proxy && !read_proxy_header()) return;
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
-  worker_.cork(*this);
+  cork();
   bool more = false;
   for (int reads = 0;; ++reads) {
     if (reads == kMaxReadsPerEdge) {
@@ -166,7 +167,7 @@ void Connection::on_readable(bool read_to_end) {
     }
     break;
   }
-  worker_.uncork();
+  uncork();
   // Every message of this read was delivered and its callback has returned: the reader's buffers may go.
   if (reader_.holds_memory() && state_ != State::dead) settle_reader();
   // A message split across reads left an assembly buffer: the memory budget counts it.
@@ -221,9 +222,9 @@ void Connection::read_again() {
     std::vector<std::uint8_t> unread = std::move(extras_->unread);
     extras_->unread = {};
     trim_extras();
-    worker_.cork(*this);
+    cork();
     process(unread.data(), unread.size());
-    worker_.uncork();
+    uncork();
     if (reader_.holds_memory() && state_ != State::dead) settle_reader();  // as at the end of on_readable
     if (state_ == State::dead || read_holds_ != 0) return;
   }
@@ -342,9 +343,9 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
           break;
         }
         if (on_message) {
-          worker_.delivering(event.payload.data(), event.headroom);
+          worker_.delivering(&event);
           on_message(*this, Message{event.opcode, event.payload});
-          worker_.delivering(nullptr, 0);
+          worker_.delivering(nullptr);
         }
         break;
       case codec::EventType::ping:
@@ -538,7 +539,7 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
     // The common case, a reply from inside on_message: nothing queued, room in the cork buffer. The frame is
     // written straight into the cork buffer, which uncork() hands to the kernel with this connection's one write.
     std::uint8_t* at;
-    if (queue_ == nullptr && !deflate_ && worker_.corked(*this) &&
+    if (queue_ == nullptr && !deflate_ && corked() &&
         (at = worker_.cork_reserve(codec::kMaxFrameHeaderSize + payload.size())) != nullptr) {
       const std::size_t header_len = codec::write_frame_header(at, opcode, payload.size());
       if (!payload.empty()) std::memcpy(at + header_len, payload.data(), payload.size());
@@ -563,64 +564,97 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
 void Connection::send_raw(std::span<const std::uint8_t> bytes) { write_or_queue(bytes, {}); }
 
 void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
-  if (worker_.corked(*this) && queue_empty()) {
-    if (worker_.cork_append(header, payload)) return;
-    // The cork buffer is full: what it holds goes first, then this frame.
+  if (queue_empty()) {
+    if (corked() && worker_.cork_append(header, payload)) return;
+    // A large payload with nothing queued leaves at once from the caller's buffer; only what the kernel does not
+    // take is copied.
     if (payload.size() >= kDirectWriteThreshold) {
-      write_direct(header, payload);
+      write_now(header, payload);
       return;
     }
-    worker_.move_cork_to(queue());
-  } else if (queue_empty() && payload.size() >= kDirectWriteThreshold && !worker_.corked(*this)) {
-    write_direct(header, payload);
-    return;
   }
+  if (corked()) worker_.move_cork_to(queue());  // what the cork holds for this connection goes first
   queue().append_frame(header, payload);
   check_high_water();
   schedule_flush();
 }
 
-void Connection::write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
-  // Large payload, nothing queued: write it straight from the caller's buffer (together with whatever the cork
-  // holds for us), and queue only the part the kernel did not take.
-  if (!header.empty() && worker_.headroom_before(payload.data()) >= header.size()) {
-    // The payload is the message being delivered (an echo, a relay): its spare bytes in front take the header,
-    // and the frame is one buffer (send(2), no iovec array; one TLS record gather less).
-    auto* at = const_cast<std::uint8_t*>(payload.data()) - header.size();
-    std::memcpy(at, header.data(), header.size());
-    payload = {at, header.size() + payload.size()};
-    header = {};
-  }
+// One frame, nothing queued: written with whatever the cork holds for this connection in front, in one write.
+void Connection::write_now(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+  // iovec takes non-const pointers; writev(2) and TLS only read through them.
+  const auto out = [](std::span<const std::uint8_t> bytes) {
+    return iovec{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
+  };
   iovec iov[3];
   int n = 0;
-  std::span<const std::uint8_t> cork = worker_.corked(*this) ? worker_.cork_data() : std::span<const std::uint8_t>();
-  if (!cork.empty()) iov[n++] = {const_cast<std::uint8_t*>(cork.data()), cork.size()};
-  if (!header.empty()) iov[n++] = {const_cast<std::uint8_t*>(header.data()), header.size()};
-  if (!payload.empty()) iov[n++] = {const_cast<std::uint8_t*>(payload.data()), payload.size()};
-  std::size_t written = 0;
-  if (writable_) {
-    const net::IoResult r = transport_write(*this, iov, n);
-    if (r.status == net::IoStatus::ok) {
-      written = r.bytes;
-      worker_.counters().add_bytes_out(written);
-    } else if (r.status != net::IoStatus::would_block) {
-      if (!cork.empty()) worker_.cork_clear();
-      destroy(1006, "write failed");
-      return;
-    }
+  const bool corked_here = corked();
+  if (corked_here && worker_.cork_has_data()) iov[n++] = out(worker_.cork_data());
+  if (std::uint8_t* at = worker_.room_before(payload.data(), header.size())) {
+    // The payload is the message being delivered (an echo, a relay): the headroom the reader granted in front of
+    // it takes the header, and the frame leaves as one buffer (send(2), no iovec array; one TLS gather less).
+    std::memcpy(at, header.data(), header.size());
+    iov[n++] = {at, header.size() + payload.size()};
+  } else {
+    iov[n++] = out(header);
+    iov[n++] = out(payload);
   }
-  for (int i = 0; i < n; ++i) {
+  write_out(iov, n);
+  if (corked_here) worker_.cork_clear();  // written or copied to the queue
+}
+
+// Bytes that follow whatever is queued: written at once when nothing is queued and the socket is writable; what
+// the kernel does not take (all of it otherwise) is copied to the queue, which EPOLLOUT or the caller flushes.
+void Connection::write_out(const iovec* iov, int count) {
+  std::size_t written = 0;
+  if (writable_ && queue_empty()) {
+    written = transmit(iov, count);
+    if (state_ == State::dead) return;
+  }
+  for (int i = 0; i < count; ++i) {
     const std::size_t skip = std::min(written, iov[i].iov_len);
     written -= skip;
     if (skip < iov[i].iov_len) {
       queue().append({static_cast<const std::uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip});
     }
   }
-  if (!cork.empty()) worker_.cork_clear();
-  if (!queue_empty()) {
-    writable_ = false;
-    waited_for_drain_ = true;
-    check_high_water();
+  if (!queue_empty()) check_high_water();
+}
+
+// The one transport write (plain or TLS). Returns the bytes taken; when that is less than offered the socket is
+// full and writes wait for EPOLLOUT. A failed write destroys the connection (the caller checks state_).
+std::size_t Connection::transmit(const iovec* iov, int count) {
+  const net::IoResult r = transport_write(*this, iov, count);
+  if (r.status == net::IoStatus::ok) {
+    worker_.counters().add_bytes_out(r.bytes);
+    std::size_t offered = 0;
+    for (int i = 0; i < count; ++i) offered += iov[i].iov_len;
+    if (r.bytes < offered) wait_writable();
+    return r.bytes;
+  }
+  if (r.status == net::IoStatus::would_block) {
+    wait_writable();
+  } else {
+    destroy(1006, "write failed");
+  }
+  return 0;
+}
+
+void Connection::wait_writable() {
+  writable_ = false;
+  waited_for_drain_ = true;
+  poll_writable(true);
+}
+
+// EPOLLOUT is in the registration only while something waits for it (output the kernel did not take, a TLS read
+// that must write first), as uSockets does: otherwise every ACK that frees send-buffer space wakes the thread.
+// Adding it reports the socket at once if it is writable already, so no edge is lost in between.
+void Connection::poll_writable(bool on) {
+  if (pollout_ == on || handoff_offered_) return;  // an offered socket is out of the reactor
+  pollout_ = on;
+  if (net::Error error = worker_.reactor().modify(fd_, this, on ? kEvents | EPOLLOUT : kEvents)) [[unlikely]] {
+    worker_.server().logger().log(LogLevel::error, "epoll", "peer=%s: %s", peer_.to_string().c_str(),
+                                  error.message.c_str());
+    destroy(1006, "reactor registration failed");
   }
 }
 
@@ -628,16 +662,38 @@ void Connection::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure()) return;
   count_message_out();
-  if (worker_.corked(*this) && worker_.cork_has_data()) worker_.move_cork_to(queue());
+  if (corked()) worker_.move_cork_to(queue());
   queue().append_shared(frame);
   check_high_water();
-  if (!worker_.corked(*this)) schedule_flush();
+  if (!corked()) schedule_flush();
+}
+
+void Connection::cork() { worker_.lend_cork(*this); }
+
+bool Connection::corked() const { return worker_.corked(*this); }
+
+// The end of processing this connection's input: everything it produced leaves with one write (the common case),
+// and whatever had queued meanwhile follows.
+void Connection::uncork() {
+  const std::span<std::uint8_t> gathered = worker_.take_cork();
+  if (state_ == State::dead) return;
+  if (!gathered.empty()) {
+    const iovec iov{gathered.data(), gathered.size()};
+    write_out(&iov, 1);
+    if (state_ == State::dead) return;
+  }
+  flush();
 }
 
 void Connection::schedule_flush() {
   if (flush_scheduled_ || state_ == State::dead) return;
   flush_scheduled_ = true;
   worker_.schedule_flush(*this);
+}
+
+void Connection::flush_due() {
+  flush_scheduled_ = false;
+  flush();
 }
 
 void Connection::on_writable() {
@@ -650,23 +706,9 @@ void Connection::flush() {
   while (writable_ && !queue_empty()) {
     iovec iov[64];
     const int n = queue_->gather(iov, 64);
-    std::size_t total = 0;
-    for (int i = 0; i < n; ++i) total += iov[i].iov_len;
-    const net::IoResult r = transport_write(*this, iov, n);
-    if (r.status == net::IoStatus::ok) {
-      worker_.counters().add_bytes_out(r.bytes);
-      queue_->consume(r.bytes);
-      if (r.bytes < total) {  // the socket buffer is full: the next EPOLLOUT edge resumes
-        writable_ = false;
-        waited_for_drain_ = true;
-      }
-    } else if (r.status == net::IoStatus::would_block) {
-      writable_ = false;
-      waited_for_drain_ = true;
-    } else {
-      destroy(1006, "write failed");
-      return;
-    }
+    const std::size_t written = transmit(iov, n);
+    if (state_ == State::dead) return;
+    queue_->consume(written);
   }
   after_flush();
 }
@@ -695,6 +737,18 @@ void Connection::after_flush() {
     if (state_ == State::open && server.callbacks_.on_drain) server.callbacks_.on_drain(*this);
   }
 }
+
+void Connection::suspend_writes() {
+  writable_ = false;
+  pollout_ = false;  // the registration goes with the socket
+}
+
+void Connection::resume_writes() {
+  writable_ = true;
+  if (!queue_empty()) schedule_flush();
+}
+
+bool Connection::output_idle() const { return queue_empty() && !flush_scheduled_ && !corked(); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Timers: one per connection, for the deadline of the current state (State).

@@ -207,16 +207,31 @@ class Connection final : public net::Reactor::Handler {
   void destroy(std::uint16_t code, std::string_view reason);
   void notify_closed(std::uint16_t code, std::string_view reason);
 
+  // The write path (core/connection.cpp, 'Writing'): like uWebSockets' AsyncSocket, the connection owns its cork,
+  // its send queue and its writability; the worker only lends the cork buffer. Every byte leaves through
+  // transmit(); what the kernel does not take waits in the queue for EPOLLOUT, which is polled only meanwhile.
+  static constexpr std::uint32_t kEvents = EPOLLIN | EPOLLRDHUP | EPOLLET;  // registration; EPOLLOUT on demand
   SendStatus send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control);
   void send_raw(std::span<const std::uint8_t> bytes);
   void write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
-  void write_direct(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  void write_now(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
+  void write_out(const iovec* iov, int count);
+  std::size_t transmit(const iovec* iov, int count);
+  void wait_writable();
+  void poll_writable(bool on);
   void queue_shared(Chunk* frame);
   bool over_backpressure();
   void count_message_out();
+  void cork();
+  void uncork();
+  bool corked() const;
   void schedule_flush();
+  void flush_due();  // Worker, end of turn: the flush schedule_flush asked for
   void flush();
   void after_flush();
+  void suspend_writes();  // hand-off: the socket is out of the reactor until the successor answers
+  void resume_writes();   // back in the reactor (with kEvents)
+  bool output_idle() const;
   bool queue_empty() const { return !queue_ || queue_->empty(); }
   OutQueue& queue();  // allocated on first use, freed when it drains
 
@@ -251,10 +266,14 @@ class Connection final : public net::Reactor::Handler {
   [[no_unique_address]] codec::Liveness liveness_;
   State state_ = State::handshake;
   Stage stage_ = Stage::request;
-  bool writable_ = true;           // edge-triggered: false after EAGAIN until the next EPOLLOUT edge
-  bool flush_scheduled_ = false;
-  bool waited_for_drain_ = false;  // the queue hit EAGAIN: tell on_drain when it empties
-  bool write_shut_ = false;
+  // The write path's state (see 'Writing' in core/connection.cpp), touched by its functions only. Bits: the
+  // object stays within its idle budget.
+  bool writable_ : 1 = true;           // false from a short write or EAGAIN to the next EPOLLOUT edge
+  bool flush_scheduled_ : 1 = false;
+  bool waited_for_drain_ : 1 = false;  // the queue hit EAGAIN: tell on_drain when it empties
+  bool write_shut_ : 1 = false;
+  bool pollout_ : 1 = false;           // EPOLLOUT is in the registration (output waits, or a TLS read must write)
+  bool tls_read_waits_ : 1 = false;    // the last TLS read stopped on want_write: EPOLLOUT resumes reading
   // Hot-path tests without touching extras_: the stream is TLS (extras_->tls), permessage-deflate was
   // negotiated (extras_->deflate).
   bool tls_ = false;

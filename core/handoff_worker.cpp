@@ -31,8 +31,7 @@ bool Connection::handoff_movable() const {
 }
 
 bool Connection::handoff_ready() const {
-  return state_ == State::open && (read_holds_ & kHandoffBit) != 0 && !reader_.in_message() && queue_empty() &&
-         !flush_scheduled_ && !worker_.corked(*this);
+  return state_ == State::open && (read_holds_ & kHandoffBit) != 0 && !reader_.in_message() && output_idle();
 }
 
 void Connection::vanish() {
@@ -208,7 +207,7 @@ void Worker::offer(Connection& c) {
   // Sends meanwhile (a publish, a broadcast, Server::send) only queue: written if the connection comes back,
   // dropped if it is adopted (the successor may be writing by then; a duplicate or an interleaved frame would be
   // worse than the gap).
-  c.writable_ = false;
+  c.suspend_writes();
   c.handoff_offered_ = true;
   ++handoff_->in_flight;
   out.offer(c.handle(), std::move(state), std::move(copy));
@@ -216,12 +215,11 @@ void Worker::offer(Connection& c) {
 
 void Worker::give_back(Connection& c) {
   c.handoff_offered_ = false;
-  if (net::Error error = reactor_->add(c.fd_, &c)) {
+  if (net::Error error = reactor_->add(c.fd_, &c, Connection::kEvents)) {
     c.destroy(1006, "reactor registration failed");
     return;
   }
-  c.writable_ = true;
-  if (!c.queue_empty()) c.schedule_flush();
+  c.resume_writes();
   c.arm_liveness();
   c.release_reading(ReadHold::handoff);  // reads at the end of the turn: what arrived meanwhile brings no edge
 }
@@ -275,18 +273,7 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
     reason = "over max_connections";
     return false;
   }
-  std::uint32_t slot;
-  if (free_slots_.empty()) {
-    slot = static_cast<std::uint32_t>(slots_.size());
-    slots_.push_back({});
-  } else {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-  }
-  auto* c = new Connection(*this, fd.release(), state.peer, slot, slots_[slot].generation);
-  slots_[slot].connection = c;
-  ++live_;
-  server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
+  Connection* c = take_slot(std::move(fd), state.peer);
   c->state_ = Connection::State::open;
   if (state.forwarded) c->extras().forwarded = state.forwarded;
   if (!state.subprotocol.empty()) c->extras().subprotocol = std::move(state.subprotocol);
@@ -306,7 +293,7 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
   }
   const auto now = static_cast<std::uint32_t>(reactor_->now_ms());
   c->liveness_.set_ages({state.since_heard_ms, state.since_message_ms, state.since_ping_ms, state.awaiting_pong}, now);
-  if (net::Error error = reactor_->add(c->fd_, c)) {
+  if (net::Error error = reactor_->add(c->fd_, c, Connection::kEvents)) {
     reason = "reactor registration failed: " + error.message;
     c->vanish();
     return false;

@@ -28,7 +28,7 @@ net::IoResult to_io(const net::TlsResult& r) {
 }  // namespace
 
 // Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
-// A read that finds nothing (an EPOLLOUT edge resumes reading) leaves it quiet.
+// A read that finds nothing leaves it quiet.
 net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
   if (c.stage_ == Connection::Stage::tls && !c.worker_.take_handshake_step()) [[unlikely]] {
     c.worker_.read_later(c);  // this phase's share of handshakes is spent: the established connections go first
@@ -36,6 +36,10 @@ net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
   }
   const net::TlsResult r = c.tls_stream().read(buf, len);
   if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
+  // A read that has to write first (a handshake or key update message the socket would not take) goes on at
+  // EPOLLOUT, which is polled for meanwhile; any other outcome needs no writability to read on.
+  c.tls_read_waits_ = r.status == net::TlsIo::want_write;
+  if (c.tls_read_waits_) [[unlikely]] c.poll_writable(true);
   return to_io(r);
 }
 

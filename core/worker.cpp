@@ -196,19 +196,8 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   if (!mode.admin && !mode.proxy_protocol && (count = count_address(address)) == AddressCount::refused) {
     return;  // fd closes here: no read, no timer, no TLS handshake for an address that holds its share already
   }
-  std::uint32_t slot;
-  if (free_slots_.empty()) {
-    slot = static_cast<std::uint32_t>(slots_.size());
-    slots_.push_back({});
-  } else {
-    slot = free_slots_.back();
-    free_slots_.pop_back();
-  }
-  auto* connection = new Connection(*this, fd.release(), address, slot, slots_[slot].generation);
+  Connection* connection = take_slot(std::move(fd), address);
   if (count == AddressCount::counted) connection->admission_ = Connection::Admission::peer;
-  slots_[slot].connection = connection;
-  ++live_;
-  server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
   counters_.bump_accepted();
   connection->stage_ = Connection::first_stage(mode.tls, mode.proxy_protocol, mode.admin);
   if (mode.proxy_protocol) {
@@ -221,13 +210,29 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
       return;
     }
   }
-  if (net::Error error = reactor_->add(connection->fd_, connection)) {
+  if (net::Error error = reactor_->add(connection->fd_, connection, Connection::kEvents)) {
     server_.logger().log(LogLevel::error, "accept", "peer=%s: %s", address.to_string().c_str(),
                          error.message.c_str());
     connection->destroy(1006, "reactor registration failed");
     return;
   }
   connection->arm_stage();
+}
+
+Connection* Worker::take_slot(net::Fd fd, const PeerAddress& peer) {
+  std::uint32_t slot;
+  if (free_slots_.empty()) {
+    slot = static_cast<std::uint32_t>(slots_.size());
+    slots_.push_back({});
+  } else {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  }
+  auto* connection = new Connection(*this, fd.release(), peer, slot, slots_[slot].generation);
+  slots_[slot].connection = connection;
+  ++live_;
+  server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
+  return connection;
 }
 
 Worker::AddressCount Worker::count_address(const PeerAddress& peer) {
@@ -347,10 +352,7 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
   auto* self = static_cast<Worker*>(context);
   self->dead_.swap(self->graveyard_);
   self->flushing_.swap(self->dirty_);
-  for (Connection* connection : self->flushing_) {
-    connection->flush_scheduled_ = false;
-    connection->flush();  // nothing for a dead connection
-  }
+  for (Connection* connection : self->flushing_) connection->flush_due();  // nothing for a dead connection
   self->flushing_.clear();
   // Reads after the flushes: a connection released by its drain reads in the same turn. One asked for during these
   // reads (a yield, a hold released inside them) waits for the next turn, so that others are served in between.
@@ -388,43 +390,6 @@ void Worker::move_cork_to(OutQueue& queue) {
   if (cork_used_ == 0) return;
   queue.append({cork_buffer_.get(), cork_used_});
   cork_used_ = 0;
-}
-
-void Worker::uncork() {
-  Connection* connection = corked_;
-  corked_ = nullptr;
-  if (connection == nullptr) return;
-  if (connection->state_ == Connection::State::dead) {
-    cork_used_ = 0;
-    return;
-  }
-  if (cork_used_ != 0) {
-    if (connection->queue_empty() && connection->writable_) {
-      // The common case: everything this connection's input produced leaves in one write.
-      iovec iov{cork_buffer_.get(), cork_used_};
-      const net::IoResult r = transport_write(*connection, &iov, 1);
-      std::size_t written = 0;
-      if (r.status == net::IoStatus::ok) {
-        written = r.bytes;
-        counters_.add_bytes_out(written);
-      } else if (r.status != net::IoStatus::would_block) {
-        cork_used_ = 0;
-        connection->destroy(1006, "write failed");
-        return;
-      }
-      if (written < cork_used_) {
-        connection->queue().append({cork_buffer_.get() + written, cork_used_ - written});
-        connection->writable_ = false;
-        connection->waited_for_drain_ = true;
-        connection->check_high_water();
-      }
-      cork_used_ = 0;
-    } else {
-      move_cork_to(connection->queue());
-      connection->check_high_water();
-    }
-  }
-  connection->flush();
 }
 
 // ---------------------------------------------------------------------------------------------------------------

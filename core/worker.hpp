@@ -63,10 +63,16 @@ class Worker {
   // A connection's read holds changed from `before` to `after`: the paused and throttled gauges follow.
   void count_holds(std::uint8_t before, std::uint8_t after);
 
-  // Corking: sends made while a connection's input is processed are gathered here and written with one write
-  // when processing ends (docs/DESIGN.md, 'One reactor turn').
-  void cork(Connection& connection) { corked_ = &connection; }
-  void uncork();
+  // The cork buffer, lent to one connection at a time while its input is processed: what it sends meanwhile is
+  // gathered here and leaves with one write when processing ends (docs/DESIGN.md, 'One reactor turn'). Writing,
+  // the queue and writability are the connection's own (Connection::cork and uncork); the worker only holds the
+  // buffer.
+  void lend_cork(Connection& connection) { corked_ = &connection; }
+  // Ends the loan: the bytes gathered, valid until the buffer is next lent.
+  std::span<std::uint8_t> take_cork() {
+    corked_ = nullptr;
+    return {cork_buffer_.get(), std::exchange(cork_used_, 0)};
+  }
   bool corked(const Connection& connection) const { return corked_ == &connection; }
   // Appends a frame for the corked connection; false when it does not fit (nothing appended).
   bool cork_append(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
@@ -77,19 +83,23 @@ class Worker {
   }
   void cork_commit(std::size_t len) { cork_used_ += len; }
   bool cork_has_data() const { return cork_used_ != 0; }
-  std::span<const std::uint8_t> cork_data() const { return {cork_buffer_.get(), cork_used_}; }
+  std::span<std::uint8_t> cork_data() { return {cork_buffer_.get(), cork_used_}; }
   void cork_clear() { cork_used_ = 0; }
   void move_cork_to(OutQueue& queue);
 
-  // The message on_message is being given, and how many bytes in front of it may be overwritten
-  // (codec::Event::headroom): a large send of exactly that payload puts its frame header there and leaves as
-  // one buffer. Set only for the duration of the callback.
-  void delivering(const std::uint8_t* payload, std::uint8_t headroom) {
-    delivering_ = payload;
-    delivering_headroom_ = headroom;
+  // The message on_message is being given (codec::Event: its payload, and the headroom in front of it that the
+  // reader grants the connection, which owns the input). Set only for the duration of the callback.
+  void delivering(const codec::Event* event) {
+    delivering_ = event != nullptr ? event->payload.data() : nullptr;
+    delivering_room_ = event != nullptr ? event->room : nullptr;
+    delivering_headroom_ = event != nullptr ? event->headroom : 0;
   }
-  std::size_t headroom_before(const std::uint8_t* payload) const {
-    return payload != nullptr && payload == delivering_ ? delivering_headroom_ : 0;
+  // Where a frame header of len bytes may be written right in front of payload: in the headroom of the message
+  // being delivered when payload is that message (an echo, a relay), else nullptr.
+  std::uint8_t* room_before(const std::uint8_t* payload, std::size_t len) const {
+    return payload != nullptr && payload == delivering_ && len <= delivering_headroom_
+               ? delivering_room_ + (delivering_headroom_ - len)
+               : nullptr;
   }
 
   // Topics.
@@ -277,6 +287,8 @@ class Worker {
   struct HandoffScan;
   std::unique_ptr<HandoffScan> handoff_;
   void handoff_scan();
+  // A free slot (or a new one) for a connection over fd, counted as live.
+  Connection* take_slot(net::Fd fd, const PeerAddress& peer);
   void offer(Connection& connection);
   void give_back(Connection& connection);
 
@@ -313,6 +325,7 @@ class Worker {
 
   Connection* corked_ = nullptr;
   const std::uint8_t* delivering_ = nullptr;
+  std::uint8_t* delivering_room_ = nullptr;
   std::uint8_t delivering_headroom_ = 0;
   std::unique_ptr<std::uint8_t[]> cork_buffer_;
   std::size_t cork_used_ = 0;

@@ -15,10 +15,10 @@
 // socket_drained() is the safe form of the first shortcut: it looks at OpenSSL's own last read(2) and its buffers.
 // A want_write from read() (TLS 1.3 key update, post-handshake messages) means: wait for EPOLLOUT, then call
 // read() again. Symmetrically a want_read from write() means: wait for EPOLLIN, then call write() again.
-// With an edge-triggered registration for both directions that simply means "retry on the next edge of the
-// kind asked for". The owner remembers writability (the reactor registers once and remembers nothing; core's
-// Connection::writable_ is false from an EAGAIN to the next EPOLLOUT edge), and OpenSSL says want_write only
-// after its write(2) returned EAGAIN, so the EPOLLOUT edge it waits for is sure to come.
+// With an edge-triggered registration that simply means "retry on the next edge of the kind asked for". The
+// owner remembers writability and what waits for it (core's Connection polls EPOLLOUT only from an EAGAIN, or a
+// read's want_write, until nothing waits any more), and OpenSSL says want_write only after its write(2) returned
+// EAGAIN, so the EPOLLOUT edge it waits for is sure to come (adding EPOLLOUT reports a socket writable already).
 #pragma once
 
 #include <openssl/ssl.h>

@@ -182,6 +182,13 @@ def paired(out, rounds):
             print("| %s | %.0f | %s | %.0f | %.2f | %.2f..%.2f | %.1f | %d | %s |" % (
                 names[s], rs[0]["rate"], server, med([r["messages_per_s"] for r in rs]), med(cpu), min(cpu),
                 max(cpu), med([r["latency_us"]["p99"] for r in rs]), sum(r["errors_total"] for r in rs), ratio))
+    if glob.glob(os.path.join(out, "a-baseline-*.json")):
+        print()
+        print("| scenario | CPU/msg edgews / baseline, in-round: median [rounds] |")
+        print("|---|---|")
+        for s in "abc":
+            _, ratio_cpu = in_round_ratios(out, s, "edgews", "baseline", rounds)
+            print("| %s | %.3f [%s] |" % (names[s], med(ratio_cpu), " ".join("%.3f" % x for x in ratio_cpu)))
 
 
 def pair_rate(out, scenario, server, default):

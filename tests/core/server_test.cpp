@@ -678,6 +678,8 @@ TEST_P(ServerThreads, GracefulShutdownSends1001AfterQueuedData) {
   EXPECT_EQ(frames.back().opcode, Opcode::close);
   EXPECT_EQ(frames.back().close_code, 1001);
   ASSERT_TRUE(client.send_close(1001));
+  EXPECT_TRUE(client.wait_eof(5000)) << "the server ends the TCP connection after the closing handshake";
+  client.close();
   EXPECT_TRUE(eventually([&] { return server->stopped(); }, 5000));
 }
 

@@ -13,12 +13,11 @@ namespace {
 
 // The callbacks timers were made with, numbered in order of first use. Entries are written once, under the
 // mutex, before the count that publishes them; readers need no lock.
-constexpr std::size_t kMaxCallbacks = 1 << 16;
 constexpr std::size_t kCallbackTableSize = 256;  // the program has a handful; a test may add a few dozen
+static_assert(kCallbackTableSize <= std::size_t{1} << 16, "a callback's number has 16 bits in the Timer");
 std::atomic<Timer::Callback> g_callbacks[kCallbackTableSize];
 std::atomic<std::size_t> g_callback_count{0};
 std::mutex g_callback_mutex;
-static_assert(kCallbackTableSize <= kMaxCallbacks);
 
 std::uint16_t callback_number(Timer::Callback callback) {
   const auto find = [callback](std::size_t count) -> std::size_t {

@@ -36,37 +36,52 @@ inline bool unmask_small_is_ascii(std::uint8_t* data, std::size_t len, const std
 
 }  // namespace
 
-MessageReader::MessageReader(Role role, ReaderLimits limits) : role_(role), limits_(limits) {}
+MessageReader::MessageReader(Role role, ReaderLimits limits)
+    : role_(role),
+      rsv1_allowed_(limits.rsv1_allowed),
+      max_fragments_(limits.max_fragments),
+      max_message_size_(limits.max_message_size) {}
 MessageReader::~MessageReader() = default;
 MessageReader::MessageReader(MessageReader&&) noexcept = default;
 MessageReader& MessageReader::operator=(MessageReader&&) noexcept = default;
 
+MessageReader::Spill& MessageReader::spill() {
+  if (!spill_) spill_ = std::make_unique<Spill>();
+  return *spill_;
+}
+
 void MessageReader::release_memory(std::size_t keep) {
-  if (keep == 0 && !(in_frame_ && is_control(frame_opcode_))) control_.reset();
+  if (!spill_) return;
   // A control frame between fragments leaves in_message_ set: the fragments so far stay.
-  if (in_message_ || buffered_bytes() <= keep) return;
-  assembly_.reset();
-  assembly_size_ = 0;
-  assembly_capacity_ = 0;
+  const bool large = !in_message_ && buffered_bytes() > keep;
+  const bool needed = in_message_ || header_len_ != 0 || (in_frame_ && is_control(frame_opcode_));
+  if (!needed && (keep == 0 || large)) {
+    spill_.reset();  // a large buffer goes with its small block; a small one stays for the next split
+  } else if (large) {
+    spill_->assembly.reset();
+    spill_->assembly_size = 0;
+    spill_->assembly_capacity = 0;
+  }
 }
 
 void MessageReader::assembly_reserve(std::size_t n) {
-  if (n <= assembly_capacity_) return;
+  Spill& sp = spill();
+  if (n <= sp.assembly_capacity) return;
   // Geometric growth for fragmented messages of unknown final size; never beyond what the limit allows.
-  std::size_t cap = std::max<std::size_t>({n, assembly_capacity_ * 2, 256});
-  cap = std::min<std::size_t>(cap, std::max<std::uint64_t>(n, limits_.max_message_size));
+  std::size_t cap = std::max<std::size_t>({n, sp.assembly_capacity * 2, 256});
+  cap = std::min<std::size_t>(cap, std::max<std::uint64_t>(n, max_message_size_));
   auto grown = std::make_unique_for_overwrite<std::uint8_t[]>(kAssemblyHeadroom + cap);
-  if (assembly_size_ != 0) std::memcpy(grown.get() + kAssemblyHeadroom, assembly_data(), assembly_size_);
-  assembly_ = std::move(grown);
-  assembly_capacity_ = cap;
+  if (sp.assembly_size != 0) std::memcpy(grown.get() + kAssemblyHeadroom, assembly_data(), sp.assembly_size);
+  sp.assembly = std::move(grown);
+  sp.assembly_capacity = cap;
 }
 
 std::uint8_t* MessageReader::assembly_extend(std::size_t n) {
-  assembly_reserve(assembly_size_ + n);
+  assembly_reserve(spill().assembly_size + n);
   std::uint8_t* out = assembly_data();
   if (out == nullptr) return nullptr;  // n == 0 and nothing allocated yet: nothing to write
-  out += assembly_size_;
-  assembly_size_ += n;
+  out += spill_->assembly_size;
+  spill_->assembly_size += n;
   return out;
 }
 
@@ -88,34 +103,36 @@ Event MessageReader::fail(ProtocolError e, std::size_t pos, std::size_t& consume
 ProtocolError MessageReader::begin_frame(const FrameHeader& h) {
   frame_opcode_ = h.opcode;
   frame_fin_ = h.fin;
-  frame_masked_ = h.masked;
   std::memcpy(frame_mask_key_, h.mask_key, sizeof frame_mask_key_);
   frame_remaining_ = h.payload_length;
   mask_phase_ = 0;
   in_frame_ = true;
   if (is_control(h.opcode)) {
-    control_len_ = 0;
+    if (spill_) spill_->control_len = 0;
     return ProtocolError::none;
   }
   if (h.opcode == Opcode::continuation) {
     if (!in_message_) return ProtocolError::unexpected_continuation;
-    if (limits_.max_fragments != 0) {
-      if (fragments_ >= limits_.max_fragments) return ProtocolError::too_many_fragments;
-      ++fragments_;
+    if (max_fragments_ != 0) {
+      // in_message_: the first frame was not final, so it went to the assembly buffer and the spill exists.
+      std::uint32_t& fragments = spill_->fragments;
+      if (fragments >= max_fragments_) return ProtocolError::too_many_fragments;
+      ++fragments;
     }
   } else {
     if (in_message_) return ProtocolError::expected_continuation;
     in_message_ = true;
     message_opcode_ = h.opcode;
     message_compressed_ = h.rsv1;
-    check_utf8_ = h.opcode == Opcode::text && !h.rsv1;
     message_size_ = 0;
-    fragments_ = 1;
     utf8_.reset();
-    assembly_size_ = 0;
+    if (spill_) {
+      spill_->assembly_size = 0;
+      spill_->fragments = 1;
+    }
   }
   // message_size_ never exceeds the limit, so the subtraction cannot wrap.
-  if (h.payload_length > limits_.max_message_size - message_size_) return ProtocolError::message_too_big;
+  if (h.payload_length > max_message_size_ - message_size_) return ProtocolError::message_too_big;
   message_size_ += h.payload_length;
   return ProtocolError::none;
 }
@@ -189,7 +206,7 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
             fast = plen >= 126;  // else non-minimal: the full parser reports it
           }
           if (want_mask) hlen += 4;
-          if (fast && plen <= limits_.max_message_size && avail >= hlen + plen) {
+          if (fast && plen <= max_message_size_ && avail >= hlen + plen) {
             std::uint8_t* payload = p + hlen;
             bool valid = true;
             if (want_mask && plen <= kFusedMax) {
@@ -216,10 +233,10 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
       const std::size_t frame_start = pos;  // this frame's bytes in input begin here
       HeaderParse hp;
       if (header_len_ == 0) {
-        hp = parse_frame_header(p, avail, role_, limits_.rsv1_allowed);
+        hp = parse_frame_header(p, avail, role_, rsv1_allowed_);
         if (hp.status == ParseStatus::need_more) {
           // Fewer than kMaxFrameHeaderSize bytes, or the parser would have finished.
-          std::memcpy(header_, p, avail);
+          std::memcpy(spill().header, p, avail);
           header_len_ = static_cast<std::uint8_t>(avail);
           consumed = len;
           return Event{};
@@ -228,8 +245,9 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
         pos += hp.header.header_length;
       } else {
         const std::size_t take = std::min(kMaxFrameHeaderSize - header_len_, avail);
-        std::memcpy(header_ + header_len_, p, take);
-        hp = parse_frame_header(header_, header_len_ + take, role_, limits_.rsv1_allowed);
+        std::uint8_t* header = spill_->header;  // header_len_ != 0: the spill holds its first bytes
+        std::memcpy(header + header_len_, p, take);
+        hp = parse_frame_header(header, header_len_ + take, role_, rsv1_allowed_);
         if (hp.status == ParseStatus::need_more) {
           header_len_ = static_cast<std::uint8_t>(header_len_ + take);  // take == avail here
           consumed = len;
@@ -247,41 +265,51 @@ Event MessageReader::next(std::uint8_t* input, std::size_t len, std::size_t& con
       if (single && len - pos >= plen) {
         std::uint8_t* payload = input + pos;
         const auto n = static_cast<std::size_t>(plen);
-        if (frame_masked_) unmask_in_place(payload, n, frame_mask_key_);
+        if (frame_masked()) unmask_in_place(payload, n, frame_mask_key_);
         pos += n;
         in_frame_ = false;
         if (is_control(frame_opcode_)) return control_event(payload, n, pos, consumed);
-        if (check_utf8_ && !is_valid_utf8(payload, n)) return fail(ProtocolError::invalid_utf8, pos, consumed);
+        if (check_utf8() && !is_valid_utf8(payload, n)) return fail(ProtocolError::invalid_utf8, pos, consumed);
         consumed = pos;
         return message_event(payload, n, static_cast<std::size_t>(payload - (input + frame_start)));
       }
-      if (!is_control(frame_opcode_)) assembly_reserve(assembly_size_ + static_cast<std::size_t>(plen));
+      if (!is_control(frame_opcode_)) {
+        assembly_reserve(spill().assembly_size + static_cast<std::size_t>(plen));
+      } else if (!spill_) {
+        spill();  // rare: a control frame split across calls
+      }
     }
 
     // Payload bytes of the current frame: unmasked while copied into inline control storage or the assembly
     // buffer, where the rest of the frame (or message) will join them.
     const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, len - pos));
     const bool control = is_control(frame_opcode_);
-    if (control && !control_) control_.reset(new std::uint8_t[kMaxControlPayload]);  // rare: split control frame
-    std::uint8_t* dst = control ? control_.get() + control_len_ : assembly_extend(take);
-    if (control) control_len_ = static_cast<std::uint8_t>(control_len_ + take);  // <= 125 (RFC 6455 5.5)
-    if (frame_masked_) {
+    std::uint8_t* dst;
+    if (control) {
+      Spill& sp = *spill_;  // allocated when the frame began
+      dst = sp.control + sp.control_len;
+      sp.control_len = static_cast<std::uint8_t>(sp.control_len + take);  // <= 125 (RFC 6455 5.5)
+    } else {
+      dst = assembly_extend(take);
+    }
+    if (frame_masked()) {
       mask_phase_ = static_cast<std::uint8_t>(mask_copy(dst, input + pos, take, frame_mask_key_, mask_phase_));
     } else if (take != 0) {
       std::memcpy(dst, input + pos, take);
     }
     pos += take;
     frame_remaining_ -= take;
-    if (!control && check_utf8_ && !utf8_.feed(dst, take)) return fail(ProtocolError::invalid_utf8, pos, consumed);
+    if (!control && check_utf8() && !utf8_.feed(dst, take)) return fail(ProtocolError::invalid_utf8, pos, consumed);
     if (frame_remaining_ != 0) break;  // input used up inside the frame
 
     in_frame_ = false;
-    if (control) return control_event(control_.get(), control_len_, pos, consumed);
+    if (control) return control_event(spill_->control, spill_->control_len, pos, consumed);
     if (frame_fin_) {
-      if (check_utf8_ && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
+      if (check_utf8() && !utf8_.complete()) return fail(ProtocolError::invalid_utf8, pos, consumed);
       consumed = pos;
       // An empty fragmented message never allocated the buffer: no payload, no headroom.
-      return message_event(assembly_data(), assembly_size_, assembly_ ? kAssemblyHeadroom : 0);
+      std::uint8_t* data = assembly_data();
+      return message_event(data, data ? spill_->assembly_size : 0, data ? kAssemblyHeadroom : 0);
     }
   }
   consumed = len;

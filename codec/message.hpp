@@ -13,7 +13,8 @@
 //   }
 //
 // The caller never keeps unparsed tails: an incomplete header, control frame or data frame is taken over by
-// the reader (header and control bytes in small inline storage, data bytes in an assembly buffer).
+// the reader (header and control bytes in a small side block allocated at the first split, data bytes in an
+// assembly buffer).
 #pragma once
 
 #include <cstddef>
@@ -86,15 +87,19 @@ class MessageReader {
   // A frame or a message is partly received (the reader holds state that more input completes).
   bool in_message() const { return in_message_ || in_frame_ || header_len_ != 0; }
   // Heap bytes held by the assembly buffer (its capacity; kept between messages to avoid reallocation).
-  std::size_t buffered_bytes() const { return assembly_capacity_ == 0 ? 0 : kAssemblyHeadroom + assembly_capacity_; }
-  // Any heap memory held: the assembly buffer, or the storage of a control frame that arrived split.
-  bool holds_memory() const { return assembly_ != nullptr || control_ != nullptr; }
+  std::size_t buffered_bytes() const {
+    return !spill_ || spill_->assembly_capacity == 0 ? 0 : kAssemblyHeadroom + spill_->assembly_capacity;
+  }
+  // Any heap memory held: the assembly buffer, or the small block that a header or control frame split across
+  // calls needs.
+  bool holds_memory() const { return spill_ != nullptr; }
 
   // Spare bytes the assembly buffer keeps in front of the message (Event::headroom): room for the largest
   // header a server or client frame can have.
   static constexpr std::size_t kAssemblyHeadroom = kMaxFrameHeaderSize;
   // Frees the assembly buffer if it holds more than `keep` bytes (buffered_bytes()), and with keep == 0 also the
-  // split control frame storage, except what a partly received message or control frame still needs. Invalidates
+  // block kept for split headers and control frames, except what a partly received message, header or control
+  // frame still needs. Invalidates
   // views into the buffer: call it once the payload of the last event is no longer used. A caller keeps a small
   // buffer for the next split frame (busy connections then allocate nothing per message) and frees a large one
   // right after its message, and everything once the connection is quiet.
@@ -103,20 +108,39 @@ class MessageReader {
   bool closed() const { return closed_; }
   ProtocolError error() const { return error_; }
   Role role() const { return role_; }
-  const ReaderLimits& limits() const { return limits_; }
+  ReaderLimits limits() const { return {max_message_size_, max_fragments_, rsv1_allowed_}; }
 
  private:
+  // What only a frame or message split across calls needs; allocated at the first split and kept, like the
+  // assembly buffer, until release_memory(0).
+  struct Spill {
+    std::uint8_t header[kMaxFrameHeaderSize];
+    std::uint8_t control_len = 0;
+    std::uint8_t control[kMaxControlPayload];  // a control frame split across calls (RFC 6455 5.5: <= 125 bytes)
+    std::unique_ptr<std::uint8_t[]> assembly;  // kAssemblyHeadroom spare bytes, then the message
+    std::size_t assembly_size = 0;
+    std::size_t assembly_capacity = 0;  // message bytes it holds room for (after the headroom)
+    std::uint32_t fragments = 1;        // frames of the data message so far (counted when limited)
+  };
+
   Event fail(ProtocolError e, std::size_t pos, std::size_t& consumed);
   ProtocolError begin_frame(const FrameHeader& h);
   Event control_event(const std::uint8_t* payload, std::size_t n, std::size_t pos, std::size_t& consumed);
   Event message_event(std::uint8_t* payload, std::size_t n, std::size_t headroom);
+  Spill& spill();
   // Where the message starts in the assembly buffer; nullptr while none is allocated (an empty message).
-  std::uint8_t* assembly_data() const { return assembly_ ? assembly_.get() + kAssemblyHeadroom : nullptr; }
+  std::uint8_t* assembly_data() const {
+    return spill_ && spill_->assembly ? spill_->assembly.get() + kAssemblyHeadroom : nullptr;
+  }
   std::uint8_t* assembly_extend(std::size_t n);
   void assembly_reserve(std::size_t n);
+  // RFC 6455 5.1: parse_frame_header() fails a frame masked the wrong way for the role.
+  bool frame_masked() const { return role_ == Role::server; }
+  // Text is checked as it arrives unless compressed (the caller checks it after inflating).
+  bool check_utf8() const { return message_opcode_ == Opcode::text && !message_compressed_; }
 
-  // One per connection, so laid out to stay small (an idle connection holds one): the byte-sized state first,
-  // then the counters.
+  // One per connection, so laid out to stay small (an idle connection holds one, 56 bytes): the byte-sized state
+  // first, then the counters; what only a split frame or message needs is in the Spill.
   Role role_;
   ProtocolError error_ = ProtocolError::none;
   bool closed_ = false;
@@ -125,32 +149,25 @@ class MessageReader {
   bool in_frame_ = false;
   Opcode frame_opcode_ = Opcode::continuation;
   bool frame_fin_ = false;
-  bool frame_masked_ = false;
-  std::uint8_t frame_mask_key_[4] = {};
   std::uint8_t mask_phase_ = 0;  // 0-3: where in the mask key the next payload byte falls
+  std::uint8_t frame_mask_key_[4] = {};
 
-  // An incomplete frame header carried over from the previous call.
+  // Bytes of an incomplete frame header carried over from the previous call (in spill_->header); here, not in
+  // the Spill, because the fast path tests it.
   std::uint8_t header_len_ = 0;
-  std::uint8_t header_[kMaxFrameHeaderSize] = {};
-
-  // A control frame split across calls (RFC 6455 5.5: at most 125 bytes); control_ is allocated when needed.
-  std::uint8_t control_len_ = 0;
 
   // The data message being received.
   bool in_message_ = false;
   Opcode message_opcode_ = Opcode::binary;
   bool message_compressed_ = false;
-  bool check_utf8_ = false;
-  std::uint32_t fragments_ = 0;
+  bool rsv1_allowed_;  // ReaderLimits, unpacked so that they fill the gaps
   Utf8Validator utf8_;
-
-  ReaderLimits limits_;
+  std::uint32_t max_fragments_;
+  std::uint64_t max_message_size_;
   std::uint64_t frame_remaining_ = 0;
   std::uint64_t message_size_ = 0;
-  std::unique_ptr<std::uint8_t[]> control_;
-  std::unique_ptr<std::uint8_t[]> assembly_;  // kAssemblyHeadroom spare bytes, then the message
-  std::size_t assembly_size_ = 0;
-  std::size_t assembly_capacity_ = 0;  // message bytes it holds room for (after the headroom)
+  std::unique_ptr<Spill> spill_;
 };
+static_assert(sizeof(MessageReader) == 56, "a MessageReader is in every connection: keep it at 56 bytes");
 
 }  // namespace edgews::codec

@@ -65,11 +65,11 @@ Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uin
       slot_(slot),
       generation_(generation),
       liveness_(stamp(worker.reactor().now_ms())),
+      peer_(peer),
       reader_(codec::Role::server,
               codec::ReaderLimits{worker.server().config().limits.max_message_size,
                                   worker.server().config().limits.max_fragments, false}),
-      timer_(&Connection::on_timer, this),
-      peer_(peer) {}
+      timer_(&Connection::on_timer, this) {}
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);

@@ -76,9 +76,16 @@ void Worker::settle_after_upgrade(Connection& connection) {
   reactor_->defer(turn_hook_);
 }
 
+// What a TLS handshake allocates and frees again, about: its record buffers came and went with each flight
+// (SSL_MODE_RELEASE_BUFFERS), besides the handshake buffer, the transcript and the key exchange. Freed between
+// the connections' lasting allocations, it stays resident until a trim (Worker::trim_after_spike).
+constexpr std::size_t kTlsHandshakeFreedBytes = 32 * 1024;
+
 // At the end of the upgrade's turn, when the 101 (and whatever on_open sent) has been written.
 void Worker::release_settled_tls(Connection& connection) {
   if (connection.state_ == Connection::State::dead || !connection.tls_ || connection.tls_released_) return;
+  // Counted here, once per upgraded connection: a burst of handshakes is trimmed after it, never during it.
+  note_freed(kTlsHandshakeFreedBytes);
   if (release_tls_buffers(connection)) return;
   connection.tls_stream().keep_buffers();
   list_for_sweep(connection);  // still busy: the sweep tries again once it is quiet

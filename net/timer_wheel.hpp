@@ -4,7 +4,7 @@
 // owner calls advance() (the reactor wakes for the next occupied slot). The wheel has kSlots slots (one
 // revolution = 16.384 s); a timer further away waits in its slot and is skipped until its tick comes round, so
 // any delay is fine. Timers are intrusive (no allocation); schedule and cancel are O(1). Single-threaded: use
-// a wheel only from the thread that advances it.
+// a wheel only from the thread that advances it, and a timer only with that wheel.
 #pragma once
 
 #include <array>
@@ -19,12 +19,15 @@ class Timer {
  public:
   using Callback = void (*)(Timer& timer, void* context);
 
-  Timer(Callback callback, void* context) : callback_(callback), context_(context) {}
+  // Every connection has a timer, so it is kept to 32 bytes: the callback is stored as its number in a
+  // process-wide table (callbacks are functions of the program, a handful; each is numbered the first time a
+  // timer is made with it), and the timer does not point back at its wheel (cancelling only unlinks it).
+  Timer(Callback callback, void* context);
   Timer(const Timer&) = delete;
   Timer& operator=(const Timer&) = delete;
   ~Timer();  // cancels
 
-  bool scheduled() const { return wheel_ != nullptr; }
+  bool scheduled() const { return link_.next != nullptr; }
   void cancel();
   void* context() const { return context_; }
 
@@ -34,12 +37,15 @@ class Timer {
     Link* prev = nullptr;
     Link* next = nullptr;
   };
+  static constexpr std::uint64_t kMaxTick = (std::uint64_t{1} << 48) - 1;  // 142,000 years of 16 ms ticks
+  void fire();
+
   Link link_;  // first member: the wheel casts a Link* back to its Timer
-  Callback callback_;
   void* context_;
-  TimerWheel* wheel_ = nullptr;
-  std::uint64_t tick_ = 0;  // absolute tick (ms / kTickMs) at which the timer is due
+  std::uint64_t tick_ : 48 = 0;  // absolute tick (ms / kTickMs) at which the timer is due
+  std::uint64_t callback_ : 16;  // number of the callback (Timer::Timer)
 };
+static_assert(sizeof(Timer) == 32, "a Timer is in every connection: keep it at 32 bytes");
 
 class TimerWheel {
  public:
@@ -54,7 +60,7 @@ class TimerWheel {
   // (Re)schedules: fires delay_ms after the wheel's current time (see set_now). Rescheduling a scheduled timer
   // moves it. Callable from a timer callback, also for the timer that is firing.
   void schedule(Timer& timer, std::uint64_t delay_ms);
-  void cancel(Timer& timer);
+  void cancel(Timer& timer) { timer.cancel(); }
 
   // Moves the clock forward without firing, so that timers scheduled before the next advance() count from now.
   void set_now(std::uint64_t now_ms);
@@ -65,7 +71,8 @@ class TimerWheel {
   // caller early for a timer more than one revolution away; advance() then fires nothing.
   int ms_until_next(std::uint64_t now_ms) const;
 
-  std::size_t size() const { return count_; }
+  // Timers scheduled: a walk over the wheel, for tests and diagnostics.
+  std::size_t size() const;
   std::uint64_t now_ms() const { return now_ms_; }
 
  private:
@@ -78,13 +85,13 @@ class TimerWheel {
   static void unlink(Link& node);
   void insert(Timer& timer);
   void mark_slot(std::size_t slot) { occupied_[slot / 64] |= std::uint64_t{1} << (slot % 64); }
-  void clear_slot_if_empty(std::size_t slot);
 
-  std::array<Link, kSlots> slots_;          // circular lists with the slot itself as sentinel
-  std::array<std::uint64_t, kWords> occupied_{};  // bit per non-empty slot, for ms_until_next
+  std::array<Link, kSlots> slots_;  // circular lists with the slot itself as sentinel
+  // A bit per slot that may hold timers: set on insert, cleared when the slot is found empty (a cancel does not
+  // reach the wheel), so ms_until_next and advance skip empty slots with a bit test.
+  mutable std::array<std::uint64_t, kWords> occupied_{};
   std::uint64_t now_ms_;
-  std::uint64_t last_tick_;                 // every tick <= last_tick_ has been processed
-  std::size_t count_ = 0;
+  std::uint64_t last_tick_;  // every tick <= last_tick_ has been processed
 };
 
 }  // namespace edgews::net

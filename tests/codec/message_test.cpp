@@ -361,6 +361,48 @@ TEST(MessageReader, TooManyFragmentsFailsWith1009) {
   expect_events(Role::server, four, {e}, limits);
 }
 
+TEST(MessageReader, TheFragmentCapCountsEachMessageAfresh) {
+  test::ReaderLimits limits;
+  limits.max_fragments = 3;
+  Bytes s;
+  for (const char* last : {"c", "f"}) {
+    append(s, make_frame(Opcode::binary, "a", false));
+    append(s, make_frame(Opcode::continuation, "b", false));
+    append(s, make_frame(Opcode::continuation, last, true));
+    append(s, make_frame(Opcode::ping, "p"));  // between messages, and short: the fast path is not taken
+  }
+  expect_events(Role::server, s,
+                {message(Opcode::binary, "abc"), control(EventType::ping, "p"), message(Opcode::binary, "abf"),
+                 control(EventType::ping, "p")},
+                limits);
+}
+
+// An idle reader is small: what only a split header, control frame or message needs is allocated at the first
+// split and given back by release_memory() once nothing is in progress.
+TEST(MessageReader, ASplitHeaderBorrowsMemoryUntilReleased) {
+  MessageReader reader(Role::server);
+  EXPECT_FALSE(reader.holds_memory());
+  Bytes s = make_frame(Opcode::text, "hello");
+  std::size_t used = 0;
+  ASSERT_EQ(reader.next(s.data(), 3, used).type, EventType::need_more);
+  EXPECT_TRUE(reader.in_message());
+  EXPECT_TRUE(reader.holds_memory());
+  reader.release_memory();
+  EXPECT_TRUE(reader.holds_memory()) << "the header's first bytes were given back";
+  const Event ev = reader.next(s.data() + 3, s.size() - 3, used);
+  ASSERT_EQ(ev.type, EventType::message);
+  EXPECT_EQ(std::string(ev.payload.begin(), ev.payload.end()), "hello");
+  EXPECT_EQ(reader.buffered_bytes(), 0u);
+  reader.release_memory(64 * 1024);
+  EXPECT_TRUE(reader.holds_memory()) << "kept for the next split while busy";
+  reader.release_memory();
+  EXPECT_FALSE(reader.holds_memory());
+  // Unsplit frames need nothing.
+  Bytes t = make_frame(Opcode::binary, Bytes(300, 7));
+  ASSERT_EQ(reader.next(t.data(), t.size(), used).type, EventType::message);
+  EXPECT_FALSE(reader.holds_memory());
+}
+
 TEST(MessageReader, FragmentsAreUncappedByDefault) {
   // RFC 6455 sets no bound on the number of fragments: a 64 KiB message in 1-byte fragments is one message.
   constexpr std::size_t kFragments = 64 * 1024;

@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -108,6 +110,40 @@ TEST(Reactor, HandlerThatDrainsGetsAnEdgePerArrival) {
     EXPECT_EQ(received, 1000u * static_cast<std::size_t>(round));
     EXPECT_EQ(reactor->run_once(0), 0);  // drained: nothing pending
   }
+}
+
+// The handler table grows to the highest descriptor seen (not beyond): descriptors far past its first size, added
+// in rising and then falling order, each reach their own handler.
+TEST(Reactor, DescriptorsPastTheFirstTableSizeReachTheirHandlers) {
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  if (limit.rlim_max < 4000) GTEST_SKIP() << "needs 4000 descriptors, the hard limit is " << limit.rlim_max;
+  const rlimit saved = limit;
+  limit.rlim_cur = std::max<rlim_t>(limit.rlim_cur, 4000);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
+  {
+    auto reactor = make_reactor();
+    SocketPair pair[3];
+    Fd high[3];
+    Probe probe[3];
+    const int at_least[3] = {1500, 3500, 1100};
+    for (int i = 0; i < 3; ++i) {
+      high[i].reset(::fcntl(pair[i].a.get(), F_DUPFD_CLOEXEC, at_least[i]));
+      ASSERT_GE(high[i].get(), at_least[i]);
+      ASSERT_FALSE(reactor->add(high[i].get(), &probe[i]));
+    }
+    reactor->run_once(100);
+    for (int i = 0; i < 3; ++i) {
+      const int before = probe[i].calls;
+      send_bytes(pair[i].b.get(), 10);
+      EXPECT_EQ(reactor->run_once(1000), 1) << "descriptor " << high[i].get();
+      EXPECT_EQ(probe[i].calls, before + 1) << "descriptor " << high[i].get();
+      EXPECT_TRUE(probe[i].last & EPOLLIN);
+      drain(high[i].get());
+    }
+    for (int i = 0; i < 3; ++i) reactor->remove(high[i].get());
+  }
+  ::setrlimit(RLIMIT_NOFILE, &saved);
 }
 
 TEST(Reactor, PeerCloseReportsReadHangup) {

@@ -129,6 +129,51 @@ TEST(TimerWheel, MsUntilNextPointsAtTheEarliestTimer) {
   EXPECT_EQ(wheel.ms_until_next(kStart + 20'000), 0);  // overdue
 }
 
+// A cancel only unlinks the timer (a timer does not point at its wheel): the wheel must still not wake for the
+// slot it left, nor count it.
+TEST(TimerWheel, CancelledTimersCostNoWakeUp) {
+  TimerWheel wheel(kStart);
+  Probe early(wheel), same_slot(wheel), late(wheel);
+  wheel.schedule(early.timer, 100);
+  wheel.schedule(same_slot.timer, 100);
+  wheel.schedule(late.timer, 5'000);
+  early.timer.cancel();
+  int wait = wheel.ms_until_next(kStart);
+  EXPECT_LE(wait, 100 + static_cast<int>(kTick)) << "one timer is still in the slot";
+  same_slot.timer.cancel();
+  wait = wheel.ms_until_next(kStart);
+  EXPECT_GE(wait, 5'000) << "woke for an emptied slot";
+  EXPECT_LE(wait, 5'000 + static_cast<int>(kTick));
+  EXPECT_EQ(wheel.size(), 1u);
+  wheel.cancel(late.timer);
+  EXPECT_FALSE(late.timer.scheduled());
+  EXPECT_EQ(wheel.ms_until_next(kStart), -1);
+  EXPECT_EQ(wheel.size(), 0u);
+  // The emptied slots are skipped when their tick comes, and the timers work on afterwards.
+  EXPECT_EQ(wheel.advance(kStart + 6'000), 0u);
+  wheel.schedule(early.timer, 100);
+  run_clock(wheel, kStart + 6'000 + 100 + 2 * kTick, 7);
+  EXPECT_EQ(early.fired_at.size(), 1u);
+  EXPECT_TRUE(same_slot.fired_at.empty());
+  EXPECT_TRUE(late.fired_at.empty());
+}
+
+// Timers made with different callbacks each call their own (the callback is kept as a number in a shared table).
+TEST(TimerWheel, EachTimerCallsItsOwnCallbackWithItsContext) {
+  TimerWheel wheel(kStart);
+  int a = 0, b = 0;
+  Timer ta([](Timer&, void* c) { *static_cast<int*>(c) += 1; }, &a);
+  Timer tb([](Timer&, void* c) { *static_cast<int*>(c) += 10; }, &b);
+  Timer tc([](Timer&, void* c) { *static_cast<int*>(c) += 1; }, &b);
+  EXPECT_EQ(ta.context(), &a);
+  wheel.schedule(ta, 10);
+  wheel.schedule(tb, 10);
+  wheel.schedule(tc, 40);
+  run_clock(wheel, kStart + 100, 5);
+  EXPECT_EQ(a, 1);
+  EXPECT_EQ(b, 11);
+}
+
 // A callback that reschedules itself, cancels a timer due in the same tick, and schedules a new one for "now".
 TEST(TimerWheel, CallbacksMayScheduleAndCancelDuringAdvance) {
   TimerWheel wheel(kStart);

@@ -68,6 +68,7 @@ struct Options {
   double rate = 0;
   bool connect_only = false;
   pid_t server_pid = 0;
+  long settle_ms = 500;
   std::string ca_file, json;
   bool quiet = false;
 };
@@ -621,7 +622,7 @@ int LoadGenerator::run() {
       if (o_.server_pid) server_cpu0 = process_cpu_seconds(o_.server_pid);
       client_cpu0 = self_cpu_seconds();
       if (o_.connect_only && o_.server_pid) {
-        usleep(500000);  // let the server finish its bookkeeping for the last accepts
+        usleep(static_cast<useconds_t>(o_.settle_ms) * 1000);  // the server's bookkeeping for the last accepts
         rss_after = process_rss_kib(o_.server_pid);
       }
     }
@@ -782,6 +783,9 @@ int load_main(int argc, char** argv) {
       .number("--server-pid", "PID", o.server_pid, {1, 1 << 30},
               "report this process's CPU time per message and its RSS over the measured window")
       .shown_default("")
+      .number("--settle-ms", "MS", o.settle_ms, {0, 600000},
+              "--connect-only: read the server's RSS MS milliseconds after the connections are open (what a server "
+              "gives back a few seconds after a burst of TLS handshakes needs a few thousand)")
       .text("--ca", "FILE", o.ca_file, "wss://: verify the server against this CA (default: no verification)")
       .number("--connect-timeout", "S", o.connect_timeout, {1, 600}, "give up on connections not open after S seconds")
       .text("--json", "FILE", o.json, "write the results as JSON to FILE ('-' for stdout)")

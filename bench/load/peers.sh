@@ -17,7 +17,7 @@
 # Then, paired: each other server and edgews loaded at the same time at the same fixed rate (as bench/load/paired.sh
 # does for the floor), PAIRED_ROUNDS rounds per pair, for CPU-per-message ratios free of the machine's drift.
 # Environment: ROUNDS (default 5), PAIRED_ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP
-# (default 1), SKIP_INSTALL=1.
+# (default 1), SKIP_INSTALL=1, SERVERS (a subset to race, e.g. "edgews uws floor"; edgews is always one).
 # Raw JSON goes to $OUT (default BUILD_DIR/peer-results); the table (peers.md), the plot (peers.svg) and its data
 # (peers.dat) go to $RESULTS (default bench/load/results).
 set -euo pipefail
@@ -70,6 +70,11 @@ declare -A tls_cmd=(
   [python]="${cmd[python]} --tls $cert $key"
 )
 tls_servers=(edgews uws beast websocketpp lws node_ws python)
+if [ -n "${SERVERS:-}" ]; then
+  keep() { local name; for name in "$@"; do [[ " edgews $SERVERS " == *" $name "* ]] && printf '%s ' "$name"; done; }
+  read -ra servers <<<"$(keep "${servers[@]}")"
+  read -ra tls_servers <<<"$(keep "${tls_servers[@]}")"
+fi
 
 machine before
 common=(--duration "$duration" --warmup "$warmup")

@@ -509,7 +509,10 @@ int serve_main(int argc, char** argv) {
       *server->reactor(0), {SIGTERM, SIGINT, SIGHUP},
       [&server, drain_seconds = options.drain_seconds](int signo) {
         if (signo == SIGHUP) {
+          // Under systemd (Type=notify) `systemctl reload` is then over when the reload is, not when kill returned.
+          core::systemd::notify_reloading();
           (void)server->reload_tls();
+          core::systemd::notify("READY=1");
           return;
         }
         core::systemd::notify("STOPPING=1");

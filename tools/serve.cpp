@@ -189,8 +189,9 @@ constexpr long long kMaxBuffer = 1LL << 40;  // one message or one connection's 
 constexpr const char* kUsageHead = "usage: edgews serve [options]\n\n";
 constexpr const char* kUsageTail = R"(
 Under systemd: sockets passed by socket activation (LISTEN_FDS, FileDescriptorName= ws, wss, metrics) replace
---host/--port, --tls-port and --metrics-port; with Type=notify READY=1 is sent once listening and STOPPING=1 on
-SIGTERM; with WatchdogSec= WATCHDOG=1 is sent while every reactor thread turns. deploy/systemd/ has the units.
+--host/--port, --tls-port and --metrics-port; with Type=notify READY=1 is sent once listening, RELOADING=1 and
+READY=1 around the certificate reload of SIGHUP, and STOPPING=1 on SIGTERM; with WatchdogSec= WATCHDOG=1 is sent
+while every reactor thread turns. deploy/systemd/ has the units.
 )";
 
 // Every option of `edgews serve`, in the order --help lists them.

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -50,6 +51,8 @@ HandoffOut::HandoffOut(Server& server, net::Fd listen_fd, std::string path, std:
       published_(bound_path_ == path_),
       deadline_ms_(deadline_ms),
       event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  struct stat st {};
+  if (::lstat(bound_path_.c_str(), &st) == 0) inode_ = st.st_ino;
   thread_ = std::thread([this] { run(); });
 }
 
@@ -58,12 +61,11 @@ HandoffOut::~HandoffOut() {
   wake();
   if (thread_.joinable()) thread_.join();
   // After a hand-off the path is the successor's (it listens there for its own successor); before this side was
-  // published there, it is still the predecessor's.
-  if (!published_.load()) {
-    ::unlink(bound_path_.c_str());
-  } else if (!finished_.load()) {
-    ::unlink(path_.c_str());
-  }
+  // published there, it is still the predecessor's. A successor may also have taken the path over after a
+  // hand-off stopped half-way: only this side's own socket file is removed.
+  const std::string& own = published_.load() ? path_ : bound_path_;
+  struct stat st {};
+  if (!finished_.load() && ::lstat(own.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(own.c_str());
 }
 
 bool HandoffOut::publish() {

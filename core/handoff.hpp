@@ -7,6 +7,8 @@
 // answers itself (one sendmsg per record: SOCK_SEQPACKET keeps concurrent records whole).
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -80,6 +82,7 @@ class HandoffOut {
   std::string bound_path_;
   std::shared_ptr<const std::atomic<bool>> predecessor_ended_;
   std::atomic<bool> published_{false};
+  ino_t inode_ = 0;  // of the socket file, which a rename keeps: the path is unlinked only while it is ours
   std::uint32_t deadline_ms_;
   net::Fd event_fd_;
   std::atomic<bool> stop_{false};

@@ -259,7 +259,8 @@ void Worker::handoff_abandon(ConnectionHandle handle) {
   // shutdown(2), not only close(): the successor may hold the same socket, and neither may serve it now.
   ::shutdown(c->fd_, SHUT_RDWR);
   if (handoff_) handoff_->out.count_drained();
-  c->vanish();
+  c->handoff_offered_ = false;
+  c->destroy(1006, "hand-off: the successor never answered for it");
 }
 
 void Worker::take_back() {

@@ -43,11 +43,14 @@ def seed():
 class Process:
     """An `edgews serve` started without waiting for its ports (it may be killed before it prints them)."""
 
+    started = []  # every one, so that a failing test still stops them all
+
     def __init__(self, args):
         self.log_file = tempfile.NamedTemporaryFile(prefix="edgews-handoff-kill-", suffix=".log", delete=False)
         self.proc = subprocess.Popen([EDGEWS_BIN, "serve"] + list(args), stdout=subprocess.DEVNULL,
                                      stderr=self.log_file, stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
+        Process.started.append(self)
 
     def log(self):
         with open(self.log_file.name, "rb") as f:
@@ -307,9 +310,12 @@ def either_side_killed_at_random_points_loses_nothing_silently():
                     await asyncio.wait(tasks, timeout=SILENCE + 5)
                 return current
 
-            last = asyncio.run(run())
-            if isinstance(last, Process):
-                last.stop()
+            try:
+                asyncio.run(run())
+            finally:
+                for process in Process.started:
+                    if not process.log_file.closed:
+                        process.stop()
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
+#include <cstring>
 #include <condition_variable>
 #include <memory>
 
@@ -38,12 +41,18 @@ bool wait_readable(int fd, int wake, int timeout_ms) {
 // ---------------------------------------------------------------------------------------------------------------
 // The old side's thread
 
-HandoffOut::HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::uint32_t deadline_ms)
+HandoffOut::HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::string bound_path,
+                       std::shared_ptr<const std::atomic<bool>> predecessor_ended, std::uint32_t deadline_ms)
     : server_(server),
       listen_fd_(std::move(listen_fd)),
       path_(std::move(path)),
+      bound_path_(std::move(bound_path)),
+      predecessor_ended_(std::move(predecessor_ended)),
+      published_(bound_path_ == path_),
       deadline_ms_(deadline_ms),
       event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  struct stat st {};
+  if (::lstat(bound_path_.c_str(), &st) == 0) inode_ = st.st_ino;
   thread_ = std::thread([this] { run(); });
 }
 
@@ -51,8 +60,31 @@ HandoffOut::~HandoffOut() {
   stop_.store(true);
   wake();
   if (thread_.joinable()) thread_.join();
-  // After a hand-off the path is the successor's (it listens there for its own successor).
-  if (!finished_.load()) ::unlink(path_.c_str());
+  // After a hand-off the path is the successor's (it listens there for its own successor); before this side was
+  // published there, it is still the predecessor's. A successor may also have taken the path over after a
+  // hand-off stopped half-way: only this side's own socket file is removed.
+  const std::string& own = published_.load() ? path_ : bound_path_;
+  struct stat st {};
+  if (!finished_.load() && ::lstat(own.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(own.c_str());
+}
+
+bool HandoffOut::publish() {
+  while (!published_.load()) {
+    if (stop_.load()) return false;
+    if (predecessor_ended_ == nullptr || predecessor_ended_->load()) {
+      if (::rename(bound_path_.c_str(), path_.c_str()) != 0) {
+        server_.logger().log(LogLevel::error, "handoff",
+                             "could not move the hand-off socket %s to %s (%s): no successor can take over",
+                             bound_path_.c_str(), path_.c_str(), std::strerror(errno));
+        return false;
+      }
+      published_.store(true);
+      break;
+    }
+    // The predecessor's end is polled: it comes once per upgrade, and a few milliseconds do not matter.
+    wait_readable(event_fd_.get(), event_fd_.get(), 20);
+  }
+  return true;
 }
 
 void HandoffOut::wake() {
@@ -78,6 +110,7 @@ void HandoffOut::worker_finished() {
 
 void HandoffOut::run() {
   const Logger& log = server_.logger();
+  if (!publish()) return;
   while (!stop_.load()) {
     if (!wait_readable(listen_fd_.get(), event_fd_.get(), -1)) continue;
     net::Fd peer(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -151,15 +184,12 @@ bool HandoffOut::serve(int peer) {
     listener_fds = std::move(collected->fds);
     listener_names = std::move(collected->names);
   }
+  // Before any connection record: nothing was adopted, everything is served here again.
   const auto give_back_all = [&](const char* why) {
-    log.log(LogLevel::warn, "handoff", "hand-off stopped (%s): serving every connection not adopted here again",
-            why);
+    log.log(LogLevel::warn, "handoff", "hand-off stopped (%s) before any connection moved: serving on", why);
     for (const auto& worker : server_.workers_) {
       Worker* w = worker.get();
-      w->reactor().post([w] {
-        w->take_back();
-        w->resume_listeners();
-      });
+      w->reactor().post([w] { w->resume_listeners(); });
     }
     return false;
   };
@@ -198,6 +228,73 @@ bool HandoffOut::serve(int peer) {
     Worker* w = server_.workers_[handle.worker].get();
     w->reactor().post([w, handle, adopted, reason = std::move(reason)] { w->handoff_answer(handle, adopted, reason); });
   };
+  // One record from the successor; false when it went away (or spoke nonsense).
+  const auto receive_answer = [&](std::string& why) {
+    std::vector<net::Fd> ignored;
+    net::Error error;
+    const net::IoResult r = net::receive_record(peer, buffer, ignored, error);
+    if (r.status != net::IoStatus::ok) {
+      why = "the successor went away";
+      return false;
+    }
+    handoff::Control control;
+    if (!handoff::decode({buffer.data(), r.bytes}, control, why)) return false;
+    if (control.type != handoff::RecordType::adopted && control.type != handoff::RecordType::refused) return true;
+    const auto it = waiting.find(control.id);
+    if (it == waiting.end()) return true;
+    const bool adopted = control.type == handoff::RecordType::adopted;
+    (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
+    answer(it->second, adopted, control.reason);
+    waiting.erase(it);
+    return true;
+  };
+  // The hand-off stops half-way. A connection whose record the successor has is its to answer for: once it has
+  // answered "adopted" it may have read or written the socket, so it must never be served here again. So nothing
+  // more is offered, the successor learns that no more comes (end of file after the records it has), and every
+  // answer is awaited until the successor has answered for all it has, or is gone. Answers are posted to the
+  // workers before take_back (one queue per worker, in order): what was adopted stays adopted, the rest (never
+  // touched there: the answer goes out before the successor reads or writes a socket) is served here again. A
+  // successor that neither answers nor goes away within the deadline loses what it holds: those sockets are shut
+  // down (the client sees the connection end; it cannot be owned here and there at once).
+  const auto stop_half_way = [&](const std::string& why) {
+    log.log(LogLevel::warn, "handoff",
+            "hand-off stopped (%s): serving every connection not adopted by the successor here again", why.c_str());
+    ::shutdown(peer, SHUT_WR);
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point give_up = Clock::now() + std::chrono::milliseconds(deadline_ms_);
+    bool gone = false;
+    std::string ignored;
+    while (!waiting.empty()) {
+      const Clock::time_point now = Clock::now();
+      if (now >= give_up) break;
+      pollfd fds{peer, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - now).count();
+      const int n = ::poll(&fds, 1, static_cast<int>(std::min<long long>(left + 1, 100)));
+      if (n < 0 && errno != EINTR) break;
+      if (n > 0 && !receive_answer(ignored)) {
+        gone = true;
+        break;
+      }
+    }
+    if (!waiting.empty() && !gone) {
+      log.log(LogLevel::error, "handoff",
+              "the successor neither answered for %zu connections nor went away within %u ms: closing them",
+              waiting.size(), deadline_ms_);
+      for (const auto& [id, handle] : waiting) {
+        Worker* w = server_.workers_[handle.worker].get();
+        w->reactor().post([w, handle = handle] { w->handoff_abandon(handle); });
+      }
+    }
+    for (const auto& worker : server_.workers_) {
+      Worker* w = worker.get();
+      w->reactor().post([w] {
+        w->take_back();
+        w->resume_listeners();
+      });
+    }
+    return false;
+  };
+  std::chrono::steady_clock::time_point last_answer = std::chrono::steady_clock::now();
   for (;;) {
     std::deque<Offer> offers;
     bool all_offered;
@@ -215,8 +312,8 @@ bool HandoffOut::serve(int peer) {
       }
       const int fd = offer.fd.get();
       if (net::Error error = net::send_record(peer, record, {&fd, 1})) {
-        // Not sent: this one and every other offer goes back with the rest.
-        return give_back_all(error.message.c_str());
+        // Not sent: this one and every offer after it are taken back with the rest.
+        return stop_half_way(error.message);
       }
       offered_.fetch_add(1, std::memory_order_relaxed);
       waiting.emplace(offer.state.id, offer.handle);
@@ -226,28 +323,23 @@ bool HandoffOut::serve(int peer) {
       if (offers_.empty()) break;
       continue;
     }
-    if (stop_.load()) return give_back_all("the server is stopping");
+    if (stop_.load()) return stop_half_way("the server is stopping");
+    // The successor answers each record as soon as a reactor of its own has run it: one that leaves them
+    // unanswered this long is stuck, and the connections it has not answered for are frozen meanwhile.
+    if (!waiting.empty() && std::chrono::steady_clock::now() - last_answer > std::chrono::milliseconds(deadline_ms_)) {
+      return stop_half_way("the successor answered nothing for " + std::to_string(deadline_ms_) + " ms");
+    }
+    if (waiting.empty()) last_answer = std::chrono::steady_clock::now();
     pollfd fds[2] = {{peer, POLLIN, 0}, {event_fd_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, 1000) < 0 && errno != EINTR) return give_back_all("poll failed");
+    if (::poll(fds, 2, 100) < 0 && errno != EINTR) return stop_half_way("poll failed");
     if (fds[1].revents & POLLIN) {
       std::uint64_t n;
       [[maybe_unused]] const ssize_t got = ::read(event_fd_.get(), &n, sizeof n);
     }
     if (fds[0].revents == 0) continue;
-    std::vector<net::Fd> ignored;
-    net::Error error;
-    const net::IoResult r = net::receive_record(peer, buffer, ignored, error);
-    if (r.status != net::IoStatus::ok) return give_back_all("the successor went away");
-    handoff::Control control;
     std::string why;
-    if (!handoff::decode({buffer.data(), r.bytes}, control, why)) return give_back_all(why.c_str());
-    if (control.type != handoff::RecordType::adopted && control.type != handoff::RecordType::refused) continue;
-    const auto it = waiting.find(control.id);
-    if (it == waiting.end()) continue;
-    const bool adopted = control.type == handoff::RecordType::adopted;
-    (adopted ? adopted_ : refused_).fetch_add(1, std::memory_order_relaxed);
-    answer(it->second, adopted, control.reason);
-    waiting.erase(it);
+    if (!receive_answer(why)) return stop_half_way(why);
+    last_answer = std::chrono::steady_clock::now();
   }
   handoff::Control done;
   done.type = handoff::RecordType::done;
@@ -292,6 +384,11 @@ void HandoffIn::answer(std::uint64_t id, bool adopted, const std::string& reason
 }
 
 void HandoffIn::run() {
+  run_records();
+  ended_->store(true);
+}
+
+void HandoffIn::run_records() {
   const Logger& log = server_.logger();
   std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
   std::size_t next_worker = 0;
@@ -300,6 +397,13 @@ void HandoffIn::run() {
     std::vector<net::Fd> fds;
     net::Error error;
     const net::IoResult r = net::receive_record(peer_.get(), buffer, fds, error);
+    if (r.status == net::IoStatus::error && r.error == EMSGSIZE) {
+      // Consumed and its descriptors closed, so not adopted here; unanswered, it holds the predecessor up until
+      // its deadline for answers (then it stops the hand-off and shuts that connection down). The records after
+      // it are still read.
+      log.log(LogLevel::warn, "handoff", "skipped a record: %s", error.message.c_str());
+      continue;
+    }
     if (r.status != net::IoStatus::ok) {
       log.log(LogLevel::warn, "handoff", "the predecessor went away before it said done (%s)",
               error ? error.message.c_str() : "closed");
@@ -330,8 +434,8 @@ void HandoffIn::run() {
     auto fd = std::make_shared<net::Fd>(std::move(fds[0]));
     w->reactor().post([this, w, state, fd] {
       std::string reason;
-      const bool adopted = w->adopt(*state, std::move(*fd), reason);
-      answer(state->id, adopted, reason);
+      const std::uint64_t id = state->id;
+      if (!w->adopt(*state, std::move(*fd), reason, [this, id] { answer(id, true, {}); })) answer(id, false, reason);
     });
   }
 }
@@ -343,9 +447,17 @@ Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline
   if (workers_.empty()) return Error{"listen_for_handoff: start() the server first"};
   if (handoff_out_) return Error{"listen_for_handoff: already listening for a successor"};
   net::Error error;
-  net::Fd fd = net::listen_unix(path, error);
-  if (!fd) return Error{"hand-off socket " + path + ": " + error.message};
-  handoff_out_ = std::make_unique<HandoffOut>(*this, std::move(fd), path, deadline_ms);
+  // While this server still takes over from a predecessor at `path`, its own socket waits beside it (HandoffOut).
+  std::shared_ptr<const std::atomic<bool>> predecessor_ended;
+  std::string bound_path = path;
+  if (handoff_in_ && !handoff_in_->ended_->load()) {
+    predecessor_ended = handoff_in_->ended_;
+    bound_path = path + ".next";
+  }
+  net::Fd fd = net::listen_unix(bound_path, error);
+  if (!fd) return Error{"hand-off socket " + bound_path + ": " + error.message};
+  handoff_out_ = std::make_unique<HandoffOut>(*this, std::move(fd), path, bound_path, std::move(predecessor_ended),
+                                              deadline_ms);
   logger_.log(LogLevel::info, "handoff", "a successor can take over through %s", path.c_str());
   return {};
 }
@@ -375,6 +487,12 @@ Error Server::adopt(const std::string& path) {
     const std::size_t had = fds.size();
     const net::IoResult r = net::receive_record(peer.get(), buffer, fds, error);
     if (r.status != net::IoStatus::ok) {
+      // Gone before it handed over its listeners (killed, or it crashed): its ports are free again, and this is
+      // a first start. A server still there that refused this process (another user) still accepts.
+      net::Error again;
+      if (!net::connect_unix(path, again) && (again.code == ENOENT || again.code == ECONNREFUSED)) {
+        return Error{std::string(kNoPredecessor) + path + " (it went away before it handed over its listeners)"};
+      }
       return Error{"hand-off socket " + path + ": the server there refused or went away" +
                    (error ? " (" + error.message + ")" : std::string(" (does it run as another user?)"))};
     }

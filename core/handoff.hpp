@@ -7,9 +7,12 @@
 // answers itself (one sendmsg per record: SOCK_SEQPACKET keeps concurrent records whole).
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -49,7 +52,12 @@ struct Worker::HandoffScan {
 
 class HandoffOut {
  public:
-  HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::uint32_t deadline_ms);
+  // listen_fd is bound to bound_path. When that is not `path` (this process is itself still taking over from a
+  // predecessor listening at `path`), it is renamed to `path` once predecessor_ended is set: until then `path`
+  // stays the predecessor's, so that if this process dies half-way the predecessor can still be reached there
+  // (by the next attempt at an upgrade).
+  HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::string bound_path,
+             std::shared_ptr<const std::atomic<bool>> predecessor_ended, std::uint32_t deadline_ms);
   ~HandoffOut();  // stops the thread; a hand-off under way ends as if the successor had gone
 
   // Worker threads: a connection's record and a duplicate of its socket, or "this worker has nothing more to
@@ -66,9 +74,15 @@ class HandoffOut {
   bool serve(int peer);  // one successor; false when it went away before the end
   void wake();
 
+  bool publish();  // renames bound_path_ to path_ once the predecessor is done with; false when stopping
+
   Server& server_;
   net::Fd listen_fd_;
   std::string path_;
+  std::string bound_path_;
+  std::shared_ptr<const std::atomic<bool>> predecessor_ended_;
+  std::atomic<bool> published_{false};
+  ino_t inode_ = 0;  // of the socket file, which a rename keeps: the path is unlinked only while it is ours
   std::uint32_t deadline_ms_;
   net::Fd event_fd_;
   std::atomic<bool> stop_{false};
@@ -92,9 +106,12 @@ class HandoffIn {
 
   std::atomic<std::uint64_t> received_{0}, adopted_{0}, refused_{0};
   std::atomic<bool> finished_{false};
+  // Set when this side's thread is done: the predecessor said done, or went away. Shared with HandoffOut.
+  std::shared_ptr<std::atomic<bool>> ended_ = std::make_shared<std::atomic<bool>>(false);
 
  private:
   void run();
+  void run_records();
   Server& server_;
   net::Fd peer_;
   net::Fd event_fd_;

@@ -1,6 +1,7 @@
 // The reactors' part of a live hand-off (core/handoff.hpp): on the old side each worker holds its connections at
 // a message boundary, offers them and acts on the answers; on the new side it adopts what it is given.
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <memory>
@@ -247,6 +248,19 @@ void Worker::handoff_answer(ConnectionHandle handle, bool adopted, const std::st
   }
 }
 
+void Worker::handoff_abandon(ConnectionHandle handle) {
+  Connection* c = find(handle);
+  if (c == nullptr || !c->handoff_offered_) return;
+  if (handoff_ && handoff_->in_flight > 0) --handoff_->in_flight;
+  server_.logger().log(LogLevel::warn, "handoff", "peer=%s: the successor never answered for it: shutting it down",
+                       c->peer_.to_string().c_str());
+  // shutdown(2), not only close(): the successor may hold the same socket, and neither may serve it now.
+  ::shutdown(c->fd_, SHUT_RDWR);
+  if (handoff_) handoff_->out.count_drained();
+  c->handoff_offered_ = false;
+  c->destroy(1006, "hand-off: the successor never answered for it");
+}
+
 void Worker::take_back() {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     Connection* c = slots_[i].connection;
@@ -263,7 +277,8 @@ void Worker::take_back() {
 // ---------------------------------------------------------------------------------------------------------------
 // Worker: the new side
 
-bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& reason) {
+bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& reason,
+                   const std::function<void()>& commit) {
   if (shutting_down_) {
     reason = "the server is shutting down";
     return false;
@@ -293,10 +308,16 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
   }
   const auto now = static_cast<std::uint32_t>(reactor_->now_ms());
   c->liveness_.set_ages({state.since_heard_ms, state.since_message_ms, state.since_ping_ms, state.awaiting_pong}, now);
+  // The answer goes out before this process reads, writes or subscribes anything for the connection: if it dies
+  // before the answer reached the predecessor, the predecessor takes the connection back exactly as it left it
+  // (no byte consumed here, no frame written, the deflate windows untouched); once the answer is out, the
+  // predecessor lets go of it whatever happens next.
+  commit();
   if (net::Error error = reactor_->add(c->fd_, c, Connection::kEvents)) {
-    reason = "reactor registration failed: " + error.message;
+    server_.logger().log(LogLevel::error, "handoff", "peer=%s: adopted but not registered (%s): closing it",
+                         c->peer_.to_string().c_str(), error.message.c_str());
     c->vanish();
-    return false;
+    return true;
   }
   for (const std::string& topic : state.topics) subscribe(*c, topic);
   if (!state.unread.empty()) {

@@ -218,7 +218,9 @@ class Server {
   // metrics listeners by position; a listener it did not send is bound as usual), starts, and then adopts the
   // connections it passes, spread over the reactors. An error (nobody at path, another user, another format
   // version) leaves this server unstarted: call start() to begin without a hand-off. When nobody listens at path
-  // (no socket, or a stale one) the message starts with kNoPredecessor: the first start of a service.
+  // (no socket, or a stale one) the message starts with kNoPredecessor: the first start of a service. Call run()
+  // soon after: reactor 0 adopts its share of the connections only then, and a predecessor left without answers
+  // for its deadline stops the hand-off (what it cannot take back untouched, it shuts down).
   Error adopt(const std::string& path);
   static constexpr const char* kNoPredecessor = "no server to take over from at ";
   struct HandoffStats {

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
+#include <string>
 
 #include "core/server.hpp"
 #include "net/fd.hpp"
@@ -106,6 +108,14 @@ bool notify(std::string_view state) {
   if (!fd) return false;
   return ::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
                   address_length) == static_cast<ssize_t>(state.size());
+}
+
+bool notify_reloading() {
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  const auto usec = static_cast<unsigned long long>(now.tv_sec) * 1000000ULL +
+                    static_cast<unsigned long long>(now.tv_nsec) / 1000ULL;
+  return notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(usec));
 }
 
 std::uint64_t watchdog_usec() {

@@ -44,6 +44,10 @@ bool inherited_sockets(InheritedSockets& out, std::string& error);
 // is none (not under systemd, or Type= is not notify) or the send failed: nothing to do about it either way.
 bool notify(std::string_view state);
 
+// "RELOADING=1" with MONOTONIC_USEC (CLOCK_MONOTONIC now, in microseconds) in the same datagram, as sd_notify(3)
+// asks, so that systemd can tell this reload from an earlier one; READY=1 must follow once the reload is done.
+bool notify_reloading();
+
 // WATCHDOG_USEC in microseconds when the watchdog is asked of this process (WATCHDOG_PID unset or ours), else 0.
 std::uint64_t watchdog_usec();
 

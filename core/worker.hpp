@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -244,13 +245,15 @@ class Worker {
   // Live hand-off (core/handoff_worker.cpp). Old process: the listening sockets, duplicated and named, with accepting
   // paused (the originals stay open, so their queues survive even if the successor fails); then each movable
   // connection is held at a message boundary and offered, the rest drained (1012); the successor's answer moves
-  // it or gives it back. New process: adopt() creates an open connection from a record and its socket.
+  // it or gives it back. New process: adopt() creates an open connection from a record and its socket; it calls
+  // commit (which answers "adopted") before the socket is first read or written.
   void handoff_listeners(std::vector<net::Fd>& fds, std::vector<std::string>& names);
   void resume_listeners();
   void begin_handoff(HandoffOut& out, std::uint64_t deadline_ms);
   void handoff_answer(ConnectionHandle handle, bool adopted, const std::string& reason);
   void take_back();  // the successor is gone: every connection offered or held is served here again
-  bool adopt(handoff::ConnectionState& state, net::Fd fd, std::string& reason);
+  void handoff_abandon(ConnectionHandle handle);  // offered, never answered for: shut down, served by nobody
+  bool adopt(handoff::ConnectionState& state, net::Fd fd, std::string& reason, const std::function<void()>& commit);
 
   codec::ResponseHeaders& scratch_headers() { return scratch_headers_; }
   std::string& scratch_out() { return scratch_out_; }

@@ -117,9 +117,22 @@ IoResult receive_record(int fd, std::span<std::uint8_t> buffer, std::vector<Fd> 
   message.msg_control = control;
   message.msg_controllen = sizeof control;
   ssize_t n;
-  do {
+  bool reset_seen = false;
+  for (;;) {
     n = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
+    if (n >= 0 || errno == EINTR) {
+      if (n >= 0) break;
+      continue;
+    }
+    // A peer that went away with records of ours still unread in its queue leaves ECONNRESET here, reported once
+    // and ahead of the records it had sent before: those are still queued and must be read (an answer "adopted"
+    // among them decides who owns a connection), then comes the end.
+    if (errno == ECONNRESET && !reset_seen) {
+      reset_seen = true;
+      continue;
+    }
+    break;
+  }
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return {IoStatus::would_block, 0, errno};
     error = system_error(errno, "recvmsg on the hand-off socket");

@@ -35,7 +35,8 @@ Error send_record(int fd, std::span<const std::uint8_t> data, std::span<const in
 // Receives one record into `buffer` (status ok, bytes = its length) and appends
 // its descriptors to `fds` (close-on-exec, owned). A record longer than the
 // buffer, or with more descriptors than kMaxFdsPerRecord, is an error: its
-// surplus would be lost silently otherwise. closed: the peer is gone.
+// surplus would be lost silently otherwise. closed: the peer is gone (after every
+// record it sent: the ECONNRESET of a peer that left records unread is read past).
 IoResult receive_record(int fd, std::span<std::uint8_t> buffer, std::vector<Fd> &fds, Error &error);
 
 }  // namespace edgews::net

@@ -189,8 +189,9 @@ constexpr long long kMaxBuffer = 1LL << 40;  // one message or one connection's 
 constexpr const char* kUsageHead = "usage: edgews serve [options]\n\n";
 constexpr const char* kUsageTail = R"(
 Under systemd: sockets passed by socket activation (LISTEN_FDS, FileDescriptorName= ws, wss, metrics) replace
---host/--port, --tls-port and --metrics-port; with Type=notify READY=1 is sent once listening and STOPPING=1 on
-SIGTERM; with WatchdogSec= WATCHDOG=1 is sent while every reactor thread turns. deploy/systemd/ has the units.
+--host/--port, --tls-port and --metrics-port; with Type=notify READY=1 is sent once listening, RELOADING=1 and
+READY=1 around the certificate reload of SIGHUP, and STOPPING=1 on SIGTERM; with WatchdogSec= WATCHDOG=1 is sent
+while every reactor thread turns. deploy/systemd/ has the units.
 )";
 
 // Every option of `edgews serve`, in the order --help lists them.
@@ -509,7 +510,10 @@ int serve_main(int argc, char** argv) {
       *server->reactor(0), {SIGTERM, SIGINT, SIGHUP},
       [&server, drain_seconds = options.drain_seconds](int signo) {
         if (signo == SIGHUP) {
+          // Under systemd (Type=notify) `systemctl reload` is then over when the reload is, not when kill returned.
+          core::systemd::notify_reloading();
           (void)server->reload_tls();
+          core::systemd::notify("READY=1");
           return;
         }
         core::systemd::notify("STOPPING=1");

@@ -1,11 +1,12 @@
 """systemd integration without systemd running: `edgews serve` under `systemd-socket-activate` (which binds the
 sockets and passes them with LISTEN_PID / LISTEN_FDS / LISTEN_FDNAMES, as systemd does), and a datagram socket of
 this test standing in for systemd's notify socket (NOTIFY_SOCKET, a path or an abstract name): READY=1 once
-listening, WATCHDOG=1 while WATCHDOG_USEC is set, STOPPING=1 on SIGTERM. The unit files of deploy/systemd pass
-`systemd-analyze verify`."""
+listening, WATCHDOG=1 while WATCHDOG_USEC is set, RELOADING=1 and READY=1 around SIGHUP, STOPPING=1 on SIGTERM.
+The unit files of deploy/systemd pass `systemd-analyze verify`."""
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -13,7 +14,8 @@ import threading
 import time
 
 from harness import (EDGEWS_BIN, IO_TIMEOUT, SOURCE_DIR, CheckFailed, FrameReader, connect, edgews, expect,
-                     expect_eq, frame, read_http_head, read_http_response, run_checks, serve, upgrade_request)
+                     expect_eq, frame, make_certs, read_http_head, read_http_response, run_checks, serve,
+                     upgrade_request, wait_until)
 from services import free_port
 
 EXIT_DEADLINE = 40
@@ -98,6 +100,40 @@ def notifications_ready_watchdog_stopping():
         expect_eq(notify.messages.index("READY=1") < notify.messages.index("STOPPING=1"), True, "order")
     finally:
         notify.close()
+
+
+def reload_is_announced_around_sighup():
+    """SIGHUP (ExecReload) re-reads the certificates between RELOADING=1 (with MONOTONIC_USEC, in the same
+    datagram) and READY=1, so that `systemctl reload` returns once the reload is done."""
+    certs = make_certs()
+    notify = NotifySocket()
+    try:
+        with Environment(NOTIFY_SOCKET=notify.address):
+            server = edgews("--host", "127.0.0.1", "--port", "0", "--tls-port", "0", "--tls-cert", certs["cert"],
+                            "--tls-key", certs["key"])
+        with server:
+            notify.wait_for("READY=1")
+            expect("RELOADING=1" not in notify.messages, "RELOADING=1 before SIGHUP")
+            before_usec = time.monotonic_ns() // 1000  # CLOCK_MONOTONIC, the clock MONOTONIC_USEC is read on
+            server.signal(signal.SIGHUP)
+            notify.wait_for("READY=1", 2)
+            after_usec = time.monotonic_ns() // 1000
+            at = notify.messages.index("RELOADING=1")
+            expect(at < len(notify.messages) - 1 and notify.messages[at + 1].startswith("MONOTONIC_USEC="),
+                   f"MONOTONIC_USEC must come with RELOADING=1: {notify.messages}")
+            usec = int(notify.messages[at + 1].split("=", 1)[1])
+            expect(before_usec <= usec <= after_usec,
+                   f"MONOTONIC_USEC={usec} is not CLOCK_MONOTONIC between {before_usec} and {after_usec}")
+            second_ready = len(notify.messages) - 1 - notify.messages[::-1].index("READY=1")
+            expect(at < second_ready, f"READY=1 must follow RELOADING=1: {notify.messages}")
+            expect(wait_until(lambda: "certificates reloaded" in server.log(), 10),
+                   "no certificate reload logged after SIGHUP")
+            server.signal(signal.SIGTERM)
+            notify.wait_for("STOPPING=1")
+            expect_eq(server.wait(EXIT_DEADLINE), 0, "exit code")
+    finally:
+        notify.close()
+        shutil.rmtree(certs["dir"], ignore_errors=True)
 
 
 def notifications_to_an_abstract_socket():
@@ -251,6 +287,7 @@ def unit_files_verify():
 
 
 if __name__ == "__main__":
-    run_checks([notifications_ready_watchdog_stopping, notifications_to_an_abstract_socket,
+    run_checks([notifications_ready_watchdog_stopping, reload_is_announced_around_sighup,
+                notifications_to_an_abstract_socket,
                 without_systemd_nothing_is_sent, socket_activation_ws_and_metrics,
                 socket_activation_refuses_unknown_names, unit_files_verify])

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstddef>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -108,6 +109,27 @@ TEST(FdPassing, ThePeerClosingIsReportedAsClosed) {
   std::array<std::uint8_t, 8> buffer{};
   std::vector<Fd> fds;
   Error error;
+  EXPECT_EQ(receive_record(pair.b.get(), buffer, fds, error).status, IoStatus::closed);
+}
+
+// The peer sends two records (an answer "adopted" is one) and dies with a record of ours unread: the kernel then
+// reports ECONNRESET once, ahead of the two records. They must still be read, then the end.
+TEST(FdPassing, RecordsSentBeforeThePeerWentAwayAreReadPastItsReset) {
+  Pair pair;
+  const std::array<std::uint8_t, 3> one{'o', 'n', 'e'}, two{'t', 'w', 'o'}, unread{'u', 'n', 'r'};
+  ASSERT_FALSE(send_record(pair.a.get(), one, {}));
+  ASSERT_FALSE(send_record(pair.a.get(), two, {}));
+  ASSERT_FALSE(send_record(pair.b.get(), unread, {}));
+  pair.a.reset();
+  std::array<std::uint8_t, 8> buffer{};
+  std::vector<Fd> fds;
+  Error error;
+  IoResult r = receive_record(pair.b.get(), buffer, fds, error);
+  ASSERT_EQ(r.status, IoStatus::ok) << error.message;
+  EXPECT_EQ(std::string(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes)), "one");
+  r = receive_record(pair.b.get(), buffer, fds, error);
+  ASSERT_EQ(r.status, IoStatus::ok) << error.message;
+  EXPECT_EQ(std::string(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(r.bytes)), "two");
   EXPECT_EQ(receive_record(pair.b.get(), buffer, fds, error).status, IoStatus::closed);
 }
 

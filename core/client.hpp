@@ -11,7 +11,7 @@
 // wss://: TLS over the connected socket, with the URL's host as SNI and as the name the certificate must carry.
 // The certificate is verified by default, against the system store or options.tls.ca_file; a rejected one is
 // certificate_rejected, with OpenSSL's reason. The last resumable TLS session is offered again on reconnect, so
-// the server can skip the full handshake (tls_resumed() tells). permessage-deflate is not supported yet.
+// the server can skip the full handshake (tls_resumed() tells).
 // OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
 // or a server that goes away while the client writes ends the process.
 //
@@ -31,7 +31,9 @@
 #include <vector>
 
 #include "codec/checked_headers.hpp"
+#include "codec/deflate.hpp"
 #include "codec/response_validator.hpp"
+#include "core/config.hpp"
 #include "net/tls.hpp"
 
 namespace edgews::core {
@@ -93,7 +95,16 @@ struct ClientOptions {
   // ends the connection (a timeout, then a reconnect) when nothing arrives within pong_timeout. 0 turns it off.
   std::chrono::milliseconds ping_interval{20000};
   std::chrono::milliseconds pong_timeout{10000};
+  // The largest message accepted from the server, compressed and once inflated; a larger one fails the connection
+  // with 1009 (protocol_error, then a reconnect).
   std::uint64_t max_message_size = 16u << 20;
+  // permessage-deflate (RFC 7692), off by default; the same settings as a server's, read from the client's side:
+  // with `enabled` the client offers it with client_max_window_bits (its value when below 15, else none: the
+  // server may choose), client_no_context_takeover when set, and asks for server_max_window_bits (below 15) and
+  // server_no_context_takeover when set. The server's answer decides what is used (deflate_params()); a server
+  // that declines leaves the connection uncompressed. mem_level, compression_level, min_size and
+  // shared_compressor act as on a server; decline_broken_user_agents does not apply.
+  DeflateConfig deflate;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
   // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
@@ -136,6 +147,8 @@ class Client {
   ClientState state() const;
   // wss://: the current (or last) connection's TLS handshake resumed the session of an earlier one.
   bool tls_resumed() const;
+  // The permessage-deflate parameters of the open connection, or nullptr when it is not compressed.
+  const codec::DeflateParams* deflate_params() const;
 
  private:
   struct Impl;

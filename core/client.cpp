@@ -4,10 +4,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <openssl/x509.h>
 
@@ -89,11 +91,17 @@ struct Client::Impl {
   net::TlsSession tls_session;   // the last resumable one, offered on the next connect
   bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
   bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
-  bool tls_resumed = false;
+  std::atomic<bool> tls_resumed{false};
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
-  ClientState state = ClientState::idle;
+  // Read by any thread (state(), and sends from other threads decide on it); written by the client's thread.
+  std::atomic<ClientState> state{ClientState::idle};
+  // The thread that last called poll(): calls from any other are posted to it through the reactor.
+  std::atomic<std::thread::id> loop_thread{};
+  // Bytes of data frames waiting to be written (out), and posted by other threads but not yet queued.
+  std::atomic<std::size_t> queued_bytes{0};
+  std::atomic<std::size_t> posted_bytes{0};
   net::Fd fd;
   Clock::time_point deadline{};
   unsigned attempt = 0;
@@ -389,14 +397,39 @@ struct Client::Impl {
   }
 
   // A data message, compressed when permessage-deflate is in use and compress() finds it worth it.
-  bool send_message(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
-    if (state != ClientState::open || !closing.may_send_data()) return false;
+  SendResult send_message(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state != ClientState::open || !closing.may_send_data()) return {ClientSendStatus::closed};
+    // As Limits::max_backpressure on a server: a message of any size goes while the bytes in front of it are
+    // within the limit.
+    if (out.size() > options.max_backpressure) return {ClientSendStatus::dropped};
     std::span<const std::uint8_t> wire = payload;
     const bool compressed = deflate && deflate->compress(payload, wire);
     queue_frame(opcode, wire, compressed);
     liveness.message(now_ms());
     flush();
-    return true;
+    return {ClientSendStatus::ok};
+  }
+
+  bool on_other_thread() const {
+    const std::thread::id loop = loop_thread.load(std::memory_order_acquire);
+    return loop != std::thread::id() && loop != std::this_thread::get_id() && reactor;
+  }
+
+  // A send from a thread other than the client's: decided on what that thread can see (the state and the
+  // bytes waiting), then copied and posted; the client's thread queues it at its next poll() unless the
+  // connection has ended by then.
+  SendResult post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state.load() != ClientState::open) return {ClientSendStatus::closed};
+    if (queued_bytes.load(std::memory_order_relaxed) + posted_bytes.load(std::memory_order_relaxed) >
+        options.max_backpressure) {
+      return {ClientSendStatus::dropped};
+    }
+    posted_bytes.fetch_add(payload.size(), std::memory_order_relaxed);
+    reactor->post([this, opcode, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+      posted_bytes.fetch_sub(data.size(), std::memory_order_relaxed);
+      (void)send_message(opcode, data);
+    });
+    return {ClientSendStatus::ok};
   }
 
   void flush() {
@@ -419,6 +452,7 @@ struct Client::Impl {
       taken += r.bytes;
     }
     out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(taken));
+    queued_bytes.store(out.size(), std::memory_order_relaxed);
   }
 
   // Open: the next liveness check, or none (pings turned off).
@@ -508,6 +542,7 @@ struct Client::Impl {
     deflate.reset();
     close_complete = false;
     out.clear();
+    queued_bytes.store(0, std::memory_order_relaxed);
     state = ClientState::stopped;
     if (callbacks.on_close) callbacks.on_close(code, reason, error);
     const BackoffPolicy& policy = options.reconnect;
@@ -579,9 +614,13 @@ Client::Client(ClientOptions options, ClientCallbacks callbacks)
 
 Client::~Client() = default;
 
-ClientState Client::state() const { return impl_->state; }
+ClientState Client::state() const { return impl_->state.load(); }
 
-bool Client::tls_resumed() const { return impl_->tls_resumed; }
+bool Client::tls_resumed() const { return impl_->tls_resumed.load(); }
+
+std::size_t Client::buffered_amount() const {
+  return impl_->queued_bytes.load(std::memory_order_relaxed) + impl_->posted_bytes.load(std::memory_order_relaxed);
+}
 
 const codec::DeflateParams* Client::deflate_params() const {
   return impl_->deflate ? &impl_->deflate->params() : nullptr;
@@ -647,6 +686,7 @@ ClientError Client::start() {
 
 void Client::poll(std::chrono::milliseconds max_wait) {
   Impl& d = *impl_;
+  d.loop_thread.store(std::this_thread::get_id(), std::memory_order_release);
   milliseconds wait = std::max(max_wait, milliseconds(0));
   Clock::time_point due;
   if (d.next_deadline(due)) {
@@ -655,17 +695,23 @@ void Client::poll(std::chrono::milliseconds max_wait) {
     wait = std::clamp(left, milliseconds(0), wait);
   }
   short revents = 0;
+  bool posted = false;  // the reactor has work: what other threads posted
   if (d.state == ClientState::connecting) {
     // Resolution and the connect attempts live on the reactor; its callbacks move the client on.
     d.reactor->run_once(static_cast<int>(wait.count()));
-  } else if (d.fd) {
-    short events = POLLIN;
-    if (!d.out.empty() || d.tls_wants_write) events |= POLLOUT;
-    pollfd p{d.fd.get(), events, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(wait.count()));
-    if (n > 0) revents = p.revents;
-  } else if (wait.count() > 0) {
-    ::poll(nullptr, 0, static_cast<int>(wait.count()));
+  } else {
+    pollfd p[2];
+    nfds_t n = 0;
+    if (d.fd) {
+      short events = POLLIN;
+      if (!d.out.empty() || d.tls_wants_write) events |= POLLOUT;
+      p[n++] = pollfd{d.fd.get(), events, 0};
+    }
+    if (d.reactor) p[n++] = pollfd{d.reactor->fd(), POLLIN, 0};
+    if (::poll(p, n, static_cast<int>(wait.count())) > 0) {
+      if (d.fd) revents = p[0].revents;
+      posted = d.reactor && (p[n - 1].revents & POLLIN) != 0;
+    }
   }
   if (d.tls_handshaking && revents != 0) {
     d.tls_handshake();
@@ -676,26 +722,43 @@ void Client::poll(std::chrono::milliseconds max_wait) {
   }
   // TLS: a read that waited for writability goes on after POLLOUT.
   if (d.fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (d.tls && (revents & POLLOUT) != 0))) d.readable();
+  if (posted) d.reactor->run_once(0);
   if (d.next_deadline(due) && d.now() >= due) d.timed_out();
 }
 
-bool Client::send_text(std::string_view text) {
-  return impl_->send_message(codec::Opcode::text, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
+SendResult Client::send_text(std::string_view text) {
+  const std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::text, data);
+  return impl_->send_message(codec::Opcode::text, data);
 }
 
-bool Client::send_binary(std::span<const std::uint8_t> data) {
+SendResult Client::send_binary(std::span<const std::uint8_t> data) {
+  if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::binary, data);
   return impl_->send_message(codec::Opcode::binary, data);
 }
 
-bool Client::ping(std::span<const std::uint8_t> payload) {
-  if (impl_->state != ClientState::open || payload.size() > 125) return false;
-  impl_->queue_frame(codec::Opcode::ping, payload);
-  impl_->flush();
-  return true;
+SendResult Client::ping(std::span<const std::uint8_t> payload) {
+  Impl& d = *impl_;
+  if (d.state.load() != ClientState::open || payload.size() > 125) return {ClientSendStatus::closed};
+  if (d.on_other_thread()) {
+    d.reactor->post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+      if (d.state != ClientState::open) return;
+      d.queue_frame(codec::Opcode::ping, data);
+      d.flush();
+    });
+    return {ClientSendStatus::ok};
+  }
+  d.queue_frame(codec::Opcode::ping, payload);
+  d.flush();
+  return {ClientSendStatus::ok};
 }
 
 void Client::close(std::uint16_t code, std::string_view reason) {
   Impl& d = *impl_;
+  if (d.on_other_thread()) {
+    d.reactor->post([this, code, reason = std::string(reason)] { close(code, reason); });
+    return;
+  }
   d.user_closed = true;
   if (d.state == ClientState::open) {
     const codec::CloseStep step = d.closing.close(code, reason);

@@ -1,8 +1,12 @@
 // edgews::Client: a WebSocket client for ws:// URLs that reconnects by itself, built on the codec's request
 // writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
 //
-// One client is driven by one thread: call poll() in a loop (or from the thread's own loop); every callback runs
-// inside poll(), and send()/close() must be called from that thread too.
+// One client is driven by one thread, its own: call poll() in a loop (or from the thread's own loop); every
+// callback runs inside poll(), on that thread. send_text/send_binary/ping/close may be called from any thread:
+// from another one than the last to call poll() they are copied and posted to it (poll() wakes up and does
+// them), and their result is decided on what that thread sees at the call. state() and buffered_amount() may be
+// read from any thread; start(), poll(), tls_resumed() and deflate_params() belong to the client's thread. The
+// Client must outlive every call made on it from other threads.
 //
 // Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
 // client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4
@@ -17,8 +21,15 @@
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
-// attempt count restarts at 1 after a successful open. While not open, send() is refused (returns false); nothing
-// is queued across connections.
+// attempt count restarts at 1 after a successful open. While not open (connecting, waiting to reconnect, closing,
+// stopped) send_text/send_binary are refused with ClientSendStatus::closed and nothing is queued: a message
+// queued for one connection is never replayed on the next, whose server may have a different state; an
+// application that must deliver across reconnects resends from on_open. What was queued but not yet written when
+// a connection ends is dropped with it.
+//
+// Backpressure, as a server connection's (Limits::max_backpressure, the drop policy): a message of any size is
+// queued while the bytes in front of it (buffered_amount()) are within max_backpressure; above it a send is
+// refused with ClientSendStatus::dropped and the connection stays open. The client reads on meanwhile.
 #pragma once
 
 #include <chrono>
@@ -65,6 +76,19 @@ struct ClientError {
 // A short stable name for a code ("refused"), for logs and tests.
 std::string_view errc_name(ClientErrc code);
 
+// What a send did; the words of a server connection's SendStatus.
+enum class ClientSendStatus : std::uint8_t {
+  ok,       // queued (and possibly written already); from another thread: posted, queued at the next poll()
+            // unless the connection has ended by then
+  dropped,  // more than max_backpressure bytes wait to be written: the message was not queued
+  closed,   // no open connection (connecting, waiting to reconnect, closing or stopped): not queued
+};
+
+struct SendResult {
+  ClientSendStatus status = ClientSendStatus::closed;
+  explicit operator bool() const { return status == ClientSendStatus::ok; }
+};
+
 struct BackoffPolicy {
   bool enabled = true;  // false: a client that loses its connection stays closed
   std::chrono::milliseconds initial{250};
@@ -105,6 +129,8 @@ struct ClientOptions {
   // that declines leaves the connection uncompressed. mem_level, compression_level, min_size and
   // shared_compressor act as on a server; decline_broken_user_agents does not apply.
   DeflateConfig deflate;
+  // Bytes waiting to be written above which a send is refused (ClientSendStatus::dropped); see the top.
+  std::size_t max_backpressure = 4u << 20;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
   // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
@@ -137,14 +163,19 @@ class Client {
   // Runs what is ready: waits at most max_wait for the socket or the next deadline, then handles it.
   void poll(std::chrono::milliseconds max_wait);
 
-  // A masked message to the server; false (nothing sent) unless the connection is open.
-  bool send_text(std::string_view text);
-  bool send_binary(std::span<const std::uint8_t> data);
-  bool ping(std::span<const std::uint8_t> payload = {});
-  // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards.
+  // A masked message to the server (compressed when permessage-deflate is in use); see ClientSendStatus. Any
+  // thread.
+  SendResult send_text(std::string_view text);
+  SendResult send_binary(std::span<const std::uint8_t> data);
+  // At most 125 bytes; closed when longer or not open. Any thread.
+  SendResult ping(std::span<const std::uint8_t> payload = {});
+  // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards. Any
+  // thread (posted from another one).
   void close(std::uint16_t code = 1000, std::string_view reason = {});
 
-  ClientState state() const;
+  ClientState state() const;  // any thread
+  // Bytes of messages queued but not yet taken by the kernel (posted ones included). Any thread.
+  std::size_t buffered_amount() const;
   // wss://: the current (or last) connection's TLS handshake resumed the session of an earlier one.
   bool tls_resumed() const;
   // The permessage-deflate parameters of the open connection, or nullptr when it is not compressed.

@@ -73,14 +73,17 @@ milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double
   return milliseconds(static_cast<milliseconds::rep>(base * (1.0 - jitter * r)));
 }
 
-struct Client::Impl {
+struct Client::Impl final : net::Reactor::Handler {
   ClientOptions options;
   ClientCallbacks callbacks;
   codec::WsUrl url;
   net::Address address;  // the one that answered, once connected
-  // Resolution and Happy Eyeballs run on a reactor that poll() turns while connecting; the resolver's thread
-  // starts with the first name to look up.
-  std::unique_ptr<net::Reactor> reactor;
+  // Resolution and Happy Eyeballs run on a reactor: the client's own, which poll() turns, or options.reactor,
+  // which then also carries the socket and the timer. The resolver's thread starts with the first name to look up.
+  std::unique_ptr<net::Reactor> own_reactor;
+  net::Reactor* reactor = nullptr;  // the one in use
+  bool attached = false;            // options.reactor: no poll(), the reactor calls on_events and the timer
+  bool registered = false;          // attached: the socket is on the reactor
   std::unique_ptr<net::Resolver> resolver;
   std::unique_ptr<net::Connector> connector;
   net::Resolver::Ticket ticket = 0;
@@ -125,9 +128,67 @@ struct Client::Impl {
   std::unique_ptr<codec::MessageReader> reader;
   std::mt19937_64 default_random{std::random_device{}()};
 
+  // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
+  net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
+  // Tasks posted by other threads check it: the Client may be gone by the time they run.
+  std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
+
   Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {
     if (!options.clock) options.clock = [] { return Clock::now(); };
     if (!options.random) options.random = [this] { return default_random(); };
+  }
+
+  ~Impl() {
+    alive->store(false);
+    cancel_connect();
+    if (registered) reactor->remove(fd.get());
+  }
+
+  // Attached: the socket's readiness, from the reactor (edge-triggered).
+  void on_events(std::uint32_t events) override {
+    short revents = 0;
+    if ((events & EPOLLIN) != 0) revents |= POLLIN;
+    if ((events & EPOLLOUT) != 0) revents |= POLLOUT;
+    if ((events & (EPOLLHUP | EPOLLRDHUP)) != 0) revents |= POLLHUP;
+    if ((events & EPOLLERR) != 0) revents |= POLLERR;
+    socket_ready(revents);
+    rearm();
+  }
+
+  void timer_fired() {
+    Clock::time_point due;
+    if (next_deadline(due) && now() >= due) timed_out();
+    rearm();
+  }
+
+  // Attached: the timer follows the state's deadline (and the liveness check while open).
+  void rearm() {
+    if (!attached) return;
+    Clock::time_point due;
+    if (!next_deadline(due)) {
+      timer.cancel();
+      return;
+    }
+    const auto left = std::chrono::ceil<milliseconds>(due - now()).count();
+    reactor->timers().schedule(timer, static_cast<std::uint64_t>(std::max<milliseconds::rep>(left, 0)));
+  }
+
+  // What poll() or the reactor saw on the socket.
+  void socket_ready(short revents) {
+    if (tls_handshaking && revents != 0) {
+      tls_handshake();
+      revents = 0;
+    }
+    if (fd && (revents & POLLOUT) != 0) flush();
+    // TLS: a read that waited for writability goes on after POLLOUT.
+    if (fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (tls && (revents & POLLOUT) != 0))) readable();
+  }
+
+  // Runs `task` on the client's thread, unless the client is gone by then.
+  void post(std::function<void()> task) {
+    reactor->post([alive = alive, task = std::move(task)] {
+      if (alive->load()) task();
+    });
   }
 
   Clock::time_point now() const { return options.clock(); }
@@ -145,7 +206,10 @@ struct Client::Impl {
     deadline = now() + options.connect_timeout;
     if (!resolver) resolver = std::make_unique<net::Resolver>();
     resolving = true;
-    ticket = resolver->resolve(*reactor, url.host, url.port, [this](net::Resolution r) { resolved(std::move(r)); });
+    ticket = resolver->resolve(*reactor, url.host, url.port, [this](net::Resolution r) {
+      resolved(std::move(r));
+      rearm();
+    });
   }
 
   void resolved(net::Resolution r) {
@@ -166,11 +230,21 @@ struct Client::Impl {
         finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
                                               (code == ClientErrc::refused ? " (is the server running on that port?)"
                                                                            : "")));
+        rearm();
         return;
       }
       fd = std::move(c.fd);
       address = c.address;
+      if (attached) {
+        if (const net::Error added = reactor->add(fd.get(), this)) {
+          finish(1006, {}, make_error(ClientErrc::unreachable, "cannot watch the socket: " + added.message));
+          rearm();
+          return;
+        }
+        registered = true;
+      }
       connected();
+      rearm();
     });
   }
 
@@ -411,6 +485,7 @@ struct Client::Impl {
   }
 
   bool on_other_thread() const {
+    if (attached) return !reactor->in_reactor_thread();
     const std::thread::id loop = loop_thread.load(std::memory_order_acquire);
     return loop != std::thread::id() && loop != std::this_thread::get_id() && reactor;
   }
@@ -425,7 +500,7 @@ struct Client::Impl {
       return {ClientSendStatus::dropped};
     }
     posted_bytes.fetch_add(payload.size(), std::memory_order_relaxed);
-    reactor->post([this, opcode, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+    post([this, opcode, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
       posted_bytes.fetch_sub(data.size(), std::memory_order_relaxed);
       (void)send_message(opcode, data);
     });
@@ -464,14 +539,19 @@ struct Client::Impl {
   }
 
   // TLS: OpenSSL may hold whole records the socket no longer signals, so read on until it wants more input.
+  // Attached, the reactor's edge-triggered events want the socket read until it would block too.
   void readable() {
-    if (!tls) {
+    if (!tls && !attached) {
       readable_once();
       return;
     }
-    for (int i = 0; i < 1024 && tls && fd && !tls_handshaking && state != ClientState::stopped &&
+    for (int i = 0; fd && !tls_handshaking && state != ClientState::stopped &&
                     state != ClientState::waiting_to_reconnect;
          ++i) {
+      if (i == 1024) {  // fair to the reactor's other work: go on in a task, as no new edge may come
+        if (attached) post([this] { readable(); rearm(); });
+        return;
+      }
       if (!readable_once()) return;
     }
   }
@@ -537,6 +617,8 @@ struct Client::Impl {
     }
     tls_handshaking = false;
     tls_wants_write = false;
+    if (registered) reactor->remove(fd.get());
+    registered = false;
     fd.reset();
     reader.reset();
     deflate.reset();
@@ -637,10 +719,17 @@ ClientError Client::start() {
     d.tls_context = net::make_client_context(d.options.tls, error);
     if (!d.tls_context) return make_error(ClientErrc::tls_failed, "cannot set up TLS for wss://: " + error.message);
   }
-  if (!d.reactor) {
+  if (!d.reactor && d.options.reactor != nullptr) {
+    d.reactor = d.options.reactor;
+    d.attached = true;
+    d.connector = std::make_unique<net::Connector>(*d.reactor);
+  } else if (!d.reactor) {
     net::Error error;
-    d.reactor = net::Reactor::create(error);
-    if (!d.reactor) return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+    d.own_reactor = net::Reactor::create(error);
+    if (!d.own_reactor) {
+      return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+    }
+    d.reactor = d.own_reactor.get();
     d.connector = std::make_unique<net::Connector>(*d.reactor);
   }
   d.host_header = d.url.host_header();
@@ -681,11 +770,13 @@ ClientError Client::start() {
   d.user_closed = false;
   d.attempt = 0;
   d.begin_connect();
+  d.rearm();
   return {};
 }
 
 void Client::poll(std::chrono::milliseconds max_wait) {
   Impl& d = *impl_;
+  if (d.attached) return;  // the reactor drives it
   d.loop_thread.store(std::this_thread::get_id(), std::memory_order_release);
   milliseconds wait = std::max(max_wait, milliseconds(0));
   Clock::time_point due;
@@ -713,15 +804,7 @@ void Client::poll(std::chrono::milliseconds max_wait) {
       posted = d.reactor && (p[n - 1].revents & POLLIN) != 0;
     }
   }
-  if (d.tls_handshaking && revents != 0) {
-    d.tls_handshake();
-    revents = 0;
-  }
-  if (d.fd && (revents & POLLOUT) != 0) {
-    d.flush();
-  }
-  // TLS: a read that waited for writability goes on after POLLOUT.
-  if (d.fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (d.tls && (revents & POLLOUT) != 0))) d.readable();
+  d.socket_ready(revents);
   if (posted) d.reactor->run_once(0);
   if (d.next_deadline(due) && d.now() >= due) d.timed_out();
 }
@@ -741,7 +824,7 @@ SendResult Client::ping(std::span<const std::uint8_t> payload) {
   Impl& d = *impl_;
   if (d.state.load() != ClientState::open || payload.size() > 125) return {ClientSendStatus::closed};
   if (d.on_other_thread()) {
-    d.reactor->post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+    d.post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
       if (d.state != ClientState::open) return;
       d.queue_frame(codec::Opcode::ping, data);
       d.flush();
@@ -756,7 +839,7 @@ SendResult Client::ping(std::span<const std::uint8_t> payload) {
 void Client::close(std::uint16_t code, std::string_view reason) {
   Impl& d = *impl_;
   if (d.on_other_thread()) {
-    d.reactor->post([this, code, reason = std::string(reason)] { close(code, reason); });
+    d.post([this, code, reason = std::string(reason)] { close(code, reason); });
     return;
   }
   d.user_closed = true;
@@ -769,6 +852,7 @@ void Client::close(std::uint16_t code, std::string_view reason) {
   } else if (d.state != ClientState::closing && d.state != ClientState::stopped) {
     d.finish(1006, {}, {});
   }
+  d.rearm();
 }
 
 }  // namespace edgews::core

@@ -1,12 +1,16 @@
 // edgews::Client: a WebSocket client for ws:// URLs that reconnects by itself, built on the codec's request
 // writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
 //
-// One client is driven by one thread, its own: call poll() in a loop (or from the thread's own loop); every
-// callback runs inside poll(), on that thread. send_text/send_binary/ping/close may be called from any thread:
-// from another one than the last to call poll() they are copied and posted to it (poll() wakes up and does
-// them), and their result is decided on what that thread sees at the call. state() and buffered_amount() may be
-// read from any thread; start(), poll(), tls_resumed() and deflate_params() belong to the client's thread. The
-// Client must outlive every call made on it from other threads.
+// Threads. A client is driven by one thread, in one of two ways:
+//   - its own loop: call poll() in a loop (or from the thread's own loop); every callback runs inside poll();
+//   - a reactor's (options.reactor, e.g. Server::reactor(i): the client shares a server's thread): the socket
+//     and the deadlines live on that reactor and every callback runs on its thread; poll() does nothing. start()
+//     and the destructor must run on that thread (post them), or while the reactor is not running.
+// send_text/send_binary/ping/close may be called from any thread: from another one than the client's they are
+// copied and posted to it (poll() wakes up for them), and their result is decided on what that thread sees at
+// the call. state() and buffered_amount() may be read from any thread; start(), poll(), tls_resumed() and
+// deflate_params() belong to the client's thread. The Client must outlive every call made on it from other
+// threads (a task posted to it and run after its destruction does nothing).
 //
 // Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
 // client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4
@@ -46,6 +50,10 @@
 #include "codec/response_validator.hpp"
 #include "core/config.hpp"
 #include "net/tls.hpp"
+
+namespace edgews::net {
+class Reactor;
+}  // namespace edgews::net
 
 namespace edgews::core {
 
@@ -131,6 +139,8 @@ struct ClientOptions {
   DeflateConfig deflate;
   // Bytes waiting to be written above which a send is refused (ClientSendStatus::dropped); see the top.
   std::size_t max_backpressure = 4u << 20;
+  // Drive the client from this reactor's thread instead of poll() (see the top); it must outlive the client.
+  net::Reactor* reactor = nullptr;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
   // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
@@ -160,7 +170,8 @@ class Client {
   // Checks the options and begins the first connect. An error (bad_url, unsupported, bad_request) leaves the
   // client stopped.
   ClientError start();
-  // Runs what is ready: waits at most max_wait for the socket or the next deadline, then handles it.
+  // Runs what is ready: waits at most max_wait for the socket, the next deadline or a task another thread
+  // posted, then handles it. Does nothing for a client on options.reactor.
   void poll(std::chrono::milliseconds max_wait);
 
   // A masked message to the server (compressed when permessage-deflate is in use); see ClientSendStatus. Any

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "codec/handshake_response.hpp"
 #include "core/client.hpp"
 #include "net/fd.hpp"
+#include "net/reactor.hpp"
 #include "server_harness.hpp"
 
 namespace edgews::test {
@@ -161,6 +163,97 @@ TEST(ClientSend, SendsPingsAndCloseFromAnotherThreadArePostedInOrder) {
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(messages[i], message_text(i));
   ASSERT_EQ(codes.size(), 1u);
   EXPECT_EQ(codes[0], 4003);
+}
+
+// A client on a server's reactor thread (Server::reactor): no poll() loop of its own. It connects to the same
+// server, its callbacks run on that thread, and another thread sends and closes through it.
+TEST(ClientSend, AClientOnAServersReactorRunsThereAndTakesSendsFromOtherThreads) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  net::Reactor* reactor = server->reactor(0);
+  ASSERT_NE(reactor, nullptr);
+  std::mutex mutex;
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> codes;
+  std::atomic<int> opened{0};
+  std::atomic<int> wrong_thread{0};
+  ClientCallbacks client_callbacks;
+  client_callbacks.on_open = [&](std::string_view) {
+    if (!reactor->in_reactor_thread()) ++wrong_thread;
+    ++opened;
+  };
+  client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
+    if (!reactor->in_reactor_thread()) ++wrong_thread;
+    const std::lock_guard<std::mutex> lock(mutex);
+    messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+  };
+  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::ClientError&) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    codes.push_back(code);
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor;
+  auto client = std::make_unique<Client>(std::move(options), client_callbacks);
+  std::atomic<bool> started{false};
+  reactor->post([&] {
+    EXPECT_FALSE(client->start());
+    started = true;
+  });
+  ASSERT_TRUE(eventually([&] { return opened == 1; }, 10000)) << "state " << static_cast<int>(client->state());
+  constexpr int kMessages = 50;
+  for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(client->send_text(message_text(i)));
+  ASSERT_TRUE(eventually([&] {
+    const std::lock_guard<std::mutex> lock(mutex);
+    return messages.size() == kMessages;
+  }, 10000));
+  client->close(4004, "done");
+  ASSERT_TRUE(eventually([&] { return client->state() == ClientState::stopped; }, 10000));
+  std::atomic<bool> destroyed{false};
+  reactor->post([&] {
+    client.reset();  // on the reactor's thread, as the header asks
+    destroyed = true;
+  });
+  ASSERT_TRUE(eventually([&] { return destroyed.load(); }, 10000));
+  EXPECT_EQ(wrong_thread, 0) << "every callback ran on the reactor's thread";
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(messages[i], message_text(i));
+  ASSERT_EQ(codes.size(), 1u);
+  EXPECT_EQ(codes[0], 4004);
+}
+
+// On a reactor, the deadlines run on its timer wheel: a server that never answers a ping is found dead.
+TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
+  StalledServer server;
+  net::Error error;
+  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
+  ASSERT_TRUE(reactor) << error.message;
+  std::atomic<int> opened{0};
+  std::atomic<bool> closed{false};
+  core::ClientError why;
+  ClientCallbacks callbacks;
+  callbacks.on_open = [&](std::string_view) { ++opened; };
+  callbacks.on_close = [&](std::uint16_t, std::string_view, const core::ClientError& e) {
+    why = e;
+    closed = true;
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor.get();
+  options.ping_interval = milliseconds(50);
+  options.pong_timeout = milliseconds(100);
+  Client client(std::move(options), callbacks);
+  ASSERT_FALSE(client.start());  // the reactor is not running yet: any thread may start it
+  // Bounded: at most 10 s of turns.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!closed && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
+  ASSERT_TRUE(closed.load()) << "state " << static_cast<int>(client.state());
+  EXPECT_EQ(opened, 1);
+  EXPECT_EQ(why.code, core::ClientErrc::timeout);
+  EXPECT_NE(why.message.find("ping"), std::string::npos) << why.message;
 }
 
 }  // namespace

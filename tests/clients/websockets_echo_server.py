@@ -25,10 +25,9 @@ async def handle(ws):
                 await waiter
                 await ws.send("pong:p")
             elif m == "ext":
-                await ws.send("permessage-deflate" if "permessage-deflate" in str(
-                    ws.response_headers.get("Sec-WebSocket-Extensions", "")
-                    if hasattr(ws, "response_headers") else ws.response.headers.get("Sec-WebSocket-Extensions", ""))
-                    else "")
+                # Debian 12's websockets 10 (the legacy server API): the response's headers.
+                accepted = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+                await ws.send("permessage-deflate" if "permessage-deflate" in accepted else "")
             elif isinstance(m, str) and m.startswith("close:"):
                 await ws.close(int(m[6:]), "bye")
             elif m == "last":

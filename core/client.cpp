@@ -111,6 +111,7 @@ struct Client::Impl final : net::Reactor::Handler {
   bool user_closed = false;
   // The connection's closing handshake and keep-alive, the same state machines a server connection runs.
   codec::ClosingHandshake closing;
+  codec::LivenessSettings keepalive;  // from ping_interval and pong_timeout, at each open
   codec::Liveness liveness;
   // The closing handshake completed with the server's close frame: waiting for the server to end the TCP
   // connection (RFC 6455 7.1.1: the server closes first, so that the TIME_WAIT is its), then on_close tells these.
@@ -356,10 +357,9 @@ struct Client::Impl final : net::Reactor::Handler {
     attempt = 0;
     closing = codec::ClosingHandshake{};
     close_complete = false;
-    codec::LivenessSettings keepalive;
     keepalive.ping_interval_ms = clamp_ms(options.ping_interval);
     keepalive.pong_timeout_ms = clamp_ms(options.pong_timeout);
-    liveness = codec::Liveness(keepalive, now_ms());
+    liveness = codec::Liveness(now_ms());
     if (callbacks.on_open) callbacks.on_open(subprotocol);
     if (!rest.empty() && state == ClientState::open) {
       in.assign(rest.begin(), rest.end());
@@ -532,7 +532,7 @@ struct Client::Impl final : net::Reactor::Handler {
 
   // Open: the next liveness check, or none (pings turned off).
   bool liveness_deadline(Clock::time_point& at) const {
-    const std::uint32_t wait = liveness.next_check_in(now_ms());
+    const std::uint32_t wait = liveness.next_check_in(keepalive, now_ms());
     if (wait == UINT32_MAX) return false;
     at = now() + milliseconds(wait);
     return true;
@@ -656,6 +656,7 @@ struct Client::Impl final : net::Reactor::Handler {
           finish(close_code, close_reason, {});
           break;
         }
+        (void)closing.timed_out();  // RFC 6455 7.1.1: we may now end the TCP connection; nothing more is sent
         finish(1006, {}, make_error(ClientErrc::timeout, "the server did not answer the close within " +
                                                              std::to_string(options.close_timeout.count()) + " ms"));
         break;
@@ -663,7 +664,7 @@ struct Client::Impl final : net::Reactor::Handler {
         begin_connect();
         break;
       case ClientState::open:
-        switch (liveness.check(now_ms())) {
+        switch (liveness.check(keepalive, now_ms())) {
           case codec::Liveness::Due::ping:
             queue_frame(codec::Opcode::ping, {});
             flush();

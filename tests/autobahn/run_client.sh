@@ -7,8 +7,8 @@
 #
 # CASE is an Autobahn case id or a pattern in which * matches anything ("1.1.1", "9.3.*"); none = all 517
 # cases. Modes: default (no extension offered: sections 12 and 13 are UNIMPLEMENTED), deflate (permessage-deflate
-# offered with client_max_window_bits), deflate-nct (the same with client_no_context_takeover, which the suite's
-# cases 13.2, 13.5 and 13.6 require before they accept). Each mode runs its cases in N parts at once (--jobs,
+# offered with client_max_window_bits), deflate-nct (the same with client_no_context_takeover offered: the
+# client's compressor then starts afresh for every message). Each mode runs its cases in N parts at once (--jobs,
 # default 1), each part with its own fuzzingserver on a free loopback port and its own client. Prints one table
 # per mode (behavior, and behaviorClose), then every case that is not OK; exits non-zero when a case is FAILED,
 # NON-STRICT or closed UNCLEAN. The suite is set up as tests/autobahn/run.sh does it (run.sh --setup); the

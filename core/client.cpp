@@ -4,19 +4,24 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include <openssl/x509.h>
 
 #include "codec/close.hpp"
+#include "codec/extensions.hpp"
 #include "codec/frame.hpp"
 #include "codec/handshake_client.hpp"
 #include "codec/mask.hpp"
 #include "codec/message.hpp"
+#include "codec/session.hpp"
 #include "codec/ws_url.hpp"
+#include "core/deflate_session.hpp"
 #include "net/connector.hpp"
 #include "net/reactor.hpp"
 #include "net/resolver.hpp"
@@ -68,14 +73,17 @@ milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double
   return milliseconds(static_cast<milliseconds::rep>(base * (1.0 - jitter * r)));
 }
 
-struct Client::Impl {
+struct Client::Impl final : net::Reactor::Handler {
   ClientOptions options;
   ClientCallbacks callbacks;
   codec::WsUrl url;
   net::Address address;  // the one that answered, once connected
-  // Resolution and Happy Eyeballs run on a reactor that poll() turns while connecting; the resolver's thread
-  // starts with the first name to look up.
-  std::unique_ptr<net::Reactor> reactor;
+  // Resolution and Happy Eyeballs run on a reactor: the client's own, which poll() turns, or options.reactor,
+  // which then also carries the socket and the timer. The resolver's thread starts with the first name to look up.
+  std::unique_ptr<net::Reactor> own_reactor;
+  net::Reactor* reactor = nullptr;  // the one in use
+  bool attached = false;            // options.reactor: no poll(), the reactor calls on_events and the timer
+  bool registered = false;          // attached: the socket is on the reactor
   std::unique_ptr<net::Resolver> resolver;
   std::unique_ptr<net::Connector> connector;
   net::Resolver::Ticket ticket = 0;
@@ -86,16 +94,34 @@ struct Client::Impl {
   net::TlsSession tls_session;   // the last resumable one, offered on the next connect
   bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
   bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
-  bool tls_resumed = false;
+  std::atomic<bool> tls_resumed{false};
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
-  ClientState state = ClientState::idle;
+  // Read by any thread (state(), and sends from other threads decide on it); written by the client's thread.
+  std::atomic<ClientState> state{ClientState::idle};
+  // The thread that last called poll(): calls from any other are posted to it through the reactor.
+  std::atomic<std::thread::id> loop_thread{};
+  // Bytes of data frames waiting to be written (out), and posted by other threads but not yet queued.
+  std::atomic<std::size_t> queued_bytes{0};
+  std::atomic<std::size_t> posted_bytes{0};
   net::Fd fd;
   Clock::time_point deadline{};
   unsigned attempt = 0;
   bool user_closed = false;
-  bool ping_outstanding = false;  // open: a liveness ping was sent and nothing has arrived since
+  // The connection's closing handshake and keep-alive, the same state machines a server connection runs.
+  codec::ClosingHandshake closing;
+  codec::LivenessSettings keepalive;  // from ping_interval and pong_timeout, at each open
+  codec::Liveness liveness;
+  // The closing handshake completed with the server's close frame: waiting for the server to end the TCP
+  // connection (RFC 6455 7.1.1: the server closes first, so that the TIME_WAIT is its), then on_close tells these.
+  bool close_complete = false;
+  std::uint16_t close_code = 1005;
+  std::string close_reason;
+  // permessage-deflate: the offer made (fixed at start()) and, while a connection uses it, the session.
+  codec::DeflateClientOffer deflate_offer;
+  std::string extension_offer;
+  std::unique_ptr<DeflateSession> deflate;
   codec::ClientHandshake handshake;
   std::string head;                 // upgrading: the request, then the response as it arrives
   std::vector<std::uint8_t> out;    // bytes the kernel has not taken yet
@@ -103,12 +129,75 @@ struct Client::Impl {
   std::unique_ptr<codec::MessageReader> reader;
   std::mt19937_64 default_random{std::random_device{}()};
 
+  // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
+  net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
+  // Tasks posted by other threads check it: the Client may be gone by the time they run.
+  std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
+
   Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {
     if (!options.clock) options.clock = [] { return Clock::now(); };
     if (!options.random) options.random = [this] { return default_random(); };
   }
 
+  ~Impl() {
+    alive->store(false);
+    cancel_connect();
+    if (registered) reactor->remove(fd.get());
+  }
+
+  // Attached: the socket's readiness, from the reactor (edge-triggered).
+  void on_events(std::uint32_t events) override {
+    short revents = 0;
+    if ((events & EPOLLIN) != 0) revents |= POLLIN;
+    if ((events & EPOLLOUT) != 0) revents |= POLLOUT;
+    if ((events & (EPOLLHUP | EPOLLRDHUP)) != 0) revents |= POLLHUP;
+    if ((events & EPOLLERR) != 0) revents |= POLLERR;
+    socket_ready(revents);
+    rearm();
+  }
+
+  void timer_fired() {
+    Clock::time_point due;
+    if (next_deadline(due) && now() >= due) timed_out();
+    rearm();
+  }
+
+  // Attached: the timer follows the state's deadline (and the liveness check while open).
+  void rearm() {
+    if (!attached) return;
+    Clock::time_point due;
+    if (!next_deadline(due)) {
+      timer.cancel();
+      return;
+    }
+    const auto left = std::chrono::ceil<milliseconds>(due - now()).count();
+    reactor->timers().schedule(timer, static_cast<std::uint64_t>(std::max<milliseconds::rep>(left, 0)));
+  }
+
+  // What poll() or the reactor saw on the socket.
+  void socket_ready(short revents) {
+    if (tls_handshaking && revents != 0) {
+      tls_handshake();
+      revents = 0;
+    }
+    if (fd && (revents & POLLOUT) != 0) flush();
+    // TLS: a read that waited for writability goes on after POLLOUT.
+    if (fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (tls && (revents & POLLOUT) != 0))) readable();
+  }
+
+  // Runs `task` on the client's thread, unless the client is gone by then.
+  void post(std::function<void()> task) {
+    reactor->post([alive = alive, task = std::move(task)] {
+      if (alive->load()) task();
+    });
+  }
+
   Clock::time_point now() const { return options.clock(); }
+  // codec::Liveness counts in wrapping 32-bit milliseconds.
+  std::uint32_t now_ms() const {
+    return static_cast<std::uint32_t>(
+        std::chrono::duration_cast<milliseconds>(now().time_since_epoch()).count());
+  }
 
   void begin_connect() {
     head.clear();
@@ -118,7 +207,10 @@ struct Client::Impl {
     deadline = now() + options.connect_timeout;
     if (!resolver) resolver = std::make_unique<net::Resolver>();
     resolving = true;
-    ticket = resolver->resolve(*reactor, url.host, url.port, [this](net::Resolution r) { resolved(std::move(r)); });
+    ticket = resolver->resolve(*reactor, url.host, url.port, [this](net::Resolution r) {
+      resolved(std::move(r));
+      rearm();
+    });
   }
 
   void resolved(net::Resolution r) {
@@ -139,11 +231,21 @@ struct Client::Impl {
         finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
                                               (code == ClientErrc::refused ? " (is the server running on that port?)"
                                                                            : "")));
+        rearm();
         return;
       }
       fd = std::move(c.fd);
       address = c.address;
+      if (attached) {
+        if (const net::Error added = reactor->add(fd.get(), this)) {
+          finish(1006, {}, make_error(ClientErrc::unreachable, "cannot watch the socket: " + added.message));
+          rearm();
+          return;
+        }
+        registered = true;
+      }
       connected();
+      rearm();
     });
   }
 
@@ -206,6 +308,7 @@ struct Client::Impl {
     request.origin = options.origin;
     request.subprotocols = subprotocols;
     request.headers = &options.headers;
+    request.extensions = extension_offer;
     std::string bytes;
     auto random_byte = [this] { return static_cast<std::uint8_t>(options.random()); };
     (void)handshake.write_request(bytes, request, codec::make_websocket_key(random_byte));  // checked in start()
@@ -242,20 +345,68 @@ struct Client::Impl {
                                                                "): " + defect->message));
       return;
     }
+    if (!accept_extensions(check.header("sec-websocket-extensions"))) return;
     const std::string subprotocol(check.header("sec-websocket-protocol"));
     const std::string rest = head.substr(check.head_length);
     std::string().swap(head);
     codec::ReaderLimits limits;
     limits.max_message_size = options.max_message_size;
+    limits.rsv1_allowed = deflate != nullptr;
     reader = std::make_unique<codec::MessageReader>(codec::Role::client, limits);
     state = ClientState::open;
     attempt = 0;
-    heard_from_server();
+    closing = codec::ClosingHandshake{};
+    close_complete = false;
+    keepalive.ping_interval_ms = clamp_ms(options.ping_interval);
+    keepalive.pong_timeout_ms = clamp_ms(options.pong_timeout);
+    liveness = codec::Liveness(now_ms());
     if (callbacks.on_open) callbacks.on_open(subprotocol);
     if (!rest.empty() && state == ClientState::open) {
       in.assign(rest.begin(), rest.end());
       frames(in.data(), in.size());
     }
+  }
+
+  static std::uint32_t clamp_ms(milliseconds ms) {
+    return static_cast<std::uint32_t>(std::clamp<milliseconds::rep>(ms.count(), 0, UINT32_MAX / 2));
+  }
+
+  // The server's Sec-WebSocket-Extensions (already checked against the offer by the response check in strict
+  // mode): sets up permessage-deflate with the parameters it accepted. False (the attempt has ended) when the
+  // answer cannot be used, which report mode may let through.
+  bool accept_extensions(std::string_view accepted) {
+    deflate.reset();
+    if (accepted.empty()) return true;
+    codec::ExtensionOffer offers[8];
+    codec::ExtensionParam params[32];
+    const codec::ExtensionParseResult parsed = codec::parse_extension_offers(accepted, offers, params);
+    std::string defect = parsed.ok ? std::string() : "malformed Sec-WebSocket-Extensions: " + std::string(parsed.error);
+    for (std::size_t i = 0; defect.empty() && i < parsed.offer_count; ++i) {
+      if (offers[i].name != codec::kPerMessageDeflate || extension_offer.empty() || deflate) {
+        defect = "the server accepted an extension this client did not offer (" + std::string(offers[i].name) + ")";
+        break;
+      }
+      const codec::DeflateResponseParse answer = codec::parse_deflate_response(offers[i].params, deflate_offer);
+      if (!answer.ok) {
+        defect = "unusable permessage-deflate parameters: " + std::string(answer.error);
+        break;
+      }
+      deflate = std::make_unique<DeflateSession>(options.deflate, answer.params, codec::Role::client);
+    }
+    if (defect.empty()) return true;
+    deflate.reset();
+    finish(1006, {}, make_error(ClientErrc::invalid_101, "invalid 101 response: " + defect));
+    return false;
+  }
+
+  // RFC 6455 7.1.7: fail the connection with our close frame, without waiting for the server's.
+  void fail_connection(codec::ProtocolError error) {
+    const auto code = static_cast<std::uint16_t>(codec::close_code_for(error));
+    const codec::CloseStep step = closing.fail(code, {});
+    if (step.send) queue_frame(codec::Opcode::close, {step.payload, step.size});
+    flush();
+    finish(code, {}, make_error(ClientErrc::protocol_error,
+                                "the server broke the protocol: " + std::string(codec::describe(error))));
   }
 
   void frames(std::uint8_t* data, std::size_t n) {
@@ -265,53 +416,95 @@ struct Client::Impl {
       switch (ev.type) {
         case codec::EventType::need_more:
           return;
-        case codec::EventType::message:
-          if (callbacks.on_message) callbacks.on_message(ev.payload, ev.opcode == codec::Opcode::text);
+        case codec::EventType::message: {
+          // RFC 6455 5.5.1 (codec::ClosingHandshake): data that arrives after our close frame is discarded.
+          if (!closing.may_send_data()) break;
+          liveness.message(now_ms());
+          const bool text = ev.opcode == codec::Opcode::text;
+          std::span<const std::uint8_t> payload = ev.payload;
+          if (ev.compressed) {
+            const codec::ProtocolError e = deflate->inflate(ev.payload, text, options.max_message_size, payload);
+            if (e != codec::ProtocolError::none) {
+              fail_connection(e);
+              return;
+            }
+          }
+          if (callbacks.on_message) callbacks.on_message(payload, text);
           break;
+        }
         case codec::EventType::ping:
-          queue_frame(codec::Opcode::pong, ev.payload);
+          if (closing.may_send_control()) queue_frame(codec::Opcode::pong, ev.payload);
           break;
         case codec::EventType::pong:
           break;
         case codec::EventType::close: {
-          const std::string reason(ev.close_reason);
-          if (state == ClientState::open) {
-            // RFC 6455 5.5.1: answer with the same code, then the server closes the TCP connection.
-            send_close(ev.close_code == 1005 ? 1000 : ev.close_code, {});
-          }
+          // Answered with the same code when the server closed first (RFC 6455 5.5.1). The application hears the
+          // server's code (7.1.5: the code of the first close frame received) once the server has ended the TCP
+          // connection, or close_timeout later.
+          const codec::CloseStep step = closing.received(ev.close_code);
+          if (step.send) queue_frame(codec::Opcode::close, {step.payload, step.size});
           flush();
-          finish(ev.close_code, reason, {});
+          close_complete = true;
+          close_code = ev.close_code;
+          close_reason.assign(ev.close_reason);
+          state = ClientState::closing;
+          deadline = now() + options.close_timeout;
           return;
         }
-        case codec::EventType::error: {
-          const codec::CloseCode code = codec::close_code_for(ev.error);
-          send_close(static_cast<std::uint16_t>(code), {});
-          flush();
-          finish(static_cast<std::uint16_t>(code), {},
-                 make_error(ClientErrc::protocol_error,
-                            "the server broke the protocol: " + std::string(codec::describe(ev.error))));
+        case codec::EventType::error:
+          fail_connection(ev.error);
           return;
-        }
       }
     }
   }
 
-  void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+  void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload, bool rsv1 = false) {
     std::uint8_t key[4];
     const std::uint64_t r = options.random();
     std::memcpy(key, &r, sizeof key);
     std::uint8_t header[codec::kMaxFrameHeaderSize];
-    const std::size_t header_length = codec::write_frame_header(header, opcode, payload.size(), true, false, key);
+    const std::size_t header_length = codec::write_frame_header(header, opcode, payload.size(), true, rsv1, key);
     const std::size_t at = out.size();
     out.resize(at + header_length + payload.size());
     std::memcpy(out.data() + at, header, header_length);
     if (!payload.empty()) codec::mask_copy(out.data() + at + header_length, payload.data(), payload.size(), key);
   }
 
-  void send_close(std::uint16_t code, std::string_view reason) {
-    std::uint8_t payload[125];
-    const std::size_t n = codec::write_close_payload(payload, code, reason);
-    queue_frame(codec::Opcode::close, std::span<const std::uint8_t>(payload, n));
+  // A data message, compressed when permessage-deflate is in use and compress() finds it worth it.
+  SendResult send_message(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state != ClientState::open || !closing.may_send_data()) return {ClientSendStatus::closed};
+    // As Limits::max_backpressure on a server: a message of any size goes while the bytes in front of it are
+    // within the limit.
+    if (out.size() > options.max_backpressure) return {ClientSendStatus::dropped};
+    std::span<const std::uint8_t> wire = payload;
+    const bool compressed = deflate && deflate->compress(payload, wire);
+    queue_frame(opcode, wire, compressed);
+    liveness.message(now_ms());
+    flush();
+    return {ClientSendStatus::ok};
+  }
+
+  bool on_other_thread() const {
+    if (attached) return !reactor->in_reactor_thread();
+    const std::thread::id loop = loop_thread.load(std::memory_order_acquire);
+    return loop != std::thread::id() && loop != std::this_thread::get_id() && reactor;
+  }
+
+  // A send from a thread other than the client's: decided on what that thread can see (the state and the
+  // bytes waiting), then copied and posted; the client's thread queues it at its next poll() unless the
+  // connection has ended by then.
+  SendResult post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state.load() != ClientState::open) return {ClientSendStatus::closed};
+    if (queued_bytes.load(std::memory_order_relaxed) + posted_bytes.load(std::memory_order_relaxed) >
+        options.max_backpressure) {
+      return {ClientSendStatus::dropped};
+    }
+    posted_bytes.fetch_add(payload.size(), std::memory_order_relaxed);
+    post([this, opcode, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+      posted_bytes.fetch_sub(data.size(), std::memory_order_relaxed);
+      (void)send_message(opcode, data);
+    });
+    return {ClientSendStatus::ok};
   }
 
   void flush() {
@@ -334,23 +527,31 @@ struct Client::Impl {
       taken += r.bytes;
     }
     out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(taken));
+    queued_bytes.store(out.size(), std::memory_order_relaxed);
   }
 
-  // Any byte from the server proves it alive: the next liveness ping is due one interval from now.
-  void heard_from_server() {
-    ping_outstanding = false;
-    if (state == ClientState::open) deadline = now() + options.ping_interval;
+  // Open: the next liveness check, or none (pings turned off).
+  bool liveness_deadline(Clock::time_point& at) const {
+    const std::uint32_t wait = liveness.next_check_in(keepalive, now_ms());
+    if (wait == UINT32_MAX) return false;
+    at = now() + milliseconds(wait);
+    return true;
   }
 
   // TLS: OpenSSL may hold whole records the socket no longer signals, so read on until it wants more input.
+  // Attached, the reactor's edge-triggered events want the socket read until it would block too.
   void readable() {
-    if (!tls) {
+    if (!tls && !attached) {
       readable_once();
       return;
     }
-    for (int i = 0; i < 1024 && tls && fd && !tls_handshaking && state != ClientState::stopped &&
+    for (int i = 0; fd && !tls_handshaking && state != ClientState::stopped &&
                     state != ClientState::waiting_to_reconnect;
          ++i) {
+      if (i == 1024) {  // fair to the reactor's other work: go on in a task, as no new edge may come
+        if (attached) post([this] { readable(); rearm(); });
+        return;
+      }
       if (!readable_once()) return;
     }
   }
@@ -388,18 +589,23 @@ struct Client::Impl {
       return !eof;
     }
     if (eof) {
-      finish(1006, {}, make_error(ClientErrc::connection_lost, "the server closed the TCP connection without a "
-                                                               "closing handshake"));
+      if (close_complete) {
+        finish(close_code, close_reason, {});
+      } else {
+        finish(1006, {}, make_error(ClientErrc::connection_lost, "the server closed the TCP connection without a "
+                                                                 "closing handshake"));
+      }
       return false;
     }
-    heard_from_server();
+    if (close_complete) return true;  // RFC 6455 5.5.1: nothing may follow the close frame; ignored
+    liveness.heard(now_ms());
     frames(in.data(), r.bytes);
     return true;
   }
 
   // Ends the current connection or attempt, tells the application, and schedules the next attempt when allowed.
   void finish(std::uint16_t code, std::string_view reason, ClientError error) {
-    const bool was_closing = state == ClientState::closing;
+    const bool was_closing = state == ClientState::closing && !close_complete;
     cancel_connect();
     if (tls) {
       // With TLS 1.3 the tickets come after the handshake: by now the ones sent with the first records are in.
@@ -411,9 +617,14 @@ struct Client::Impl {
     }
     tls_handshaking = false;
     tls_wants_write = false;
+    if (registered) reactor->remove(fd.get());
+    registered = false;
     fd.reset();
     reader.reset();
+    deflate.reset();
+    close_complete = false;
     out.clear();
+    queued_bytes.store(0, std::memory_order_relaxed);
     state = ClientState::stopped;
     if (callbacks.on_close) callbacks.on_close(code, reason, error);
     const BackoffPolicy& policy = options.reconnect;
@@ -441,6 +652,11 @@ struct Client::Impl {
                                                              " ms (is it a WebSocket server?)"));
         break;
       case ClientState::closing:
+        if (close_complete) {  // both close frames went; the server just did not end the TCP connection
+          finish(close_code, close_reason, {});
+          break;
+        }
+        (void)closing.timed_out();  // RFC 6455 7.1.1: we may now end the TCP connection; nothing more is sent
         finish(1006, {}, make_error(ClientErrc::timeout, "the server did not answer the close within " +
                                                              std::to_string(options.close_timeout.count()) + " ms"));
         break;
@@ -448,24 +664,30 @@ struct Client::Impl {
         begin_connect();
         break;
       case ClientState::open:
-        if (ping_outstanding) {
-          finish(1006, {}, make_error(ClientErrc::timeout, "no answer to a ping within " +
-                                                               std::to_string(options.pong_timeout.count()) +
-                                                               " ms: the connection is dead"));
-          break;
+        switch (liveness.check(keepalive, now_ms())) {
+          case codec::Liveness::Due::ping:
+            queue_frame(codec::Opcode::ping, {});
+            flush();
+            break;
+          case codec::Liveness::Due::no_pong:
+          case codec::Liveness::Due::idle:
+            finish(1006, {}, make_error(ClientErrc::timeout, "no answer to a ping within " +
+                                                                 std::to_string(options.pong_timeout.count()) +
+                                                                 " ms: the connection is dead"));
+            break;
+          case codec::Liveness::Due::nothing:
+            break;
         }
-        queue_frame(codec::Opcode::ping, {});
-        flush();
-        ping_outstanding = true;
-        deadline = now() + options.pong_timeout;
         break;
       default:
         break;
     }
   }
 
-  bool has_deadline() const {
-    if (state == ClientState::open) return options.ping_interval.count() > 0;
+  // The next thing due: the deadline of the state, or the next liveness check while open.
+  bool next_deadline(Clock::time_point& at) const {
+    if (state == ClientState::open) return liveness_deadline(at);
+    at = deadline;
     return state != ClientState::stopped && state != ClientState::idle;
   }
 };
@@ -475,9 +697,17 @@ Client::Client(ClientOptions options, ClientCallbacks callbacks)
 
 Client::~Client() = default;
 
-ClientState Client::state() const { return impl_->state; }
+ClientState Client::state() const { return impl_->state.load(); }
 
-bool Client::tls_resumed() const { return impl_->tls_resumed; }
+bool Client::tls_resumed() const { return impl_->tls_resumed.load(); }
+
+std::size_t Client::buffered_amount() const {
+  return impl_->queued_bytes.load(std::memory_order_relaxed) + impl_->posted_bytes.load(std::memory_order_relaxed);
+}
+
+const codec::DeflateParams* Client::deflate_params() const {
+  return impl_->deflate ? &impl_->deflate->params() : nullptr;
+}
 
 ClientError Client::start() {
   Impl& d = *impl_;
@@ -490,14 +720,41 @@ ClientError Client::start() {
     d.tls_context = net::make_client_context(d.options.tls, error);
     if (!d.tls_context) return make_error(ClientErrc::tls_failed, "cannot set up TLS for wss://: " + error.message);
   }
-  if (!d.reactor) {
+  if (!d.reactor && d.options.reactor != nullptr) {
+    d.reactor = d.options.reactor;
+    d.attached = true;
+    d.connector = std::make_unique<net::Connector>(*d.reactor);
+  } else if (!d.reactor) {
     net::Error error;
-    d.reactor = net::Reactor::create(error);
-    if (!d.reactor) return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+    d.own_reactor = net::Reactor::create(error);
+    if (!d.own_reactor) {
+      return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+    }
+    d.reactor = d.own_reactor.get();
     d.connector = std::make_unique<net::Connector>(*d.reactor);
   }
   d.host_header = d.url.host_header();
   d.subprotocols.assign(d.options.subprotocols.begin(), d.options.subprotocols.end());
+  d.extension_offer.clear();
+  d.deflate_offer = {};
+  if (d.options.deflate.enabled) {
+    const DeflateConfig& c = d.options.deflate;
+    if (c.client_max_window_bits < codec::kMinWindowBits || c.client_max_window_bits > codec::kMaxWindowBits ||
+        c.server_max_window_bits < codec::kMinWindowBits || c.server_max_window_bits > codec::kMaxWindowBits) {
+      return make_error(ClientErrc::bad_request, "options.deflate: the window sizes must be 8..15 (client " +
+                                                     std::to_string(c.client_max_window_bits) + ", server " +
+                                                     std::to_string(c.server_max_window_bits) + ")");
+    }
+    // client_max_window_bits is always offered, so that a server may choose a smaller window for us.
+    d.deflate_offer.client_max_window_bits = true;
+    if (c.client_max_window_bits < codec::kMaxWindowBits) {
+      d.deflate_offer.client_max_window_bits_value = c.client_max_window_bits;
+    }
+    if (c.server_max_window_bits < codec::kMaxWindowBits) d.deflate_offer.server_max_window_bits = c.server_max_window_bits;
+    d.deflate_offer.client_no_context_takeover = c.client_no_context_takeover;
+    d.deflate_offer.server_no_context_takeover = c.server_no_context_takeover;
+    codec::append_deflate_offer(d.extension_offer, d.deflate_offer);
+  }
   // Check the request once here, so that a bad option is an error now rather than at every attempt.
   codec::ClientHandshake probe;
   std::string ignored;
@@ -507,80 +764,96 @@ ClientError Client::start() {
   request.origin = d.options.origin;
   request.subprotocols = d.subprotocols;
   request.headers = &d.options.headers;
+  request.extensions = d.extension_offer;
   if (const codec::HeaderError e = probe.write_request(ignored, request, codec::WebSocketKey{})) {
     return make_error(ClientErrc::bad_request, e.message);
   }
   d.user_closed = false;
   d.attempt = 0;
   d.begin_connect();
+  d.rearm();
   return {};
 }
 
 void Client::poll(std::chrono::milliseconds max_wait) {
   Impl& d = *impl_;
+  if (d.attached) return;  // the reactor drives it
+  d.loop_thread.store(std::this_thread::get_id(), std::memory_order_release);
   milliseconds wait = std::max(max_wait, milliseconds(0));
-  if (d.has_deadline()) {
+  Clock::time_point due;
+  if (d.next_deadline(due)) {
     // Rounded up: a wait rounded down to 0 ms would spin until the deadline.
-    const auto left = std::chrono::ceil<milliseconds>(d.deadline - d.now());
+    const auto left = std::chrono::ceil<milliseconds>(due - d.now());
     wait = std::clamp(left, milliseconds(0), wait);
   }
   short revents = 0;
+  bool posted = false;  // the reactor has work: what other threads posted
   if (d.state == ClientState::connecting) {
     // Resolution and the connect attempts live on the reactor; its callbacks move the client on.
     d.reactor->run_once(static_cast<int>(wait.count()));
-  } else if (d.fd) {
-    short events = POLLIN;
-    if (!d.out.empty() || d.tls_wants_write) events |= POLLOUT;
-    pollfd p{d.fd.get(), events, 0};
-    const int n = ::poll(&p, 1, static_cast<int>(wait.count()));
-    if (n > 0) revents = p.revents;
-  } else if (wait.count() > 0) {
-    ::poll(nullptr, 0, static_cast<int>(wait.count()));
+  } else {
+    pollfd p[2];
+    nfds_t n = 0;
+    if (d.fd) {
+      short events = POLLIN;
+      if (!d.out.empty() || d.tls_wants_write) events |= POLLOUT;
+      p[n++] = pollfd{d.fd.get(), events, 0};
+    }
+    if (d.reactor) p[n++] = pollfd{d.reactor->fd(), POLLIN, 0};
+    if (::poll(p, n, static_cast<int>(wait.count())) > 0) {
+      if (d.fd) revents = p[0].revents;
+      posted = d.reactor && (p[n - 1].revents & POLLIN) != 0;
+    }
   }
-  if (d.tls_handshaking && revents != 0) {
-    d.tls_handshake();
-    revents = 0;
-  }
-  if (d.fd && (revents & POLLOUT) != 0) {
-    d.flush();
-  }
-  // TLS: a read that waited for writability goes on after POLLOUT.
-  if (d.fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (d.tls && (revents & POLLOUT) != 0))) d.readable();
-  if (d.has_deadline() && d.now() >= d.deadline) d.timed_out();
+  d.socket_ready(revents);
+  if (posted) d.reactor->run_once(0);
+  if (d.next_deadline(due) && d.now() >= due) d.timed_out();
 }
 
-bool Client::send_text(std::string_view text) {
-  if (impl_->state != ClientState::open) return false;
-  impl_->queue_frame(codec::Opcode::text, {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()});
-  impl_->flush();
-  return true;
+SendResult Client::send_text(std::string_view text) {
+  const std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
+  if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::text, data);
+  return impl_->send_message(codec::Opcode::text, data);
 }
 
-bool Client::send_binary(std::span<const std::uint8_t> data) {
-  if (impl_->state != ClientState::open) return false;
-  impl_->queue_frame(codec::Opcode::binary, data);
-  impl_->flush();
-  return true;
+SendResult Client::send_binary(std::span<const std::uint8_t> data) {
+  if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::binary, data);
+  return impl_->send_message(codec::Opcode::binary, data);
 }
 
-bool Client::ping(std::span<const std::uint8_t> payload) {
-  if (impl_->state != ClientState::open || payload.size() > 125) return false;
-  impl_->queue_frame(codec::Opcode::ping, payload);
-  impl_->flush();
-  return true;
+SendResult Client::ping(std::span<const std::uint8_t> payload) {
+  Impl& d = *impl_;
+  if (d.state.load() != ClientState::open || payload.size() > 125) return {ClientSendStatus::closed};
+  if (d.on_other_thread()) {
+    d.post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
+      if (d.state != ClientState::open) return;
+      d.queue_frame(codec::Opcode::ping, data);
+      d.flush();
+    });
+    return {ClientSendStatus::ok};
+  }
+  d.queue_frame(codec::Opcode::ping, payload);
+  d.flush();
+  return {ClientSendStatus::ok};
 }
 
 void Client::close(std::uint16_t code, std::string_view reason) {
   Impl& d = *impl_;
+  if (d.on_other_thread()) {
+    d.post([this, code, reason = std::string(reason)] { close(code, reason); });
+    return;
+  }
   d.user_closed = true;
   if (d.state == ClientState::open) {
-    d.send_close(code, reason);
+    const codec::CloseStep step = d.closing.close(code, reason);
+    if (step.send) d.queue_frame(codec::Opcode::close, {step.payload, step.size});
     d.flush();
     d.state = ClientState::closing;
     d.deadline = d.now() + d.options.close_timeout;
   } else if (d.state != ClientState::closing && d.state != ClientState::stopped) {
     d.finish(1006, {}, {});
   }
+  d.rearm();
 }
 
 }  // namespace edgews::core

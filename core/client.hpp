@@ -1,8 +1,16 @@
 // edgews::Client: a WebSocket client for ws:// URLs that reconnects by itself, built on the codec's request
 // writer and response check and on codec::MessageReader in the client role (masked frames out, unmasked in).
 //
-// One client is driven by one thread: call poll() in a loop (or from the thread's own loop); every callback runs
-// inside poll(), and send()/close() must be called from that thread too.
+// Threads. A client is driven by one thread, in one of two ways:
+//   - its own loop: call poll() in a loop (or from the thread's own loop); every callback runs inside poll();
+//   - a reactor's (options.reactor, e.g. Server::reactor(i): the client shares a server's thread): the socket
+//     and the deadlines live on that reactor and every callback runs on its thread; poll() does nothing. start()
+//     and the destructor must run on that thread (post them), or while the reactor is not running.
+// send_text/send_binary/ping/close may be called from any thread: from another one than the client's they are
+// copied and posted to it (poll() wakes up for them), and their result is decided on what that thread sees at
+// the call. state() and buffered_amount() may be read from any thread; start(), poll(), tls_resumed() and
+// deflate_params() belong to the client's thread. The Client must outlive every call made on it from other
+// threads (a task posted to it and run after its destruction does nothing).
 //
 // Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
 // client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4
@@ -11,14 +19,21 @@
 // wss://: TLS over the connected socket, with the URL's host as SNI and as the name the certificate must carry.
 // The certificate is verified by default, against the system store or options.tls.ca_file; a rejected one is
 // certificate_rejected, with OpenSSL's reason. The last resumable TLS session is offered again on reconnect, so
-// the server can skip the full handshake (tls_resumed() tells). permessage-deflate is not supported yet.
+// the server can skip the full handshake (tls_resumed() tells).
 // OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
 // or a server that goes away while the client writes ends the process.
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
-// attempt count restarts at 1 after a successful open. While not open, send() is refused (returns false); nothing
-// is queued across connections.
+// attempt count restarts at 1 after a successful open. While not open (connecting, waiting to reconnect, closing,
+// stopped) send_text/send_binary are refused with ClientSendStatus::closed and nothing is queued: a message
+// queued for one connection is never replayed on the next, whose server may have a different state; an
+// application that must deliver across reconnects resends from on_open. What was queued but not yet written when
+// a connection ends is dropped with it.
+//
+// Backpressure, as a server connection's (Limits::max_backpressure, the drop policy): a message of any size is
+// queued while the bytes in front of it (buffered_amount()) are within max_backpressure; above it a send is
+// refused with ClientSendStatus::dropped and the connection stays open. The client reads on meanwhile.
 #pragma once
 
 #include <chrono>
@@ -31,8 +46,14 @@
 #include <vector>
 
 #include "codec/checked_headers.hpp"
+#include "codec/deflate.hpp"
 #include "codec/response_validator.hpp"
+#include "core/config.hpp"
 #include "net/tls.hpp"
+
+namespace edgews::net {
+class Reactor;
+}  // namespace edgews::net
 
 namespace edgews::core {
 
@@ -62,6 +83,19 @@ struct ClientError {
 
 // A short stable name for a code ("refused"), for logs and tests.
 std::string_view errc_name(ClientErrc code);
+
+// What a send did; the words of a server connection's SendStatus.
+enum class ClientSendStatus : std::uint8_t {
+  ok,       // queued (and possibly written already); from another thread: posted, queued at the next poll()
+            // unless the connection has ended by then
+  dropped,  // more than max_backpressure bytes wait to be written: the message was not queued
+  closed,   // no open connection (connecting, waiting to reconnect, closing or stopped): not queued
+};
+
+struct SendResult {
+  ClientSendStatus status = ClientSendStatus::closed;
+  explicit operator bool() const { return status == ClientSendStatus::ok; }
+};
 
 struct BackoffPolicy {
   bool enabled = true;  // false: a client that loses its connection stays closed
@@ -93,7 +127,20 @@ struct ClientOptions {
   // ends the connection (a timeout, then a reconnect) when nothing arrives within pong_timeout. 0 turns it off.
   std::chrono::milliseconds ping_interval{20000};
   std::chrono::milliseconds pong_timeout{10000};
+  // The largest message accepted from the server, compressed and once inflated; a larger one fails the connection
+  // with 1009 (protocol_error, then a reconnect).
   std::uint64_t max_message_size = 16u << 20;
+  // permessage-deflate (RFC 7692), off by default; the same settings as a server's, read from the client's side:
+  // with `enabled` the client offers it with client_max_window_bits (its value when below 15, else none: the
+  // server may choose), client_no_context_takeover when set, and asks for server_max_window_bits (below 15) and
+  // server_no_context_takeover when set. The server's answer decides what is used (deflate_params()); a server
+  // that declines leaves the connection uncompressed. mem_level, compression_level, min_size and
+  // shared_compressor act as on a server; decline_broken_user_agents does not apply.
+  DeflateConfig deflate;
+  // Bytes waiting to be written above which a send is refused (ClientSendStatus::dropped); see the top.
+  std::size_t max_backpressure = 4u << 20;
+  // Drive the client from this reactor's thread instead of poll() (see the top); it must outlive the client.
+  net::Reactor* reactor = nullptr;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
   // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
@@ -123,19 +170,27 @@ class Client {
   // Checks the options and begins the first connect. An error (bad_url, unsupported, bad_request) leaves the
   // client stopped.
   ClientError start();
-  // Runs what is ready: waits at most max_wait for the socket or the next deadline, then handles it.
+  // Runs what is ready: waits at most max_wait for the socket, the next deadline or a task another thread
+  // posted, then handles it. Does nothing for a client on options.reactor.
   void poll(std::chrono::milliseconds max_wait);
 
-  // A masked message to the server; false (nothing sent) unless the connection is open.
-  bool send_text(std::string_view text);
-  bool send_binary(std::span<const std::uint8_t> data);
-  bool ping(std::span<const std::uint8_t> payload = {});
-  // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards.
+  // A masked message to the server (compressed when permessage-deflate is in use); see ClientSendStatus. Any
+  // thread.
+  SendResult send_text(std::string_view text);
+  SendResult send_binary(std::span<const std::uint8_t> data);
+  // At most 125 bytes; closed when longer or not open. Any thread.
+  SendResult ping(std::span<const std::uint8_t> payload = {});
+  // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards. Any
+  // thread (posted from another one).
   void close(std::uint16_t code = 1000, std::string_view reason = {});
 
-  ClientState state() const;
+  ClientState state() const;  // any thread
+  // Bytes of messages queued but not yet taken by the kernel (posted ones included). Any thread.
+  std::size_t buffered_amount() const;
   // wss://: the current (or last) connection's TLS handshake resumed the session of an earlier one.
   bool tls_resumed() const;
+  // The permessage-deflate parameters of the open connection, or nullptr when it is not compressed.
+  const codec::DeflateParams* deflate_params() const;
 
  private:
   struct Impl;

@@ -49,8 +49,14 @@ DeflateDecision decide_deflate(const DeflateConfig& config, const codec::Upgrade
   return out.accepted ? DeflateDecision::accepted : DeflateDecision::no_acceptable_offer;
 }
 
-DeflateSession::DeflateSession(const DeflateConfig& config, const codec::DeflateParams& params)
+DeflateSession::DeflateSession(const DeflateConfig& config, const codec::DeflateParams& params, codec::Role role)
     : params_(params),
+      send_bits_(role == codec::Role::server ? params.server_max_window_bits : params.client_max_window_bits),
+      send_no_takeover_(role == codec::Role::server ? params.server_no_context_takeover
+                                                    : params.client_no_context_takeover),
+      receive_bits_(role == codec::Role::server ? params.client_max_window_bits : params.server_max_window_bits),
+      receive_no_takeover_(role == codec::Role::server ? params.client_no_context_takeover
+                                                       : params.server_no_context_takeover),
       mem_level_(config.mem_level),
       level_(config.compression_level),
       min_size_(config.min_size),
@@ -61,9 +67,9 @@ DeflateSession::~DeflateSession() = default;
 codec::ProtocolError DeflateSession::inflate(std::span<const std::uint8_t> message, bool text, std::size_t limit,
                                              std::span<const std::uint8_t>& out) {
   ThreadDeflate& t = thread_deflate();
-  const unsigned bits = params_.client_max_window_bits;
-  // Without the client's context takeover each message starts from an empty window: a shared stream will do.
-  const bool shared = shared_ && params_.client_no_context_takeover;
+  const unsigned bits = receive_bits_;
+  // Without the peer's context takeover each message starts from an empty window: a shared stream will do.
+  const bool shared = shared_ && receive_no_takeover_;
   std::unique_ptr<codec::Inflater>& slot = shared ? t.inflaters[bits] : inflater_;
   if (!slot) {
     slot = std::make_unique<codec::Inflater>();
@@ -72,7 +78,7 @@ codec::ProtocolError DeflateSession::inflate(std::span<const std::uint8_t> messa
       return codec::ProtocolError::compressed_payload_invalid;
     }
   }
-  const codec::InflateStatus status = slot->inflate(message, limit, t.inflated, params_.client_no_context_takeover);
+  const codec::InflateStatus status = slot->inflate(message, limit, t.inflated, receive_no_takeover_);
   if (status != codec::InflateStatus::ok) {
     t.inflated.release();  // a bomb may have grown it to the limit
     return codec::protocol_error_for(status);
@@ -86,8 +92,8 @@ codec::ProtocolError DeflateSession::inflate(std::span<const std::uint8_t> messa
 bool DeflateSession::compress(std::span<const std::uint8_t> message, std::span<const std::uint8_t>& out) {
   if (message.size() < min_size_) return false;
   ThreadDeflate& t = thread_deflate();
-  const unsigned bits = params_.server_max_window_bits;
-  const bool shared = shared_ && params_.server_no_context_takeover;
+  const unsigned bits = send_bits_;
+  const bool shared = shared_ && send_no_takeover_;
   std::unique_ptr<codec::Deflater>& slot =
       shared ? t.deflaters[bits * 100 + static_cast<unsigned>(mem_level_) * 10 + static_cast<unsigned>(level_)]
              : deflater_;
@@ -98,7 +104,7 @@ bool DeflateSession::compress(std::span<const std::uint8_t> message, std::span<c
       return false;
     }
   }
-  if (!slot->compress(message, t.compressed, params_.server_no_context_takeover)) {
+  if (!slot->compress(message, t.compressed, send_no_takeover_)) {
     // Out of memory. The peer never sees this message; a fresh stream starts from an empty window and so never
     // refers to data the peer's inflater lacks, with or without context takeover.
     slot.reset();
@@ -113,11 +119,11 @@ bool DeflateSession::save_windows(std::vector<std::uint8_t>& compressor,
   compressor.clear();
   decompressor.clear();
   codec::ByteBuffer window;
-  if (deflater_ && !params_.server_no_context_takeover) {
+  if (deflater_ && !send_no_takeover_) {
     if (!deflater_->window(window)) return false;
     compressor.assign(window.view().begin(), window.view().end());
   }
-  if (inflater_ && !params_.client_no_context_takeover) {
+  if (inflater_ && !receive_no_takeover_) {
     codec::ByteBuffer in;
     if (!inflater_->window(in)) return false;
     decompressor.assign(in.view().begin(), in.view().end());
@@ -129,14 +135,14 @@ bool DeflateSession::restore_windows(std::span<const std::uint8_t> compressor,
                                      std::span<const std::uint8_t> decompressor) {
   if (!compressor.empty()) {
     deflater_ = std::make_unique<codec::Deflater>();
-    if (!deflater_->init(params_.server_max_window_bits, mem_level_, level_) || !deflater_->set_window(compressor)) {
+    if (!deflater_->init(send_bits_, mem_level_, level_) || !deflater_->set_window(compressor)) {
       deflater_.reset();
       return false;
     }
   }
   if (!decompressor.empty()) {
     inflater_ = std::make_unique<codec::Inflater>();
-    if (!inflater_->init(params_.client_max_window_bits) || !inflater_->set_window(decompressor)) {
+    if (!inflater_->init(receive_bits_) || !inflater_->set_window(decompressor)) {
       inflater_.reset();
       return false;
     }

@@ -1,7 +1,9 @@
-// permessage-deflate for one server connection: the negotiation policy (configuration, built-in user-agent list,
-// the application's hook) and the compressor/decompressor pair, with per-thread shared streams and buffers.
+// permessage-deflate for one connection: the server's negotiation policy (configuration, built-in user-agent
+// list, the application's hook) and the compressor/decompressor pair of either role, with per-thread shared
+// streams and buffers.
 //
-// A Connection holds a DeflateSession only when compression was negotiated; everything else pays one pointer.
+// A Connection (or a Client) holds a DeflateSession only when compression was negotiated; everything else pays
+// one pointer.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +35,11 @@ DeflateDecision decide_deflate(const DeflateConfig& config, const codec::Upgrade
 
 class DeflateSession {
  public:
-  DeflateSession(const DeflateConfig& config, const codec::DeflateParams& params);
+  // The role decides which half of the negotiated parameters is ours: a server compresses with the server_*
+  // window and context takeover and inflates with the client_* ones, a client the other way round. `config`
+  // gives the compressor's effort (mem_level, compression_level), min_size and shared_compressor.
+  DeflateSession(const DeflateConfig& config, const codec::DeflateParams& params,
+                 codec::Role role = codec::Role::server);
   ~DeflateSession();
   DeflateSession(const DeflateSession&) = delete;
   DeflateSession& operator=(const DeflateSession&) = delete;
@@ -61,6 +67,11 @@ class DeflateSession {
 
  private:
   codec::DeflateParams params_;
+  // Our compressor's and the peer's (our inflater's) window and context takeover, from params_ and the role.
+  unsigned send_bits_;
+  bool send_no_takeover_;
+  unsigned receive_bits_;
+  bool receive_no_takeover_;
   int mem_level_;
   int level_;
   std::size_t min_size_;

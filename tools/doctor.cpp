@@ -4,21 +4,23 @@
 // (measured facts from docs/DESIGN.md, 'The handshake guarantee'), and any defect makes the exit status non-zero.
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <zlib.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "codec/close.hpp"
+#include "codec/deflate.hpp"
 #include "codec/extensions.hpp"
 #include "codec/frame.hpp"
 #include "codec/handshake_client.hpp"
 #include "codec/http_token.hpp"
 #include "codec/mask.hpp"
+#include "codec/message.hpp"
 #include "codec/response_validator.hpp"
 #include "codec/utf8.hpp"
 #include "core/log.hpp"
@@ -171,13 +173,11 @@ class Session {
     std::string error;  // for io_error and protocol_error
   };
 
-  Session(Link& link, std::string leftover, bool deflate) : link_(link), in_(std::move(leftover)), deflate_(deflate) {
-    if (deflate_) {
-      inflate_ready_ = inflateInit2(&inflater_, -15) == Z_OK;  // raw deflate, RFC 7692 7.2.2
-    }
-  }
-  ~Session() {
-    if (inflate_ready_) inflateEnd(&inflater_);
+  Session(Link& link, std::string leftover, bool deflate)
+      : link_(link), in_(std::move(leftover)), reader_(Role::client, reader_limits(deflate)) {
+    // Context takeover is assumed (the window carries over between messages), which also inflates servers that
+    // reset it as they announced.
+    if (deflate) inflate_ready_ = inflater_.init(codec::kMaxWindowBits);
   }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -193,62 +193,52 @@ class Session {
     return link_.write_all(frame.data(), frame.size(), deadline);
   }
 
-  // The next data message, pong or close frame. Pings are answered on the way (RFC 6455 5.5.2) and counted.
+  // The next data message, pong or close frame, through the codec's MessageReader (frames checked, fragments
+  // assembled, text checked as UTF-8). Pings are answered on the way (RFC 6455 5.5.2) and counted.
   Received next(Clock::time_point deadline) {
     Received r;
-    std::string message;
-    bool in_message = false, compressed = false;
-    Opcode message_opcode = Opcode::text;
     for (;;) {
-      codec::HeaderParse parse{};
-      if (!in_.empty()) {
-        parse = codec::parse_frame_header(reinterpret_cast<const std::uint8_t*>(in_.data()), in_.size(),
-                                          Role::client, deflate_);
-      }
-      if (parse.status == codec::ParseStatus::error) {
-        return fail(Status::protocol_error,
-                    "the server sent an invalid frame: " + std::string(codec::describe(parse.error)));
-      }
-      if (in_.empty() || parse.status == codec::ParseStatus::need_more ||
-          in_.size() < parse.header.header_length + parse.header.payload_length) {
-        if (!fill(deadline, r)) return r;
-        continue;
-      }
-      const codec::FrameHeader h = parse.header;
-      std::string payload = in_.substr(h.header_length, h.payload_length);
-      in_.erase(0, h.header_length + h.payload_length);
-      if (h.opcode == Opcode::ping) {
-        ++pings_from_server_;
-        if (send(Opcode::pong, payload, deadline) != LinkStatus::ok) {
-          return fail(Status::io_error, "cannot answer the server's ping: " + link_.last_error());
+      std::size_t used = 0;
+      codec::Event ev;
+      if (!in_.empty()) ev = reader_.next(reinterpret_cast<std::uint8_t*>(in_.data()), in_.size(), used);
+      switch (ev.type) {
+        case codec::EventType::need_more:
+          in_.clear();  // the reader keeps what it needs of a partial frame
+          if (!fill(deadline, r)) return r;
+          continue;
+        case codec::EventType::error:
+          return fail(Status::protocol_error,
+                      "the server sent an invalid frame or message: " + std::string(codec::describe(ev.error)) +
+                          " (clients close " + std::to_string(static_cast<int>(codec::close_code_for(ev.error))) +
+                          ")");
+        case codec::EventType::ping: {
+          ++pings_from_server_;
+          const std::string payload(reinterpret_cast<const char*>(ev.payload.data()), ev.payload.size());
+          in_.erase(0, used);
+          if (send(Opcode::pong, payload, deadline) != LinkStatus::ok) {
+            return fail(Status::io_error, "cannot answer the server's ping: " + link_.last_error());
+          }
+          continue;
         }
-        continue;
+        case codec::EventType::pong:
+        case codec::EventType::close:
+        case codec::EventType::message:
+          break;
       }
-      if (h.opcode == Opcode::pong || h.opcode == Opcode::close) {
-        r.opcode = h.opcode;
-        r.payload = std::move(payload);
-        return r;
+      r.opcode = ev.opcode;
+      std::span<const std::uint8_t> payload = ev.payload;
+      if (ev.type == codec::EventType::message && ev.compressed) {
+        if (!inflate_ready_ ||
+            inflater_.inflate(ev.payload, kMaxInflated, inflated_, false) != codec::InflateStatus::ok) {
+          return fail(Status::protocol_error, "a compressed message from the server does not inflate");
+        }
+        payload = inflated_.view();
+        if (ev.opcode == Opcode::text && !codec::is_valid_utf8(payload.data(), payload.size())) {
+          return fail(Status::protocol_error, "the server sent a text message that is not UTF-8 (clients close 1007)");
+        }
       }
-      if (h.opcode == Opcode::continuation) {
-        if (!in_message) return fail(Status::protocol_error, "the server sent a continuation frame outside a message");
-        message += payload;
-      } else {
-        if (in_message) return fail(Status::protocol_error, "the server started a message inside another one");
-        in_message = true;
-        message_opcode = h.opcode;
-        compressed = h.rsv1;
-        message = std::move(payload);
-      }
-      if (!h.fin) continue;
-      if (compressed && !inflate_message(message)) {
-        return fail(Status::protocol_error, "a compressed message from the server does not inflate");
-      }
-      if (message_opcode == Opcode::text &&
-          !codec::is_valid_utf8(reinterpret_cast<const std::uint8_t*>(message.data()), message.size())) {
-        return fail(Status::protocol_error, "the server sent a text message that is not UTF-8 (clients close 1007)");
-      }
-      r.opcode = message_opcode;
-      r.payload = std::move(message);
+      r.payload.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+      in_.erase(0, used);
       return r;
     }
   }
@@ -285,31 +275,20 @@ class Session {
     r.error = link_.last_error();
     return false;
   }
-  bool inflate_message(std::string& message) {
-    if (!inflate_ready_) return false;
-    // RFC 7692 7.2.2: append 00 00 FF FF, then inflate; the window carries over between messages (context
-    // takeover), which also inflates servers that reset it correctly.
-    message.append("\x00\x00\xff\xff", 4);
-    std::string out;
-    inflater_.next_in = reinterpret_cast<Bytef*>(message.data());
-    inflater_.avail_in = static_cast<uInt>(message.size());
-    char chunk[16384];
-    do {
-      inflater_.next_out = reinterpret_cast<Bytef*>(chunk);
-      inflater_.avail_out = sizeof chunk;
-      const int rc = inflate(&inflater_, Z_SYNC_FLUSH);
-      if (rc != Z_OK && rc != Z_BUF_ERROR) return false;
-      out.append(chunk, sizeof chunk - inflater_.avail_out);
-      if (rc == Z_BUF_ERROR) break;
-    } while (inflater_.avail_in > 0 || inflater_.avail_out == 0);
-    message = std::move(out);
-    return true;
+  static codec::ReaderLimits reader_limits(bool deflate) {
+    codec::ReaderLimits limits;
+    limits.max_message_size = kMaxInflated;
+    limits.rsv1_allowed = deflate;
+    return limits;
   }
+  // The largest message the doctor takes, compressed or inflated: far above what its checks send.
+  static constexpr std::size_t kMaxInflated = 64u << 20;
 
   Link& link_;
-  std::string in_;
-  bool deflate_;
-  z_stream inflater_{};
+  std::string in_;  // read and not yet given to the reader
+  codec::MessageReader reader_;
+  codec::Inflater inflater_;
+  codec::ByteBuffer inflated_;
   bool inflate_ready_ = false;
   int pings_from_server_ = 0;
 };

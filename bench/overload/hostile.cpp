@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "codec/frame.hpp"
+#include "codec/handshake_client.hpp"
 #include "codec/mask.hpp"
 #include "tools/options.hpp"
 
@@ -95,9 +96,17 @@ struct Options {
 class Hostile {
  public:
   explicit Hostile(const Options& o) : o_(o), rng_(std::random_device{}()) {
-    request_ = "GET " + o.path + " HTTP/1.1\r\nHost: " + o.host + ":" + std::to_string(o.port) +
-               "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n";
+    // A valid upgrade request from the codec's writer: the attacks are in how it is sent (trickled, or followed
+    // by floods), not in its bytes.
+    const std::string host = o.host + ":" + std::to_string(o.port);
+    edgews::codec::ClientRequest request;
+    request.host = host;
+    request.resource = o.path;
+    edgews::codec::ClientHandshake handshake;
+    const edgews::codec::WebSocketKey websocket_key = edgews::codec::make_websocket_key(rng_);
+    if (const edgews::codec::HeaderError e = handshake.write_request(request_, request, websocket_key)) {
+      std::fprintf(stderr, "edgews_hostile: cannot write the upgrade request: %s\n", e.message.c_str());
+    }
     garbage_.resize(1024);
     for (auto& b : garbage_) b = static_cast<std::uint8_t>(rng_());
     const std::uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};

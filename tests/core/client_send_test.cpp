@@ -1,0 +1,260 @@
+// edgews::Client's sending side: the backpressure bound and sends, pings and close from other threads.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "codec/handshake_response.hpp"
+#include "core/client.hpp"
+#include "net/fd.hpp"
+#include "net/reactor.hpp"
+#include "server_harness.hpp"
+
+namespace edgews::test {
+namespace {
+
+using core::Client;
+using core::ClientCallbacks;
+using core::ClientOptions;
+using core::ClientSendStatus;
+using core::ClientState;
+using std::chrono::milliseconds;
+
+// Accepts one connection, answers the upgrade, then never reads again (until it is destroyed): whatever the
+// client sends piles up in the kernel's buffers and then in the client's queue.
+class StalledServer {
+ public:
+  StalledServer() {
+    listener_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listener_.get(), 4);
+    socklen_t n = sizeof a;
+    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~StalledServer() {
+    stop_ = true;
+    ::shutdown(listener_.get(), SHUT_RDWR);
+    thread_.join();
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  void serve() {
+    timeval tv{0, 100000};
+    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    net::Fd conn;
+    while (!stop_ && !conn) conn = net::Fd(::accept(listener_.get(), nullptr, nullptr));
+    if (!conn) return;
+    // A small receive buffer, so that the client's queue fills after a few hundred KiB.
+    const int small = 4096;
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string request;
+    char buf[4096];
+    while (!stop_ && request.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t r = ::read(conn.get(), buf, sizeof buf);
+      if (r == 0) return;
+      if (r > 0) request.append(buf, static_cast<std::size_t>(r));
+    }
+    const std::size_t k = request.find("Sec-WebSocket-Key: ") + 19;
+    const std::string key = request.substr(k, request.find("\r\n", k) - k);
+    const std::string response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Accept: " +
+                                 std::string(codec::accept_view(codec::compute_accept(key))) + "\r\n\r\n";
+    (void)!::write(conn.get(), response.data(), response.size());
+    while (!stop_) std::this_thread::sleep_for(milliseconds(10));
+  }
+
+  net::Fd listener_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+};
+
+std::string message_text(int i) {
+  std::string text = std::to_string(i);
+  text.insert(text.begin(), 'm');  // not "m" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  return text;
+}
+
+bool poll_until(Client& client, const std::function<bool()>& done, int rounds = 1000) {
+  for (int i = 0; i < rounds && !done(); ++i) client.poll(milliseconds(10));
+  return done();
+}
+
+TEST(ClientSend, ASendOverMaxBackpressureIsDroppedAndTheConnectionStaysOpen) {
+  StalledServer server;
+  int opened = 0;
+  ClientCallbacks callbacks;
+  callbacks.on_open = [&](std::string_view) { ++opened; };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.max_backpressure = 256 * 1024;
+  Client client(std::move(options), callbacks);
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return opened == 1; }));
+  const std::string chunk(64 * 1024, 'x');
+  int ok = 0;
+  ClientSendStatus last = ClientSendStatus::ok;
+  // The kernel's buffers take some MiB at most before the queue grows: bounded at 64 MiB of sends.
+  for (int i = 0; i < 1024 && last == ClientSendStatus::ok; ++i) {
+    last = client.send_text(chunk).status;
+    if (last == ClientSendStatus::ok) ++ok;
+    client.poll(milliseconds(0));
+  }
+  EXPECT_EQ(last, ClientSendStatus::dropped) << "after " << ok << " sends";
+  EXPECT_GT(client.buffered_amount(), 256u * 1024) << "dropped only once the queue passed the bound";
+  EXPECT_LE(client.buffered_amount(), 256u * 1024 + chunk.size() + 14) << "one message past the bound at most";
+  EXPECT_EQ(client.state(), ClientState::open);
+  EXPECT_TRUE(client.ping()) << "control frames are not bounded";
+  client.close();
+}
+
+TEST(ClientSend, SendsPingsAndCloseFromAnotherThreadArePostedInOrder) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  std::atomic<int> opened{0};
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> codes;
+  ClientCallbacks client_callbacks;
+  client_callbacks.on_open = [&](std::string_view) { ++opened; };
+  client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
+    messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+  };
+  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::ClientError&) {
+    codes.push_back(code);
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  Client client(std::move(options), client_callbacks);
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return opened == 1; }));
+  constexpr int kMessages = 200;
+  std::atomic<int> accepted{0};
+  std::thread other([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      if (client.send_text(message_text(i))) ++accepted;
+    }
+    EXPECT_TRUE(client.ping());
+  });
+  // The client's thread polls meanwhile; the other thread's sends wake it.
+  ASSERT_TRUE(poll_until(client, [&] { return accepted == kMessages && messages.size() == kMessages; }, 2000));
+  other.join();
+  std::thread closer([&] { client.close(4003, "from another thread"); });
+  closer.join();
+  ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
+  ASSERT_EQ(messages.size(), static_cast<std::size_t>(kMessages));
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(messages[i], message_text(i));
+  ASSERT_EQ(codes.size(), 1u);
+  EXPECT_EQ(codes[0], 4003);
+}
+
+// A client on a server's reactor thread (Server::reactor): no poll() loop of its own. It connects to the same
+// server, its callbacks run on that thread, and another thread sends and closes through it.
+TEST(ClientSend, AClientOnAServersReactorRunsThereAndTakesSendsFromOtherThreads) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  net::Reactor* reactor = server->reactor(0);
+  ASSERT_NE(reactor, nullptr);
+  std::mutex mutex;
+  std::vector<std::string> messages;
+  std::vector<std::uint16_t> codes;
+  std::atomic<int> opened{0};
+  std::atomic<int> wrong_thread{0};
+  ClientCallbacks client_callbacks;
+  client_callbacks.on_open = [&](std::string_view) {
+    if (!reactor->in_reactor_thread()) ++wrong_thread;
+    ++opened;
+  };
+  client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
+    if (!reactor->in_reactor_thread()) ++wrong_thread;
+    const std::lock_guard<std::mutex> lock(mutex);
+    messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+  };
+  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::ClientError&) {
+    const std::lock_guard<std::mutex> lock(mutex);
+    codes.push_back(code);
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor;
+  auto client = std::make_unique<Client>(std::move(options), client_callbacks);
+  std::atomic<bool> started{false};
+  reactor->post([&] {
+    EXPECT_FALSE(client->start());
+    started = true;
+  });
+  ASSERT_TRUE(eventually([&] { return opened == 1; }, 10000)) << "state " << static_cast<int>(client->state());
+  constexpr int kMessages = 50;
+  for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(client->send_text(message_text(i)));
+  ASSERT_TRUE(eventually([&] {
+    const std::lock_guard<std::mutex> lock(mutex);
+    return messages.size() == kMessages;
+  }, 10000));
+  client->close(4004, "done");
+  ASSERT_TRUE(eventually([&] { return client->state() == ClientState::stopped; }, 10000));
+  std::atomic<bool> destroyed{false};
+  reactor->post([&] {
+    client.reset();  // on the reactor's thread, as the header asks
+    destroyed = true;
+  });
+  ASSERT_TRUE(eventually([&] { return destroyed.load(); }, 10000));
+  EXPECT_EQ(wrong_thread, 0) << "every callback ran on the reactor's thread";
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(messages[i], message_text(i));
+  ASSERT_EQ(codes.size(), 1u);
+  EXPECT_EQ(codes[0], 4004);
+}
+
+// On a reactor, the deadlines run on its timer wheel: a server that never answers a ping is found dead.
+TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
+  StalledServer server;
+  net::Error error;
+  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
+  ASSERT_TRUE(reactor) << error.message;
+  std::atomic<int> opened{0};
+  std::atomic<bool> closed{false};
+  core::ClientError why;
+  ClientCallbacks callbacks;
+  callbacks.on_open = [&](std::string_view) { ++opened; };
+  callbacks.on_close = [&](std::uint16_t, std::string_view, const core::ClientError& e) {
+    why = e;
+    closed = true;
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor.get();
+  options.ping_interval = milliseconds(50);
+  options.pong_timeout = milliseconds(100);
+  Client client(std::move(options), callbacks);
+  ASSERT_FALSE(client.start());  // the reactor is not running yet: any thread may start it
+  // Bounded: at most 10 s of turns.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!closed && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
+  ASSERT_TRUE(closed.load()) << "state " << static_cast<int>(client.state());
+  EXPECT_EQ(opened, 1);
+  EXPECT_EQ(why.code, core::ClientErrc::timeout);
+  EXPECT_NE(why.message.find("ping"), std::string::npos) << why.message;
+}
+
+}  // namespace
+}  // namespace edgews::test

@@ -26,6 +26,7 @@
 #include "net/reactor.hpp"
 #include "net/resolver.hpp"
 #include "net/socket.hpp"
+#include "net/tls.hpp"
 
 namespace edgews::core {
 
@@ -37,31 +38,11 @@ using std::chrono::milliseconds;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr std::size_t kMaxHead = 64 * 1024;
 
-ClientError make_error(ClientErrc code, std::string message, int status = 0) {
-  return ClientError{code, std::move(message), status};
+Error make_error(Errc code, std::string message, int status = 0) {
+  return Error{code, std::move(message), status};
 }
 
 }  // namespace
-
-std::string_view errc_name(ClientErrc code) {
-  switch (code) {
-    case ClientErrc::none: return "none";
-    case ClientErrc::bad_url: return "bad_url";
-    case ClientErrc::unsupported: return "unsupported";
-    case ClientErrc::resolve_failed: return "resolve_failed";
-    case ClientErrc::bad_request: return "bad_request";
-    case ClientErrc::refused: return "refused";
-    case ClientErrc::unreachable: return "unreachable";
-    case ClientErrc::timeout: return "timeout";
-    case ClientErrc::http_status: return "http_status";
-    case ClientErrc::invalid_101: return "invalid_101";
-    case ClientErrc::protocol_error: return "protocol_error";
-    case ClientErrc::connection_lost: return "connection_lost";
-    case ClientErrc::tls_failed: return "tls_failed";
-    case ClientErrc::certificate_rejected: return "certificate_rejected";
-  }
-  return "unknown";
-}
 
 milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double random01) {
   const double initial = static_cast<double>(std::max<milliseconds::rep>(policy.initial.count(), 0));
@@ -216,7 +197,7 @@ struct Client::Impl final : net::Reactor::Handler {
   void resolved(net::Resolution r) {
     resolving = false;
     if (r.error) {
-      finish(1006, {}, make_error(ClientErrc::resolve_failed, "cannot resolve the host \"" + url.host + "\": " +
+      finish(1006, {}, make_error(Errc::resolve_failed, "cannot resolve the host \"" + url.host + "\": " +
                                                                   r.error.message + " (is the name right?)"));
       return;
     }
@@ -225,11 +206,11 @@ struct Client::Impl final : net::Reactor::Handler {
     const auto timeout_ms = static_cast<std::uint32_t>(std::clamp<milliseconds::rep>(left, 1, UINT32_MAX));
     connector->start(std::move(r.addresses), timeout_ms, [this](net::Connected c, net::Error e) {
       if (e) {
-        const ClientErrc code = e.code == ECONNREFUSED ? ClientErrc::refused
-                                : e.code == ETIMEDOUT  ? ClientErrc::timeout
-                                                       : ClientErrc::unreachable;
+        const Errc code = e.code == ECONNREFUSED ? Errc::refused
+                                : e.code == ETIMEDOUT  ? Errc::timeout
+                                                       : Errc::unreachable;
         finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
-                                              (code == ClientErrc::refused ? " (is the server running on that port?)"
+                                              (code == Errc::refused ? " (is the server running on that port?)"
                                                                            : "")));
         rearm();
         return;
@@ -238,7 +219,7 @@ struct Client::Impl final : net::Reactor::Handler {
       address = c.address;
       if (attached) {
         if (const net::Error added = reactor->add(fd.get(), this)) {
-          finish(1006, {}, make_error(ClientErrc::unreachable, "cannot watch the socket: " + added.message));
+          finish(1006, {}, make_error(Errc::unreachable, "cannot watch the socket: " + added.message));
           rearm();
           return;
         }
@@ -263,7 +244,7 @@ struct Client::Impl final : net::Reactor::Handler {
       net::TlsError error;
       tls = net::TlsStream::connect(tls_context.get(), fd.get(), url.host, tls_session.get(), error);
       if (!tls) {
-        finish(1006, {}, make_error(ClientErrc::tls_failed, "cannot start TLS with " + url.host_header() + ": " +
+        finish(1006, {}, make_error(Errc::tls_failed, "cannot start TLS with " + url.host_header() + ": " +
                                                                 error.message));
         return;
       }
@@ -285,13 +266,13 @@ struct Client::Impl final : net::Reactor::Handler {
       if (verify != X509_V_OK) {
         const std::string reason = X509_verify_cert_error_string(verify);
         if (why.find(reason) == std::string::npos) why = reason + " (" + why + ")";
-        finish(1006, {}, make_error(ClientErrc::certificate_rejected,
+        finish(1006, {}, make_error(Errc::certificate_rejected,
                                     "the certificate of " + url.host_header() + " was rejected: " + why +
                                         (options.tls.ca_file.empty()
                                              ? " (a private CA? give its certificate as the client's tls.ca_file)"
                                              : " (checked against " + options.tls.ca_file + ")")));
       } else {
-        finish(1006, {}, make_error(ClientErrc::tls_failed, "the TLS handshake with " + url.host_header() +
+        finish(1006, {}, make_error(Errc::tls_failed, "the TLS handshake with " + url.host_header() +
                                                                 " failed: " + why + " (is it a TLS port?)"));
       }
       return;
@@ -321,9 +302,9 @@ struct Client::Impl final : net::Reactor::Handler {
     const codec::ResponseCheck check = handshake.check_response(head);
     if (!check.complete) {
       if (head.size() > kMaxHead) {
-        finish(1006, {}, make_error(ClientErrc::invalid_101, "the response head is larger than 64 KiB"));
+        finish(1006, {}, make_error(Errc::invalid_101, "the response head is larger than 64 KiB"));
       } else if (eof) {
-        finish(1006, {}, make_error(ClientErrc::connection_lost,
+        finish(1006, {}, make_error(Errc::connection_lost,
                                     "the server closed the connection before the end of the response head"));
       }
       return;
@@ -336,11 +317,11 @@ struct Client::Impl final : net::Reactor::Handler {
       std::string message = "the server answered the upgrade with HTTP " + std::to_string(check.status);
       const std::string_view line = body.substr(0, std::min<std::size_t>(line_end, 300));
       if (!line.empty()) message.append(": ").append(line);
-      finish(1006, {}, make_error(ClientErrc::http_status, std::move(message), check.status));
+      finish(1006, {}, make_error(Errc::http_status, std::move(message), check.status));
       return;
     }
     if (const codec::ResponseDefect* defect = check.refusal(options.response_mode)) {
-      finish(1006, {}, make_error(ClientErrc::invalid_101, "invalid 101 response (" +
+      finish(1006, {}, make_error(Errc::invalid_101, "invalid 101 response (" +
                                                                std::string(codec::defect_name(defect->kind)) +
                                                                "): " + defect->message));
       return;
@@ -395,7 +376,7 @@ struct Client::Impl final : net::Reactor::Handler {
     }
     if (defect.empty()) return true;
     deflate.reset();
-    finish(1006, {}, make_error(ClientErrc::invalid_101, "invalid 101 response: " + defect));
+    finish(1006, {}, make_error(Errc::invalid_101, "invalid 101 response: " + defect));
     return false;
   }
 
@@ -405,7 +386,7 @@ struct Client::Impl final : net::Reactor::Handler {
     const codec::CloseStep step = closing.fail(code, {});
     if (step.send) queue_frame(codec::Opcode::close, {step.payload, step.size});
     flush();
-    finish(code, {}, make_error(ClientErrc::protocol_error,
+    finish(code, {}, make_error(Errc::protocol_error,
                                 "the server broke the protocol: " + std::string(codec::describe(error))));
   }
 
@@ -579,7 +560,7 @@ struct Client::Impl final : net::Reactor::Handler {
       bytes = r.bytes;
     }
     if (!tls_error.empty() && state != ClientState::upgrading) {
-      finish(1006, {}, make_error(ClientErrc::connection_lost, "the TLS connection failed: " + tls_error));
+      finish(1006, {}, make_error(Errc::connection_lost, "the TLS connection failed: " + tls_error));
       return false;
     }
     const net::IoResult r{eof ? net::IoStatus::closed : net::IoStatus::ok, bytes, 0};
@@ -592,7 +573,7 @@ struct Client::Impl final : net::Reactor::Handler {
       if (close_complete) {
         finish(close_code, close_reason, {});
       } else {
-        finish(1006, {}, make_error(ClientErrc::connection_lost, "the server closed the TCP connection without a "
+        finish(1006, {}, make_error(Errc::connection_lost, "the server closed the TCP connection without a "
                                                                  "closing handshake"));
       }
       return false;
@@ -604,7 +585,7 @@ struct Client::Impl final : net::Reactor::Handler {
   }
 
   // Ends the current connection or attempt, tells the application, and schedules the next attempt when allowed.
-  void finish(std::uint16_t code, std::string_view reason, ClientError error) {
+  void finish(std::uint16_t code, std::string_view reason, Error error) {
     const bool was_closing = state == ClientState::closing && !close_complete;
     cancel_connect();
     if (tls) {
@@ -642,12 +623,12 @@ struct Client::Impl final : net::Reactor::Handler {
   void timed_out() {
     switch (state) {
       case ClientState::connecting:
-        finish(1006, {}, make_error(ClientErrc::timeout, "no TCP connection to " + url.host_header() + " within " +
+        finish(1006, {}, make_error(Errc::timeout, "no TCP connection to " + url.host_header() + " within " +
                                                              std::to_string(options.connect_timeout.count()) +
                                                              " ms (resolution included)"));
         break;
       case ClientState::upgrading:
-        finish(1006, {}, make_error(ClientErrc::timeout, "no complete upgrade response within " +
+        finish(1006, {}, make_error(Errc::timeout, "no complete upgrade response within " +
                                                              std::to_string(options.handshake_timeout.count()) +
                                                              " ms (is it a WebSocket server?)"));
         break;
@@ -657,7 +638,7 @@ struct Client::Impl final : net::Reactor::Handler {
           break;
         }
         (void)closing.timed_out();  // RFC 6455 7.1.1: we may now end the TCP connection; nothing more is sent
-        finish(1006, {}, make_error(ClientErrc::timeout, "the server did not answer the close within " +
+        finish(1006, {}, make_error(Errc::timeout, "the server did not answer the close within " +
                                                              std::to_string(options.close_timeout.count()) + " ms"));
         break;
       case ClientState::waiting_to_reconnect:
@@ -671,7 +652,7 @@ struct Client::Impl final : net::Reactor::Handler {
             break;
           case codec::Liveness::Due::no_pong:
           case codec::Liveness::Due::idle:
-            finish(1006, {}, make_error(ClientErrc::timeout, "no answer to a ping within " +
+            finish(1006, {}, make_error(Errc::timeout, "no answer to a ping within " +
                                                                  std::to_string(options.pong_timeout.count()) +
                                                                  " ms: the connection is dead"));
             break;
@@ -709,16 +690,16 @@ const codec::DeflateParams* Client::deflate_params() const {
   return impl_->deflate ? &impl_->deflate->params() : nullptr;
 }
 
-ClientError Client::start() {
+Error Client::start() {
   Impl& d = *impl_;
   d.state = ClientState::stopped;
   if (const codec::UrlError e = codec::parse_ws_url(d.options.url, d.url)) {
-    return make_error(ClientErrc::bad_url, e.message);
+    return make_error(Errc::bad_url, e.message);
   }
   if (d.url.secure && !d.tls_context) {
     net::TlsError error;
     d.tls_context = net::make_client_context(d.options.tls, error);
-    if (!d.tls_context) return make_error(ClientErrc::tls_failed, "cannot set up TLS for wss://: " + error.message);
+    if (!d.tls_context) return make_error(Errc::tls_failed, "cannot set up TLS for wss://: " + error.message);
   }
   if (!d.reactor && d.options.reactor != nullptr) {
     d.reactor = d.options.reactor;
@@ -728,7 +709,7 @@ ClientError Client::start() {
     net::Error error;
     d.own_reactor = net::Reactor::create(error);
     if (!d.own_reactor) {
-      return make_error(ClientErrc::unreachable, "cannot create the client's event loop: " + error.message);
+      return make_error(Errc::unreachable, "cannot create the client's event loop: " + error.message);
     }
     d.reactor = d.own_reactor.get();
     d.connector = std::make_unique<net::Connector>(*d.reactor);
@@ -741,7 +722,7 @@ ClientError Client::start() {
     const DeflateConfig& c = d.options.deflate;
     if (c.client_max_window_bits < codec::kMinWindowBits || c.client_max_window_bits > codec::kMaxWindowBits ||
         c.server_max_window_bits < codec::kMinWindowBits || c.server_max_window_bits > codec::kMaxWindowBits) {
-      return make_error(ClientErrc::bad_request, "options.deflate: the window sizes must be 8..15 (client " +
+      return make_error(Errc::bad_request, "options.deflate: the window sizes must be 8..15 (client " +
                                                      std::to_string(c.client_max_window_bits) + ", server " +
                                                      std::to_string(c.server_max_window_bits) + ")");
     }
@@ -766,7 +747,7 @@ ClientError Client::start() {
   request.headers = &d.options.headers;
   request.extensions = d.extension_offer;
   if (const codec::HeaderError e = probe.write_request(ignored, request, codec::WebSocketKey{})) {
-    return make_error(ClientErrc::bad_request, e.message);
+    return make_error(Errc::bad_request, e.message);
   }
   d.user_closed = false;
   d.attempt = 0;

@@ -49,40 +49,14 @@
 #include "codec/deflate.hpp"
 #include "codec/response_validator.hpp"
 #include "core/config.hpp"
-#include "net/tls.hpp"
+#include "core/error.hpp"
+#include "net/tls_options.hpp"
 
 namespace edgews::net {
 class Reactor;
 }  // namespace edgews::net
 
 namespace edgews::core {
-
-enum class ClientErrc : std::uint8_t {
-  none,
-  bad_url,          // the URL is not a ws:// or wss:// URL (the message says what is wrong with it)
-  unsupported,      // a valid URL this client cannot serve yet
-  resolve_failed,   // the host name does not resolve (the message names the host and the resolver's answer)
-  bad_request,      // the request writer refused an option (a subprotocol, the origin)
-  refused,          // every address refused the connection (nothing listens on the port)
-  unreachable,      // any other failure to connect (the errno is in the message)
-  timeout,          // connecting, or the upgrade, took longer than its timeout
-  http_status,      // the server answered the upgrade with another status (see http_status and the message)
-  invalid_101,      // the 101 has a defect the response mode refuses (the message names it)
-  protocol_error,   // the server broke RFC 6455 after the upgrade
-  connection_lost,  // the TCP connection ended without a closing handshake
-  tls_failed,            // wss://: the TLS setup (options.tls) or handshake failed (the message says why)
-  certificate_rejected,  // wss://: the server's certificate did not verify (OpenSSL's reason in the message)
-};
-
-struct ClientError {
-  ClientErrc code = ClientErrc::none;
-  std::string message;  // says what happened and, where it can, what to do
-  int http_status = 0;  // http_status: the status code; the message ends with the body's first line
-  explicit operator bool() const { return code != ClientErrc::none; }
-};
-
-// A short stable name for a code ("refused"), for logs and tests.
-std::string_view errc_name(ClientErrc code);
 
 // What a send did; the words of a server connection's SendStatus.
 enum class ClientSendStatus : std::uint8_t {
@@ -155,9 +129,9 @@ struct ClientCallbacks {
   std::function<void(std::span<const std::uint8_t> data, bool text)> on_message;
   // A connection (or a connect attempt) ended: the close code (1006 without a closing handshake) and reason, and
   // the error when it was not a clean close.
-  std::function<void(std::uint16_t code, std::string_view reason, const ClientError& error)> on_close;
+  std::function<void(std::uint16_t code, std::string_view reason, const Error& error)> on_close;
   // The client will try again after `delay`; `attempt` counts from 1 since the last successful open.
-  std::function<void(unsigned attempt, std::chrono::milliseconds delay, const ClientError& cause)> on_reconnecting;
+  std::function<void(unsigned attempt, std::chrono::milliseconds delay, const Error& cause)> on_reconnecting;
 };
 
 class Client {
@@ -169,7 +143,7 @@ class Client {
 
   // Checks the options and begins the first connect. An error (bad_url, unsupported, bad_request) leaves the
   // client stopped.
-  ClientError start();
+  Error start();
   // Runs what is ready: waits at most max_wait for the socket, the next deadline or a task another thread
   // posted, then handles it. Does nothing for a client on options.reactor.
   void poll(std::chrono::milliseconds max_wait);

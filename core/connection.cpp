@@ -487,7 +487,7 @@ void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
 // Sending
 
 SendStatus Connection::send(std::span<const std::uint8_t> payload, Opcode opcode) {
-  if (opcode != Opcode::text && opcode != Opcode::binary) return SendStatus::closed;
+  if (opcode != Opcode::text && opcode != Opcode::binary) [[unlikely]] return SendStatus::invalid_opcode;
   return send_frame(opcode, payload, false);
 }
 

@@ -57,6 +57,7 @@ enum class SendStatus : std::uint8_t {
   ok,       // queued (and possibly already written)
   dropped,  // the backpressure limit was reached and the policy is drop: the message was not queued
   closed,   // the connection is closing or closed (or the backpressure policy just closed it)
+  invalid_opcode,  // not a data opcode (text or binary): nothing was sent; ping() and close() send control frames
 };
 
 // Why a connection is not being read. Each reason is held and released on its own, and the connection is read

@@ -444,8 +444,8 @@ void HandoffIn::run_records() {
 // Server
 
 Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline_ms) {
-  if (workers_.empty()) return Error{"listen_for_handoff: start() the server first"};
-  if (handoff_out_) return Error{"listen_for_handoff: already listening for a successor"};
+  if (workers_.empty()) return Error{Errc::wrong_state, "listen_for_handoff: start() the server first"};
+  if (handoff_out_) return Error{Errc::wrong_state, "listen_for_handoff: already listening for a successor"};
   net::Error error;
   // While this server still takes over from a predecessor at `path`, its own socket waits beside it (HandoffOut).
   std::shared_ptr<const std::atomic<bool>> predecessor_ended;
@@ -455,7 +455,7 @@ Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline
     bound_path = path + ".next";
   }
   net::Fd fd = net::listen_unix(bound_path, error);
-  if (!fd) return Error{"hand-off socket " + bound_path + ": " + error.message};
+  if (!fd) return Error{Errc::system, "hand-off socket " + bound_path + ": " + error.message, 0, error.code};
   handoff_out_ = std::make_unique<HandoffOut>(*this, std::move(fd), path, bound_path, std::move(predecessor_ended),
                                               deadline_ms);
   logger_.log(LogLevel::info, "handoff", "a successor can take over through %s", path.c_str());
@@ -463,26 +463,26 @@ Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline
 }
 
 Error Server::adopt(const std::string& path) {
-  if (!workers_.empty()) return Error{"adopt: the server was already started"};
+  if (!workers_.empty()) return Error{Errc::wrong_state, "adopt: the server was already started"};
   net::Error error;
   net::Fd peer = net::connect_unix(path, error);
   if (!peer && (error.code == ENOENT || error.code == ECONNREFUSED)) {
-    return Error{std::string(kNoPredecessor) + path + " (" + error.message + ")"};
+    return Error{Errc::no_predecessor, "no server to take over from at " + path + " (" + error.message + ")", 0, error.code};
   }
-  if (!peer) return Error{"hand-off socket " + path + ": " + error.message};
+  if (!peer) return Error{Errc::handoff_failed, "hand-off socket " + path + ": " + error.message, 0, error.code};
   std::vector<std::uint8_t> record;
   handoff::Control hello;
   hello.type = handoff::RecordType::hello;
   handoff::encode(hello, record);
   if (net::Error send_error = net::send_record(peer.get(), record, {})) {
-    return Error{"hand-off socket " + path + ": " + send_error.message};
+    return Error{Errc::handoff_failed, "hand-off socket " + path + ": " + send_error.message, 0, send_error.code};
   }
   std::vector<std::uint8_t> buffer(handoff::kMaxRecord);
   std::vector<net::Fd> fds;
   std::vector<std::string> names;
   for (;;) {
     if (!wait_readable(peer.get(), -1, kHelloTimeoutMs)) {
-      return Error{"hand-off socket " + path + ": no answer within 5 s (is the server there stuck?)"};
+      return Error{Errc::handoff_failed, "hand-off socket " + path + ": no answer within 5 s (is the server there stuck?)"};
     }
     const std::size_t had = fds.size();
     const net::IoResult r = net::receive_record(peer.get(), buffer, fds, error);
@@ -491,16 +491,18 @@ Error Server::adopt(const std::string& path) {
       // a first start. A server still there that refused this process (another user) still accepts.
       net::Error again;
       if (!net::connect_unix(path, again) && (again.code == ENOENT || again.code == ECONNREFUSED)) {
-        return Error{std::string(kNoPredecessor) + path + " (it went away before it handed over its listeners)"};
+        return Error{Errc::no_predecessor,
+                     "no server to take over from at " + path + " (it went away before it handed over its listeners)",
+                     0, again.code};
       }
-      return Error{"hand-off socket " + path + ": the server there refused or went away" +
+      return Error{Errc::handoff_failed, "hand-off socket " + path + ": the server there refused or went away" +
                    (error ? " (" + error.message + ")" : std::string(" (does it run as another user?)"))};
     }
     handoff::Control control;
     std::string why;
     if (!handoff::decode({buffer.data(), r.bytes}, control, why) ||
         control.type != handoff::RecordType::listeners || control.names.size() != fds.size() - had) {
-      return Error{"hand-off socket " + path + ": " + (why.empty() ? "not a listeners record" : why)};
+      return Error{Errc::handoff_failed, "hand-off socket " + path + ": " + (why.empty() ? "not a listeners record" : why)};
     }
     for (auto& name : control.names) names.push_back(std::move(name));
     if (control.id == 0) break;

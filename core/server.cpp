@@ -18,7 +18,7 @@ namespace edgews::core {
 
 namespace {
 
-Error config_error(std::string message) { return Error{std::move(message)}; }
+Error config_error(std::string message) { return Error{Errc::invalid_config, std::move(message)}; }
 
 std::uint64_t monotonic_ms() {
   timespec ts{};
@@ -94,7 +94,7 @@ Error check_deflate(const DeflateConfig& deflate) {
 // ---------------------------------------------------------------------------------------------------------------
 // UpgradeContext
 
-codec::HeaderError UpgradeContext::add_header(std::string_view name, std::string_view value) {
+Error UpgradeContext::add_header(std::string_view name, std::string_view value) {
   if (!headers_copied_) {
     // Per-request headers join the static ones, so that a duplicate across the two is refused too.
     headers_.clear();
@@ -102,8 +102,15 @@ codec::HeaderError UpgradeContext::add_header(std::string_view name, std::string
     headers_copied_ = true;
   }
   codec::HeaderError refused = headers_.add(name, value);
-  if (refused) ++headers_refused_;
-  return refused;
+  if (!refused) return {};
+  ++headers_refused_;
+  return Error{Errc::header_refused, std::move(refused.message)};
+}
+
+Error HttpResponse::add_header(std::string_view name, std::string_view value) {
+  codec::HeaderError refused = headers.add(name, value);
+  if (!refused) return {};
+  return Error{Errc::header_refused, std::move(refused.message)};
 }
 
 bool UpgradeContext::select_subprotocol(std::string_view protocol) {
@@ -144,7 +151,13 @@ Server::~Server() {
   for (auto& worker : workers_) worker->join();
 }
 
-std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks, Error& error, Logger logger) {
+Result<std::unique_ptr<Server>> Server::create(ServerConfig config, Callbacks callbacks, Logger logger) {
+  Result<std::unique_ptr<Server>> result;
+  result.value = make(std::move(config), std::move(callbacks), result.error, std::move(logger));
+  return result;
+}
+
+std::unique_ptr<Server> Server::make(ServerConfig config, Callbacks callbacks, Error& error, Logger logger) {
   error = {};
   if (config.listeners.empty()) {
     error = config_error("listeners: at least one listener is needed (host and port)");
@@ -207,7 +220,7 @@ std::unique_ptr<Server> Server::create(ServerConfig config, Callbacks callbacks,
 }
 
 Error Server::start() {
-  if (!workers_.empty()) return config_error("start: the server was already started");
+  if (!workers_.empty()) return Error{Errc::wrong_state, "start: the server was already started"};
   // OpenSSL writes to sockets with write(2), which raises SIGPIPE when the peer is gone; plain sockets use
   // MSG_NOSIGNAL. A process that kept the default (terminate) gets it ignored; one with its own handler keeps it.
   struct sigaction current {};
@@ -215,20 +228,22 @@ Error Server::start() {
   // RFC 6455 1.3's sample key, once at start: it proves OpenSSL's SHA-1 is usable here, and it makes OpenSSL
   // initialize itself (providers, about 2 MB of library pages) now rather than inside the first handshake.
   if (codec::accept_view(codec::compute_accept("dGhlIHNhbXBsZSBub25jZQ==")) != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-    return config_error("start: OpenSSL's SHA-1 gave a wrong Sec-WebSocket-Accept for RFC 6455's sample key; "
-                        "check the OpenSSL installation and its configuration (OPENSSL_CONF, providers)");
+    return Error{Errc::tls_config, "start: OpenSSL's SHA-1 gave a wrong Sec-WebSocket-Accept for RFC 6455's sample key; "
+                        "check the OpenSSL installation and its configuration (OPENSSL_CONF, providers)"};
   }
   for (unsigned i = 0; i < config_.threads; ++i) {
     auto worker = std::make_unique<Worker>(*this, i);
     net::Error error;
     auto reactor = net::Reactor::create(error);
-    if (!reactor) return config_error("reactor: " + error.message);
+    if (!reactor) return Error{Errc::system, "reactor: " + error.message, 0, error.code};
     worker->open(std::move(reactor));
     workers_.push_back(std::move(worker));
     if (net::Error listen_error = workers_.back()->listen()) {
       workers_.clear();
-      return config_error("listen: " + listen_error.message +
-                          " (is another process on that port? choose another with --port, or 0 for any)");
+      return Error{Errc::listen_failed,
+                   "listen: " + listen_error.message +
+                       " (is another process on that port? choose another with --port, or 0 for any)",
+                   0, listen_error.code};
     }
   }
   workers_running_.store(config_.threads);
@@ -307,12 +322,13 @@ void Server::run_ready() {
   if (workers_[0]->shutdown_finished()) workers_[0]->report_finished();
 }
 
-bool Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
-  if (handle.worker >= workers_.size() || stopped()) return false;
+SendStatus Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (opcode != Opcode::text && opcode != Opcode::binary) return SendStatus::invalid_opcode;
+  if (handle.worker >= workers_.size() || stopped()) return SendStatus::closed;
   Worker* worker = workers_[handle.worker].get();
   if (worker->reactor().in_reactor_thread()) {
     Connection* connection = worker->find(handle);
-    return connection != nullptr && connection->send(payload, opcode) == SendStatus::ok;
+    return connection != nullptr ? connection->send(payload, opcode) : SendStatus::closed;
   }
   worker->reactor().post([worker, handle, data = std::string(reinterpret_cast<const char*>(payload.data()),
                                                                   payload.size()),
@@ -321,7 +337,7 @@ bool Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload
       connection->send({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, opcode);
     }
   });
-  return true;
+  return SendStatus::ok;
 }
 
 bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view reason) {
@@ -366,6 +382,7 @@ bool Server::hold(ConnectionHandle handle, bool pause) {
 }
 
 void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (opcode != Opcode::text && opcode != Opcode::binary) return;
   publish_local(topic, payload, opcode);
   if (PubSubRelay* relay = relay_.load(std::memory_order_acquire)) relay->published(topic, payload, opcode);
 }
@@ -396,6 +413,7 @@ void Server::topic_interest(std::string_view topic, bool gained) {
 }
 
 void Server::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (opcode != Opcode::text && opcode != Opcode::binary) return;
   std::shared_ptr<const std::string> data;
   std::shared_ptr<const std::string> name;
   for (auto& worker : workers_) {
@@ -415,6 +433,7 @@ void Server::publish_local(std::string_view topic, std::span<const std::uint8_t>
 }
 
 void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
+  if (opcode != Opcode::text && opcode != Opcode::binary) return;
   std::shared_ptr<const std::string> data;
   for (auto& worker : workers_) {
     Worker* w = worker.get();

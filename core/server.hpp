@@ -4,8 +4,7 @@
 //   config.listeners = {{"127.0.0.1", 8080}};
 //   edgews::Callbacks callbacks;
 //   callbacks.on_message = [](edgews::Connection& c, const edgews::Message& m) { c.send(m.data, m.opcode); };
-//   edgews::Error error;
-//   auto server = edgews::Server::create(config, callbacks, error);
+//   auto [server, error] = edgews::Server::create(config, callbacks);
 //   if (!server || (error = server->start())) { log(error.message); return 1; }
 //   server->run();   // until shutdown()
 //
@@ -28,6 +27,7 @@
 #include "codec/http_request.hpp"
 #include "core/config.hpp"
 #include "core/connection.hpp"
+#include "core/error.hpp"
 #include "core/forwarded.hpp"
 #include "core/log.hpp"
 #include "core/pubsub.hpp"
@@ -42,11 +42,6 @@ namespace edgews::core {
 class HandoffOut;
 class HandoffIn;
 class AddressTable;
-
-struct Error {
-  std::string message;  // empty = success
-  explicit operator bool() const { return !message.empty(); }
-};
 
 struct Message {
   Opcode opcode;                       // text or binary
@@ -66,7 +61,8 @@ class UpgradeContext {
   // The client behind trusted proxies (ServerConfig::trusted_proxies), else remote_address(); see Connection.
   const PeerAddress& client_address() const { return client_ != nullptr ? *client_ : peer_; }
 
-  codec::HeaderError add_header(std::string_view name, std::string_view value);
+  // Errc::header_refused (the message names the header and why) when the checked API refuses it.
+  Error add_header(std::string_view name, std::string_view value);
   // Chooses the subprotocol instead of the configured preference list; it must be one the client offered.
   // The name is copied: the caller's string may go away when this returns.
   bool select_subprotocol(std::string_view protocol);
@@ -122,6 +118,8 @@ struct HttpResponse {
   std::string content_type = "text/plain; charset=utf-8";
   std::string body = "not found\n";
   codec::ResponseHeaders headers;  // checked, like upgrade headers
+  // Errc::header_refused (the message names the header and why) when the checked API refuses it.
+  Error add_header(std::string_view name, std::string_view value);
 };
 
 struct Callbacks {
@@ -171,10 +169,10 @@ struct ServerStats {
 
 class Server {
  public:
-  // Checks the configuration (listeners, limits, response headers, TLS files) and returns nullptr with `error`
-  // naming the setting and what to do when something is wrong. Binds nothing yet.
-  static std::unique_ptr<Server> create(ServerConfig config, Callbacks callbacks, Error& error,
-                                        Logger logger = Logger());
+  // Checks the configuration (listeners, limits, response headers, TLS files). When something is wrong the server
+  // is null and the error names the setting and what to do. Binds nothing yet.
+  //   auto [server, error] = edgews::Server::create(config, callbacks);
+  static Result<std::unique_ptr<Server>> create(ServerConfig config, Callbacks callbacks, Logger logger = Logger());
   // Stops the reactors and joins their threads. Connections still open are dropped: their sockets close without a
   // close frame (clients see 1006) and on_close is not called, since the application may be half torn down by
   // then. For a graceful stop (1001 to every client, on_close for each) call shutdown() and let run() return first.
@@ -218,11 +216,10 @@ class Server {
   // metrics listeners by position; a listener it did not send is bound as usual), starts, and then adopts the
   // connections it passes, spread over the reactors. An error (nobody at path, another user, another format
   // version) leaves this server unstarted: call start() to begin without a hand-off. When nobody listens at path
-  // (no socket, or a stale one) the message starts with kNoPredecessor: the first start of a service. Call run()
+  // (no socket, or a stale one) the code is Errc::no_predecessor: the first start of a service. Call run()
   // soon after: reactor 0 adopts its share of the connections only then, and a predecessor left without answers
   // for its deadline stops the hand-off (what it cannot take back untouched, it shuts down).
   Error adopt(const std::string& path);
-  static constexpr const char* kNoPredecessor = "no server to take over from at ";
   struct HandoffStats {
     std::uint64_t offered = 0, adopted = 0, refused = 0, drained = 0;  // old process (drained: closed with 1012)
     std::uint64_t received = 0, adopted_here = 0, refused_here = 0;    // new process
@@ -237,9 +234,10 @@ class Server {
   int next_timeout_ms() const;
   void run_ready();
 
-  // Any thread. The message is copied and handed to the owning reactor; false when the handle is gone (from the
-  // owning thread) or the server has stopped.
-  bool send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
+  // Any thread. The message is copied and handed to the owning reactor. From the owning thread: what
+  // Connection::send answers, or closed when the handle is gone. From another thread: ok once posted (what happens
+  // there is not known yet), closed when the server has stopped. invalid_opcode for anything but text or binary.
+  SendStatus send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
   // Any thread: starts the closing handshake (Connection::close). True when it was started or is already under
   // way (a second close keeps the first code); false when the handle is gone (from the owning thread) or the
   // server has stopped. Handles exist from on_open on, so there is no handle of a connection still in its upgrade.
@@ -250,16 +248,17 @@ class Server {
   bool pause_reading(ConnectionHandle handle);
   bool resume_reading(ConnectionHandle handle);
   // Any thread: every subscriber of topic, on every reactor, gets the message (one frame built per reactor).
-  // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances.
-  void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  // With a relay installed (set_pubsub_relay), the message is also handed to it for other instances. Like every
+  // send, binary unless told otherwise; an opcode other than text or binary sends nothing.
+  void publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
   // Any thread: like publish(), but for this process only; a relay delivers what came from elsewhere with it.
-  void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
   // Installs (or, with nullptr, removes) the relay that carries topics to other instances; before or after
   // start(). Returns the topics that have local subscribers at that moment, taken atomically with the
   // installation: the relay sees every later change through PubSubRelay::topic_interest and misses none.
   std::vector<std::string> set_pubsub_relay(PubSubRelay* relay);
-  // Any thread: every open connection gets the message.
-  void broadcast(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::text);
+  // Any thread: every open connection gets the message (binary unless told otherwise, as publish()).
+  void broadcast(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
 
   // Reactor `index` (after start()), for an embedder's own descriptors and timers on a server thread (signals,
   // a broker connection). Everything done with it must happen on that reactor's thread (post() is the way in).
@@ -284,6 +283,7 @@ class Server {
   friend class HandoffOut;
   friend class HandoffIn;
   Server(ServerConfig config, Callbacks callbacks, Logger logger);
+  static std::unique_ptr<Server> make(ServerConfig config, Callbacks callbacks, Error& error, Logger logger);
   Error load_tls();
   std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
   void worker_finished();

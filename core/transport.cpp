@@ -117,20 +117,20 @@ Error Server::load_tls() {
   options.enable_ktls = config_.tls.enable_ktls;
   net::TlsError error;
   std::shared_ptr<net::TlsContext> context = net::TlsContext::create(options, error);
-  if (!context) return Error{"tls: " + error.message};
+  if (!context) return Error{Errc::tls_config, "tls: " + error.message};
   tls_context_.store(std::move(context));
   return {};
 }
 
 Error Server::reload_tls() {
   std::shared_ptr<net::TlsContext> current = tls_context_.load();
-  if (!current) return Error{"tls: no TLS listener is configured, nothing to reload"};
+  if (!current) return Error{Errc::wrong_state, "tls: no TLS listener is configured, nothing to reload"};
   net::TlsError error;
   std::shared_ptr<net::TlsContext> next = net::TlsContext::reload(current, error);
   // TlsContext::reload hands back `current` itself when the new files are unusable (never null).
   if (next == current) {
     logger_.log(LogLevel::error, "tls_reload", "%s", error.message.c_str());
-    return Error{"tls: " + error.message};
+    return Error{Errc::tls_config, "tls: " + error.message};
   }
   tls_context_.store(std::move(next));
   logger_.log(LogLevel::info, "tls_reload", "certificates reloaded; open connections keep theirs");

@@ -37,16 +37,16 @@ int main(int argc, char** argv) {
   callbacks.on_message = [](std::span<const std::uint8_t> data, bool) {
     std::printf("message: %.*s\n", static_cast<int>(data.size()), reinterpret_cast<const char*>(data.data()));
   };
-  callbacks.on_close = [](std::uint16_t code, std::string_view reason, const edgews::ClientError& error) {
+  callbacks.on_close = [](std::uint16_t code, std::string_view reason, const edgews::Error& error) {
     std::printf("closed %u %.*s%s%s\n", code, static_cast<int>(reason.size()), reason.data(), error ? ": " : "",
                 error.message.c_str());
   };
-  callbacks.on_reconnecting = [](unsigned attempt, std::chrono::milliseconds delay, const edgews::ClientError&) {
+  callbacks.on_reconnecting = [](unsigned attempt, std::chrono::milliseconds delay, const edgews::Error&) {
     std::printf("reconnecting (attempt %u) in %lld ms\n", attempt, static_cast<long long>(delay.count()));
   };
   edgews::Client client(std::move(options), std::move(callbacks));
   self = &client;
-  if (const edgews::ClientError e = client.start()) {
+  if (const edgews::Error e = client.start()) {
     std::fprintf(stderr, "client: %s\n", e.message.c_str());
     return 2;
   }

@@ -31,8 +31,7 @@ int main(int argc, char** argv) {
   config.limits.shutdown_timeout_ms = 2000;
   edgews::Callbacks callbacks;
   callbacks.on_message = [](edgews::Connection& c, const edgews::Message& m) { c.send(m.data, m.opcode); };
-  edgews::Error error;
-  auto server = edgews::Server::create(config, callbacks, error);
+  auto [server, error] = edgews::Server::create(config, callbacks);
   if (!server || (error = server->start())) {
     std::fprintf(stderr, "embedded_loop: %s\n", error.message.c_str());
     return 1;

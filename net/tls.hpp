@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net/tls_options.hpp"
+
 namespace edgews::net {
 
 struct TlsError {
@@ -208,14 +210,6 @@ struct SslSessionDeleter {
   void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
 };
 using TlsSession = std::unique_ptr<SSL_SESSION, SslSessionDeleter>;
-
-// What a client checks of the servers it connects to.
-struct ClientTlsOptions {
-  // Off only where the operator asked for it explicitly: without verification anyone on the path is the server.
-  bool verify = true;
-  std::string ca_file;  // PEM CA certificate(s) to trust; empty: the system's store (OpenSSL's default paths)
-  std::vector<std::string> alpn = {"http/1.1"};
-};
 
 // Client context: TLS 1.2+, the peer's chain verified (against ca_file or the system store) and its name checked
 // by TlsStream::connect (host name or IP address), ALPN, kTLS when available, sessions resumable.

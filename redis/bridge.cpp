@@ -34,39 +34,43 @@ std::string_view reply_string(const redisReply* reply) {
   return {reply->str, reply->len};
 }
 
+core::Error address_error(std::string_view text, std::string_view why) {
+  return core::Error{core::Errc::invalid_config, "redis address '" + std::string(text) + "': " + std::string(why)};
+}
+
+core::Result<std::unique_ptr<Bridge>> not_created(core::Errc code, std::string message) {
+  return {nullptr, core::Error{code, std::move(message)}};
+}
+
 }  // namespace
 
-bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& error) {
+core::Error parse_endpoint(std::string_view text, BridgeConfig& config) {
   std::string_view host = text;
   std::string_view port;
   bool has_port = false;
   if (text.starts_with('[')) {
     const std::size_t close = text.find(']');
     if (close == std::string_view::npos) {
-      error.message = "redis address '" + std::string(text) + "': missing ']' after the IPv6 address";
-      return false;
+      return address_error(text, "missing ']' after the IPv6 address");
     }
     host = text.substr(1, close - 1);
     if (close + 1 < text.size()) {
       if (text[close + 1] != ':') {
-        error.message = "redis address '" + std::string(text) + "': expected ':PORT' after ']'";
-        return false;
+        return address_error(text, "expected ':PORT' after ']'");
       }
       port = text.substr(close + 2);
       has_port = true;
     }
   } else if (const std::size_t colon = text.rfind(':'); colon != std::string_view::npos) {
     if (text.find(':') != colon) {
-      error.message = "redis address '" + std::string(text) + "': write an IPv6 address as [ADDR]:PORT";
-      return false;
+      return address_error(text, "write an IPv6 address as [ADDR]:PORT");
     }
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
     has_port = true;
   }
   if (host.empty()) {
-    error.message = "redis address '" + std::string(text) + "': the host is empty; use HOST:PORT";
-    return false;
+    return address_error(text, "the host is empty; use HOST:PORT");
   }
   unsigned long value = 6379;
   if (has_port) {
@@ -79,13 +83,12 @@ bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& er
       value = value * 10 + static_cast<unsigned>(c - '0');
     }
     if (value == 0 || value > 65535) {
-      error.message = "redis address '" + std::string(text) + "': the port must be a number from 1 to 65535";
-      return false;
+      return address_error(text, "the port must be a number from 1 to 65535");
     }
   }
   config.host = std::string(host);
   config.port = static_cast<std::uint16_t>(value);
-  return true;
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -430,44 +433,44 @@ class Bridge::Impl final : public core::PubSubRelay, public std::enable_shared_f
 
 // ---------------------------------------------------------------------------------------------------------------
 
-std::unique_ptr<Bridge> Bridge::create(core::Server& server, BridgeConfig config, core::Error& error) {
+core::Result<std::unique_ptr<Bridge>> Bridge::create(core::Server& server, BridgeConfig config) {
   if (server.reactor(0) == nullptr) {
-    error.message = "redis bridge: the server is not started; call Server::start() before Bridge::create()";
-    return nullptr;
+    return not_created(core::Errc::wrong_state,
+                       "redis bridge: the server is not started; call Server::start() before Bridge::create()");
   }
   if (config.reconnect_min_ms == 0 || config.reconnect_max_ms < config.reconnect_min_ms) {
-    error.message = "redis bridge: reconnect_min_ms must be at least 1 and at most reconnect_max_ms";
-    return nullptr;
+    return not_created(core::Errc::invalid_config,
+                       "redis bridge: reconnect_min_ms must be at least 1 and at most reconnect_max_ms");
   }
   if (config.connect_timeout_ms < kMinConnectTimeoutMs) {
-    error.message = "redis bridge: connect_timeout_ms " + std::to_string(config.connect_timeout_ms) +
-                    " is below the timer resolution; use at least " + std::to_string(kMinConnectTimeoutMs);
-    return nullptr;
+    return not_created(core::Errc::invalid_config,
+                       "redis bridge: connect_timeout_ms " + std::to_string(config.connect_timeout_ms) +
+                           " is below the timer resolution; use at least " + std::to_string(kMinConnectTimeoutMs));
   }
   if (config.keepalive_interval_ms != 0 && config.keepalive_interval_ms < kMinKeepaliveMs) {
-    error.message = "redis bridge: keepalive_interval_ms " + std::to_string(config.keepalive_interval_ms) +
-                    " is below the timer resolution; use 0 (off) or at least " + std::to_string(kMinKeepaliveMs);
-    return nullptr;
+    return not_created(core::Errc::invalid_config,
+                       "redis bridge: keepalive_interval_ms " + std::to_string(config.keepalive_interval_ms) +
+                           " is below the timer resolution; use 0 (off) or at least " +
+                           std::to_string(kMinKeepaliveMs));
   }
   // Resolved once, here: hiredis would call getaddrinfo() on every connection attempt, on the loop.
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* result = nullptr;
   if (const int rc = getaddrinfo(config.host.c_str(), nullptr, &hints, &result); rc != 0 || result == nullptr) {
-    error.message = "redis address '" + config.host + "' does not resolve (" + gai_strerror(rc) +
-                    "); give an IP address or a name this host can resolve";
-    return nullptr;
+    return not_created(core::Errc::resolve_failed,
+                       "redis address '" + config.host + "' does not resolve (" + gai_strerror(rc) +
+                           "); give an IP address or a name this host can resolve");
   }
   char ip[NI_MAXHOST];
   const int rc = getnameinfo(result->ai_addr, result->ai_addrlen, ip, sizeof ip, nullptr, 0, NI_NUMERICHOST);
   freeaddrinfo(result);
   if (rc != 0) {
-    error.message = "redis address '" + config.host + "': " + gai_strerror(rc);
-    return nullptr;
+    return not_created(core::Errc::resolve_failed, "redis address '" + config.host + "': " + gai_strerror(rc));
   }
   auto impl = std::make_shared<Impl>(server, std::move(config), ip);
   impl->start();
-  return std::unique_ptr<Bridge>(new Bridge(std::move(impl)));
+  return {std::unique_ptr<Bridge>(new Bridge(std::move(impl))), {}};
 }
 
 Bridge::Bridge(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}

@@ -1,9 +1,9 @@
 // Cross-instance pub/sub through Redis: Server::publish() on one instance reaches the subscribers of that topic on
 // every instance connected to the same Redis.
 //
-//   auto server = edgews::Server::create(config, callbacks, error);   // then server->start()
+//   auto [server, error] = edgews::Server::create(config, callbacks);  // then server->start()
 //   edgews::redis::BridgeConfig redis;                                  // or parse_endpoint("10.0.0.5:6379", ...)
-//   auto bridge = edgews::redis::Bridge::create(*server, redis, error);
+//   auto [bridge, redis_error] = edgews::redis::Bridge::create(*server, redis);
 //   server->run();
 //   bridge.reset();                                                     // before the server goes
 //
@@ -54,8 +54,8 @@ struct BridgeConfig {
   std::size_t max_pending_bytes = 64u << 20;
 };
 
-// Parses "HOST:PORT", "HOST" (port 6379) or "[IPv6]:PORT" into config; false with `error` saying what is wrong.
-bool parse_endpoint(std::string_view text, BridgeConfig& config, core::Error& error);
+// Parses "HOST:PORT", "HOST" (port 6379) or "[IPv6]:PORT" into config; Errc::invalid_config saying what is wrong.
+core::Error parse_endpoint(std::string_view text, BridgeConfig& config);
 
 struct BridgeStats {
   bool link_up = false;             // both connections established and answering
@@ -72,9 +72,9 @@ struct BridgeStats {
 class Bridge {
  public:
   // Call after server.start(), on the thread that runs reactor 0 (before run(), or on it). Resolves the host,
-  // installs itself as the server's relay and starts connecting (without waiting). nullptr with `error` when the
-  // host does not resolve.
-  static std::unique_ptr<Bridge> create(core::Server& server, BridgeConfig config, core::Error& error);
+  // installs itself as the server's relay and starts connecting (without waiting). A null bridge and the error
+  // (Errc::resolve_failed when the host does not resolve, invalid_config, wrong_state before start()) otherwise.
+  static core::Result<std::unique_ptr<Bridge>> create(core::Server& server, BridgeConfig config);
   // On reactor 0's thread, or after the server has stopped.
   ~Bridge();
   Bridge(const Bridge&) = delete;

@@ -99,8 +99,7 @@ class RedisLink {
     table
         .custom("--redis", "HOST:PORT",
                 [this](const std::string& address) {
-                  Error error;
-                  if (!redis::parse_endpoint(address, config_, error)) return ": " + error.message;
+                  if (const Error error = redis::parse_endpoint(address, config_)) return ": " + error.message;
                   enabled_ = true;
                   return std::string();
                 },
@@ -121,10 +120,10 @@ class RedisLink {
   // Once the server runs; `stats` then reports the bridge's counters.
   bool start(Server& server, std::function<std::string()>& stats) {
     if (!enabled_) return true;
-    Error error;
-    bridge_ = redis::Bridge::create(server, config_, error);
+    auto created = redis::Bridge::create(server, config_);
+    bridge_ = std::move(created.value);
     if (!bridge_) {
-      std::fprintf(stderr, "edgews serve: --redis: %s\n", error.message.c_str());
+      std::fprintf(stderr, "edgews serve: --redis: %s\n", created.error.message.c_str());
       return false;
     }
     stats = [b = bridge_.get()] {
@@ -454,7 +453,7 @@ Callbacks make_callbacks(ServeOptions& o, Server*& server, const std::function<s
       response.status = 200;
       response.content_type = std::string(asset->content_type);
       response.body = std::string(asset->body);
-      (void)response.headers.add("Cache-Control", "no-cache");
+      (void)response.add_header("Cache-Control", "no-cache");
     }
   };
   return callbacks;
@@ -481,9 +480,9 @@ int serve_main(int argc, char** argv) {
   Server* server_ptr = nullptr;
   std::function<std::string()> redis_stats = [] { return std::string("null"); };
   Callbacks callbacks = make_callbacks(options, server_ptr, redis_stats);
-  Error error;
-  auto server = Server::create(std::move(options.config), std::move(callbacks), error,
-                               Logger(options.level, options.format));
+  auto created = Server::create(std::move(options.config), std::move(callbacks), Logger(options.level, options.format));
+  std::unique_ptr<Server> server = std::move(created.value);
+  Error error = std::move(created.error);
   if (!server) {
     std::fprintf(stderr, "edgews serve: %s\n", error.message.c_str());
     return 1;
@@ -492,7 +491,7 @@ int serve_main(int argc, char** argv) {
   const std::string& handoff_path = options.handoff_path;
   if (!handoff_path.empty()) {
     error = server->adopt(handoff_path);
-    if (error && error.message.rfind(Server::kNoPredecessor, 0) == 0) error = server->start();
+    if (error && error.code == edgews::core::Errc::no_predecessor) error = server->start();
   } else {
     error = server->start();
   }

@@ -88,9 +88,8 @@ int run_server(const Options& options, int port_pipe) {
     for (int i = 0; i < count; ++i) server_ptr->publish("bench", payload, edgews::Opcode::binary);
     c.send_text("published");
   };
-  edgews::Error error;
-  auto server = edgews::Server::create(config, callbacks, error,
-                                       edgews::Logger(edgews::LogLevel::warn, edgews::LogFormat::text));
+  auto [server, error] = edgews::Server::create(config, callbacks,
+                                                edgews::Logger(edgews::LogLevel::warn, edgews::LogFormat::text));
   if (!server || (error = server->start())) {
     std::fprintf(stderr, "fanout_bench server: %s\n", error.message.c_str());
     return 1;

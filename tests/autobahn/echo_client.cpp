@@ -17,9 +17,9 @@ namespace {
 
 using edgews::core::Client;
 using edgews::core::ClientCallbacks;
-using edgews::core::ClientError;
 using edgews::core::ClientOptions;
 using edgews::core::ClientState;
+using edgews::core::Error;
 
 struct Settings {
   std::string url;
@@ -57,10 +57,10 @@ bool run(const Settings& settings, const std::string& resource, void (*on_text)(
     }
   };
   bool failed = false;
-  callbacks.on_close = [&](std::uint16_t, std::string_view, const ClientError& error) {
+  callbacks.on_close = [&](std::uint16_t, std::string_view, const Error& error) {
     // A failed connect is a harness failure; a protocol error the client detected is the case's business.
-    if (error.code != edgews::core::ClientErrc::none && error.code != edgews::core::ClientErrc::protocol_error &&
-        error.code != edgews::core::ClientErrc::connection_lost) {
+    if (error.code != edgews::core::Errc::none && error.code != edgews::core::Errc::protocol_error &&
+        error.code != edgews::core::Errc::connection_lost) {
       std::fprintf(stderr, "autobahn_echo_client: %s: %s (%s)\n", resource.c_str(), error.message.c_str(),
                    std::string(edgews::core::errc_name(error.code)).c_str());
       failed = true;
@@ -68,7 +68,7 @@ bool run(const Settings& settings, const std::string& resource, void (*on_text)(
   };
   Client client(options, callbacks);
   self = &client;
-  if (const ClientError e = client.start()) {
+  if (const Error e = client.start()) {
     std::fprintf(stderr, "autobahn_echo_client: %s\n", e.message.c_str());
     return false;
   }

@@ -295,8 +295,9 @@ TEST(Admission, AddressTableIsEmptyOnceEveryConnectionHasClosed) {
 TEST(Admission, BurstWithoutItsRateIsAConfigurationError) {
   ServerConfig config = test_config();
   config.limits.message_burst = 10;
-  Error error;
-  EXPECT_EQ(Server::create(config, {}, error), nullptr);
+  auto [server, error] = Server::create(config, {});
+  EXPECT_EQ(server, nullptr);
+  EXPECT_EQ(error.code, Errc::invalid_config);
   EXPECT_NE(error.message.find("message_burst"), std::string::npos) << error.message;
 }
 

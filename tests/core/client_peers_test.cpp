@@ -21,9 +21,9 @@ namespace {
 
 using core::Client;
 using core::ClientCallbacks;
-using core::ClientError;
 using core::ClientOptions;
 using core::ClientState;
+using core::Error;
 using std::chrono::milliseconds;
 
 struct Seen {
@@ -32,7 +32,7 @@ struct Seen {
   std::vector<bool> text;
   std::vector<std::uint16_t> close_codes;
   std::vector<std::string> close_reasons;
-  std::vector<ClientError> errors;
+  std::vector<Error> errors;
 
   ClientCallbacks callbacks() {
     ClientCallbacks c;
@@ -41,7 +41,7 @@ struct Seen {
       messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
       text.push_back(is_text);
     };
-    c.on_close = [this](std::uint16_t code, std::string_view reason, const ClientError& e) {
+    c.on_close = [this](std::uint16_t code, std::string_view reason, const Error& e) {
       close_codes.push_back(code);
       close_reasons.emplace_back(reason);
       errors.push_back(e);
@@ -315,7 +315,7 @@ TEST(ClientDeflate, AnInflatedMessageOverTheLimitIsRefused) {
   EXPECT_TRUE(seen.messages.empty());
   ASSERT_EQ(seen.close_codes.size(), 1u);
   EXPECT_EQ(seen.close_codes[0], 1009);
-  EXPECT_EQ(seen.errors[0].code, core::ClientErrc::protocol_error);
+  EXPECT_EQ(seen.errors[0].code, core::Errc::protocol_error);
 }
 
 }  // namespace

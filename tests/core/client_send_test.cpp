@@ -136,7 +136,7 @@ TEST(ClientSend, SendsPingsAndCloseFromAnotherThreadArePostedInOrder) {
   client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
     messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
   };
-  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::ClientError&) {
+  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::Error&) {
     codes.push_back(code);
   };
   ClientOptions options;
@@ -189,7 +189,7 @@ TEST(ClientSend, AClientOnAServersReactorRunsThereAndTakesSendsFromOtherThreads)
     const std::lock_guard<std::mutex> lock(mutex);
     messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
   };
-  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::ClientError&) {
+  client_callbacks.on_close = [&](std::uint16_t code, std::string_view, const core::Error&) {
     const std::lock_guard<std::mutex> lock(mutex);
     codes.push_back(code);
   };
@@ -232,10 +232,10 @@ TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
   ASSERT_TRUE(reactor) << error.message;
   std::atomic<int> opened{0};
   std::atomic<bool> closed{false};
-  core::ClientError why;
+  core::Error why;
   ClientCallbacks callbacks;
   callbacks.on_open = [&](std::string_view) { ++opened; };
-  callbacks.on_close = [&](std::uint16_t, std::string_view, const core::ClientError& e) {
+  callbacks.on_close = [&](std::uint16_t, std::string_view, const core::Error& e) {
     why = e;
     closed = true;
   };
@@ -252,7 +252,7 @@ TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
   while (!closed && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
   ASSERT_TRUE(closed.load()) << "state " << static_cast<int>(client.state());
   EXPECT_EQ(opened, 1);
-  EXPECT_EQ(why.code, core::ClientErrc::timeout);
+  EXPECT_EQ(why.code, core::Errc::timeout);
   EXPECT_NE(why.message.find("ping"), std::string::npos) << why.message;
 }
 

@@ -33,8 +33,8 @@ namespace {
 using core::BackoffPolicy;
 using core::Client;
 using core::ClientCallbacks;
-using core::ClientErrc;
-using core::ClientError;
+using core::Errc;
+using core::Error;
 using core::ClientOptions;
 using core::ClientState;
 using std::chrono::milliseconds;
@@ -46,7 +46,7 @@ struct Seen {
   std::vector<std::string> messages;
   std::vector<bool> text;
   std::vector<std::uint16_t> close_codes;
-  std::vector<ClientError> errors;  // one per on_close (code none for a clean close)
+  std::vector<Error> errors;  // one per on_close (code none for a clean close)
   std::vector<unsigned> attempts;
   std::vector<milliseconds> delays;
 
@@ -60,11 +60,11 @@ struct Seen {
       messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
       text.push_back(is_text);
     };
-    c.on_close = [this](std::uint16_t code, std::string_view, const ClientError& e) {
+    c.on_close = [this](std::uint16_t code, std::string_view, const Error& e) {
       close_codes.push_back(code);
       errors.push_back(e);
     };
-    c.on_reconnecting = [this](unsigned attempt, milliseconds delay, const ClientError&) {
+    c.on_reconnecting = [this](unsigned attempt, milliseconds delay, const Error&) {
       attempts.push_back(attempt);
       delays.push_back(delay);
     };
@@ -183,7 +183,7 @@ TEST(Client, RefusesUrlsItCannotServeAtStart) {
     ClientOptions options;
     options.url = url;
     Client client(std::move(options), seen.callbacks());
-    const ClientError e = client.start();
+    const Error e = client.start();
     EXPECT_TRUE(e) << url;
     EXPECT_EQ(client.state(), ClientState::stopped);
     EXPECT_FALSE(e.message.empty());
@@ -192,7 +192,7 @@ TEST(Client, RefusesUrlsItCannotServeAtStart) {
   options.url = "ws://127.0.0.1:1/";
   options.subprotocols = {"not a token"};
   Client client(std::move(options), seen.callbacks());
-  EXPECT_EQ(client.start().code, ClientErrc::bad_request);
+  EXPECT_EQ(client.start().code, Errc::bad_request);
   EXPECT_EQ(seen.close_codes.size(), 0u) << "no attempt was made";
 }
 
@@ -262,11 +262,11 @@ TEST(Client, AHostThatDoesNotResolveIsAResolveError) {
   EXPECT_EQ(client.state(), ClientState::connecting);
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 2000));
   ASSERT_EQ(seen.errors.size(), 2u);
-  for (const ClientError& e : seen.errors) {
-    EXPECT_EQ(e.code, ClientErrc::resolve_failed) << e.message;
+  for (const Error& e : seen.errors) {
+    EXPECT_EQ(e.code, Errc::resolve_failed) << e.message;
     EXPECT_NE(e.message.find("edgews-test.invalid"), std::string::npos) << e.message;
   }
-  EXPECT_EQ(core::errc_name(ClientErrc::resolve_failed), "resolve_failed");
+  EXPECT_EQ(core::errc_name(Errc::resolve_failed), "resolve_failed");
   EXPECT_EQ(seen.opened, 0);
 }
 
@@ -299,7 +299,7 @@ TEST(Client, HttpRefusalIsATypedErrorWithTheBodysFirstLine) {
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
   ASSERT_EQ(seen.errors.size(), 1u);
-  EXPECT_EQ(seen.errors[0].code, ClientErrc::http_status);
+  EXPECT_EQ(seen.errors[0].code, Errc::http_status);
   EXPECT_EQ(seen.errors[0].http_status, 400);
   EXPECT_NE(seen.errors[0].message.find("HTTP 400: "), std::string::npos) << seen.errors[0].message;
   EXPECT_NE(seen.errors[0].message.find("other"), std::string::npos) << "the body names what was offered";
@@ -321,7 +321,7 @@ TEST(Client, StrictModeRefusesANonCanonical101NamingTheDefect) {
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
   ASSERT_EQ(seen.errors.size(), 1u);
-  EXPECT_EQ(seen.errors[0].code, ClientErrc::invalid_101);
+  EXPECT_EQ(seen.errors[0].code, Errc::invalid_101);
   EXPECT_NE(seen.errors[0].message.find("duplicate_header"), std::string::npos) << seen.errors[0].message;
   EXPECT_NE(seen.errors[0].message.find("Connection"), std::string::npos) << seen.errors[0].message;
   EXPECT_EQ(seen.opened, 0);
@@ -348,7 +348,7 @@ TEST(Client, ReportModeOpensANonCanonicalButUsable101) {
   ASSERT_FALSE(client2.start());
   ASSERT_TRUE(poll_until(client2, [&] { return client2.state() == ClientState::stopped; }));
   ASSERT_EQ(seen2.errors.size(), 1u);
-  EXPECT_EQ(seen2.errors[0].code, ClientErrc::invalid_101) << "a wrong Accept is refused in report mode too";
+  EXPECT_EQ(seen2.errors[0].code, Errc::invalid_101) << "a wrong Accept is refused in report mode too";
   EXPECT_NE(seen2.errors[0].message.find("accept_mismatch"), std::string::npos);
 }
 
@@ -363,7 +363,7 @@ TEST(Client, SilentServerIsAHandshakeTimeout) {
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
   ASSERT_EQ(seen.errors.size(), 1u);
-  EXPECT_EQ(seen.errors[0].code, ClientErrc::timeout);
+  EXPECT_EQ(seen.errors[0].code, Errc::timeout);
   EXPECT_EQ(seen.close_codes[0], 1006);
 }
 
@@ -384,7 +384,7 @@ TEST(Client, RefusedConnectsBackOffOnTheInjectedClock) {
   ASSERT_FALSE(client.start());
   for (unsigned expected = 1; expected <= 4; ++expected) {
     ASSERT_TRUE(poll_until(client, [&] { return seen.attempts.size() == expected; }, 100)) << expected;
-    EXPECT_EQ(seen.errors.back().code, ClientErrc::refused) << seen.errors.back().message;
+    EXPECT_EQ(seen.errors.back().code, Errc::refused) << seen.errors.back().message;
     EXPECT_EQ(seen.attempts.back(), expected);
     const double base = std::min(3000.0, 1000.0 * std::pow(2.0, expected - 1));
     EXPECT_LE(seen.delays.back().count(), base);
@@ -449,7 +449,7 @@ TEST(Client, AMaskedFrameFromTheServerIsAProtocolError) {
   EXPECT_EQ(seen.opened, 1);
   EXPECT_TRUE(seen.messages.empty());
   ASSERT_EQ(seen.errors.size(), 1u);
-  EXPECT_EQ(seen.errors[0].code, ClientErrc::protocol_error);
+  EXPECT_EQ(seen.errors[0].code, Errc::protocol_error);
   EXPECT_EQ(seen.close_codes[0], 1002);
   EXPECT_NE(seen.errors[0].message.find("mask"), std::string::npos) << seen.errors[0].message;
 }
@@ -505,7 +505,7 @@ TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {
   dead.poll(milliseconds(0));
   EXPECT_EQ(dead.state(), ClientState::stopped);
   ASSERT_EQ(seen2.errors.size(), 1u);
-  EXPECT_EQ(seen2.errors[0].code, ClientErrc::timeout);
+  EXPECT_EQ(seen2.errors[0].code, Errc::timeout);
   EXPECT_NE(seen2.errors[0].message.find("ping"), std::string::npos) << seen2.errors[0].message;
 }
 
@@ -613,13 +613,13 @@ class ClientTls : public ::testing::Test {
     return o;
   }
   // One connect that fails: its error.
-  static ClientError failure(ClientOptions o) {
+  static Error failure(ClientOptions o) {
     Seen seen;
     Client client(std::move(o), seen.callbacks());
     EXPECT_FALSE(client.start());
     EXPECT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 1000));
     EXPECT_EQ(seen.opened, 0);
-    return seen.errors.empty() ? ClientError{} : seen.errors[0];
+    return seen.errors.empty() ? Error{} : seen.errors[0];
   }
 
   std::string dir_;
@@ -647,16 +647,16 @@ TEST_F(ClientTls, EchoesOverWssWithTheCaGiven) {
 TEST_F(ClientTls, AnUnknownCaIsRejectedWithOpenSslsReason) {
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), echo()));
-  const ClientError e = failure(options(server.port(), false));  // the system store knows no development CA
-  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  const Error e = failure(options(server.port(), false));  // the system store knows no development CA
+  EXPECT_EQ(e.code, Errc::certificate_rejected) << e.message;
   EXPECT_NE(e.message.find("unable to get local issuer certificate"), std::string::npos) << e.message;
 }
 
 TEST_F(ClientTls, ACertificateForAnotherNameIsAHostnameMismatch) {
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config("wrong"), echo()));
-  const ClientError e = failure(options(server.port()));
-  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  const Error e = failure(options(server.port()));
+  EXPECT_EQ(e.code, Errc::certificate_rejected) << e.message;
   EXPECT_NE(e.message.find("hostname mismatch"), std::string::npos) << e.message;
 }
 
@@ -687,10 +687,10 @@ TEST_F(ClientTls, AnExpiredCertificateIsRejected) {
   });
   ClientOptions o = options(ntohs(a.sin_port));
   o.url = "wss://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
-  const ClientError e = failure(std::move(o));
+  const Error e = failure(std::move(o));
   server.join();
   SSL_CTX_free(ctx);
-  EXPECT_EQ(e.code, ClientErrc::certificate_rejected) << e.message;
+  EXPECT_EQ(e.code, Errc::certificate_rejected) << e.message;
   EXPECT_NE(e.message.find("certificate has expired"), std::string::npos) << e.message;
 }
 

@@ -71,8 +71,7 @@ TEST(Drain, ShutdownDuringADrainClosesTheRestWith1001) {
 }
 
 TEST(Drain, RefusedBeforeStart) {
-  Error error;
-  auto server = Server::create(test_config(1), Callbacks{}, error);
+  auto [server, error] = Server::create(test_config(1), Callbacks{});
   ASSERT_TRUE(server);
   EXPECT_FALSE(server->begin_drain(1000));
   EXPECT_FALSE(server->draining());

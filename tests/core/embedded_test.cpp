@@ -19,8 +19,7 @@ namespace {
 TEST(EmbeddedReactor, EchoesAndShutsDownInsideThePollLoopOfTheEmbedder) {
   Callbacks callbacks;
   callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
-  Error error;
-  auto server = Server::create(test_config(1), callbacks, error, Logger(LogLevel::off, LogFormat::text));
+  auto [server, error] = Server::create(test_config(1), callbacks, Logger(LogLevel::off, LogFormat::text));
   ASSERT_TRUE(server) << error.message;
   ASSERT_FALSE(error = server->start()) << error.message;
   ASSERT_GE(server->event_fd(), 0);
@@ -75,8 +74,7 @@ TEST(EmbeddedReactor, DestroyingTheServerWithoutShutdownDropsConnectionsWithoutC
   Callbacks callbacks;
   callbacks.on_open = [&](Connection&) { ++opened; };
   callbacks.on_close = [&](Connection&, std::uint16_t, std::string_view) { ++closed; };
-  Error error;
-  auto server = Server::create(test_config(1), callbacks, error, Logger(LogLevel::off, LogFormat::text));
+  auto [server, error] = Server::create(test_config(1), callbacks, Logger(LogLevel::off, LogFormat::text));
   ASSERT_TRUE(server) << error.message;
   ASSERT_FALSE(error = server->start()) << error.message;
   const std::uint16_t port = server->ports().at(0);
@@ -109,8 +107,7 @@ TEST(EmbeddedReactor, DestroyingTheServerWithoutShutdownDropsConnectionsWithoutC
 }
 
 TEST(EmbeddedReactor, RunReadyNeverBlocks) {
-  Error error;
-  auto server = Server::create(test_config(1), {}, error, Logger(LogLevel::off, LogFormat::text));
+  auto [server, error] = Server::create(test_config(1), {}, Logger(LogLevel::off, LogFormat::text));
   ASSERT_TRUE(server) << error.message;
   ASSERT_FALSE(error = server->start()) << error.message;
   const auto start = std::chrono::steady_clock::now();

@@ -67,9 +67,9 @@ struct Node {
       ++opened;
       if (on_open) on_open(c);
     };
-    Error error;
-    server = Server::create(std::move(config), std::move(callbacks), error);
-    if (!server) ADD_FAILURE() << error.message;
+    auto created = Server::create(std::move(config), std::move(callbacks));
+    server = std::move(created.value);
+    if (!server) ADD_FAILURE() << created.error.message;
     return server != nullptr;
   }
   bool start() {
@@ -292,7 +292,7 @@ TEST(Handoff, TopicsMoveAndAPublishOnTheSuccessorReachesEachSubscriberOnce) {
   ASSERT_TRUE(eventually([&] { return a.server->stopped(); }, 15000));
   ASSERT_TRUE(eventually([&] { return b.server->handoff_stats().adopted_here == 7; }));
   const std::string_view text = "published on B";
-  b.server->publish("news", TestClient::bytes(text));
+  b.server->publish("news", TestClient::bytes(text), Opcode::text);
   for (auto& s : subscribers) {
     auto frame = s->read_frame();
     ASSERT_TRUE(frame.has_value());

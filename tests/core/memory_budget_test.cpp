@@ -60,8 +60,7 @@ class CgroupDir : public ::testing::Test {
   }
   std::uint64_t budget_with(ServerConfig config) {
     config.cgroup_dir = dir_;
-    Error error;
-    auto server = Server::create(config, Callbacks{}, error, Logger(LogLevel::off, LogFormat::text));
+    auto [server, error] = Server::create(config, Callbacks{}, Logger(LogLevel::off, LogFormat::text));
     EXPECT_TRUE(server) << error.message;
     return server ? server->memory_budget() : 0;
   }

@@ -509,8 +509,7 @@ TEST_F(TlsFairness, AHandshakeStormIsServedABoundedNumberPerTurnAndCompletes) {
   static_assert(kClients > 2 * core::Worker::kMaxHandshakeStepsPerPhase);
   Callbacks callbacks;
   callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
-  Error error;
-  auto server = Server::create(tls_config(), callbacks, error, Logger(LogLevel::off, LogFormat::text));
+  auto [server, error] = Server::create(tls_config(), callbacks, Logger(LogLevel::off, LogFormat::text));
   ASSERT_TRUE(server) << error.message;
   ASSERT_FALSE(error = server->start()) << error.message;
   const std::uint16_t port = server->ports().at(0);

@@ -253,6 +253,37 @@ TEST(Connection, ObjectFitsTheIdleMemoryBudget) {
   EXPECT_LE(sizeof(Connection), 272u);
 }
 
+// A control opcode through send() is refused with its own status, not mistaken for a closed connection, and
+// nothing reaches the peer: ping() and close() are the way to send those frames.
+TEST(Send, ControlOpcodesAreRefusedAndTheConnectionStaysOpen) {
+  std::atomic<int> by_connection{-1}, by_server{-1}, by_other_thread{-1};
+  std::atomic<bool> have_handle{false};
+  ConnectionHandle handle;
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [&](Connection& c, const Message& m) {
+    by_connection = static_cast<int>(c.send(m.data, Opcode::ping));
+    by_server = static_cast<int>(server->send(c.handle(), m.data, Opcode::close));
+    handle = c.handle();
+    have_handle = true;
+    c.send(m.data, m.opcode);
+  };
+  ASSERT_TRUE(server.start(test_config(), callbacks));
+  TestClient client;
+  ASSERT_TRUE(client.open(server.port()));
+  ASSERT_TRUE(client.send_text("still here"));
+  auto frame = client.read_frame(10000);
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->opcode, Opcode::text) << "a control frame went out";
+  EXPECT_EQ(frame->payload, "still here");
+  ASSERT_TRUE(eventually([&] { return have_handle.load(); }));
+  by_other_thread = static_cast<int>(server->send(handle, TestClient::bytes("x"), Opcode::pong));
+  EXPECT_EQ(by_connection.load(), static_cast<int>(SendStatus::invalid_opcode));
+  EXPECT_EQ(by_server.load(), static_cast<int>(SendStatus::invalid_opcode));
+  EXPECT_EQ(by_other_thread.load(), static_cast<int>(SendStatus::invalid_opcode));
+  EXPECT_EQ(server->stats().connections_open, 1u);
+}
+
 TEST(Send, BackpressurePolicyCloseClosesWith1008) {
   ServerConfig config = test_config();
   config.limits.max_backpressure = 256 * 1024;
@@ -415,7 +446,7 @@ TEST(PubSub, PublishReachesTwoThousandSubscribersOnTwoReactorsAndUnsubscribeStop
     ASSERT_TRUE(ack && ack->payload == "ok");
   }
   const std::string first = "first edition";
-  server->publish("news", TestClient::bytes(first));
+  server->publish("news", TestClient::bytes(first), Opcode::text);
   for (int i = 0; i < kClients; ++i) {
     auto frame = clients[static_cast<std::size_t>(i)].read_frame();
     ASSERT_TRUE(frame) << i;
@@ -427,9 +458,9 @@ TEST(PubSub, PublishReachesTwoThousandSubscribersOnTwoReactorsAndUnsubscribeStop
     auto ack = clients[static_cast<std::size_t>(i)].read_frame();
     ASSERT_TRUE(ack && ack->payload == "ok");
   }
-  server->publish("news", TestClient::bytes(std::string("second edition")));
-  server->publish("sport", TestClient::bytes(std::string("nobody listens")));
-  server->broadcast(TestClient::bytes(std::string("to everyone")));
+  server->publish("news", TestClient::bytes(std::string("second edition")), Opcode::text);
+  server->publish("sport", TestClient::bytes(std::string("nobody listens")), Opcode::text);
+  server->broadcast(TestClient::bytes(std::string("to everyone")), Opcode::text);
   for (int i = 0; i < kClients; ++i) {
     TestClient& client = clients[static_cast<std::size_t>(i)];
     if (i % 2 == 1) {
@@ -455,7 +486,7 @@ TEST(PubSub, ClosedSubscriberIsRemovedFromItsTopics) {
   }
   leaving.reset();
   ASSERT_TRUE(eventually([&] { return server->stats().connections_open == 1; }));
-  server->publish("room", TestClient::bytes(std::string("hello")));
+  server->publish("room", TestClient::bytes(std::string("hello")), Opcode::text);
   auto frame = staying.read_frame();
   ASSERT_TRUE(frame);
   EXPECT_EQ(frame->payload, "hello");
@@ -471,7 +502,7 @@ TEST(PubSub, PublishFromOnCloseDuringAFanOutIsSafe) {
   Callbacks callbacks = topic_callbacks();
   callbacks.on_close = [&](Connection&, std::uint16_t, std::string_view) {
     ++closes;
-    running->server().publish("lobby", TestClient::bytes(std::string("someone left")));
+    running->server().publish("lobby", TestClient::bytes(std::string("someone left")), Opcode::text);
   };
   RunningServer server;
   running = &server;
@@ -490,7 +521,7 @@ TEST(PubSub, PublishFromOnCloseDuringAFanOutIsSafe) {
   const std::string big(60 * 1024, 'b');
   // Nobody in the room reads: the queues pass the limit and the room's subscribers close during fan-outs.
   for (int i = 0; i < 200 && closes.load() < 3; ++i) {
-    server->reactor(0)->post([&] { server->publish("room", TestClient::bytes(big)); });
+    server->reactor(0)->post([&] { server->publish("room", TestClient::bytes(big), Opcode::text); });
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ASSERT_TRUE(eventually([&] { return closes.load() == 3; }));

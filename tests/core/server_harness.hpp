@@ -63,12 +63,12 @@ class RunningServer {
 
   // Creates, starts and runs the server on a thread; fails the test (and returns false) on error.
   bool start(ServerConfig config, Callbacks callbacks, Logger logger = Logger(LogLevel::off, LogFormat::text)) {
-    Error error;
-    server_ = Server::create(std::move(config), std::move(callbacks), error, std::move(logger));
-    if (!server_) {
+    auto [server, error] = Server::create(std::move(config), std::move(callbacks), std::move(logger));
+    if (!server) {
       ADD_FAILURE() << "Server::create: " << error.message;
       return false;
     }
+    server_ = std::move(server);
     if ((error = server_->start())) {
       ADD_FAILURE() << "Server::start: " << error.message;
       return false;

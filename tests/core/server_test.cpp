@@ -79,10 +79,10 @@ TEST(ServerUpgrade, AddsApplicationHeaderAndRefusesOwnedOne) {
   bool allowed_ok = false;
   Callbacks callbacks = echo_callbacks();
   callbacks.on_upgrade = [&](UpgradeContext& context) {
-    const codec::HeaderError owned = context.add_header("Sec-WebSocket-Accept", "forged");
-    const codec::HeaderError allowed = context.add_header("Access-Control-Allow-Origin", "https://app.example");
+    const Error owned = context.add_header("Sec-WebSocket-Accept", "forged");
+    const Error allowed = context.add_header("Access-Control-Allow-Origin", "https://app.example");
     std::lock_guard lock(mutex);
-    owned_error = owned ? owned.message : "";
+    owned_error = owned.code == Errc::header_refused ? owned.message : "";
     allowed_ok = !allowed;
   };
   RunningServer server;
@@ -338,14 +338,14 @@ TEST(ServerConnection, HandleAfterCloseFailsCleanly) {
   std::atomic<bool> sent{true}, closed_ok{true};
   const std::uint8_t payload[] = {'x'};
   server->reactor(0)->post([&] {
-    sent = server->send(handle, payload);
+    sent = server->send(handle, payload) == SendStatus::ok;
     closed_ok = server->close(handle);
     ++answered;
   });
   ASSERT_TRUE(eventually([&] { return answered.load() == 1; }));
   EXPECT_FALSE(sent.load());
   EXPECT_FALSE(closed_ok.load());
-  EXPECT_TRUE(server->send(handle, payload)) << "posted from another thread";
+  EXPECT_EQ(server->send(handle, payload), SendStatus::ok) << "posted from another thread";
   EXPECT_FALSE(next.read_frame(200)) << "the stale handle's message reached the new connection";
 }
 
@@ -696,9 +696,9 @@ class ServerConfigErrors : public ::testing::TestWithParam<ConfigCase> {};
 TEST_P(ServerConfigErrors, NameTheSetting) {
   ServerConfig config = test_config();
   GetParam().change(config);
-  Error error;
-  auto server = Server::create(config, {}, error, Logger(LogLevel::off, LogFormat::text));
+  auto [server, error] = Server::create(config, {}, Logger(LogLevel::off, LogFormat::text));
   EXPECT_EQ(server, nullptr);
+  EXPECT_EQ(error.code, Errc::invalid_config) << errc_name(error.code);
   EXPECT_NE(error.message.find(GetParam().setting), std::string::npos) << error.message;
 }
 

@@ -111,9 +111,8 @@ int main(int argc, char** argv) {
     c.send(m.data, m.opcode);
   };
 
-  edgews::Error error;
-  auto server = edgews::Server::create(std::move(config), std::move(callbacks), error,
-                                       edgews::Logger(level, edgews::LogFormat::text));
+  auto [server, error] = edgews::Server::create(std::move(config), std::move(callbacks),
+                                                edgews::Logger(level, edgews::LogFormat::text));
   if (!server || (error = server->start())) {
     std::fprintf(stderr, "integration_server: %s\n", error.message.c_str());
     return 1;

@@ -9,9 +9,8 @@ int main() {
   config.listeners = {{"127.0.0.1", 0, false}};
   edgews::Callbacks callbacks;
   callbacks.on_message = [](edgews::Connection& c, const edgews::Message& m) { c.send(m.data, m.opcode); };
-  edgews::Error error;
-  auto server = edgews::Server::create(config, callbacks, error,
-                                       edgews::Logger(edgews::LogLevel::warn, edgews::LogFormat::text));
+  auto [server, error] = edgews::Server::create(config, callbacks,
+                                                edgews::Logger(edgews::LogLevel::warn, edgews::LogFormat::text));
   if (!server || (error = server->start())) {
     std::fprintf(stderr, "consumer: %s\n", error.message.c_str());
     return 1;

@@ -14,9 +14,8 @@ struct Parsed {
 
 Parsed parse(std::string_view text) {
   BridgeConfig config;
-  core::Error error;
-  const bool ok = parse_endpoint(text, config, error);
-  return {ok, config.host, config.port, error.message};
+  const core::Error error = parse_endpoint(text, config);
+  return {!error, config.host, config.port, error.message};
 }
 
 TEST(RedisEndpoint, AcceptsHostAndPort) {

@@ -100,9 +100,9 @@ bool run_until(core::Server& server, ScriptedRedis& redis, const std::function<b
 
 // One reactor, embedded (run_ready on the test's thread, which is reactor 0's as Bridge::create requires).
 std::unique_ptr<core::Server> started_server() {
-  core::Error error;
-  auto server = core::Server::create(test::test_config(1), {}, error,
-                                     core::Logger(core::LogLevel::off, core::LogFormat::text));
+  auto [created, error] =
+      core::Server::create(test::test_config(1), {}, core::Logger(core::LogLevel::off, core::LogFormat::text));
+  std::unique_ptr<core::Server> server = std::move(created);
   if (!server || (error = server->start())) {
     ADD_FAILURE() << error.message;
     return nullptr;
@@ -111,7 +111,6 @@ std::unique_ptr<core::Server> started_server() {
 }
 
 TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswersAgain) {
-  core::Error error;
   auto server = started_server();
   ASSERT_TRUE(server);
   ScriptedRedis redis;
@@ -121,8 +120,9 @@ TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswe
   config.connect_timeout_ms = 600;
   config.reconnect_min_ms = 50;
   config.reconnect_max_ms = 200;
-  auto bridge = Bridge::create(*server, config, error);
-  ASSERT_TRUE(bridge) << error.message;
+  auto created = Bridge::create(*server, config);
+  auto bridge = std::move(created.value);
+  ASSERT_TRUE(bridge) << created.error.message;
 
   ASSERT_TRUE(run_until(*server, redis, [&] { return bridge->stats().link_up; }, 5000));
   // Eight intervals with answered PINGs, plain on one connection and in subscribed mode on the other.
@@ -157,19 +157,19 @@ TEST(RedisKeepalive, DropsASilentLinkWithinTwoIntervalsAndRecoversWhenRedisAnswe
 }
 
 TEST(RedisKeepalive, RefusesAnIntervalBelowTheTimerResolutionNamingTheSetting) {
-  core::Error error;
   auto server = started_server();
   ASSERT_TRUE(server);
   BridgeConfig config;
   config.keepalive_interval_ms = 10;
-  EXPECT_EQ(Bridge::create(*server, config, error), nullptr);
+  const auto [bridge, error] = Bridge::create(*server, config);
+  EXPECT_EQ(bridge, nullptr);
+  EXPECT_EQ(error.code, core::Errc::invalid_config);
   EXPECT_NE(error.message.find("keepalive_interval_ms"), std::string::npos) << error.message;
   server->shutdown();
   while (!server->stopped()) server->run_ready();
 }
 
 TEST(RedisKeepalive, ConnectTimeoutDecidesWhenAnUnansweredLinkIsReportedDown) {
-  core::Error error;
   auto server = started_server();
   ASSERT_TRUE(server);
   ScriptedRedis redis;
@@ -178,8 +178,9 @@ TEST(RedisKeepalive, ConnectTimeoutDecidesWhenAnUnansweredLinkIsReportedDown) {
   config.port = redis.port();
   config.connect_timeout_ms = 300;  // well apart from the default (2000)
   const auto started = Clock::now();
-  auto bridge = Bridge::create(*server, config, error);
-  ASSERT_TRUE(bridge) << error.message;
+  auto created = Bridge::create(*server, config);
+  auto bridge = std::move(created.value);
+  ASSERT_TRUE(bridge) << created.error.message;
   ASSERT_TRUE(run_until(*server, redis, [&] { return bridge->stats().outages >= 1; }, 5000));
   const auto down_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
   // A timer never fires early; the upper bound leaves slack for a loaded machine and stays below the default.
@@ -194,13 +195,13 @@ TEST(RedisKeepalive, ConnectTimeoutDecidesWhenAnUnansweredLinkIsReportedDown) {
 }
 
 TEST(RedisKeepalive, RefusesAConnectTimeoutBelowTheTimerResolutionNamingTheSetting) {
-  core::Error error;
   auto server = started_server();
   ASSERT_TRUE(server);
   for (const std::uint32_t timeout_ms : {0u, kMinConnectTimeoutMs - 1}) {
     BridgeConfig config;
     config.connect_timeout_ms = timeout_ms;
-    EXPECT_EQ(Bridge::create(*server, config, error), nullptr) << timeout_ms;
+    const auto [bridge, error] = Bridge::create(*server, config);
+    EXPECT_EQ(bridge, nullptr) << timeout_ms;
     EXPECT_NE(error.message.find("connect_timeout_ms " + std::to_string(timeout_ms)), std::string::npos)
         << error.message;
   }

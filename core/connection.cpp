@@ -1,4 +1,4 @@
-#include "core/connection.hpp"
+#include "core/connection_impl.hpp"
 
 #include <arpa/inet.h>
 #include <sys/epoll.h>
@@ -58,7 +58,7 @@ std::string PeerAddress::to_string() const {
   return out;
 }
 
-Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uint32_t slot,
+ConnectionImpl::ConnectionImpl(Worker& worker, int fd, const PeerAddress& peer, std::uint32_t slot,
                        std::uint32_t generation)
     : worker_(worker),
       fd_(fd),
@@ -69,36 +69,36 @@ Connection::Connection(Worker& worker, int fd, const PeerAddress& peer, std::uin
       reader_(codec::Role::server,
               codec::ReaderLimits{worker.server().config().limits.max_message_size,
                                   worker.server().config().limits.max_fragments, false}),
-      timer_(&Connection::on_timer, this) {}
+      timer_(&ConnectionImpl::on_timer, this) {}
 
-Connection::~Connection() {
+ConnectionImpl::~ConnectionImpl() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-ConnectionHandle Connection::handle() const { return {worker_.index(), slot_, generation_}; }
+ConnectionHandle ConnectionImpl::handle() const { return {worker_.index(), slot_, generation_}; }
 
-const PeerAddress& Connection::client_address() const {
+const PeerAddress& ConnectionImpl::client_address() const {
   return extras_ && extras_->forwarded ? *extras_->forwarded : peer_;
 }
 
-std::string_view Connection::subprotocol() const {
+std::string_view ConnectionImpl::subprotocol() const {
   return extras_ ? std::string_view(extras_->subprotocol) : std::string_view();
 }
 
-Connection::Extras& Connection::extras() {
+ConnectionImpl::Extras& ConnectionImpl::extras() {
   if (!extras_) extras_ = std::make_unique<Extras>();
   return *extras_;
 }
 
-void Connection::trim_extras() {
+void ConnectionImpl::trim_extras() {
   if (extras_ && extras_->unused()) extras_.reset();
 }
 
-net::TlsStream& Connection::tls_stream() { return *extras_->tls; }
+net::TlsStream& ConnectionImpl::tls_stream() { return *extras_->tls; }
 
-DeflateSession& Connection::deflate_session() { return *extras_->deflate; }
+DeflateSession& ConnectionImpl::deflate_session() { return *extras_->deflate; }
 
-OutQueue& Connection::queue() {
+OutQueue& ConnectionImpl::queue() {
   if (!queue_) {
     queue_ = std::make_unique<OutQueue>();
     worker_.list_memory_holder(*this);
@@ -109,7 +109,7 @@ OutQueue& Connection::queue() {
 // ---------------------------------------------------------------------------------------------------------------
 // Reading
 
-void Connection::on_events(std::uint32_t events) {
+void ConnectionImpl::on_events(std::uint32_t events) {
   if (state_ == State::dead) return;
   if ((events & (EPOLLHUP | EPOLLERR)) && read_holds_ != 0) [[unlikely]] {
     // Reset (or an error) while not read: nothing the peer sent can be answered. A plain FIN (EPOLLRDHUP) waits
@@ -127,7 +127,7 @@ void Connection::on_events(std::uint32_t events) {
   if (pollout_ && writable_ && !tls_read_waits_ && state_ != State::dead) poll_writable(false);
 }
 
-void Connection::on_readable(bool read_to_end) {
+void ConnectionImpl::on_readable(bool read_to_end) {
   // Not read while held: releasing the last hold drives the read (an edge that came meanwhile is not repeated).
   if (read_holds_ != 0) [[unlikely]] return;
   if (extras_ && extras_->proxy && !read_proxy_header()) return;
@@ -180,18 +180,18 @@ void Connection::on_readable(bool read_to_end) {
 // ---------------------------------------------------------------------------------------------------------------
 // Read holds
 
-void Connection::set_holds(std::uint8_t holds) {
+void ConnectionImpl::set_holds(std::uint8_t holds) {
   worker_.count_holds(read_holds_, holds);
   read_holds_ = holds;
 }
 
-void Connection::hold_reading(ReadHold why) {
+void ConnectionImpl::hold_reading(ReadHold why) {
   // Only an open connection is held: a closing one must read the peer's close frame.
   if (state_ != State::open) return;
   set_holds(read_holds_ | static_cast<std::uint8_t>(why));
 }
 
-void Connection::release_reading(ReadHold why) {
+void ConnectionImpl::release_reading(ReadHold why) {
   const auto bit = static_cast<std::uint8_t>(why);
   if ((read_holds_ & bit) == 0) return;
   std::uint8_t holds = read_holds_ & static_cast<std::uint8_t>(~bit);
@@ -205,14 +205,14 @@ void Connection::release_reading(ReadHold why) {
   set_holds(holds);
 }
 
-void Connection::release_all_holds() {
+void ConnectionImpl::release_all_holds() {
   if ((read_holds_ & static_cast<std::uint8_t>(~kResuming)) == 0) return;
   refresh_liveness();
   if ((read_holds_ & kResuming) == 0) worker_.read_later(*this);
   set_holds(kResuming);
 }
 
-void Connection::read_again() {
+void ConnectionImpl::read_again() {
   if (state_ == State::dead) return;
   if ((read_holds_ & kResuming) != 0) set_holds(read_holds_ & static_cast<std::uint8_t>(~kResuming));
   if (read_holds_ != 0) return;  // held again before the turn ended: the next release comes back here
@@ -231,20 +231,20 @@ void Connection::read_again() {
   on_readable(true);
 }
 
-void Connection::keep_unread(const std::uint8_t* data, std::size_t len) {
+void ConnectionImpl::keep_unread(const std::uint8_t* data, std::size_t len) {
   std::vector<std::uint8_t>& unread = extras().unread;
   unread.insert(unread.end(), data, data + len);
   worker_.list_memory_holder(*this);
 }
 
-void Connection::check_high_water() {
+void ConnectionImpl::check_high_water() {
   const std::size_t high = worker_.server().config().limits.read_high_water;
   if (high != 0 && buffered_amount() > high) hold_reading(ReadHold::backpressure);
 }
 
-void Connection::refresh_liveness() { liveness_.restart(stamp(worker_.reactor().now_ms())); }
+void ConnectionImpl::refresh_liveness() { liveness_.restart(stamp(worker_.reactor().now_ms())); }
 
-void Connection::settle_reader() {
+void ConnectionImpl::settle_reader() {
   const std::size_t held = reader_.buffered_bytes();
   if (held > kKeepReceiveBuffer) {
     reader_.release_memory(kKeepReceiveBuffer);
@@ -255,9 +255,9 @@ void Connection::settle_reader() {
 
 // Compared between sweeps: the bytes through the TLS stream either way, else when the peer last sent something
 // (the memory a plain connection keeps is on its receive side).
-std::uint64_t Connection::activity() const { return tls_ ? extras_->tls->socket_bytes() : liveness_.heard_ms(); }
+std::uint64_t ConnectionImpl::activity() const { return tls_ ? extras_->tls->socket_bytes() : liveness_.heard_ms(); }
 
-void Connection::process(std::uint8_t* data, std::size_t len) {
+void ConnectionImpl::process(std::uint8_t* data, std::size_t len) {
   switch (state_) {
     case State::handshake:
       process_handshake(data, len);
@@ -275,7 +275,7 @@ void Connection::process(std::uint8_t* data, std::size_t len) {
 // Limits::message_rate and byte_rate, for a complete data message. RatePolicy::close: over either, close 1008
 // without delivering it. RatePolicy::pause: the message is delivered and paid for, into debt if need be, and
 // reading stops at the next frame boundary until the debt is paid (ReadHold::rate, released by the worker).
-bool Connection::admit_received(std::size_t bytes) {
+bool ConnectionImpl::admit_received(std::size_t bytes) {
   const Limits& limits = worker_.server().config().limits;
   const std::uint64_t now = worker_.reactor().now_ms();
   ReceiveRate& rate = worker_.receive_rate(slot_);
@@ -306,7 +306,7 @@ bool Connection::admit_received(std::size_t bytes) {
   return false;
 }
 
-void Connection::process_frames(std::uint8_t* data, std::size_t len) {
+void ConnectionImpl::process_frames(std::uint8_t* data, std::size_t len) {
   Server& server = worker_.server();
   const std::function<void(Connection&, const Message&)>& on_message = server.callbacks_.on_message;
   const std::uint32_t now = stamp(worker_.reactor().now_ms());  // the reactor's clock stands still within a turn
@@ -367,7 +367,7 @@ void Connection::process_frames(std::uint8_t* data, std::size_t len) {
 // ---------------------------------------------------------------------------------------------------------------
 // Closing
 
-codec::ClosingHandshake Connection::closing_handshake() const {
+codec::ClosingHandshake ConnectionImpl::closing_handshake() const {
   using Step = codec::ClosingHandshake::State;
   switch (state_) {
     case State::open:
@@ -382,7 +382,7 @@ codec::ClosingHandshake Connection::closing_handshake() const {
   return codec::ClosingHandshake(Step::closed);
 }
 
-void Connection::take(const codec::CloseStep& step, std::string_view reason) {
+void ConnectionImpl::take(const codec::CloseStep& step, std::string_view reason) {
   if (step.send) send_frame(Opcode::close, {step.payload, step.size}, true);
   if (state_ == State::dead) return;  // a failed write dropped it (and told on_close 1006)
   if (step.notify) {
@@ -397,12 +397,12 @@ void Connection::take(const codec::CloseStep& step, std::string_view reason) {
   if (step.complete) enter_draining();
 }
 
-void Connection::on_peer_close(std::uint16_t code, std::string_view reason) {
+void ConnectionImpl::on_peer_close(std::uint16_t code, std::string_view reason) {
   codec::ClosingHandshake handshake = closing_handshake();
   take(handshake.received(code), reason);
 }
 
-void Connection::fail(codec::ProtocolError error) {
+void ConnectionImpl::fail(codec::ProtocolError error) {
   const codec::CloseCode code = codec::close_code_for(error);
   worker_.server().logger().log(LogLevel::info, "protocol_error", "peer=%s code=%u error=\"%.*s\"",
                                 peer_.to_string().c_str(), static_cast<unsigned>(code),
@@ -411,19 +411,19 @@ void Connection::fail(codec::ProtocolError error) {
 }
 
 // RFC 6455 7.1.7 "Fail the WebSocket Connection": our close frame, then close without waiting for the peer's.
-void Connection::fail_with(std::uint16_t code, std::string_view reason) {
+void ConnectionImpl::fail_with(std::uint16_t code, std::string_view reason) {
   codec::ClosingHandshake handshake = closing_handshake();
   take(handshake.fail(code, reason), reason);
 }
 
-void Connection::enter_draining() {
+void ConnectionImpl::enter_draining() {
   if (state_ == State::draining || state_ == State::dead) return;
   state_ = State::draining;
   arm(worker_.server().config().limits.close_timeout_ms);
   if (!worker_.corked(*this)) flush();  // uncork() flushes otherwise
 }
 
-void Connection::on_eof() {
+void ConnectionImpl::on_eof() {
   switch (state_) {
     case State::handshake:
     case State::draining:
@@ -438,7 +438,7 @@ void Connection::on_eof() {
   }
 }
 
-void Connection::destroy(std::uint16_t code, std::string_view reason) {
+void ConnectionImpl::destroy(std::uint16_t code, std::string_view reason) {
   if (state_ == State::dead) return;
   // Dead before on_close: a send from the callback fails (SendStatus::closed) instead of writing to this socket,
   // failing, and destroying the connection a second time (released twice, freed twice).
@@ -471,7 +471,7 @@ void Connection::destroy(std::uint16_t code, std::string_view reason) {
   worker_.release(*this);
 }
 
-void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
+void ConnectionImpl::notify_closed(std::uint16_t code, std::string_view reason) {
   Server& server = worker_.server();
   worker_.counters().bump_closed(code);
   if (server.logger().enabled(LogLevel::info)) {
@@ -486,33 +486,33 @@ void Connection::notify_closed(std::uint16_t code, std::string_view reason) {
 // ---------------------------------------------------------------------------------------------------------------
 // Sending
 
-SendStatus Connection::send(std::span<const std::uint8_t> payload, Opcode opcode) {
+SendStatus ConnectionImpl::send(std::span<const std::uint8_t> payload, Opcode opcode) {
   if (opcode != Opcode::text && opcode != Opcode::binary) [[unlikely]] return SendStatus::invalid_opcode;
   return send_frame(opcode, payload, false);
 }
 
-SendStatus Connection::ping(std::span<const std::uint8_t> payload) {
+SendStatus ConnectionImpl::ping(std::span<const std::uint8_t> payload) {
   if (payload.size() > codec::kMaxControlPayload) payload = payload.first(codec::kMaxControlPayload);
   return send_frame(Opcode::ping, payload, true);
 }
 
-void Connection::close(std::uint16_t code, std::string_view reason) {
+void ConnectionImpl::close(std::uint16_t code, std::string_view reason) {
   codec::ClosingHandshake handshake = closing_handshake();
   take(handshake.close(code, reason), reason);
 }
 
-void Connection::terminate() {
+void ConnectionImpl::terminate() {
   if (state_ == State::dead) return;
   destroy(1006, "terminated by the server");
 }
 
-bool Connection::subscribe(std::string_view topic) { return state_ == State::open && worker_.subscribe(*this, topic); }
+bool ConnectionImpl::subscribe(std::string_view topic) { return state_ == State::open && worker_.subscribe(*this, topic); }
 
-bool Connection::unsubscribe(std::string_view topic) { return worker_.unsubscribe(*this, topic); }
+bool ConnectionImpl::unsubscribe(std::string_view topic) { return worker_.unsubscribe(*this, topic); }
 
 // Counts what is queued beyond the message in hand: a message of any valid size (an echo of max_message_size)
 // is accepted while the queue in front of it is within the limit.
-bool Connection::over_backpressure() {
+bool ConnectionImpl::over_backpressure() {
   const Limits& limits = worker_.server().config().limits;
   if (buffered_amount() <= limits.max_backpressure) return false;
   if (limits.backpressure_policy == BackpressurePolicy::drop) {
@@ -527,12 +527,12 @@ bool Connection::over_backpressure() {
 }
 
 // A data message leaves: counted for the metrics, and activity for the idle timeout (it counts messages either way).
-void Connection::count_message_out() {
+void ConnectionImpl::count_message_out() {
   worker_.counters().bump_messages_out();
   liveness_.message(stamp(worker_.reactor().now_ms()));
 }
 
-SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
+SendStatus ConnectionImpl::send_frame(Opcode opcode, std::span<const std::uint8_t> payload, bool control) {
   // Control frames may still go out while closing (the close frame itself, a pong); data only while open.
   if (control ? (state_ != State::open && state_ != State::closing) : state_ != State::open) return SendStatus::closed;
   if (!control) {
@@ -561,9 +561,9 @@ SendStatus Connection::send_frame(Opcode opcode, std::span<const std::uint8_t> p
   return SendStatus::ok;
 }
 
-void Connection::send_raw(std::span<const std::uint8_t> bytes) { write_or_queue(bytes, {}); }
+void ConnectionImpl::send_raw(std::span<const std::uint8_t> bytes) { write_or_queue(bytes, {}); }
 
-void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+void ConnectionImpl::write_or_queue(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
   if (queue_empty()) {
     if (corked() && worker_.cork_append(header, payload)) return;
     // A large payload with nothing queued leaves at once from the caller's buffer; only what the kernel does not
@@ -580,7 +580,7 @@ void Connection::write_or_queue(std::span<const std::uint8_t> header, std::span<
 }
 
 // One frame, nothing queued: written with whatever the cork holds for this connection in front, in one write.
-void Connection::write_now(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
+void ConnectionImpl::write_now(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload) {
   // iovec takes non-const pointers; writev(2) and TLS only read through them.
   const auto out = [](std::span<const std::uint8_t> bytes) {
     return iovec{const_cast<std::uint8_t*>(bytes.data()), bytes.size()};
@@ -604,7 +604,7 @@ void Connection::write_now(std::span<const std::uint8_t> header, std::span<const
 
 // Bytes that follow whatever is queued: written at once when nothing is queued and the socket is writable; what
 // the kernel does not take (all of it otherwise) is copied to the queue, which EPOLLOUT or the caller flushes.
-void Connection::write_out(const iovec* iov, int count) {
+void ConnectionImpl::write_out(const iovec* iov, int count) {
   std::size_t written = 0;
   if (writable_ && queue_empty()) {
     written = transmit(iov, count);
@@ -622,7 +622,7 @@ void Connection::write_out(const iovec* iov, int count) {
 
 // The one transport write (plain or TLS). Returns the bytes taken; when that is less than offered the socket is
 // full and writes wait for EPOLLOUT. A failed write destroys the connection (the caller checks state_).
-std::size_t Connection::transmit(const iovec* iov, int count) {
+std::size_t ConnectionImpl::transmit(const iovec* iov, int count) {
   const net::IoResult r = transport_write(*this, iov, count);
   if (r.status == net::IoStatus::ok) {
     worker_.counters().add_bytes_out(r.bytes);
@@ -639,7 +639,7 @@ std::size_t Connection::transmit(const iovec* iov, int count) {
   return 0;
 }
 
-void Connection::wait_writable() {
+void ConnectionImpl::wait_writable() {
   writable_ = false;
   waited_for_drain_ = true;
   poll_writable(true);
@@ -648,7 +648,7 @@ void Connection::wait_writable() {
 // EPOLLOUT is in the registration only while something waits for it (output the kernel did not take, a TLS read
 // that must write first), as uSockets does: otherwise every ACK that frees send-buffer space wakes the thread.
 // Adding it reports the socket at once if it is writable already, so no edge is lost in between.
-void Connection::poll_writable(bool on) {
+void ConnectionImpl::poll_writable(bool on) {
   if (pollout_ == on || handoff_offered_) return;  // an offered socket is out of the reactor
   pollout_ = on;
   if (net::Error error = worker_.reactor().modify(fd_, this, on ? kEvents | EPOLLOUT : kEvents)) [[unlikely]] {
@@ -658,7 +658,7 @@ void Connection::poll_writable(bool on) {
   }
 }
 
-void Connection::queue_shared(Chunk* frame) {
+void ConnectionImpl::queue_shared(Chunk* frame) {
   if (state_ != State::open) return;
   if (over_backpressure()) return;
   count_message_out();
@@ -668,13 +668,13 @@ void Connection::queue_shared(Chunk* frame) {
   if (!corked()) schedule_flush();
 }
 
-void Connection::cork() { worker_.lend_cork(*this); }
+void ConnectionImpl::cork() { worker_.lend_cork(*this); }
 
-bool Connection::corked() const { return worker_.corked(*this); }
+bool ConnectionImpl::corked() const { return worker_.corked(*this); }
 
 // The end of processing this connection's input: everything it produced leaves with one write (the common case),
 // and whatever had queued meanwhile follows.
-void Connection::uncork() {
+void ConnectionImpl::uncork() {
   const std::span<std::uint8_t> gathered = worker_.take_cork();
   if (state_ == State::dead) return;
   if (!gathered.empty()) {
@@ -685,23 +685,23 @@ void Connection::uncork() {
   flush();
 }
 
-void Connection::schedule_flush() {
+void ConnectionImpl::schedule_flush() {
   if (flush_scheduled_ || state_ == State::dead) return;
   flush_scheduled_ = true;
   worker_.schedule_flush(*this);
 }
 
-void Connection::flush_due() {
+void ConnectionImpl::flush_due() {
   flush_scheduled_ = false;
   flush();
 }
 
-void Connection::on_writable() {
+void ConnectionImpl::on_writable() {
   writable_ = true;
   flush();
 }
 
-void Connection::flush() {
+void ConnectionImpl::flush() {
   if (state_ == State::dead) return;
   while (writable_ && !queue_empty()) {
     iovec iov[64];
@@ -713,7 +713,7 @@ void Connection::flush() {
   after_flush();
 }
 
-void Connection::after_flush() {
+void ConnectionImpl::after_flush() {
   // The drain point of the write path: under the low-water mark the peer's input is read again.
   if ((read_holds_ & static_cast<std::uint8_t>(ReadHold::backpressure)) != 0 &&
       buffered_amount() <= worker_.server().config().limits.read_low_water) {
@@ -738,34 +738,34 @@ void Connection::after_flush() {
   }
 }
 
-void Connection::suspend_writes() {
+void ConnectionImpl::suspend_writes() {
   writable_ = false;
   pollout_ = false;  // the registration goes with the socket
 }
 
-void Connection::resume_writes() {
+void ConnectionImpl::resume_writes() {
   writable_ = true;
   if (!queue_empty()) schedule_flush();
 }
 
-bool Connection::output_idle() const { return queue_empty() && !flush_scheduled_ && !corked(); }
+bool ConnectionImpl::output_idle() const { return queue_empty() && !flush_scheduled_ && !corked(); }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Timers: one per connection, for the deadline of the current state (State).
 
-void Connection::arm(std::uint32_t delay_ms) { worker_.reactor().timers().schedule(timer_, delay_ms); }
+void ConnectionImpl::arm(std::uint32_t delay_ms) { worker_.reactor().timers().schedule(timer_, delay_ms); }
 
-void Connection::arm_stage() {
+void ConnectionImpl::arm_stage() {
   const ServerConfig& config = worker_.server().config();
   arm(stage_ == Stage::tls ? config.tls.handshake_timeout_ms : config.limits.handshake_timeout_ms);
 }
 
-void Connection::after_tls_handshake() {
+void ConnectionImpl::after_tls_handshake() {
   stage_ = Stage::request;
   arm_stage();
 }
 
-void Connection::arm_liveness() {
+void ConnectionImpl::arm_liveness() {
   const std::uint32_t wait =
       liveness_.next_check_in(liveness_settings(worker_.server().config().limits), stamp(worker_.reactor().now_ms()));
   if (wait == UINT32_MAX) {
@@ -775,9 +775,9 @@ void Connection::arm_liveness() {
   arm(wait);
 }
 
-void Connection::on_timer(net::Timer&, void* context) { static_cast<Connection*>(context)->on_deadline(); }
+void ConnectionImpl::on_timer(net::Timer&, void* context) { static_cast<ConnectionImpl*>(context)->on_deadline(); }
 
-void Connection::on_deadline() {
+void ConnectionImpl::on_deadline() {
   Server& server = worker_.server();
   const Limits& limits = server.config().limits;
   switch (state_) {
@@ -820,7 +820,7 @@ void Connection::on_deadline() {
   arm_liveness();
 }
 
-void Connection::on_handshake_deadline() {
+void ConnectionImpl::on_handshake_deadline() {
   Server& server = worker_.server();
   switch (stage_) {
     case Stage::tls:
@@ -845,5 +845,33 @@ void Connection::on_handshake_deadline() {
                       peer_.to_string().c_str(), server.config().limits.handshake_timeout_ms);
   destroy(1006, "handshake timeout");
 }
+
+}  // namespace edgews::core
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connection, the public API: each method reaches the ConnectionImpl it is the base of. Here, beside the
+// definitions it calls, so that the compiler can fold a forward into its target.
+
+namespace edgews::core {
+
+SendStatus Connection::send(std::span<const std::uint8_t> payload, Opcode opcode) {
+  return impl_of(*this).send(payload, opcode);
+}
+SendStatus Connection::ping(std::span<const std::uint8_t> payload) { return impl_of(*this).ping(payload); }
+void Connection::close(std::uint16_t code, std::string_view reason) { return impl_of(*this).close(code, reason); }
+void Connection::terminate() { return impl_of(*this).terminate(); }
+void Connection::pause_reading() { return impl_of(*this).pause_reading(); }
+void Connection::resume_reading() { return impl_of(*this).resume_reading(); }
+bool Connection::reading_paused() const { return impl_of(*this).reading_paused(); }
+bool Connection::is_open() const { return impl_of(*this).is_open(); }
+std::size_t Connection::buffered_amount() const { return impl_of(*this).buffered_amount(); }
+ConnectionHandle Connection::handle() const { return impl_of(*this).handle(); }
+const PeerAddress& Connection::remote_address() const { return impl_of(*this).remote_address(); }
+const PeerAddress& Connection::client_address() const { return impl_of(*this).client_address(); }
+std::string_view Connection::subprotocol() const { return impl_of(*this).subprotocol(); }
+void* Connection::user_data() const { return impl_of(*this).user_data(); }
+void Connection::set_user_data(void* data) { return impl_of(*this).set_user_data(data); }
+bool Connection::subscribe(std::string_view topic) { return impl_of(*this).subscribe(topic); }
+bool Connection::unsubscribe(std::string_view topic) { return impl_of(*this).unsubscribe(topic); }
 
 }  // namespace edgews::core

@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "codec/proxy_protocol.hpp"
-#include "core/connection.hpp"
+#include "core/connection_impl.hpp"
 #include "core/deflate_session.hpp"
 #include "net/tls.hpp"
 
 namespace edgews::core {
 
-struct Connection::Extras {
+struct ConnectionImpl::Extras {
   std::unique_ptr<std::string> head;             // partial upgrade request, only while it is incomplete
   std::string subprotocol;                       // empty when none was negotiated
   std::vector<std::string> topics;               // subscribed topics

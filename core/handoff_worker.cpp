@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/connection_extras.hpp"
+#include "core/connection_impl.hpp"
 #include "core/deflate_session.hpp"
 #include "core/handoff.hpp"
 #include "core/server.hpp"
@@ -26,16 +27,16 @@ constexpr std::uint32_t kScanPeriodMs = 2;
 // ---------------------------------------------------------------------------------------------------------------
 // Connection
 
-bool Connection::handoff_movable() const {
+bool ConnectionImpl::handoff_movable() const {
   // TLS: OpenSSL cannot adopt another process's session.
   return state_ == State::open && !tls_ && !(extras_ && (extras_->proxy || extras_->head));
 }
 
-bool Connection::handoff_ready() const {
+bool ConnectionImpl::handoff_ready() const {
   return state_ == State::open && (read_holds_ & kHandoffBit) != 0 && !reader_.in_message() && output_idle();
 }
 
-void Connection::vanish() {
+void ConnectionImpl::vanish() {
   if (state_ == State::dead) return;
   state_ = State::dead;
   if (read_holds_ != 0) set_holds(0);
@@ -105,16 +106,16 @@ void Worker::handoff_scan() {
   // The deadline counts from this worker's last progress (an offer, an answer): a connection is drained only when
   // it alone holds the hand-off up that long, not because there are many ahead of it.
   const bool late = now >= handoff_->deadline;
-  const auto drain = [&](Connection& c) {
+  const auto drain = [&](ConnectionImpl& c) {
     c.close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
     out.count_drained();
   };
   bool pending = false;
   std::size_t held = 0;  // held here and not offered yet: with in_flight, at most kMaxInFlight stop being read
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Connection* c = slots_[i].connection;
+    ConnectionImpl* c = slots_[i].connection;
     if (c == nullptr || c->handoff_offered_) continue;
-    if (c->state_ == Connection::State::handshake) {
+    if (c->state_ == ConnectionImpl::State::handshake) {
       if (late) {
         c->destroy(1006, "hand-off deadline during the upgrade");
       } else {
@@ -122,7 +123,7 @@ void Worker::handoff_scan() {
       }
       continue;
     }
-    if (c->state_ != Connection::State::open) continue;  // closing: ends on its own
+    if (c->state_ != ConnectionImpl::State::open) continue;  // closing: ends on its own
     if (!c->handoff_movable()) {
       drain(*c);
       continue;
@@ -169,7 +170,7 @@ void Worker::handoff_scan() {
   }
 }
 
-void Worker::offer(Connection& c) {
+void Worker::offer(ConnectionImpl& c) {
   HandoffOut& out = handoff_->out;
   const auto drain = [&](const char* why) {
     server_.logger().log(LogLevel::info, "handoff", "peer=%s: not moved (%s), closing with 1012",
@@ -214,9 +215,9 @@ void Worker::offer(Connection& c) {
   out.offer(c.handle(), std::move(state), std::move(copy));
 }
 
-void Worker::give_back(Connection& c) {
+void Worker::give_back(ConnectionImpl& c) {
   c.handoff_offered_ = false;
-  if (net::Error error = reactor_->add(c.fd_, &c, Connection::kEvents)) {
+  if (net::Error error = reactor_->add(c.fd_, &c, ConnectionImpl::kEvents)) {
     c.destroy(1006, "reactor registration failed");
     return;
   }
@@ -226,7 +227,7 @@ void Worker::give_back(Connection& c) {
 }
 
 void Worker::handoff_answer(ConnectionHandle handle, bool adopted, const std::string& reason) {
-  Connection* c = find(handle);
+  ConnectionImpl* c = find(handle);
   if (c == nullptr || !c->handoff_offered_) return;
   if (handoff_ && handoff_->in_flight > 0) {
     --handoff_->in_flight;
@@ -242,14 +243,14 @@ void Worker::handoff_answer(ConnectionHandle handle, bool adopted, const std::st
   server_.logger().log(LogLevel::info, "handoff", "peer=%s: refused by the successor (%s), closing with 1012",
                        c->peer_.to_string().c_str(), reason.c_str());
   give_back(*c);
-  if (c->state_ == Connection::State::open) {
+  if (c->state_ == ConnectionImpl::State::open) {
     c->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
     if (handoff_) handoff_->out.count_drained();
   }
 }
 
 void Worker::handoff_abandon(ConnectionHandle handle) {
-  Connection* c = find(handle);
+  ConnectionImpl* c = find(handle);
   if (c == nullptr || !c->handoff_offered_) return;
   if (handoff_ && handoff_->in_flight > 0) --handoff_->in_flight;
   server_.logger().log(LogLevel::warn, "handoff", "peer=%s: the successor never answered for it: shutting it down",
@@ -263,7 +264,7 @@ void Worker::handoff_abandon(ConnectionHandle handle) {
 
 void Worker::take_back() {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Connection* c = slots_[i].connection;
+    ConnectionImpl* c = slots_[i].connection;
     if (c == nullptr) continue;
     if (c->handoff_offered_) {
       give_back(*c);
@@ -288,8 +289,8 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
     reason = "over max_connections";
     return false;
   }
-  Connection* c = take_slot(std::move(fd), state.peer);
-  c->state_ = Connection::State::open;
+  ConnectionImpl* c = take_slot(std::move(fd), state.peer);
+  c->state_ = ConnectionImpl::State::open;
   if (state.forwarded) c->extras().forwarded = state.forwarded;
   if (!state.subprotocol.empty()) c->extras().subprotocol = std::move(state.subprotocol);
   if (state.deflate) {
@@ -313,7 +314,7 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
   // (no byte consumed here, no frame written, the deflate windows untouched); once the answer is out, the
   // predecessor lets go of it whatever happens next.
   commit();
-  if (net::Error error = reactor_->add(c->fd_, c, Connection::kEvents)) {
+  if (net::Error error = reactor_->add(c->fd_, c, ConnectionImpl::kEvents)) {
     server_.logger().log(LogLevel::error, "handoff", "peer=%s: adopted but not registered (%s): closing it",
                          c->peer_.to_string().c_str(), error.message.c_str());
     c->vanish();
@@ -325,7 +326,7 @@ bool Worker::adopt(handoff::ConnectionState& state, net::Fd fd, std::string& rea
     // reports the socket's readiness as an event, which must not overtake it).
     c->extras().unread = std::move(state.unread);
     list_memory_holder(*c);
-    c->set_holds(Connection::kResuming);
+    c->set_holds(ConnectionImpl::kResuming);
     read_later(*c);
   }
   c->arm_liveness();

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/connection_extras.hpp"
+#include "core/connection_impl.hpp"
 #include "core/server.hpp"
 #include "core/worker.hpp"
 
@@ -53,7 +54,7 @@ std::uint64_t Server::resolve_memory_budget(const ServerConfig& config, std::str
   return kDefaultMemoryBudget;
 }
 
-std::size_t Connection::memory_held() const {
+std::size_t ConnectionImpl::memory_held() const {
   std::size_t held = buffered_amount() + reader_.buffered_bytes();
   if (extras_) {
     held += extras_->unread.capacity();
@@ -63,7 +64,7 @@ std::size_t Connection::memory_held() const {
   return held;
 }
 
-void Connection::shed_for_memory(std::size_t held) {
+void ConnectionImpl::shed_for_memory(std::size_t held) {
   Server& server = worker_.server();
   server.logger().log(LogLevel::warn, "memory_budget", "peer=%s held=%zu budget=%" PRIu64 ": closing with 1013",
                       peer_.to_string().c_str(), held, server.memory_budget());
@@ -73,7 +74,7 @@ void Connection::shed_for_memory(std::size_t held) {
   fail_with(1013, "server memory budget");
 }
 
-void Worker::list_memory_holder(Connection& connection) {
+void Worker::list_memory_holder(ConnectionImpl& connection) {
   if (connection.memory_listed_) return;
   connection.memory_listed_ = true;
   memory_holders_.push_back({connection.slot_, connection.generation_});
@@ -86,7 +87,7 @@ void Worker::on_memory_sweep(net::Timer&, void* context) {
   std::size_t kept = 0;
   self->memory_candidates_.clear();
   for (const SlotRef ref : self->memory_holders_) {
-    Connection* connection = self->find({self->index_, ref.slot, ref.generation});
+    ConnectionImpl* connection = self->find({self->index_, ref.slot, ref.generation});
     if (connection == nullptr) continue;  // gone: what it held is freed
     const std::size_t held = connection->memory_held();
     if (held == 0) {
@@ -95,7 +96,7 @@ void Worker::on_memory_sweep(net::Timer&, void* context) {
       continue;
     }
     other += held - connection->buffered_amount();  // queued output is counted by chunk, below
-    if (connection->state_ == Connection::State::open) {
+    if (connection->state_ == ConnectionImpl::State::open) {
       self->memory_candidates_.push_back({held, ref});
     } else {
       releasing += held;
@@ -132,7 +133,7 @@ void Worker::enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasin
   constexpr auto kMemoryHold = static_cast<std::uint8_t>(ReadHold::memory);
   if (staying < budget / 2) {
     for (const Candidate& candidate : memory_candidates_) {
-      Connection* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
+      ConnectionImpl* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
       if (connection != nullptr) connection->release_reading(ReadHold::memory);
     }
     return;
@@ -145,8 +146,8 @@ void Worker::enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasin
   std::uint64_t acted = 0;
   for (const Candidate& candidate : memory_candidates_) {
     if (acted >= share) break;
-    Connection* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
-    if (connection == nullptr || connection->state_ != Connection::State::open) continue;
+    ConnectionImpl* connection = find({index_, candidate.ref.slot, candidate.ref.generation});
+    if (connection == nullptr || connection->state_ != ConnectionImpl::State::open) continue;
     acted += candidate.held;
     if (over) {
       connection->shed_for_memory(candidate.held);

@@ -1,4 +1,5 @@
 #include "core/server.hpp"
+#include "core/connection_impl.hpp"
 
 #include <signal.h>
 #include <time.h>
@@ -327,13 +328,13 @@ SendStatus Server::send(ConnectionHandle handle, std::span<const std::uint8_t> p
   if (handle.worker >= workers_.size() || stopped()) return SendStatus::closed;
   Worker* worker = workers_[handle.worker].get();
   if (worker->reactor().in_reactor_thread()) {
-    Connection* connection = worker->find(handle);
+    ConnectionImpl* connection = worker->find(handle);
     return connection != nullptr ? connection->send(payload, opcode) : SendStatus::closed;
   }
   worker->reactor().post([worker, handle, data = std::string(reinterpret_cast<const char*>(payload.data()),
                                                                   payload.size()),
                           opcode] {
-    if (Connection* connection = worker->find(handle)) {
+    if (ConnectionImpl* connection = worker->find(handle)) {
       connection->send({reinterpret_cast<const std::uint8_t*>(data.data()), data.size()}, opcode);
     }
   });
@@ -344,13 +345,13 @@ bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view
   if (handle.worker >= workers_.size() || stopped()) return false;
   Worker* worker = workers_[handle.worker].get();
   if (worker->reactor().in_reactor_thread()) {
-    Connection* connection = worker->find(handle);
+    ConnectionImpl* connection = worker->find(handle);
     if (connection == nullptr) return false;
     connection->close(code, reason);
     return true;
   }
   worker->reactor().post([worker, handle, code, text = std::string(reason)] {
-    if (Connection* connection = worker->find(handle)) connection->close(code, text);
+    if (ConnectionImpl* connection = worker->find(handle)) connection->close(code, text);
   });
   return true;
 }
@@ -362,7 +363,7 @@ bool Server::resume_reading(ConnectionHandle handle) { return hold(handle, false
 bool Server::hold(ConnectionHandle handle, bool pause) {
   if (handle.worker >= workers_.size() || stopped()) return false;
   Worker* worker = workers_[handle.worker].get();
-  const auto apply = [](Connection& connection, bool paused) {
+  const auto apply = [](ConnectionImpl& connection, bool paused) {
     if (paused) {
       connection.pause_reading();
     } else {
@@ -370,13 +371,13 @@ bool Server::hold(ConnectionHandle handle, bool pause) {
     }
   };
   if (worker->reactor().in_reactor_thread()) {
-    Connection* connection = worker->find(handle);
+    ConnectionImpl* connection = worker->find(handle);
     if (connection == nullptr) return false;
     apply(*connection, pause);
     return true;
   }
   worker->reactor().post([worker, handle, pause, apply] {
-    if (Connection* connection = worker->find(handle)) apply(*connection, pause);
+    if (ConnectionImpl* connection = worker->find(handle)) apply(*connection, pause);
   });
   return true;
 }

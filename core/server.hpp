@@ -39,6 +39,9 @@ class Reactor;
 
 namespace edgews::core {
 
+class ConnectionImpl;
+class Worker;
+class UpgradeContext;
 class HandoffOut;
 class HandoffIn;
 class AddressTable;
@@ -279,7 +282,7 @@ class Server {
 
  private:
   friend class Worker;
-  friend class Connection;
+  friend class ConnectionImpl;
   friend class HandoffOut;
   friend class HandoffIn;
   Server(ServerConfig config, Callbacks callbacks, Logger logger);

@@ -1,4 +1,5 @@
 #include "core/transport.hpp"
+#include "core/connection_impl.hpp"
 
 #include "core/connection_extras.hpp"
 #include "core/server.hpp"
@@ -29,8 +30,8 @@ net::IoResult to_io(const net::TlsResult& r) {
 
 // Data through a released (quiet) stream makes it busy again: it keeps its buffers and is listed for the sweep.
 // A read that finds nothing leaves it quiet.
-net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
-  if (c.stage_ == Connection::Stage::tls && !c.worker_.take_handshake_step()) [[unlikely]] {
+net::IoResult TlsTransport::read(ConnectionImpl& c, void* buf, std::size_t len) {
+  if (c.stage_ == ConnectionImpl::Stage::tls && !c.worker_.take_handshake_step()) [[unlikely]] {
     c.worker_.read_later(c);  // this phase's share of handshakes is spent: the established connections go first
     return {net::IoStatus::would_block, 0, 0};
   }
@@ -43,20 +44,20 @@ net::IoResult TlsTransport::read(Connection& c, void* buf, std::size_t len) {
   return to_io(r);
 }
 
-net::IoResult TlsTransport::write(Connection& c, const iovec* iov, int count) {
+net::IoResult TlsTransport::write(ConnectionImpl& c, const iovec* iov, int count) {
   const net::TlsResult r = c.tls_stream().write(iov, count);
   if (c.tls_released_ && r.bytes != 0) [[unlikely]] c.worker_.hold_tls_buffers(c);
   return to_io(r);
 }
 
-void TlsTransport::shutdown(Connection& c) { c.tls_stream().shutdown(); }
+void TlsTransport::shutdown(ConnectionImpl& c) { c.tls_stream().shutdown(); }
 
-void TlsTransport::close(Connection& c) {
+void TlsTransport::close(ConnectionImpl& c) {
   c.extras_->tls.reset();
   c.tls_ = false;
 }
 
-net::Error Worker::attach_tls(Connection& connection) {
+net::Error Worker::attach_tls(ConnectionImpl& connection) {
   std::shared_ptr<net::TlsContext> context = server_.tls_context();
   net::TlsError error;
   std::unique_ptr<net::TlsStream> stream = net::TlsStream::accept(context, connection.fd_, error);
@@ -71,7 +72,7 @@ net::Error Worker::attach_tls(Connection& connection) {
 // messages, which spares a malloc/free per record while it is busy. A quiet connection gives them back: right
 // after its upgrade, and through the quiet-connection sweep (core/worker.cpp) once it holds them again.
 
-void Worker::settle_after_upgrade(Connection& connection) {
+void Worker::settle_after_upgrade(ConnectionImpl& connection) {
   settling_.push_back(&connection);
   reactor_->defer(turn_hook_);
 }
@@ -82,8 +83,8 @@ void Worker::settle_after_upgrade(Connection& connection) {
 constexpr std::size_t kTlsHandshakeFreedBytes = 32 * 1024;
 
 // At the end of the upgrade's turn, when the 101 (and whatever on_open sent) has been written.
-void Worker::release_settled_tls(Connection& connection) {
-  if (connection.state_ == Connection::State::dead || !connection.tls_ || connection.tls_released_) return;
+void Worker::release_settled_tls(ConnectionImpl& connection) {
+  if (connection.state_ == ConnectionImpl::State::dead || !connection.tls_ || connection.tls_released_) return;
   // Counted here, once per upgraded connection: a burst of handshakes is trimmed after it, never during it.
   note_freed(kTlsHandshakeFreedBytes);
   if (release_tls_buffers(connection)) return;
@@ -94,14 +95,14 @@ void Worker::release_settled_tls(Connection& connection) {
 
 // Gives a quiet connection's record buffers back; false (nothing freed) while it has output queued or OpenSSL
 // holds unprocessed bytes.
-bool Worker::release_tls_buffers(Connection& connection) {
+bool Worker::release_tls_buffers(ConnectionImpl& connection) {
   if (!connection.queue_empty() || !connection.tls_stream().release_buffers()) return false;
   connection.tls_released_ = true;
   counters_.bump_tls_buffers_released();
   return true;
 }
 
-void Worker::hold_tls_buffers(Connection& connection) {
+void Worker::hold_tls_buffers(ConnectionImpl& connection) {
   connection.tls_released_ = false;
   connection.tls_stream().keep_buffers();
   list_for_sweep(connection);

@@ -15,7 +15,7 @@
 #include "codec/http_request.hpp"
 #include "codec/proxy_protocol.hpp"
 #include "core/admission.hpp"
-#include "core/connection.hpp"
+#include "core/connection_impl.hpp"
 #include "core/connection_extras.hpp"
 #include "core/deflate_session.hpp"
 #include "core/forwarded.hpp"
@@ -35,13 +35,13 @@ std::span<const std::uint8_t> bytes_of(std::string_view text) {
 
 }  // namespace
 
-Connection::Stage Connection::first_stage(bool tls, bool proxy_protocol, bool admin) {
+ConnectionImpl::Stage ConnectionImpl::first_stage(bool tls, bool proxy_protocol, bool admin) {
   if (proxy_protocol) return tls ? Stage::proxy_then_tls : Stage::proxy_header;  // the header comes first, in clear
   if (tls) return Stage::tls;
   return admin ? Stage::admin_request : Stage::request;
 }
 
-void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
+void ConnectionImpl::process_handshake(std::uint8_t* data, std::size_t len) {
   const Limits& limits = worker_.server().config().limits;
   std::string_view buffer;
   std::size_t last_len = 0;
@@ -80,7 +80,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
 // ---------------------------------------------------------------------------------------------------------------
 // Routing
 
-void Connection::handle_request(const codec::HttpRequest& request) {
+void ConnectionImpl::handle_request(const codec::HttpRequest& request) {
   Server& server = worker_.server();
   if (stage_ == Stage::admin_request ||
       (request.target.substr(0, request.target.find('?')) == "/metrics" && server.metrics_allow_.contains(peer_))) {
@@ -100,7 +100,7 @@ void Connection::handle_request(const codec::HttpRequest& request) {
   }
 }
 
-void Connection::serve_http(const codec::HttpRequest& request) {
+void ConnectionImpl::serve_http(const codec::HttpRequest& request) {
   Server& server = worker_.server();
   std::string& out = worker_.scratch_out();
   out.clear();
@@ -120,7 +120,7 @@ void Connection::serve_http(const codec::HttpRequest& request) {
   respond(out);
 }
 
-void Connection::serve_metrics(const codec::HttpRequest& request) {
+void ConnectionImpl::serve_metrics(const codec::HttpRequest& request) {
   std::string& out = worker_.scratch_out();
   out.clear();
   const std::string_view path = request.target.substr(0, request.target.find('?'));
@@ -144,7 +144,7 @@ void Connection::serve_metrics(const codec::HttpRequest& request) {
 // ---------------------------------------------------------------------------------------------------------------
 // The upgrade: policy, the application's decision, negotiation; then the 101.
 
-void Connection::upgrade(const codec::HttpRequest& request) {
+void ConnectionImpl::upgrade(const codec::HttpRequest& request) {
   Server& server = worker_.server();
   codec::UpgradeRequest upgrade;
   std::vector<char>& scratch = worker_.upgrade_scratch(codec::upgrade_scratch_size(request));
@@ -203,7 +203,7 @@ void Connection::upgrade(const codec::HttpRequest& request) {
 
 // Admission control at the upgrade, by the client's address after trusted-proxy resolution: the handshake rate
 // (429), then for a client behind a trusted proxy, which was not counted at accept, its connections (503).
-bool Connection::admit_upgrade(std::string_view user_agent) {
+bool ConnectionImpl::admit_upgrade(std::string_view user_agent) {
   Server& server = worker_.server();
   AddressTable& table = *server.addresses_;
   if (!table.limits_handshakes() && !table.limits_connections()) return true;
@@ -242,7 +242,7 @@ bool Connection::admit_upgrade(std::string_view user_agent) {
   return false;
 }
 
-void Connection::open(UpgradeContext& context, const codec::UpgradeRequest& upgrade,
+void ConnectionImpl::open(UpgradeContext& context, const codec::UpgradeRequest& upgrade,
                       const codec::DeflateNegotiation& deflate) {
   Server& server = worker_.server();
   std::string& out = worker_.scratch_out();
@@ -295,7 +295,7 @@ void Connection::open(UpgradeContext& context, const codec::UpgradeRequest& upgr
 // ---------------------------------------------------------------------------------------------------------------
 // The last response
 
-void Connection::refuse(int status, std::string_view reason, RefusalReason why, std::string_view user_agent,
+void ConnectionImpl::refuse(int status, std::string_view reason, RefusalReason why, std::string_view user_agent,
                         const codec::ResponseHeaders* headers) {
   worker_.counters().bump_refused(why);
   if (why != RefusalReason::rate_limited && why != RefusalReason::address_connections &&
@@ -310,7 +310,7 @@ void Connection::refuse(int status, std::string_view reason, RefusalReason why, 
   respond(out);
 }
 
-void Connection::respond(std::string_view response) {
+void ConnectionImpl::respond(std::string_view response) {
   send_raw(bytes_of(response));
   state_ = State::draining;
   arm(worker_.server().config().limits.close_timeout_ms);
@@ -320,7 +320,7 @@ void Connection::respond(std::string_view response) {
 // ---------------------------------------------------------------------------------------------------------------
 // The PROXY header
 
-bool Connection::read_proxy_header() {
+bool ConnectionImpl::read_proxy_header() {
   // Peek, then take exactly the header's bytes: what follows it (a TLS ClientHello, the upgrade request) stays in
   // the socket for the layer that owns it. Two system calls, once per connection.
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();

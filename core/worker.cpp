@@ -1,4 +1,5 @@
 #include "core/worker.hpp"
+#include "core/connection_impl.hpp"
 
 #include <fcntl.h>
 #include <malloc.h>
@@ -45,8 +46,8 @@ Worker::Worker(Server& server, std::uint32_t index)
 Worker::~Worker() {
   join();
   for (Slot& slot : slots_) delete slot.connection;
-  for (Connection* connection : graveyard_) delete connection;
-  for (Connection* connection : dead_) delete connection;
+  for (ConnectionImpl* connection : graveyard_) delete connection;
+  for (ConnectionImpl* connection : dead_) delete connection;
 }
 
 net::Error Worker::open(std::unique_ptr<net::Reactor> reactor) {
@@ -196,10 +197,10 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   if (!mode.admin && !mode.proxy_protocol && (count = count_address(address)) == AddressCount::refused) {
     return;  // fd closes here: no read, no timer, no TLS handshake for an address that holds its share already
   }
-  Connection* connection = take_slot(std::move(fd), address);
-  if (count == AddressCount::counted) connection->admission_ = Connection::Admission::peer;
+  ConnectionImpl* connection = take_slot(std::move(fd), address);
+  if (count == AddressCount::counted) connection->admission_ = ConnectionImpl::Admission::peer;
   counters_.bump_accepted();
-  connection->stage_ = Connection::first_stage(mode.tls, mode.proxy_protocol, mode.admin);
+  connection->stage_ = ConnectionImpl::first_stage(mode.tls, mode.proxy_protocol, mode.admin);
   if (mode.proxy_protocol) {
     // The PROXY header comes first, in clear, even on a TLS listener: TLS starts once it is read.
     connection->extras().proxy = std::make_unique<codec::ProxyHeaderParser>();
@@ -210,7 +211,7 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
       return;
     }
   }
-  if (net::Error error = reactor_->add(connection->fd_, connection, Connection::kEvents)) {
+  if (net::Error error = reactor_->add(connection->fd_, connection, ConnectionImpl::kEvents)) {
     server_.logger().log(LogLevel::error, "accept", "peer=%s: %s", address.to_string().c_str(),
                          error.message.c_str());
     connection->destroy(1006, "reactor registration failed");
@@ -219,7 +220,7 @@ void Worker::on_accept(net::Fd fd, const net::Address& peer, AcceptMode mode) {
   connection->arm_stage();
 }
 
-Connection* Worker::take_slot(net::Fd fd, const PeerAddress& peer) {
+ConnectionImpl* Worker::take_slot(net::Fd fd, const PeerAddress& peer) {
   std::uint32_t slot;
   if (free_slots_.empty()) {
     slot = static_cast<std::uint32_t>(slots_.size());
@@ -228,7 +229,7 @@ Connection* Worker::take_slot(net::Fd fd, const PeerAddress& peer) {
     slot = free_slots_.back();
     free_slots_.pop_back();
   }
-  auto* connection = new Connection(*this, fd.release(), peer, slot, slots_[slot].generation);
+  auto* connection = new ConnectionImpl(*this, fd.release(), peer, slot, slots_[slot].generation);
   slots_[slot].connection = connection;
   ++live_;
   server_.connection_count_.fetch_add(1, std::memory_order_relaxed);
@@ -263,7 +264,7 @@ void Worker::admission_limited(AdmissionEvent event, const PeerAddress& address,
              static_cast<unsigned long long>(suppressed));
 }
 
-void Worker::hold_for_rate(Connection& connection) {
+void Worker::hold_for_rate(ConnectionImpl& connection) {
   rate_held_.push_back({connection.slot_, connection.generation_});
   const std::uint64_t due = reactor_->now_ms() + std::max<std::uint64_t>(rate_wait_ms(connection), 1);
   if (!rate_timer_.scheduled() || due < rate_timer_due_ms_) {
@@ -272,7 +273,7 @@ void Worker::hold_for_rate(Connection& connection) {
   }
 }
 
-std::uint64_t Worker::rate_wait_ms(Connection& connection) {
+std::uint64_t Worker::rate_wait_ms(ConnectionImpl& connection) {
   const Limits& limits = server_.config().limits;
   ReceiveRate& rate = receive_rate(connection.slot_);
   const std::uint64_t now = reactor_->now_ms();
@@ -289,7 +290,7 @@ void Worker::on_rate_timer(net::Timer&, void* context) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < self->rate_held_.size(); ++i) {
     const SlotRef ref = self->rate_held_[i];
-    Connection* connection = self->find({self->index_, ref.slot, ref.generation});
+    ConnectionImpl* connection = self->find({self->index_, ref.slot, ref.generation});
     if (connection == nullptr || (connection->read_holds_ & kRate) == 0) continue;  // closed, or released by a close
     if (const std::uint64_t wait = self->rate_wait_ms(*connection); wait != 0) {
       next = std::min(next, wait);
@@ -305,14 +306,14 @@ void Worker::on_rate_timer(net::Timer&, void* context) {
   }
 }
 
-Connection* Worker::find(ConnectionHandle handle) const {
+ConnectionImpl* Worker::find(ConnectionHandle handle) const {
   if (handle.worker != index_ || handle.slot >= slots_.size()) return nullptr;
   const Slot& slot = slots_[handle.slot];
   if (slot.generation != handle.generation || slot.connection == nullptr) return nullptr;
   return slot.connection;
 }
 
-void Worker::release(Connection& connection) {
+void Worker::release(ConnectionImpl& connection) {
   Slot& slot = slots_[connection.slot_];
   slot.connection = nullptr;
   ++slot.generation;  // every handle to the old connection now fails to resolve
@@ -323,12 +324,12 @@ void Worker::release(Connection& connection) {
   reactor_->defer(turn_hook_);
 }
 
-void Worker::schedule_flush(Connection& connection) {
+void Worker::schedule_flush(ConnectionImpl& connection) {
   dirty_.push_back(&connection);
   reactor_->defer(turn_hook_);
 }
 
-void Worker::read_later(Connection& connection) {
+void Worker::read_later(ConnectionImpl& connection) {
   read_later_.push_back({connection.slot_, connection.generation_});
   reactor_->defer(turn_hook_);
 }
@@ -352,21 +353,21 @@ void Worker::end_of_turn(net::EndOfTurnHook&, void* context) {
   auto* self = static_cast<Worker*>(context);
   self->dead_.swap(self->graveyard_);
   self->flushing_.swap(self->dirty_);
-  for (Connection* connection : self->flushing_) connection->flush_due();  // nothing for a dead connection
+  for (ConnectionImpl* connection : self->flushing_) connection->flush_due();  // nothing for a dead connection
   self->flushing_.clear();
   // Reads after the flushes: a connection released by its drain reads in the same turn. One asked for during these
   // reads (a yield, a hold released inside them) waits for the next turn, so that others are served in between.
   self->reading_.swap(self->read_later_);
   self->handshake_steps_ = 0;
   for (const SlotRef ref : self->reading_) {
-    if (Connection* connection = self->find({self->index_, ref.slot, ref.generation})) connection->read_again();
+    if (ConnectionImpl* connection = self->find({self->index_, ref.slot, ref.generation})) connection->read_again();
   }
   self->reading_.clear();
   self->handshake_steps_ = 0;  // the next dispatch has its own share
   // After the flushes: the 101 is out (or queued, then the connection stays busy and is listed).
   for (std::size_t i = 0; i < self->settling_.size(); ++i) self->release_settled_tls(*self->settling_[i]);
   self->settling_.clear();
-  for (Connection* connection : self->dead_) {
+  for (ConnectionImpl* connection : self->dead_) {
     self->note_freed(connection->reader_.buffered_bytes());
     delete connection;
   }
@@ -402,7 +403,7 @@ namespace {
 constexpr std::size_t kTlsRecordBuffersBytes = 2 * 17 * 1024;
 }  // namespace
 
-void Worker::list_for_sweep(Connection& connection) {
+void Worker::list_for_sweep(ConnectionImpl& connection) {
   if (connection.sweep_listed_) return;
   connection.sweep_listed_ = true;
   holders_.push_back({connection.slot_, connection.generation_, kNotSampled});
@@ -417,7 +418,7 @@ void Worker::on_quiet_sweep(net::Timer&, void* context) {
   auto* self = static_cast<Worker*>(context);
   std::size_t kept = 0;
   for (Holder holder : self->holders_) {
-    Connection* connection = self->find({self->index_, holder.slot, holder.generation});
+    ConnectionImpl* connection = self->find({self->index_, holder.slot, holder.generation});
     if (connection == nullptr) continue;  // closed: its memory went with it
     // Quiet since the previous sweep (so for at least one period): release. What is still needed (a TLS record
     // half received, bytes not yet sent, a message partly received) keeps it listed for the next sweep.
@@ -436,7 +437,7 @@ void Worker::on_quiet_sweep(net::Timer&, void* context) {
 }
 
 // True when the connection holds nothing more to give back.
-bool Worker::release_quiet(Connection& connection) {
+bool Worker::release_quiet(ConnectionImpl& connection) {
   bool released = true;
   if (connection.tls_ && !connection.tls_released_) {
     released = release_tls_buffers(connection);
@@ -472,7 +473,7 @@ void Worker::trim_after_spike() {
 // ---------------------------------------------------------------------------------------------------------------
 // Topics and broadcast
 
-bool Worker::subscribe(Connection& connection, std::string_view topic) {
+bool Worker::subscribe(ConnectionImpl& connection, std::string_view topic) {
   auto& mine = connection.extras().topics;
   if (std::find(mine.begin(), mine.end(), topic) != mine.end()) return false;
   mine.emplace_back(topic);
@@ -482,7 +483,7 @@ bool Worker::subscribe(Connection& connection, std::string_view topic) {
   return true;
 }
 
-void Worker::remove_subscriber(const std::string& topic, Connection& connection) {
+void Worker::remove_subscriber(const std::string& topic, ConnectionImpl& connection) {
   auto it = topics_.find(topic);
   if (it == topics_.end()) return;
   auto& subscribers = it->second;
@@ -497,7 +498,7 @@ void Worker::remove_subscriber(const std::string& topic, Connection& connection)
   }
 }
 
-bool Worker::unsubscribe(Connection& connection, std::string_view topic) {
+bool Worker::unsubscribe(ConnectionImpl& connection, std::string_view topic) {
   if (!connection.extras_) return false;
   auto& mine = connection.extras_->topics;
   auto it = std::find(mine.begin(), mine.end(), topic);
@@ -511,7 +512,7 @@ bool Worker::unsubscribe(Connection& connection, std::string_view topic) {
   return true;
 }
 
-void Worker::unsubscribe_all(Connection& connection) {
+void Worker::unsubscribe_all(ConnectionImpl& connection) {
   if (!connection.extras_) return;
   std::vector<std::string>& mine = connection.extras_->topics;
   for (const std::string& topic : mine) remove_subscriber(topic, connection);
@@ -534,11 +535,11 @@ void Worker::publish_local(std::string_view topic, std::span<const std::uint8_t>
   // Connections are freed only at the end of the turn, so the pointers stay valid. The copy is taken out of
   // fanout_ (keeping its capacity) because a close runs on_close, which may publish again: a nested publish
   // then fills a list of its own instead of reallocating the one this loop walks.
-  std::vector<Connection*> targets;
+  std::vector<ConnectionImpl*> targets;
   targets.swap(fanout_);
   targets.assign(it->second.begin(), it->second.end());
   Chunk* frame = build_frame(payload, opcode);
-  for (Connection* connection : targets) connection->queue_shared(frame);
+  for (ConnectionImpl* connection : targets) connection->queue_shared(frame);
   frame->release();
   targets.clear();
   if (targets.capacity() > fanout_.capacity()) fanout_.swap(targets);
@@ -548,7 +549,7 @@ void Worker::broadcast_local(std::span<const std::uint8_t> payload, Opcode opcod
   if (live_ == 0) return;
   Chunk* frame = build_frame(payload, opcode);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    if (Connection* connection = slots_[i].connection) connection->queue_shared(frame);
+    if (ConnectionImpl* connection = slots_[i].connection) connection->queue_shared(frame);
   }
   frame->release();
 }
@@ -569,12 +570,12 @@ void Worker::begin_shutdown() {
   drain_timer_.cancel();
   std::vector<DrainClose>().swap(drain_closes_);
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Connection* connection = slots_[i].connection;
+    ConnectionImpl* connection = slots_[i].connection;
     // Offered to a successor: its socket is not ours to write until the answer (core/handoff_worker.cpp).
     if (connection == nullptr || connection->handoff_offered_) continue;
-    if (connection->state_ == Connection::State::open) {
+    if (connection->state_ == ConnectionImpl::State::open) {
       connection->close(static_cast<std::uint16_t>(CloseCode::going_away), "server shutting down");
-    } else if (connection->state_ == Connection::State::handshake) {
+    } else if (connection->state_ == ConnectionImpl::State::handshake) {
       connection->destroy(1006, "server shutting down");
     }
   }
@@ -593,8 +594,8 @@ void Worker::begin_drain(std::uint32_t window_ms) {
   draining_ = true;
   drain_closes_.clear();
   for (std::size_t i = 0; i < slots_.size(); ++i) {
-    Connection* connection = slots_[i].connection;
-    if (connection != nullptr && connection->state_ == Connection::State::open) {
+    ConnectionImpl* connection = slots_[i].connection;
+    if (connection != nullptr && connection->state_ == ConnectionImpl::State::open) {
       drain_closes_.push_back({static_cast<std::uint32_t>(i), slots_[i].generation, 0});
     }
   }
@@ -618,7 +619,7 @@ void Worker::drain_due() {
   while (drain_next_ < drain_closes_.size() && drain_closes_[drain_next_].due_ms <= now) {
     const DrainClose& due = drain_closes_[drain_next_++];
     // Gone or already closing (the client left, the application closed it): nothing to do.
-    if (Connection* connection = find({index_, due.slot, due.generation})) {
+    if (ConnectionImpl* connection = find({index_, due.slot, due.generation})) {
       connection->close(static_cast<std::uint16_t>(CloseCode::service_restart), "server restarting");
     }
   }
@@ -634,7 +635,7 @@ void Worker::drain_due() {
 void Worker::on_shutdown_timer(net::Timer&, void* context) {
   auto* self = static_cast<Worker*>(context);
   for (std::size_t i = 0; i < self->slots_.size(); ++i) {
-    if (Connection* connection = self->slots_[i].connection) connection->destroy(1006, "shutdown deadline");
+    if (ConnectionImpl* connection = self->slots_[i].connection) connection->destroy(1006, "shutdown deadline");
   }
 }
 

@@ -17,7 +17,7 @@
 #include "codec/handshake_response.hpp"
 #include "codec/http_request.hpp"
 #include "core/admission.hpp"
-#include "core/connection.hpp"
+#include "core/connection_impl.hpp"
 #include "core/metrics.hpp"
 #include "net/listener.hpp"
 #include "net/reactor.hpp"
@@ -55,12 +55,12 @@ class Worker {
   std::uint16_t admin_port() const;
 
   // Connection table: slot + generation make handles safe after close.
-  Connection* find(ConnectionHandle handle) const;
-  void release(Connection& connection);  // the connection is dead: free it at the end of this turn
-  void schedule_flush(Connection& connection);  // flush it once at the end of this turn
+  ConnectionImpl* find(ConnectionHandle handle) const;
+  void release(ConnectionImpl& connection);  // the connection is dead: free it at the end of this turn
+  void schedule_flush(ConnectionImpl& connection);  // flush it once at the end of this turn
   // Read this connection at the end of the turn (Connection::read_again): a released read hold, or a connection
   // that yielded after kMaxReadsPerEdge reads. Never from inside a callback; no edge will come for either.
-  void read_later(Connection& connection);
+  void read_later(ConnectionImpl& connection);
   // A connection's read holds changed from `before` to `after`: the paused and throttled gauges follow.
   void count_holds(std::uint8_t before, std::uint8_t after);
 
@@ -68,13 +68,13 @@ class Worker {
   // gathered here and leaves with one write when processing ends (docs/DESIGN.md, 'One reactor turn'). Writing,
   // the queue and writability are the connection's own (Connection::cork and uncork); the worker only holds the
   // buffer.
-  void lend_cork(Connection& connection) { corked_ = &connection; }
+  void lend_cork(ConnectionImpl& connection) { corked_ = &connection; }
   // Ends the loan: the bytes gathered, valid until the buffer is next lent.
   std::span<std::uint8_t> take_cork() {
     corked_ = nullptr;
     return {cork_buffer_.get(), std::exchange(cork_used_, 0)};
   }
-  bool corked(const Connection& connection) const { return corked_ == &connection; }
+  bool corked(const ConnectionImpl& connection) const { return corked_ == &connection; }
   // Appends a frame for the corked connection; false when it does not fit (nothing appended).
   bool cork_append(std::span<const std::uint8_t> header, std::span<const std::uint8_t> payload);
   // The send fast path: room for len bytes at the end of the cork buffer (nullptr when they do not fit); the
@@ -104,9 +104,9 @@ class Worker {
   }
 
   // Topics.
-  bool subscribe(Connection& connection, std::string_view topic);
-  bool unsubscribe(Connection& connection, std::string_view topic);
-  void unsubscribe_all(Connection& connection);
+  bool subscribe(ConnectionImpl& connection, std::string_view topic);
+  bool unsubscribe(ConnectionImpl& connection, std::string_view topic);
+  void unsubscribe_all(ConnectionImpl& connection);
   void publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode);
   void broadcast_local(std::span<const std::uint8_t> payload, Opcode opcode);
 
@@ -207,17 +207,17 @@ class Worker {
   // that a server without rate limits pays nothing per connection for them.
   // RatePolicy::pause: the connection was held (ReadHold::rate); a timer releases it once its buckets are out of
   // debt.
-  void hold_for_rate(Connection& connection);
+  void hold_for_rate(ConnectionImpl& connection);
   ReceiveRate& receive_rate(std::uint32_t slot) {
     if (receive_rates_.size() <= slot) receive_rates_.resize(slots_.size());
     return receive_rates_[slot];
   }
 
-  net::Error attach_tls(Connection& connection);
+  net::Error attach_tls(ConnectionImpl& connection);
   // TLS record buffers (core/transport.cpp): released at the end of the upgrade's turn when nothing is pending,
   // and by a sweep for connections that had I/O after a release and then went quiet.
-  void settle_after_upgrade(Connection& connection);
-  void hold_tls_buffers(Connection& connection);  // a released connection does TLS I/O again
+  void settle_after_upgrade(ConnectionImpl& connection);
+  void hold_tls_buffers(ConnectionImpl& connection);  // a released connection does TLS I/O again
   // TLS handshakes cost hundreds of microseconds of public-key work each: a storm of them must not hold up the
   // established connections' messages. At most this many handshake steps run in a turn's dispatch and as many at
   // its end; a connection over the share waits for the next (TlsTransport::read).
@@ -229,12 +229,12 @@ class Worker {
   // kMemorySweepMs sums what the listed ones hold, unlists those that hold nothing, and near the server's budget
   // stops reading, over it closes, the ones holding the most. Only listed connections are visited: idle ones cost
   // the sweep nothing.
-  void list_memory_holder(Connection& connection);
+  void list_memory_holder(ConnectionImpl& connection);
   std::size_t deflate_estimate() const { return deflate_estimate_; }
 
   // Memory that a connection gives back once it is quiet (TLS record buffers, a kept receive buffer): a listed
   // connection is released by the sweep, about once a second, after it moved no byte for a whole period.
-  void list_for_sweep(Connection& connection);
+  void list_for_sweep(ConnectionImpl& connection);
   // Large buffers went back to malloc. glibc keeps freed memory inside its heap mapped, so once such a spike is
   // over (a sweep period without more), the sweep hands the free pages back to the system.
   void note_freed(std::size_t bytes) {
@@ -273,14 +273,14 @@ class Worker {
   std::unique_ptr<net::Listener> adopt_listener(int fd, net::Listener::AcceptCallback accept, net::Error& error);
   static void on_metrics_timer(net::Timer& timer, void* context);
   static void on_quiet_sweep(net::Timer& timer, void* context);
-  bool release_quiet(Connection& connection);
+  bool release_quiet(ConnectionImpl& connection);
   void schedule_sweep();
   void trim_after_spike();
   static void on_memory_sweep(net::Timer& timer, void* context);
   void enforce_memory_budget(std::uint64_t own, std::uint64_t own_releasing);
-  void release_settled_tls(Connection& connection);
-  bool release_tls_buffers(Connection& connection);
-  void remove_subscriber(const std::string& topic, Connection& connection);
+  void release_settled_tls(ConnectionImpl& connection);
+  bool release_tls_buffers(ConnectionImpl& connection);
+  void remove_subscriber(const std::string& topic, ConnectionImpl& connection);
   static void end_of_turn(net::EndOfTurnHook& hook, void* context);
   static void on_shutdown_timer(net::Timer& timer, void* context);
   static void on_drain_timer(net::Timer& timer, void* context);
@@ -291,9 +291,9 @@ class Worker {
   std::unique_ptr<HandoffScan> handoff_;
   void handoff_scan();
   // A free slot (or a new one) for a connection over fd, counted as live.
-  Connection* take_slot(net::Fd fd, const PeerAddress& peer);
-  void offer(Connection& connection);
-  void give_back(Connection& connection);
+  ConnectionImpl* take_slot(net::Fd fd, const PeerAddress& peer);
+  void offer(ConnectionImpl& connection);
+  void give_back(ConnectionImpl& connection);
 
   Server& server_;
   std::uint32_t index_;
@@ -304,18 +304,18 @@ class Worker {
   std::thread thread_;
 
   struct Slot {
-    Connection* connection = nullptr;
+    ConnectionImpl* connection = nullptr;
     std::uint32_t generation = 0;
   };
   std::vector<Slot> slots_;
   std::vector<ReceiveRate> receive_rates_;  // by slot, only when Limits::message_rate or byte_rate is set
   std::vector<std::uint32_t> free_slots_;
   std::size_t live_ = 0;
-  std::vector<Connection*> graveyard_;  // released this turn, deleted by the next end-of-turn hook run
-  std::vector<Connection*> dead_;
-  std::vector<Connection*> dirty_;     // queued data to flush at the end of the turn
-  std::vector<Connection*> flushing_;
-  std::vector<Connection*> settling_;  // upgraded over TLS this turn: release their record buffers at its end
+  std::vector<ConnectionImpl*> graveyard_;  // released this turn, deleted by the next end-of-turn hook run
+  std::vector<ConnectionImpl*> dead_;
+  std::vector<ConnectionImpl*> dirty_;     // queued data to flush at the end of the turn
+  std::vector<ConnectionImpl*> flushing_;
+  std::vector<ConnectionImpl*> settling_;  // upgraded over TLS this turn: release their record buffers at its end
   // Connections to read at the end of the turn, by slot and generation (one may die before its turn comes).
   struct SlotRef {
     std::uint32_t slot;
@@ -326,7 +326,7 @@ class Worker {
   int handshake_steps_ = 0;  // this phase of the turn (dispatch, end of turn)
   net::EndOfTurnHook turn_hook_;
 
-  Connection* corked_ = nullptr;
+  ConnectionImpl* corked_ = nullptr;
   const std::uint8_t* delivering_ = nullptr;
   std::uint8_t* delivering_room_ = nullptr;
   std::uint8_t delivering_headroom_ = 0;
@@ -334,8 +334,8 @@ class Worker {
   std::size_t cork_used_ = 0;
   static constexpr std::size_t kCorkSize = 64 * 1024;
 
-  std::unordered_map<std::string, std::vector<Connection*>> topics_;
-  std::vector<Connection*> fanout_;
+  std::unordered_map<std::string, std::vector<ConnectionImpl*>> topics_;
+  std::vector<ConnectionImpl*> fanout_;
 
   bool shutting_down_ = false;
   bool shutdown_finished_ = false;
@@ -384,7 +384,7 @@ class Worker {
   Counters counters_;
   std::array<LogThrottle, kAdmissionEvents> admission_log_;
   static void on_rate_timer(net::Timer& timer, void* context);
-  std::uint64_t rate_wait_ms(Connection& connection);
+  std::uint64_t rate_wait_ms(ConnectionImpl& connection);
   std::vector<SlotRef> rate_held_;  // connections held by RatePolicy::pause (a closed one is dropped when seen)
   net::Timer rate_timer_;
   std::uint64_t rate_timer_due_ms_ = 0;

@@ -9,6 +9,7 @@
 #include "core/systemd.hpp"
 #include "tests/core/server_harness.hpp"
 #include "tests/core/test_client.hpp"
+#include "net/reactor.hpp"
 
 namespace edgews::test {
 namespace {

@@ -13,6 +13,7 @@
 
 #include "tests/core/server_harness.hpp"
 #include "tests/core/test_client.hpp"
+#include "net/reactor.hpp"
 
 namespace edgews::test {
 namespace {

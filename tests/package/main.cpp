@@ -20,6 +20,7 @@ int main() {
     return 1;
   }
   server->run_ready();
-  std::printf("edgews package ok: listening on port %u\n", static_cast<unsigned>(server->ports()[0]));
+  std::printf("edgews package ok: version %.*s, listening on port %u\n", static_cast<int>(edgews::version().size()),
+              edgews::version().data(), static_cast<unsigned>(server->ports()[0]));
   return 0;
 }

@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   }
   edgews::net::Error signal_error;
   auto signals = edgews::net::SignalSet::create(
-      *server->reactor(0), {SIGTERM, SIGINT}, [&server](int) { server->shutdown(); }, signal_error);
+      *server->reactor(0), {SIGTERM, SIGINT}, [s = server.get()](int) { s->shutdown(); }, signal_error);
   if (!signals) {
     std::fprintf(stderr, "integration_server: %s\n", signal_error.message.c_str());
     return 1;

@@ -207,11 +207,11 @@ struct Client::Impl final : net::Reactor::Handler {
     connector->start(std::move(r.addresses), timeout_ms, [this](net::Connected c, net::Error e) {
       if (e) {
         const Errc code = e.code == ECONNREFUSED ? Errc::refused
-                                : e.code == ETIMEDOUT  ? Errc::timeout
-                                                       : Errc::unreachable;
+                          : e.code == ETIMEDOUT  ? Errc::timeout
+                                                 : Errc::unreachable;
         finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
                                               (code == Errc::refused ? " (is the server running on that port?)"
-                                                                           : "")));
+                                                                     : "")));
         rearm();
         return;
       }

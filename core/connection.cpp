@@ -506,7 +506,9 @@ void ConnectionImpl::terminate() {
   destroy(1006, "terminated by the server");
 }
 
-bool ConnectionImpl::subscribe(std::string_view topic) { return state_ == State::open && worker_.subscribe(*this, topic); }
+bool ConnectionImpl::subscribe(std::string_view topic) {
+  return state_ == State::open && worker_.subscribe(*this, topic);
+}
 
 bool ConnectionImpl::unsubscribe(std::string_view topic) { return worker_.unsubscribe(*this, topic); }
 

@@ -467,7 +467,8 @@ Error Server::adopt(const std::string& path) {
   net::Error error;
   net::Fd peer = net::connect_unix(path, error);
   if (!peer && (error.code == ENOENT || error.code == ECONNREFUSED)) {
-    return Error{Errc::no_predecessor, "no server to take over from at " + path + " (" + error.message + ")", 0, error.code};
+    return Error{Errc::no_predecessor, "no server to take over from at " + path + " (" + error.message + ")", 0,
+                 error.code};
   }
   if (!peer) return Error{Errc::handoff_failed, "hand-off socket " + path + ": " + error.message, 0, error.code};
   std::vector<std::uint8_t> record;
@@ -482,7 +483,8 @@ Error Server::adopt(const std::string& path) {
   std::vector<std::string> names;
   for (;;) {
     if (!wait_readable(peer.get(), -1, kHelloTimeoutMs)) {
-      return Error{Errc::handoff_failed, "hand-off socket " + path + ": no answer within 5 s (is the server there stuck?)"};
+      return Error{Errc::handoff_failed,
+                   "hand-off socket " + path + ": no answer within 5 s (is the server there stuck?)"};
     }
     const std::size_t had = fds.size();
     const net::IoResult r = net::receive_record(peer.get(), buffer, fds, error);
@@ -502,7 +504,8 @@ Error Server::adopt(const std::string& path) {
     std::string why;
     if (!handoff::decode({buffer.data(), r.bytes}, control, why) ||
         control.type != handoff::RecordType::listeners || control.names.size() != fds.size() - had) {
-      return Error{Errc::handoff_failed, "hand-off socket " + path + ": " + (why.empty() ? "not a listeners record" : why)};
+      return Error{Errc::handoff_failed,
+                   "hand-off socket " + path + ": " + (why.empty() ? "not a listeners record" : why)};
     }
     for (auto& name : control.names) names.push_back(std::move(name));
     if (control.id == 0) break;

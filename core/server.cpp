@@ -229,8 +229,9 @@ Error Server::start() {
   // RFC 6455 1.3's sample key, once at start: it proves OpenSSL's SHA-1 is usable here, and it makes OpenSSL
   // initialize itself (providers, about 2 MB of library pages) now rather than inside the first handshake.
   if (codec::accept_view(codec::compute_accept("dGhlIHNhbXBsZSBub25jZQ==")) != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") {
-    return Error{Errc::tls_config, "start: OpenSSL's SHA-1 gave a wrong Sec-WebSocket-Accept for RFC 6455's sample key; "
-                        "check the OpenSSL installation and its configuration (OPENSSL_CONF, providers)"};
+    return Error{Errc::tls_config,
+                 "start: OpenSSL's SHA-1 gave a wrong Sec-WebSocket-Accept for RFC 6455's sample key; "
+                 "check the OpenSSL installation and its configuration (OPENSSL_CONF, providers)"};
   }
   for (unsigned i = 0; i < config_.threads; ++i) {
     auto worker = std::make_unique<Worker>(*this, i);

@@ -85,8 +85,13 @@ class UpgradeContext {
   std::uint32_t headers_refused() const { return headers_refused_; }  // add_header() calls the checks refused
   void* user_data() const { return user_data_; }
 
-  // headers: scratch space for add_header(); client: the address behind trusted proxies; subprotocol: the
-  // configured preference's choice (viewed, not copied).
+  UpgradeContext(const UpgradeContext&) = delete;
+  UpgradeContext& operator=(const UpgradeContext&) = delete;
+
+ private:
+  // Made by the connection for its on_upgrade. headers: scratch space for add_header(); client: the address
+  // behind trusted proxies; subprotocol: the configured preference's choice (viewed, not copied).
+  friend class ConnectionImpl;
   UpgradeContext(const codec::HttpRequest& request, const codec::UpgradeRequest& upgrade, const PeerAddress& peer,
                  const PeerAddress& client, codec::ResponseHeaders& headers,
                  const codec::ResponseHeaders& static_headers, std::string_view subprotocol)
@@ -98,7 +103,6 @@ class UpgradeContext {
         static_headers_(static_headers),
         subprotocol_(subprotocol) {}
 
- private:
   const codec::HttpRequest& request_;
   const codec::UpgradeRequest& upgrade_;
   const PeerAddress& peer_;

@@ -44,6 +44,12 @@ static_assert(!is_complete<core::ConnectionImpl>::value, "core/edgews.hpp reache
 static_assert(std::is_empty_v<Connection>, "Connection has data members: they belong in core::ConnectionImpl");
 static_assert(!std::is_polymorphic_v<Connection>, "Connection has virtual functions: the reactor's belong inside");
 static_assert(!std::is_constructible_v<Connection>, "an embedder can construct a Connection");
+// UpgradeContext: made by the connection for on_upgrade only.
+static_assert(!std::is_constructible_v<UpgradeContext, const HttpRequest&, const UpgradeRequest&, const PeerAddress&,
+                                       const PeerAddress&, ResponseHeaders&, const ResponseHeaders&,
+                                       std::string_view>,
+              "an embedder can construct an UpgradeContext");
+static_assert(!std::is_copy_constructible_v<UpgradeContext>, "an embedder can copy an UpgradeContext");
 
 TEST(PublicHeaders, EdgewsHppExportsWhatAnEmbedderNames) {
   // Compiles only while these names are exported; the values are the documented defaults.

@@ -13,7 +13,7 @@
 #include "core/admission.hpp"
 #include "core/connection_extras.hpp"
 #include "core/deflate_session.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/transport.hpp"
 #include "core/worker.hpp"
 #include "net/socket.hpp"
@@ -307,7 +307,7 @@ bool ConnectionImpl::admit_received(std::size_t bytes) {
 }
 
 void ConnectionImpl::process_frames(std::uint8_t* data, std::size_t len) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   const std::function<void(Connection&, const Message&)>& on_message = server.callbacks_.on_message;
   const std::uint32_t now = stamp(worker_.reactor().now_ms());  // the reactor's clock stands still within a turn
   std::size_t offset = 0;
@@ -472,7 +472,7 @@ void ConnectionImpl::destroy(std::uint16_t code, std::string_view reason) {
 }
 
 void ConnectionImpl::notify_closed(std::uint16_t code, std::string_view reason) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   worker_.counters().bump_closed(code);
   if (server.logger().enabled(LogLevel::info)) {
     const bool forwarded = extras_ && extras_->forwarded;
@@ -735,7 +735,7 @@ void ConnectionImpl::after_flush() {
   }
   if (waited_for_drain_) {
     waited_for_drain_ = false;
-    Server& server = worker_.server();
+    ServerImpl& server = worker_.server();
     if (state_ == State::open && server.callbacks_.on_drain) server.callbacks_.on_drain(*this);
   }
 }
@@ -780,7 +780,7 @@ void ConnectionImpl::arm_liveness() {
 void ConnectionImpl::on_timer(net::Timer&, void* context) { static_cast<ConnectionImpl*>(context)->on_deadline(); }
 
 void ConnectionImpl::on_deadline() {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   const Limits& limits = server.config().limits;
   switch (state_) {
     case State::handshake:
@@ -823,7 +823,7 @@ void ConnectionImpl::on_deadline() {
 }
 
 void ConnectionImpl::on_handshake_deadline() {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   switch (stage_) {
     case Stage::tls:
       // Also a plain HTTP client or a port scanner on the TLS port that sends nothing OpenSSL can answer.

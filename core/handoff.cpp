@@ -13,7 +13,7 @@
 #include <condition_variable>
 #include <memory>
 
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 #include "net/fd_passing.hpp"
 
@@ -41,7 +41,7 @@ bool wait_readable(int fd, int wake, int timeout_ms) {
 // ---------------------------------------------------------------------------------------------------------------
 // The old side's thread
 
-HandoffOut::HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::string bound_path,
+HandoffOut::HandoffOut(ServerImpl& server, net::Fd listen_fd, std::string path, std::string bound_path,
                        std::shared_ptr<const std::atomic<bool>> predecessor_ended, std::uint32_t deadline_ms)
     : server_(server),
       listen_fd_(std::move(listen_fd)),
@@ -356,7 +356,7 @@ bool HandoffOut::serve(int peer) {
 // ---------------------------------------------------------------------------------------------------------------
 // The new side's thread
 
-HandoffIn::HandoffIn(Server& server, net::Fd peer)
+HandoffIn::HandoffIn(ServerImpl& server, net::Fd peer)
     : server_(server), peer_(std::move(peer)), event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
 
 HandoffIn::~HandoffIn() {
@@ -443,7 +443,7 @@ void HandoffIn::run_records() {
 // ---------------------------------------------------------------------------------------------------------------
 // Server
 
-Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline_ms) {
+Error ServerImpl::listen_for_handoff(const std::string& path, std::uint32_t deadline_ms) {
   if (workers_.empty()) return Error{Errc::wrong_state, "listen_for_handoff: start() the server first"};
   if (handoff_out_) return Error{Errc::wrong_state, "listen_for_handoff: already listening for a successor"};
   net::Error error;
@@ -462,7 +462,7 @@ Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline
   return {};
 }
 
-Error Server::adopt(const std::string& path) {
+Error ServerImpl::adopt(const std::string& path) {
   if (!workers_.empty()) return Error{Errc::wrong_state, "adopt: the server was already started"};
   net::Error error;
   net::Fd peer = net::connect_unix(path, error);
@@ -537,7 +537,7 @@ Error Server::adopt(const std::string& path) {
   return {};
 }
 
-Server::HandoffStats Server::handoff_stats() const {
+Server::HandoffStats ServerImpl::handoff_stats() const {
   HandoffStats stats;
   if (handoff_out_) {
     stats.offered = handoff_out_->offered_.load();

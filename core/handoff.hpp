@@ -27,7 +27,7 @@
 
 namespace edgews::core {
 
-class Server;
+class ServerImpl;
 
 // Listening sockets are named by kind and position in ServerConfig::listeners ("ws:0", "wss:1"; "metrics").
 inline std::string handoff_listener_name(bool tls, std::size_t index) {
@@ -56,7 +56,7 @@ class HandoffOut {
   // predecessor listening at `path`), it is renamed to `path` once predecessor_ended is set: until then `path`
   // stays the predecessor's, so that if this process dies half-way the predecessor can still be reached there
   // (by the next attempt at an upgrade).
-  HandoffOut(Server& server, net::Fd listen_fd, std::string path, std::string bound_path,
+  HandoffOut(ServerImpl& server, net::Fd listen_fd, std::string path, std::string bound_path,
              std::shared_ptr<const std::atomic<bool>> predecessor_ended, std::uint32_t deadline_ms);
   ~HandoffOut();  // stops the thread; a hand-off under way ends as if the successor had gone
 
@@ -76,7 +76,7 @@ class HandoffOut {
 
   bool publish();  // renames bound_path_ to path_ once the predecessor is done with; false when stopping
 
-  Server& server_;
+  ServerImpl& server_;
   net::Fd listen_fd_;
   std::string path_;
   std::string bound_path_;
@@ -99,7 +99,7 @@ class HandoffOut {
 
 class HandoffIn {
  public:
-  HandoffIn(Server& server, net::Fd peer);
+  HandoffIn(ServerImpl& server, net::Fd peer);
   ~HandoffIn();
   void start();
   void answer(std::uint64_t id, bool adopted, const std::string& reason);
@@ -112,7 +112,7 @@ class HandoffIn {
  private:
   void run();
   void run_records();
-  Server& server_;
+  ServerImpl& server_;
   net::Fd peer_;
   net::Fd event_fd_;
   std::atomic<bool> stop_{false};

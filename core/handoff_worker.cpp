@@ -10,7 +10,7 @@
 #include "core/connection_impl.hpp"
 #include "core/deflate_session.hpp"
 #include "core/handoff.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {

@@ -8,7 +8,7 @@
 
 #include "core/connection_extras.hpp"
 #include "core/connection_impl.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {
@@ -34,7 +34,7 @@ std::uint64_t read_limit(const std::string& path) {
 
 }  // namespace
 
-std::uint64_t Server::resolve_memory_budget(const ServerConfig& config, std::string& source) {
+std::uint64_t ServerImpl::resolve_memory_budget(const ServerConfig& config, std::string& source) {
   if (config.limits.max_memory != 0) {
     source = "limits.max_memory";
     return config.limits.max_memory;
@@ -65,7 +65,7 @@ std::size_t ConnectionImpl::memory_held() const {
 }
 
 void ConnectionImpl::shed_for_memory(std::size_t held) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   server.logger().log(LogLevel::warn, "memory_budget", "peer=%s held=%zu budget=%" PRIu64 ": closing with 1013",
                       peer_.to_string().c_str(), held, server.memory_budget());
   worker_.counters().bump_memory_close();

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <string>
 
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {
@@ -84,7 +84,7 @@ void LagHistogram::observe(std::uint64_t nanoseconds) {
   count.store(count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
-std::string Server::metrics_text() const {
+std::string ServerImpl::metrics_text() const {
   // Sums of per-thread counters, each read with a relaxed load: every value is exact for its thread at some
   // instant of the scrape, which is all Prometheus counters need (they only ever grow).
   const Worker::Totals t = total_counters(workers_);

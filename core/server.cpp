@@ -1,4 +1,4 @@
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/connection_impl.hpp"
 
 #include <signal.h>
@@ -139,13 +139,13 @@ void UpgradeContext::refuse(int status, std::string_view body) {
 // ---------------------------------------------------------------------------------------------------------------
 // Server
 
-Server::Server(ServerConfig config, Callbacks callbacks, Logger logger)
+ServerImpl::ServerImpl(ServerConfig config, Callbacks callbacks, Logger logger)
     : config_(std::move(config)),
       callbacks_(std::move(callbacks)),
       logger_(std::move(logger)),
       addresses_(std::make_unique<AddressTable>(address_limits(config_.limits))) {}
 
-Server::~Server() {
+ServerImpl::~ServerImpl() {
   for (auto& worker : workers_) {
     if (worker && worker->reactor_ptr()) worker->reactor().stop();
   }
@@ -154,11 +154,11 @@ Server::~Server() {
 
 Result<std::unique_ptr<Server>> Server::create(ServerConfig config, Callbacks callbacks, Logger logger) {
   Result<std::unique_ptr<Server>> result;
-  result.value = make(std::move(config), std::move(callbacks), result.error, std::move(logger));
+  result.value = ServerImpl::make(std::move(config), std::move(callbacks), result.error, std::move(logger));
   return result;
 }
 
-std::unique_ptr<Server> Server::make(ServerConfig config, Callbacks callbacks, Error& error, Logger logger) {
+std::unique_ptr<ServerImpl> ServerImpl::make(ServerConfig config, Callbacks callbacks, Error& error, Logger logger) {
   error = {};
   if (config.listeners.empty()) {
     error = config_error("listeners: at least one listener is needed (host and port)");
@@ -194,7 +194,7 @@ std::unique_ptr<Server> Server::make(ServerConfig config, Callbacks callbacks, E
     return nullptr;
   }
 
-  std::unique_ptr<Server> server(new Server(std::move(config), std::move(callbacks), std::move(logger)));
+  std::unique_ptr<ServerImpl> server(new ServerImpl(std::move(config), std::move(callbacks), std::move(logger)));
   for (const auto& [name, value] : server->config_.response_headers) {
     if (codec::HeaderError refused = server->static_headers_.add(name, value)) {
       error = config_error("response_headers: " + refused.message);
@@ -220,7 +220,7 @@ std::unique_ptr<Server> Server::make(ServerConfig config, Callbacks callbacks, E
   return server;
 }
 
-Error Server::start() {
+Error ServerImpl::start() {
   if (!workers_.empty()) return Error{Errc::wrong_state, "start: the server was already started"};
   // OpenSSL writes to sockets with write(2), which raises SIGPIPE when the peer is gone; plain sockets use
   // MSG_NOSIGNAL. A process that kept the default (terminate) gets it ignored; one with its own handler keeps it.
@@ -262,15 +262,15 @@ Error Server::start() {
   return {};
 }
 
-void Server::run() {
+void ServerImpl::run() {
   if (workers_.empty()) return;
   workers_[0]->run();
   for (auto& worker : workers_) worker->join();
 }
 
-void Server::worker_finished() { workers_running_.fetch_sub(1); }
+void ServerImpl::worker_finished() { workers_running_.fetch_sub(1); }
 
-void Server::shutdown() {
+void ServerImpl::shutdown() {
   if (shutting_down_.exchange(true)) return;
   logger_.log(LogLevel::info, "shutdown", "closing every connection with 1001 within %u ms",
               config_.limits.shutdown_timeout_ms);
@@ -280,7 +280,7 @@ void Server::shutdown() {
   }
 }
 
-bool Server::begin_drain(std::uint32_t window_ms) {
+bool ServerImpl::begin_drain(std::uint32_t window_ms) {
   if (workers_.empty() || shutting_down_.load() || draining_.exchange(true)) return false;
   drain_end_ms_.store(monotonic_ms() + window_ms, std::memory_order_relaxed);
   logger_.log(LogLevel::info, "drain", "answering new requests 503 and closing every connection with 1012 over %u ms",
@@ -292,7 +292,7 @@ bool Server::begin_drain(std::uint32_t window_ms) {
   return true;
 }
 
-void Server::draining_refusal(std::string& retry_after, std::string& body) const {
+void ServerImpl::draining_refusal(std::string& retry_after, std::string& body) const {
   const std::uint64_t now = monotonic_ms();
   const std::uint64_t end = drain_end_ms_.load(std::memory_order_relaxed);
   const std::uint64_t seconds = std::max<std::uint64_t>(1, end > now ? (end - now + 999) / 1000 : 1);
@@ -300,7 +300,7 @@ void Server::draining_refusal(std::string& retry_after, std::string& body) const
   body = "this server is restarting: retry in " + retry_after + " s (another instance may answer at once)";
 }
 
-std::string Server::draining_response() const {
+std::string ServerImpl::draining_response() const {
   std::string retry;
   std::string body;
   draining_refusal(retry, body);
@@ -311,20 +311,20 @@ std::string Server::draining_response() const {
   return out;
 }
 
-bool Server::stopped() const { return workers_running_.load() == 0; }
+bool ServerImpl::stopped() const { return workers_running_.load() == 0; }
 
-int Server::event_fd() const { return workers_.empty() ? -1 : workers_[0]->reactor().fd(); }
+int ServerImpl::event_fd() const { return workers_.empty() ? -1 : workers_[0]->reactor().fd(); }
 
-int Server::next_timeout_ms() const { return workers_.empty() ? -1 : workers_[0]->reactor().next_timeout_ms(); }
+int ServerImpl::next_timeout_ms() const { return workers_.empty() ? -1 : workers_[0]->reactor().next_timeout_ms(); }
 
-void Server::run_ready() {
+void ServerImpl::run_ready() {
   if (workers_.empty()) return;
   workers_[0]->reactor().run_once(0);
   // An embedded reactor 0 has no run() to return from: its finished shutdown is what stopped() must see.
   if (workers_[0]->shutdown_finished()) workers_[0]->report_finished();
 }
 
-SendStatus Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
+SendStatus ServerImpl::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
   if (opcode != Opcode::text && opcode != Opcode::binary) return SendStatus::invalid_opcode;
   if (handle.worker >= workers_.size() || stopped()) return SendStatus::closed;
   Worker* worker = workers_[handle.worker].get();
@@ -342,7 +342,7 @@ SendStatus Server::send(ConnectionHandle handle, std::span<const std::uint8_t> p
   return SendStatus::ok;
 }
 
-bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view reason) {
+bool ServerImpl::close(ConnectionHandle handle, std::uint16_t code, std::string_view reason) {
   if (handle.worker >= workers_.size() || stopped()) return false;
   Worker* worker = workers_[handle.worker].get();
   if (worker->reactor().in_reactor_thread()) {
@@ -357,11 +357,11 @@ bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view
   return true;
 }
 
-bool Server::pause_reading(ConnectionHandle handle) { return hold(handle, true); }
+bool ServerImpl::pause_reading(ConnectionHandle handle) { return hold(handle, true); }
 
-bool Server::resume_reading(ConnectionHandle handle) { return hold(handle, false); }
+bool ServerImpl::resume_reading(ConnectionHandle handle) { return hold(handle, false); }
 
-bool Server::hold(ConnectionHandle handle, bool pause) {
+bool ServerImpl::hold(ConnectionHandle handle, bool pause) {
   if (handle.worker >= workers_.size() || stopped()) return false;
   Worker* worker = workers_[handle.worker].get();
   const auto apply = [](ConnectionImpl& connection, bool paused) {
@@ -383,13 +383,13 @@ bool Server::hold(ConnectionHandle handle, bool pause) {
   return true;
 }
 
-void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+void ServerImpl::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
   if (opcode != Opcode::text && opcode != Opcode::binary) return;
   publish_local(topic, payload, opcode);
   if (PubSubRelay* relay = relay_.load(std::memory_order_acquire)) relay->published(topic, payload, opcode);
 }
 
-std::vector<std::string> Server::set_pubsub_relay(PubSubRelay* relay) {
+std::vector<std::string> ServerImpl::set_pubsub_relay(PubSubRelay* relay) {
   std::lock_guard lock(interest_mutex_);
   relay_.store(relay, std::memory_order_release);
   std::vector<std::string> topics;
@@ -398,7 +398,7 @@ std::vector<std::string> Server::set_pubsub_relay(PubSubRelay* relay) {
   return topics;
 }
 
-void Server::topic_interest(std::string_view topic, bool gained) {
+void ServerImpl::topic_interest(std::string_view topic, bool gained) {
   std::lock_guard lock(interest_mutex_);
   PubSubRelay* relay = relay_.load(std::memory_order_relaxed);
   if (gained) {
@@ -414,7 +414,7 @@ void Server::topic_interest(std::string_view topic, bool gained) {
   }
 }
 
-void Server::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+void ServerImpl::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
   if (opcode != Opcode::text && opcode != Opcode::binary) return;
   std::shared_ptr<const std::string> data;
   std::shared_ptr<const std::string> name;
@@ -434,7 +434,7 @@ void Server::publish_local(std::string_view topic, std::span<const std::uint8_t>
   }
 }
 
-void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
+void ServerImpl::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
   if (opcode != Opcode::text && opcode != Opcode::binary) return;
   std::shared_ptr<const std::string> data;
   for (auto& worker : workers_) {
@@ -450,17 +450,17 @@ void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
   }
 }
 
-net::Reactor* Server::reactor(unsigned index) const {
+net::Reactor* ServerImpl::reactor(unsigned index) const {
   return index < workers_.size() ? workers_[index]->reactor_ptr() : nullptr;
 }
 
-std::uint16_t Server::admin_port() const { return workers_.empty() ? 0 : workers_[0]->admin_port(); }
+std::uint16_t ServerImpl::admin_port() const { return workers_.empty() ? 0 : workers_[0]->admin_port(); }
 
-std::vector<std::uint16_t> Server::ports() const {
+std::vector<std::uint16_t> ServerImpl::ports() const {
   return workers_.empty() ? std::vector<std::uint16_t>() : workers_[0]->ports();
 }
 
-ServerStats Server::stats() const {
+ServerStats ServerImpl::stats() const {
   const Worker::Totals t = total_counters(workers_);
   ServerStats stats;
   stats.connections_open = connection_count_.load(std::memory_order_relaxed);
@@ -482,5 +482,59 @@ ServerStats Server::stats() const {
   stats.memory_budget = memory_budget_;
   return stats;
 }
+
+}  // namespace edgews::core
+
+// ---------------------------------------------------------------------------------------------------------------
+// Server, the public API: each method reaches the ServerImpl it is the base of.
+
+namespace edgews::core {
+
+Server::~Server() = default;
+
+Error Server::start() { return impl_of(*this).start(); }
+void Server::run() { return impl_of(*this).run(); }
+void Server::shutdown() { return impl_of(*this).shutdown(); }
+bool Server::stopped() const { return impl_of(*this).stopped(); }
+bool Server::begin_drain(std::uint32_t window_ms) { return impl_of(*this).begin_drain(window_ms); }
+bool Server::draining() const { return impl_of(*this).draining(); }
+Error Server::listen_for_handoff(const std::string& path, std::uint32_t deadline_ms) {
+  return impl_of(*this).listen_for_handoff(path, deadline_ms);
+}
+Error Server::adopt(const std::string& path) { return impl_of(*this).adopt(path); }
+Server::HandoffStats Server::handoff_stats() const { return impl_of(*this).handoff_stats(); }
+int Server::event_fd() const { return impl_of(*this).event_fd(); }
+int Server::next_timeout_ms() const { return impl_of(*this).next_timeout_ms(); }
+void Server::run_ready() { return impl_of(*this).run_ready(); }
+SendStatus Server::send(ConnectionHandle handle, std::span<const std::uint8_t> payload, Opcode opcode) {
+  return impl_of(*this).send(handle, payload, opcode);
+}
+bool Server::close(ConnectionHandle handle, std::uint16_t code, std::string_view reason) {
+  return impl_of(*this).close(handle, code, reason);
+}
+bool Server::pause_reading(ConnectionHandle handle) { return impl_of(*this).pause_reading(handle); }
+bool Server::resume_reading(ConnectionHandle handle) { return impl_of(*this).resume_reading(handle); }
+void Server::publish(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  return impl_of(*this).publish(topic, payload, opcode);
+}
+void Server::publish_local(std::string_view topic, std::span<const std::uint8_t> payload, Opcode opcode) {
+  return impl_of(*this).publish_local(topic, payload, opcode);
+}
+std::vector<std::string> Server::set_pubsub_relay(PubSubRelay* relay) {
+  return impl_of(*this).set_pubsub_relay(relay);
+}
+void Server::broadcast(std::span<const std::uint8_t> payload, Opcode opcode) {
+  return impl_of(*this).broadcast(payload, opcode);
+}
+net::Reactor* Server::reactor(unsigned index) const { return impl_of(*this).reactor(index); }
+std::vector<std::uint16_t> Server::ports() const { return impl_of(*this).ports(); }
+ServerStats Server::stats() const { return impl_of(*this).stats(); }
+std::string Server::metrics_text() const { return impl_of(*this).metrics_text(); }
+bool Server::metrics_enabled() const { return impl_of(*this).metrics_enabled(); }
+std::uint16_t Server::admin_port() const { return impl_of(*this).admin_port(); }
+const ServerConfig& Server::config() const { return impl_of(*this).config(); }
+std::uint64_t Server::memory_budget() const { return impl_of(*this).memory_budget(); }
+const Logger& Server::logger() const { return impl_of(*this).logger(); }
+Error Server::reload_tls() { return impl_of(*this).reload_tls(); }
 
 }  // namespace edgews::core

@@ -11,15 +11,12 @@
 // Nothing here throws. Callbacks run on the reactor thread that owns the connection.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "codec/handshake_request.hpp"
@@ -28,23 +25,16 @@
 #include "core/config.hpp"
 #include "core/connection.hpp"
 #include "core/error.hpp"
-#include "core/forwarded.hpp"
 #include "core/log.hpp"
 #include "core/pubsub.hpp"
 
 namespace edgews::net {
-class TlsContext;
-class Reactor;
+class Reactor;  // Server::reactor(): an embedder that posts to a server thread includes net/reactor.hpp
 }
 
 namespace edgews::core {
 
 class ConnectionImpl;
-class Worker;
-class UpgradeContext;
-class HandoffOut;
-class HandoffIn;
-class AddressTable;
 
 struct Message {
   Opcode opcode;                       // text or binary
@@ -183,7 +173,7 @@ class Server {
   // Stops the reactors and joins their threads. Connections still open are dropped: their sockets close without a
   // close frame (clients see 1006) and on_close is not called, since the application may be half torn down by
   // then. For a graceful stop (1001 to every client, on_close for each) call shutdown() and let run() return first.
-  ~Server();
+  virtual ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -206,7 +196,7 @@ class Server {
   // /metrics stays served. False (and nothing changes) when a drain or a shutdown is already under way, or before
   // start().
   bool begin_drain(std::uint32_t window_ms);
-  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  bool draining() const;
 
   // Live hand-off of the listeners and open connections to a successor process (an upgrade that disconnects
   // nobody). After start(): listens on the Unix socket `path` (mode 0600, replaced if stale); a process of the same
@@ -275,64 +265,20 @@ class Server {
   ServerStats stats() const;                 // summed over reactors; approximate while running
   // Every counter in the Prometheus text exposition format (what GET /metrics answers). Any thread.
   std::string metrics_text() const;
-  bool metrics_enabled() const { return config_.admin_listener.enabled || !metrics_allow_.empty(); }
+  bool metrics_enabled() const;
   std::uint16_t admin_port() const;          // the admin listener's bound port after start(); 0 when off
-  const ServerConfig& config() const { return config_; }
+  const ServerConfig& config() const;
   // Limits::max_memory as resolved at create(): the setting, or the automatic value (core/memory.cpp).
-  std::uint64_t memory_budget() const { return memory_budget_; }
-  const Logger& logger() const { return logger_; }
+  std::uint64_t memory_budget() const;
+  const Logger& logger() const;
   // Re-reads the TLS certificates (SIGHUP). Open connections keep theirs; on error the old ones stay in use.
   Error reload_tls();
 
- private:
-  friend class Worker;
-  friend class ConnectionImpl;
-  friend class HandoffOut;
-  friend class HandoffIn;
-  Server(ServerConfig config, Callbacks callbacks, Logger logger);
-  static std::unique_ptr<Server> make(ServerConfig config, Callbacks callbacks, Error& error, Logger logger);
-  Error load_tls();
-  std::shared_ptr<net::TlsContext> tls_context() const { return tls_context_.load(); }
-  void worker_finished();
-  bool hold(ConnectionHandle handle, bool pause);
-  static std::uint64_t resolve_memory_budget(const ServerConfig& config, std::string& source);
-  // The 503 answered to every request during a drain, with Retry-After: the seconds left in the window (at least 1).
-  std::string draining_response() const;
-  void draining_refusal(std::string& retry_after, std::string& body) const;  // its Retry-After and body
-  // A worker gained its first subscriber of topic or lost its last one; aggregated over workers here.
-  void topic_interest(std::string_view topic, bool gained);
-
-  ServerConfig config_;
-  Callbacks callbacks_;
-  Logger logger_;
-  codec::ResponseHeaders static_headers_;
-  std::vector<std::string_view> subprotocol_views_;
-  std::vector<std::string_view> origin_views_;
-  CidrSet trusted_proxies_;
-  CidrSet metrics_allow_;
-  std::unique_ptr<AddressTable> addresses_;  // per-address admission state, shared by every worker
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::atomic<std::size_t> connection_count_{0};
-  std::uint64_t memory_budget_ = 0;
-  std::string memory_budget_source_;
-  std::atomic<bool> shutting_down_{false};
-  std::atomic<bool> draining_{false};
-  std::atomic<std::uint64_t> drain_end_ms_{0};  // CLOCK_MONOTONIC milliseconds
-  std::atomic<unsigned> workers_running_{0};
-  std::atomic<std::shared_ptr<net::TlsContext>> tls_context_;  // replaced whole by reload_tls()
-
-  // Topic -> number of workers with subscribers. Touched only when a worker's first subscriber of a topic comes
-  // or its last one goes, never per message.
-  mutable std::mutex interest_mutex_;  // also held while the relay appends to a scrape
-  std::unordered_map<std::string, std::uint32_t> interest_;
-  std::atomic<PubSubRelay*> relay_{nullptr};
-
-  // Listening sockets taken from a predecessor (adopt): per configured listener, those its workers take.
-  std::vector<std::vector<int>> inherited_listeners_;
-  // Destroyed before workers_ and after the reactors stopped (~Server): tasks their threads posted never run on a
-  // freed object.
-  std::unique_ptr<HandoffOut> handoff_out_;
-  std::unique_ptr<HandoffIn> handoff_in_;
+ protected:
+  // The state is core::ServerImpl's (core/server_impl.hpp), the only class that derives from this
+  // one: the methods above reach it with a static_cast, and an embedder's build sees none of the
+  // implementation's members, locks or internal headers.
+  Server() = default;
 };
 
 }  // namespace edgews::core

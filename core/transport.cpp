@@ -2,7 +2,7 @@
 #include "core/connection_impl.hpp"
 
 #include "core/connection_extras.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 #include "net/tls.hpp"
 
@@ -109,7 +109,7 @@ void Worker::hold_tls_buffers(ConnectionImpl& connection) {
   list_memory_holder(connection);
 }
 
-Error Server::load_tls() {
+Error ServerImpl::load_tls() {
   net::TlsOptions options;
   for (const TlsConfig::Certificate& certificate : config_.tls.certificates) {
     options.certificates.push_back({certificate.cert_chain_file, certificate.key_file});
@@ -123,7 +123,7 @@ Error Server::load_tls() {
   return {};
 }
 
-Error Server::reload_tls() {
+Error ServerImpl::reload_tls() {
   std::shared_ptr<net::TlsContext> current = tls_context_.load();
   if (!current) return Error{Errc::wrong_state, "tls: no TLS listener is configured, nothing to reload"};
   net::TlsError error;

@@ -19,7 +19,7 @@
 #include "core/connection_extras.hpp"
 #include "core/deflate_session.hpp"
 #include "core/forwarded.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/worker.hpp"
 
 namespace edgews::core {
@@ -81,7 +81,7 @@ void ConnectionImpl::process_handshake(std::uint8_t* data, std::size_t len) {
 // Routing
 
 void ConnectionImpl::handle_request(const codec::HttpRequest& request) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   if (stage_ == Stage::admin_request ||
       (request.target.substr(0, request.target.find('?')) == "/metrics" && server.metrics_allow_.contains(peer_))) {
     serve_metrics(request);
@@ -101,7 +101,7 @@ void ConnectionImpl::handle_request(const codec::HttpRequest& request) {
 }
 
 void ConnectionImpl::serve_http(const codec::HttpRequest& request) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   std::string& out = worker_.scratch_out();
   out.clear();
   HttpResponse response;
@@ -145,7 +145,7 @@ void ConnectionImpl::serve_metrics(const codec::HttpRequest& request) {
 // The upgrade: policy, the application's decision, negotiation; then the 101.
 
 void ConnectionImpl::upgrade(const codec::HttpRequest& request) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   codec::UpgradeRequest upgrade;
   std::vector<char>& scratch = worker_.upgrade_scratch(codec::upgrade_scratch_size(request));
   const codec::UpgradeValidationOptions options{server.origin_views_, true};
@@ -204,7 +204,7 @@ void ConnectionImpl::upgrade(const codec::HttpRequest& request) {
 // Admission control at the upgrade, by the client's address after trusted-proxy resolution: the handshake rate
 // (429), then for a client behind a trusted proxy, which was not counted at accept, its connections (503).
 bool ConnectionImpl::admit_upgrade(std::string_view user_agent) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   AddressTable& table = *server.addresses_;
   if (!table.limits_handshakes() && !table.limits_connections()) return true;
   const PeerAddress& client = client_address();
@@ -244,7 +244,7 @@ bool ConnectionImpl::admit_upgrade(std::string_view user_agent) {
 
 void ConnectionImpl::open(UpgradeContext& context, const codec::UpgradeRequest& upgrade,
                       const codec::DeflateNegotiation& deflate) {
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   std::string& out = worker_.scratch_out();
   out.clear();
   const codec::ResponseHeaders& headers = context.response_headers();
@@ -325,7 +325,7 @@ bool ConnectionImpl::read_proxy_header() {
   // the socket for the layer that owns it. Two system calls, once per connection.
   std::span<std::uint8_t> buffer = worker_.reactor().receive_buffer();
   const std::size_t want = std::min(buffer.size(), kMaxProxyHeader);
-  Server& server = worker_.server();
+  ServerImpl& server = worker_.server();
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer.data(), want, MSG_PEEK);
     if (n < 0 && errno == EINTR) continue;

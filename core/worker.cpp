@@ -14,12 +14,12 @@
 #include "codec/proxy_protocol.hpp"
 #include "core/connection_extras.hpp"
 #include "core/handoff.hpp"
-#include "core/server.hpp"
+#include "core/server_impl.hpp"
 #include "core/transport.hpp"
 
 namespace edgews::core {
 
-Worker::Worker(Server& server, std::uint32_t index)
+Worker::Worker(ServerImpl& server, std::uint32_t index)
     : server_(server),
       index_(index),
       turn_hook_(&Worker::end_of_turn, this),

@@ -24,7 +24,7 @@
 
 namespace edgews::core {
 
-class Server;
+class ServerImpl;
 class HandoffOut;
 namespace handoff {
 struct ConnectionState;
@@ -32,7 +32,7 @@ struct ConnectionState;
 
 class Worker {
  public:
-  Worker(Server& server, std::uint32_t index);
+  Worker(ServerImpl& server, std::uint32_t index);
   ~Worker();
 
   net::Error open(std::unique_ptr<net::Reactor> reactor);
@@ -47,7 +47,7 @@ class Worker {
   void report_finished();
   bool shutdown_finished() const { return shutdown_finished_; }
 
-  Server& server() { return server_; }
+  ServerImpl& server() { return server_; }
   net::Reactor& reactor() { return *reactor_; }
   net::Reactor* reactor_ptr() { return reactor_.get(); }
   std::uint32_t index() const { return index_; }
@@ -295,7 +295,7 @@ class Worker {
   void offer(ConnectionImpl& connection);
   void give_back(ConnectionImpl& connection);
 
-  Server& server_;
+  ServerImpl& server_;
   std::uint32_t index_;
   std::unique_ptr<net::Reactor> reactor_;
   std::vector<std::unique_ptr<net::Listener>> listeners_;  // one per ListenConfig, in order

@@ -1,7 +1,7 @@
 // The line between the API and the machinery: a translation unit that includes core/edgews.hpp, as an embedder's
-// does, must not reach the reactor, sockets, the timer wheel, send queues, the message reader, TLS streams or the
-// worker. Each of those headers completes the class declared below; if one is reached, the build of this test
-// fails at the static_assert that names it. Value types (opcodes, close codes, the parsed request, checked
+// does, must not reach the reactor, sockets, the timer wheel, send queues, the message reader, TLS streams, the
+// worker, or the state behind Connection and Server. Each of those headers completes the class declared below; if
+// one is reached, the build of this test fails at the static_assert that names it. Value types (opcodes, close codes, the parsed request, checked
 // headers) may come from codec/.
 namespace edgews::net {
 class Reactor;
@@ -16,6 +16,8 @@ namespace edgews::core {
 class OutQueue;
 class Worker;
 class ConnectionImpl;
+class ServerImpl;
+class CidrSet;
 }  // namespace edgews::core
 
 #include "core/edgews.hpp"
@@ -40,10 +42,15 @@ static_assert(!is_complete<codec::MessageReader>::value, "core/edgews.hpp reache
 static_assert(!is_complete<core::OutQueue>::value, "core/edgews.hpp reaches core/out_queue.hpp");
 static_assert(!is_complete<core::Worker>::value, "core/edgews.hpp reaches core/worker.hpp");
 static_assert(!is_complete<core::ConnectionImpl>::value, "core/edgews.hpp reaches core/connection_impl.hpp");
+static_assert(!is_complete<core::ServerImpl>::value, "core/edgews.hpp reaches core/server_impl.hpp");
+static_assert(!is_complete<core::CidrSet>::value, "core/edgews.hpp reaches core/forwarded.hpp");
 // The public Connection is the API only: its state is the internal class's.
 static_assert(std::is_empty_v<Connection>, "Connection has data members: they belong in core::ConnectionImpl");
 static_assert(!std::is_polymorphic_v<Connection>, "Connection has virtual functions: the reactor's belong inside");
 static_assert(!std::is_constructible_v<Connection>, "an embedder can construct a Connection");
+// Server: made by Server::create only; its state is the internal class's.
+static_assert(!std::is_constructible_v<Server>, "an embedder can construct a Server");
+static_assert(sizeof(Server) == sizeof(void*), "Server has data members: they belong in core::ServerImpl");
 // UpgradeContext: made by the connection for on_upgrade only.
 static_assert(!std::is_constructible_v<UpgradeContext, const HttpRequest&, const UpgradeRequest&, const PeerAddress&,
                                        const PeerAddress&, ResponseHeaders&, const ResponseHeaders&,

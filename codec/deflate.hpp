@@ -28,6 +28,7 @@
 #include <span>
 #include <string_view>
 
+#include "codec/deflate_params.hpp"
 #include "codec/extensions.hpp"
 #include "codec/protocol.hpp"
 
@@ -43,15 +44,6 @@ inline constexpr unsigned kMaxWindowBits = 15;
 // 256-byte window a peer announced with "8"; and an inflater with a larger window accepts anything a smaller
 // one would.
 constexpr int zlib_window_bits(unsigned bits) { return bits < 9 ? 9 : static_cast<int>(bits); }
-
-// The parameters in force on one connection after negotiation (RFC 7692 7.1).
-struct DeflateParams {
-  bool server_no_context_takeover = false;  // the server resets its compressor after each message
-  bool client_no_context_takeover = false;  // the client resets its compressor after each message
-  unsigned server_max_window_bits = 15;     // the server's compressor window (client's inflater may rely on it)
-  unsigned client_max_window_bits = 15;     // the client's compressor window (the server's inflater window)
-  friend bool operator==(const DeflateParams&, const DeflateParams&) = default;
-};
 
 // What the server is willing to do.
 struct DeflateServerOptions {

@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "codec/checked_headers.hpp"
-#include "codec/deflate.hpp"
+#include "codec/deflate_params.hpp"
 #include "codec/response_validator.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"

@@ -11,6 +11,8 @@ class TlsStream;
 }  // namespace edgews::net
 namespace edgews::codec {
 class MessageReader;
+class Deflater;
+class Inflater;
 }  // namespace edgews::codec
 namespace edgews::core {
 class OutQueue;
@@ -39,6 +41,8 @@ static_assert(!is_complete<net::IoResult>::value, "core/edgews.hpp reaches net/s
 static_assert(!is_complete<net::TimerWheel>::value, "core/edgews.hpp reaches net/timer_wheel.hpp");
 static_assert(!is_complete<net::TlsStream>::value, "core/edgews.hpp reaches net/tls.hpp (and OpenSSL's headers)");
 static_assert(!is_complete<codec::MessageReader>::value, "core/edgews.hpp reaches codec/message.hpp");
+static_assert(!is_complete<codec::Deflater>::value, "core/edgews.hpp reaches codec/deflate.hpp (the zlib streams)");
+static_assert(!is_complete<codec::Inflater>::value, "core/edgews.hpp reaches codec/deflate.hpp (the zlib streams)");
 static_assert(!is_complete<core::OutQueue>::value, "core/edgews.hpp reaches core/out_queue.hpp");
 static_assert(!is_complete<core::Worker>::value, "core/edgews.hpp reaches core/worker.hpp");
 static_assert(!is_complete<core::ConnectionImpl>::value, "core/edgews.hpp reaches core/connection_impl.hpp");
@@ -65,6 +69,8 @@ TEST(PublicHeaders, EdgewsHppExportsWhatAnEmbedderNames) {
   const ClientTlsOptions tls;
   PubSubRelay* relay = nullptr;
   EXPECT_FALSE(deflate.enabled);
+  const DeflateParams params;
+  EXPECT_EQ(params.client_max_window_bits, 15u);
   EXPECT_EQ(peer.addr.sa.sa_family, 0);
   EXPECT_TRUE(tls.verify);
   EXPECT_EQ(relay, nullptr);

@@ -452,17 +452,17 @@ struct Client::Impl final : net::Reactor::Handler {
   }
 
   // A data message, compressed when permessage-deflate is in use and compress() finds it worth it.
-  SendResult send_message(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
-    if (state != ClientState::open || !closing.may_send_data()) return {ClientSendStatus::closed};
+  SendStatus send_message(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state != ClientState::open || !closing.may_send_data()) return SendStatus::closed;
     // As Limits::max_backpressure on a server: a message of any size goes while the bytes in front of it are
     // within the limit.
-    if (out.size() > options.max_backpressure) return {ClientSendStatus::dropped};
+    if (out.size() > options.max_backpressure) return SendStatus::dropped;
     std::span<const std::uint8_t> wire = payload;
     const bool compressed = deflate && deflate->compress(payload, wire);
     queue_frame(opcode, wire, compressed);
     liveness.message(now_ms());
     flush();
-    return {ClientSendStatus::ok};
+    return SendStatus::ok;
   }
 
   bool on_other_thread() const {
@@ -474,18 +474,18 @@ struct Client::Impl final : net::Reactor::Handler {
   // A send from a thread other than the client's: decided on what that thread can see (the state and the
   // bytes waiting), then copied and posted; the client's thread queues it at its next poll() unless the
   // connection has ended by then.
-  SendResult post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
-    if (state.load() != ClientState::open) return {ClientSendStatus::closed};
+  SendStatus post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+    if (state.load() != ClientState::open) return SendStatus::closed;
     if (queued_bytes.load(std::memory_order_relaxed) + posted_bytes.load(std::memory_order_relaxed) >
         options.max_backpressure) {
-      return {ClientSendStatus::dropped};
+      return SendStatus::dropped;
     }
     posted_bytes.fetch_add(payload.size(), std::memory_order_relaxed);
     post([this, opcode, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
       posted_bytes.fetch_sub(data.size(), std::memory_order_relaxed);
       (void)send_message(opcode, data);
     });
-    return {ClientSendStatus::ok};
+    return SendStatus::ok;
   }
 
   void flush() {
@@ -791,31 +791,32 @@ void Client::poll(std::chrono::milliseconds max_wait) {
   if (d.next_deadline(due) && d.now() >= due) d.timed_out();
 }
 
-SendResult Client::send_text(std::string_view text) {
+SendStatus Client::send_text(std::string_view text) {
   const std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(text.data()), text.size());
   if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::text, data);
   return impl_->send_message(codec::Opcode::text, data);
 }
 
-SendResult Client::send_binary(std::span<const std::uint8_t> data) {
+SendStatus Client::send_binary(std::span<const std::uint8_t> data) {
   if (impl_->on_other_thread()) return impl_->post_send(codec::Opcode::binary, data);
   return impl_->send_message(codec::Opcode::binary, data);
 }
 
-SendResult Client::ping(std::span<const std::uint8_t> payload) {
+SendStatus Client::ping(std::span<const std::uint8_t> payload) {
   Impl& d = *impl_;
-  if (d.state.load() != ClientState::open || payload.size() > 125) return {ClientSendStatus::closed};
+  if (d.state.load() != ClientState::open) return SendStatus::closed;
+  if (payload.size() > codec::kMaxControlPayload) payload = payload.first(codec::kMaxControlPayload);  // as a server's
   if (d.on_other_thread()) {
     d.post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
       if (d.state != ClientState::open) return;
       d.queue_frame(codec::Opcode::ping, data);
       d.flush();
     });
-    return {ClientSendStatus::ok};
+    return SendStatus::ok;
   }
   d.queue_frame(codec::Opcode::ping, payload);
   d.flush();
-  return {ClientSendStatus::ok};
+  return SendStatus::ok;
 }
 
 void Client::close(std::uint16_t code, std::string_view reason) {

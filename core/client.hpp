@@ -26,14 +26,14 @@
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The
 // attempt count restarts at 1 after a successful open. While not open (connecting, waiting to reconnect, closing,
-// stopped) send_text/send_binary are refused with ClientSendStatus::closed and nothing is queued: a message
+// stopped) send_text/send_binary are refused with SendStatus::closed and nothing is queued: a message
 // queued for one connection is never replayed on the next, whose server may have a different state; an
 // application that must deliver across reconnects resends from on_open. What was queued but not yet written when
 // a connection ends is dropped with it.
 //
 // Backpressure, as a server connection's (Limits::max_backpressure, the drop policy): a message of any size is
 // queued while the bytes in front of it (buffered_amount()) are within max_backpressure; above it a send is
-// refused with ClientSendStatus::dropped and the connection stays open. The client reads on meanwhile.
+// refused with SendStatus::dropped and the connection stays open. The client reads on meanwhile.
 #pragma once
 
 #include <chrono>
@@ -49,6 +49,7 @@
 #include "codec/deflate_params.hpp"
 #include "codec/response_validator.hpp"
 #include "core/config.hpp"
+#include "core/connection.hpp"  // SendStatus
 #include "core/error.hpp"
 #include "net/tls_options.hpp"
 
@@ -57,19 +58,6 @@ class Reactor;
 }  // namespace edgews::net
 
 namespace edgews::core {
-
-// What a send did; the words of a server connection's SendStatus.
-enum class ClientSendStatus : std::uint8_t {
-  ok,       // queued (and possibly written already); from another thread: posted, queued at the next poll()
-            // unless the connection has ended by then
-  dropped,  // more than max_backpressure bytes wait to be written: the message was not queued
-  closed,   // no open connection (connecting, waiting to reconnect, closing or stopped): not queued
-};
-
-struct SendResult {
-  ClientSendStatus status = ClientSendStatus::closed;
-  explicit operator bool() const { return status == ClientSendStatus::ok; }
-};
 
 struct BackoffPolicy {
   bool enabled = true;  // false: a client that loses its connection stays closed
@@ -111,7 +99,7 @@ struct ClientOptions {
   // that declines leaves the connection uncompressed. mem_level, compression_level, min_size and
   // shared_compressor act as on a server; decline_broken_user_agents does not apply.
   DeflateConfig deflate;
-  // Bytes waiting to be written above which a send is refused (ClientSendStatus::dropped); see the top.
+  // Bytes waiting to be written above which a send is refused (SendStatus::dropped); see the top.
   std::size_t max_backpressure = 4u << 20;
   // Drive the client from this reactor's thread instead of poll() (see the top); it must outlive the client.
   net::Reactor* reactor = nullptr;
@@ -148,12 +136,15 @@ class Client {
   // posted, then handles it. Does nothing for a client on options.reactor.
   void poll(std::chrono::milliseconds max_wait);
 
-  // A masked message to the server (compressed when permessage-deflate is in use); see ClientSendStatus. Any
+  // A masked message to the server (compressed when permessage-deflate is in use). Any thread. The answer is a
+  // server connection's SendStatus: ok (queued, possibly written already; from another thread: posted, queued at
+  // the next turn unless the connection has ended by then), dropped (more than max_backpressure bytes wait to be
+  // written: not queued) or closed (no open connection: connecting, waiting to reconnect, closing or stopped).
+  SendStatus send_text(std::string_view text);
+  SendStatus send_binary(std::span<const std::uint8_t> data);
+  // At most 125 bytes (a longer payload is cut there, as a server connection does); closed when not open. Any
   // thread.
-  SendResult send_text(std::string_view text);
-  SendResult send_binary(std::span<const std::uint8_t> data);
-  // At most 125 bytes; closed when longer or not open. Any thread.
-  SendResult ping(std::span<const std::uint8_t> payload = {});
+  SendStatus ping(std::span<const std::uint8_t> payload = {});
   // Starts the closing handshake (or stops a pending reconnect); the client does not reconnect afterwards. Any
   // thread (posted from another one).
   void close(std::uint16_t code = 1000, std::string_view reason = {});

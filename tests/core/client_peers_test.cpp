@@ -24,6 +24,7 @@ using core::ClientCallbacks;
 using core::ClientOptions;
 using core::ClientState;
 using core::Error;
+using core::SendStatus;
 using std::chrono::milliseconds;
 
 struct Seen {
@@ -150,10 +151,10 @@ TEST_P(ClientPeers, EchoesTextBinaryAndReassemblesFragments) {
   Client client(options(), seen.callbacks());
   ASSERT_TRUE(open(client, seen)) << (seen.errors.empty() ? "" : seen.errors.back().message);
   EXPECT_EQ(client.deflate_params() != nullptr, GetParam().deflate) << "compressed only when the server agreed";
-  EXPECT_TRUE(client.send_text("hello"));
+  EXPECT_EQ(client.send_text("hello"), SendStatus::ok);
   const std::uint8_t bytes[] = {0, 1, 2, 255};
-  EXPECT_TRUE(client.send_binary(bytes));
-  EXPECT_TRUE(client.send_text("frag"));
+  EXPECT_EQ(client.send_binary(bytes), SendStatus::ok);
+  EXPECT_EQ(client.send_text("frag"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 3; }));
   EXPECT_EQ(seen.messages[0], "hello");
   EXPECT_TRUE(seen.text[0]);
@@ -169,7 +170,7 @@ TEST_P(ClientPeers, AnswersTheServersPing) {
   Seen seen;
   Client client(options(), seen.callbacks());
   ASSERT_TRUE(open(client, seen));
-  EXPECT_TRUE(client.send_text("ping"));
+  EXPECT_EQ(client.send_text("ping"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 1; }));
   EXPECT_EQ(seen.messages[0], "pong:p") << "the server saw our pong with its payload";
   client.close();
@@ -181,7 +182,7 @@ TEST_P(ClientPeers, CloseCodesGoBothWays) {
     Seen seen;
     Client client(options(), seen.callbacks());
     ASSERT_TRUE(open(client, seen));
-    EXPECT_TRUE(client.send_text("close:4002"));
+    EXPECT_EQ(client.send_text("close:4002"), SendStatus::ok);
     ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
     ASSERT_EQ(seen.close_codes.size(), 1u);
     EXPECT_EQ(seen.close_codes[0], 4002) << "the server's code";
@@ -205,7 +206,7 @@ TEST_P(ClientPeers, CloseCodesGoBothWays) {
     Seen seen;
     Client client(options(), seen.callbacks());
     ASSERT_TRUE(open(client, seen));
-    EXPECT_TRUE(client.send_text("last"));
+    EXPECT_EQ(client.send_text("last"), SendStatus::ok);
     ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 1; }));
     last = seen.messages[0];
     client.close();
@@ -218,7 +219,7 @@ TEST_P(ClientPeers, CompressedMessagesRoundTripWithContextTakeover) {
   Seen seen;
   Client client(options(), seen.callbacks());
   ASSERT_TRUE(open(client, seen));
-  EXPECT_TRUE(client.send_text("ext"));
+  EXPECT_EQ(client.send_text("ext"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 1; }));
   EXPECT_EQ(seen.messages[0], GetParam().deflate ? "permessage-deflate" : "");
   // The same large compressible text three times: with context takeover the later copies refer back to the
@@ -227,9 +228,9 @@ TEST_P(ClientPeers, CompressedMessagesRoundTripWithContextTakeover) {
   for (int i = 0; big.size() < 200000; ++i) big += "tick " + std::to_string(i % 97) + " price 101.25;";
   const std::uint8_t bytes[] = {9, 8, 7};
   for (int i = 0; i < 3; ++i) {
-    EXPECT_TRUE(client.send_text(big));
-    EXPECT_TRUE(client.send_binary(bytes));
-    EXPECT_TRUE(client.send_text(""));
+    EXPECT_EQ(client.send_text(big), SendStatus::ok);
+    EXPECT_EQ(client.send_binary(bytes), SendStatus::ok);
+    EXPECT_EQ(client.send_text(""), SendStatus::ok);
   }
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 10; }));
   for (int i = 0; i < 3; ++i) {
@@ -282,7 +283,7 @@ TEST(ClientDeflate, NegotiatesWhatTheClientOffersWithEdgews) {
     EXPECT_LE(params->server_max_window_bits, offer.server_bits);
     EXPECT_EQ(params->client_no_context_takeover, offer.client_no_takeover);
     EXPECT_EQ(params->server_no_context_takeover, offer.server_no_takeover);
-    for (int i = 0; i < 3; ++i) EXPECT_TRUE(client.send_text(big));
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(client.send_text(big), SendStatus::ok);
     ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 3; }));
     for (const std::string& m : seen.messages) EXPECT_EQ(m, big);
     client.close();
@@ -310,7 +311,7 @@ TEST(ClientDeflate, AnInflatedMessageOverTheLimitIsRefused) {
   Client client(std::move(o), seen.callbacks());
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
-  EXPECT_TRUE(client.send_text("go"));
+  EXPECT_EQ(client.send_text("go"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
   EXPECT_TRUE(seen.messages.empty());
   ASSERT_EQ(seen.close_codes.size(), 1u);

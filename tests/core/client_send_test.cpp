@@ -23,7 +23,7 @@ namespace {
 using core::Client;
 using core::ClientCallbacks;
 using core::ClientOptions;
-using core::ClientSendStatus;
+using core::SendStatus;
 using core::ClientState;
 using std::chrono::milliseconds;
 
@@ -108,18 +108,18 @@ TEST(ClientSend, ASendOverMaxBackpressureIsDroppedAndTheConnectionStaysOpen) {
   ASSERT_TRUE(poll_until(client, [&] { return opened == 1; }));
   const std::string chunk(64 * 1024, 'x');
   int ok = 0;
-  ClientSendStatus last = ClientSendStatus::ok;
+  SendStatus last = SendStatus::ok;
   // The kernel's buffers take some MiB at most before the queue grows: bounded at 64 MiB of sends.
-  for (int i = 0; i < 1024 && last == ClientSendStatus::ok; ++i) {
-    last = client.send_text(chunk).status;
-    if (last == ClientSendStatus::ok) ++ok;
+  for (int i = 0; i < 1024 && last == SendStatus::ok; ++i) {
+    last = client.send_text(chunk);
+    if (last == SendStatus::ok) ++ok;
     client.poll(milliseconds(0));
   }
-  EXPECT_EQ(last, ClientSendStatus::dropped) << "after " << ok << " sends";
+  EXPECT_EQ(last, SendStatus::dropped) << "after " << ok << " sends";
   EXPECT_GT(client.buffered_amount(), 256u * 1024) << "dropped only once the queue passed the bound";
   EXPECT_LE(client.buffered_amount(), 256u * 1024 + chunk.size() + 14) << "one message past the bound at most";
   EXPECT_EQ(client.state(), ClientState::open);
-  EXPECT_TRUE(client.ping()) << "control frames are not bounded";
+  EXPECT_EQ(client.ping(), SendStatus::ok) << "control frames are not bounded";
   client.close();
 }
 
@@ -149,9 +149,9 @@ TEST(ClientSend, SendsPingsAndCloseFromAnotherThreadArePostedInOrder) {
   std::atomic<int> accepted{0};
   std::thread other([&] {
     for (int i = 0; i < kMessages; ++i) {
-      if (client.send_text(message_text(i))) ++accepted;
+      if (client.send_text(message_text(i)) == SendStatus::ok) ++accepted;
     }
-    EXPECT_TRUE(client.ping());
+    EXPECT_EQ(client.ping(), SendStatus::ok);
   });
   // The client's thread polls meanwhile; the other thread's sends wake it.
   ASSERT_TRUE(poll_until(client, [&] { return accepted == kMessages && messages.size() == kMessages; }, 2000));
@@ -205,7 +205,7 @@ TEST(ClientSend, AClientOnAServersReactorRunsThereAndTakesSendsFromOtherThreads)
   });
   ASSERT_TRUE(eventually([&] { return opened == 1; }, 10000)) << "state " << static_cast<int>(client->state());
   constexpr int kMessages = 50;
-  for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(client->send_text(message_text(i)));
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(client->send_text(message_text(i)), SendStatus::ok);
   ASSERT_TRUE(eventually([&] {
     const std::lock_guard<std::mutex> lock(mutex);
     return messages.size() == kMessages;

@@ -37,6 +37,7 @@ using core::Errc;
 using core::Error;
 using core::ClientOptions;
 using core::ClientState;
+using core::SendStatus;
 using std::chrono::milliseconds;
 
 // What the callbacks saw.
@@ -206,11 +207,11 @@ TEST(Client, EchoesTextAndBinaryWithEdgewsAndClosesCleanly) {
   options.url = ws_url(server.port(), "/echo?x=1");
   Client client(std::move(options), seen.callbacks());
   ASSERT_FALSE(client.start());
-  EXPECT_FALSE(client.send_text("too early")) << "send is refused until the connection is open";
+  EXPECT_EQ(client.send_text("too early"), SendStatus::closed) << "send is refused until the connection is open";
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
-  EXPECT_TRUE(client.send_text("hello"));
+  EXPECT_EQ(client.send_text("hello"), SendStatus::ok);
   const std::string big(70000, 'b');
-  EXPECT_TRUE(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}));
+  EXPECT_EQ(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
   EXPECT_EQ(seen.messages[0], "hello");
   EXPECT_TRUE(seen.text[0]);
@@ -241,7 +242,7 @@ TEST(Client, NamesAreResolvedAndTheAddressThatAnswersWins) {
     ASSERT_FALSE(client.start()) << host;
     ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); })) << host;
     ASSERT_EQ(seen.opened, 1) << host << ": " << (seen.errors.empty() ? "" : seen.errors[0].message);
-    EXPECT_TRUE(client.send_text(host));
+    EXPECT_EQ(client.send_text(host), SendStatus::ok);
     ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); })) << host;
     EXPECT_EQ(seen.messages[0], host);
     client.close();
@@ -421,13 +422,13 @@ TEST(Client, ReconnectsAcrossAServerRestart) {
       << seen.close_codes.size() << ", last error " << (seen.errors.empty() ? "" : seen.errors.back().message);
   EXPECT_EQ(seen.close_codes.front(), 1001);
   EXPECT_EQ(client.state(), ClientState::waiting_to_reconnect);
-  EXPECT_FALSE(client.send_text("while down")) << "refused while reconnecting";
+  EXPECT_EQ(client.send_text("while down"), SendStatus::closed) << "refused while reconnecting";
   ServerConfig config = test_config();
   config.listeners[0].port = port;
   server = std::make_unique<RunningServer>();
   ASSERT_TRUE(server->start(std::move(config), echo));
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 2; })) << "back once the server is";
-  EXPECT_TRUE(client.send_text("again"));
+  EXPECT_EQ(client.send_text("again"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); }));
   EXPECT_EQ(seen.messages.back(), "again");
   client.close();
@@ -479,7 +480,7 @@ TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {
     fake_now += milliseconds(20000);
     client.poll(milliseconds(0));  // the ping goes out
     // The echo comes back behind the server's pong (one TCP stream, answered in order).
-    ASSERT_TRUE(client.send_text("after ping"));
+    ASSERT_EQ(client.send_text("after ping"), SendStatus::ok);
     ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == static_cast<std::size_t>(round); }));
     fake_now += milliseconds(5001);
     client.poll(milliseconds(0));
@@ -538,13 +539,13 @@ TEST(Client, EchoesWithAPythonWebsocketsServer) {
   ASSERT_FALSE(client.start());
   const bool opened = poll_until(client, [&] { return seen.opened == 1; }, 1000);
   if (opened) {
-    EXPECT_TRUE(client.send_text("hello python"));
+    EXPECT_EQ(client.send_text("hello python"), SendStatus::ok);
     const std::uint8_t bytes[] = {0, 1, 2, 255};
-    EXPECT_TRUE(client.send_binary(bytes));
+    EXPECT_EQ(client.send_binary(bytes), SendStatus::ok);
     EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
-    EXPECT_TRUE(client.send_text("frag"));  // answered as a message of three fragments
+    EXPECT_EQ(client.send_text("frag"), SendStatus::ok);  // answered as a message of three fragments
     EXPECT_TRUE(poll_until(client, [&] { return seen.messages.size() == 3; }));
-    EXPECT_TRUE(client.send_text("bye"));
+    EXPECT_EQ(client.send_text("bye"), SendStatus::ok);
     EXPECT_TRUE(poll_until(client, [&] { return !seen.attempts.empty() && seen.close_codes.size() >= 1 &&
                                                  seen.close_codes.back() == 4000; }));
     client.close();
@@ -633,9 +634,9 @@ TEST_F(ClientTls, EchoesOverWssWithTheCaGiven) {
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); }));
   ASSERT_EQ(seen.opened, 1) << seen.errors[0].message;
-  EXPECT_TRUE(client.send_text("over tls"));
+  EXPECT_EQ(client.send_text("over tls"), SendStatus::ok);
   const std::string big(200000, 'z');  // many records, more than one read of the client
-  EXPECT_TRUE(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}));
+  EXPECT_EQ(client.send_binary({reinterpret_cast<const std::uint8_t*>(big.data()), big.size()}), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.messages.size() == 2; }));
   EXPECT_EQ(seen.messages[0], "over tls");
   EXPECT_EQ(seen.messages[1], big);
@@ -708,11 +709,11 @@ TEST_F(ClientTls, AReconnectResumesTheTlsSession) {
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1 || !seen.errors.empty(); }));
   ASSERT_EQ(seen.opened, 1) << seen.errors[0].message;
   EXPECT_FALSE(client.tls_resumed()) << "nothing to resume on the first connect";
-  EXPECT_TRUE(client.send_text("restart"));
+  EXPECT_EQ(client.send_text("restart"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 2; }));
   EXPECT_EQ(seen.close_codes.front(), 1012);
   EXPECT_TRUE(client.tls_resumed()) << "the second handshake resumed the first session";
-  EXPECT_TRUE(client.send_text("still here"));
+  EXPECT_EQ(client.send_text("still here"), SendStatus::ok);
   ASSERT_TRUE(poll_until(client, [&] { return !seen.messages.empty(); }));
   EXPECT_EQ(seen.messages.back(), "still here");
   client.close();

@@ -3,11 +3,11 @@
 
     tests/bench/scripts_smoke.py BUILD_DIR
 
-bench/load/paired.sh, bench/load/run.sh and bench/load/peers.sh each run with one round of one second into a
-temporary directory (the committed results are not touched); bench/overload/run.py runs a few seconds of a small
-hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py runs with 20
-connections watched for a second. Each must exit 0 and print its whole table: every scenario and server present,
-every run error-free, every echo check passed. Figures are printed, never judged.
+bench/load/paired.sh, bench/load/run.sh, bench/load/peers.sh and bench/load/tls_race.sh each run with one round of
+one second into a temporary directory (the committed results are not touched); bench/overload/run.py runs a few
+seconds of a small hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py
+runs with 20 connections watched for a second. Each must exit 0 and print its whole table: every scenario and server
+present, every run error-free, every echo check passed. Figures are printed, never judged.
 peers.sh installs the peers' Debian and npm packages and builds them into BUILD_DIR (EDGEWS_BUILD_PEERS=ON).
 """
 import os
@@ -103,6 +103,14 @@ def main():
             failures.append("peers.sh: echo checks did not all pass")
         if not os.path.exists(os.path.join(results, "peers.svg")):
             failures.append("peers.sh drew no plot")
+
+        # uws_echo_tls was built by peers.sh above.
+        out = run("bench/load/tls_race.sh", build, tmp, 120, HS_TIME="1", IDLE="200", SETTLE_MS="300")
+        for server in ("edgews", "uws"):
+            if not re.search(r"^%s: New, TLSv1\.3, .*; key exchange X25519.*; 2 session tickets$" % server, out, re.M):
+                failures.append("tls_race.sh: %s did not settle on TLS 1.3, X25519 and two tickets" % server)
+        if not re.search(r"^\| 1 \| .* \| 0, 0 \|$", out, re.M):
+            failures.append("tls_race.sh: no round row, or handshakes failed or idle connections did not all open")
 
         print("== bench/overload/run.py", flush=True)
         cmd = [os.path.join(ROOT, "bench/overload/run.py"), build, "--servers", "edgews,websocketpp", "--duration", "4",

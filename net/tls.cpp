@@ -50,6 +50,9 @@ inline void clear_stale_errors() {
   if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
+// BIO_s_socket()'s read, which TlsStream::read_socket calls (set once, before the first stream).
+int (*socket_read)(BIO*, char*, int) = nullptr;
+
 // An encrypted key must fail with a clear message, not prompt on the terminal of a daemon.
 int refuse_password(char*, int, int, void*) { return 0; }
 
@@ -301,20 +304,47 @@ int TlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, 
 
 // ----------------------------------------------------------------------------------------------- TlsStream
 
+// OpenSSL's socket BIO with its own read: BIO_s_socket()'s functions, so that every control (kTLS among them) works as
+// before, and a read that remembers what the kernel said (read_socket). A BIO callback did that before, at the price
+// of two calls into it for every BIO operation, controls included: some hundreds per handshake.
+bool TlsStream::attach_socket(SSL* ssl, int fd) {
+  static BIO_METHOD* const method = [] {
+    const BIO_METHOD* base = BIO_s_socket();
+    socket_read = BIO_meth_get_read(base);
+    BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "edgews socket");
+    if (m == nullptr || BIO_meth_set_write(m, BIO_meth_get_write(base)) != 1 ||
+        BIO_meth_set_read(m, &TlsStream::read_socket) != 1 || BIO_meth_set_puts(m, BIO_meth_get_puts(base)) != 1 ||
+        BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base)) != 1 || BIO_meth_set_create(m, BIO_meth_get_create(base)) != 1 ||
+        BIO_meth_set_destroy(m, BIO_meth_get_destroy(base)) != 1) {
+      BIO_meth_free(m);
+      return static_cast<BIO_METHOD*>(nullptr);
+    }
+    return m;
+  }();
+  // As SSL_set_fd: one BIO for both directions, the descriptor not closed with it.
+  BIO* bio = method ? BIO_new(method) : nullptr;
+  if (bio == nullptr) return false;
+  BIO_set_fd(bio, fd, BIO_NOCLOSE);
+  SSL_set_bio(ssl, bio, bio);
+  return true;
+}
+
 std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& context, int fd, TlsError& error) {
   error = TlsError{};
   SSL* ssl = SSL_new(context->native_default());
-  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+  if (!ssl || !attach_socket(ssl, fd)) {
     SSL_free(ssl);
     fail(error, "TLS connection cannot be set up: " + openssl_reason());
     return nullptr;
   }
   SSL_set_accept_state(ssl);
+  auto stream = std::unique_ptr<TlsStream>(new TlsStream(ssl, context));
+  stream->edge_triggered_ = true;
   // Until the owner's first keep_buffers(): buffers freed after each record. The handshake is a few records
   // spread over round trips, and a server has many connections in it at once; keeping buffers there would add
   // their 34 KiB to each of them (and to the heap's high-water mark) for nothing.
   SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-  return std::unique_ptr<TlsStream>(new TlsStream(ssl, context));
+  return stream;
 }
 
 std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::string_view sni, TlsError& error) {
@@ -325,7 +355,7 @@ std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::
                                               TlsError& error) {
   error = TlsError{};
   SSL* ssl = SSL_new(client_ctx);
-  if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+  if (!ssl || !attach_socket(ssl, fd)) {
     SSL_free(ssl);
     fail(error, "TLS connection cannot be set up: " + openssl_reason());
     return nullptr;
@@ -355,22 +385,28 @@ std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::
 }
 
 TlsStream::TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context) : ssl_(ssl), context_(std::move(context)) {
-  // SSL_set_fd made one socket BIO for both directions; watching its reads is what socket_drained() needs.
-  BIO* bio = SSL_get_rbio(ssl_);
-  BIO_set_callback_ex(bio, &TlsStream::on_socket_bio);
-  BIO_set_callback_arg(bio, reinterpret_cast<char*>(this));
+  // The callback argument only stores the stream for read_socket: no callback is set, so none is ever called.
+  BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(this));
 }
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
-long TlsStream::on_socket_bio(BIO* bio, int oper, const char*, std::size_t len, int, long, int ret,
-                              std::size_t* processed) {
-  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
-    auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
-    // ret <= 0: would block, EOF or error; each ends the reading of this edge as well.
-    self->last_socket_read_short_ = ret <= 0 || (processed && *processed < len);
+int TlsStream::read_socket(BIO* bio, char* buf, int len) {
+  auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
+  if (self->socket_empty_) {
+    // A read(2) of this call already came back short: the kernel queue was empty then, and what arrives since
+    // raises a new EPOLLIN edge, after which the owner calls again (a server's socket is non-blocking and
+    // edge-triggered; a client's may be blocking, as in tools and tests, where the next read(2) waits instead). Asking now would only return EAGAIN (OpenSSL
+    // asks once more after each flight of the handshake, and for the rest of a record split across segments).
+    BIO_clear_retry_flags(bio);
+    BIO_set_retry_read(bio);
+    return -1;
   }
-  return ret;
+  const int got = socket_read(bio, buf, len);
+  // got <= 0: would block, EOF or error; each ends the reading of this edge as well.
+  self->last_socket_read_short_ = got < len;
+  self->socket_empty_ = self->edge_triggered_ && ((got > 0 && got < len) || (got < 0 && BIO_should_retry(bio)));
+  return got;
 }
 
 TlsIo TlsStream::classify(int ret) {
@@ -405,6 +441,7 @@ TlsIo TlsStream::classify(int ret) {
 
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
+  socket_empty_ = false;
   clear_stale_errors();
   errno = 0;
   int ret = SSL_do_handshake(ssl_);
@@ -416,6 +453,7 @@ bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
+  socket_empty_ = false;
   clear_stale_errors();
   errno = 0;
   std::size_t got = 0;
@@ -458,6 +496,7 @@ TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
       }
       src = staging;
     }
+    socket_empty_ = false;
     clear_stale_errors();
     errno = 0;
     std::size_t written = 0;
@@ -497,7 +536,7 @@ bool TlsStream::release_buffers() {
 void TlsStream::keep_buffers() { SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS); }
 
 std::uint64_t TlsStream::socket_bytes() const {
-  // One socket BIO for both directions (SSL_set_fd); OpenSSL counts what passes through it anyway.
+  // One socket BIO for both directions (attach_socket); OpenSSL counts what passes through it anyway.
   BIO* bio = SSL_get_rbio(ssl_);
   return bio ? BIO_number_read(bio) + BIO_number_written(bio) : 0;
 }

@@ -1,6 +1,6 @@
 // TLS streams over non-blocking sockets (OpenSSL 3), driven by an edge-triggered reactor.
 //
-// A TlsStream does the socket I/O itself (SSL_set_fd) and reports what it waits for instead of blocking:
+// A TlsStream does the socket I/O itself (OpenSSL's socket BIO) and reports what it waits for instead of blocking:
 // want_read means "call me again after the descriptor is readable", want_write "after it is writable". The
 // stream does not own the descriptor; whoever owns it closes it after the stream is gone. OpenSSL's socket
 // BIO writes with write(), not send(MSG_NOSIGNAL): the process must ignore SIGPIPE (servers do anyway).
@@ -111,7 +111,8 @@ struct TlsResult {
 
 class TlsStream {
  public:
-  // Server side, for an accepted non-blocking socket.
+  // Server side, for an accepted non-blocking socket, read as the edge-triggered rule above says: within one call
+  // it makes no read(2) after one that came back short (that one would only return EAGAIN).
   static std::unique_ptr<TlsStream> accept(const std::shared_ptr<TlsContext>& context, int fd, TlsError& error);
   // Client side (tools and tests): sends `sni` (unless empty or an IP literal) and, when the context
   // verifies peers, checks the certificate against it.
@@ -190,8 +191,8 @@ class TlsStream {
  private:
   TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
-  static long on_socket_bio(BIO* bio, int oper, const char* argp, std::size_t len, int argi, long argl, int ret,
-                            std::size_t* processed);
+  static int read_socket(BIO* bio, char* buf, int len);  // the socket BIO's read (net/tls.cpp)
+  static bool attach_socket(SSL* ssl, int fd);            // SSL_set_fd with the BIO whose read is read_socket
 
   SSL* ssl_;
   std::shared_ptr<TlsContext> context_;  // keeps the SNI callback's argument alive (null on the client side)
@@ -199,6 +200,8 @@ class TlsStream {
   int last_errno_ = 0;
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
   bool last_socket_read_short_ = false;  // see socket_drained()
+  bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
+  bool socket_empty_ = false;    // a read(2) of the current call came back short: ask no more in it
 };
 
 struct SslCtxDeleter {

@@ -14,35 +14,13 @@
 # cases by result (behavior, and behaviorClose), then every case that is not OK; exits non-zero when a case is
 # FAILED, NON-STRICT or closed UNCLEAN (or another close failure); INFORMATIONAL and UNIMPLEMENTED are reported. The HTML and JSON reports stay in
 # OUT/MODE (default BUILD/autobahn/reports). --setup only installs the packages and extracts the suite.
-set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-source_dir=$(cd "$here/../.." && pwd)
-build=$source_dir/build/release
-modes=default,deflate
-out=
+name=run.sh
 setup_only=no
-cases=()
-excluded=()
-jobs=1
-while (($#)); do
-  case $1 in
-    --build) build=$2; shift 2 ;;
-    --modes) modes=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    --exclude) excluded+=("$2"); shift 2 ;;
-    --jobs) jobs=$2; shift 2 ;;
-    --setup) setup_only=yes; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    -*) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
-    *) cases+=("$1"); shift ;;
-  esac
-done
-((${#cases[@]})) || cases=("*")
-build=$(cd "$build" && pwd)
+source "$(dirname "$0")/common.sh"
+parse_args "$@"
 out=${out:-$build/autobahn/reports}
 edgews=${EDGEWS_BIN:-$build/tools/edgews}
 tarball=${AUTOBAHN_TARBALL:-/work/shared/autobahn/autobahntestsuite-b8a5120-py3.tar.gz}
-python=/usr/bin/python3  # Debian's: the suite runs on the python3-* packages, not on a pyenv or venv python
 [[ -x $edgews ]] ||
   { echo "run.sh: no edgews binary at $edgews: build it (cmake --build --preset release)" >&2; exit 2; }
 [[ -r $tarball ]] || { echo "run.sh: no Autobahn TestSuite at $tarball: set AUTOBAHN_TARBALL" >&2; exit 2; }
@@ -61,28 +39,16 @@ if [[ ! -f $suite/.stamp || $(cat "$suite/.stamp") != "$sum" ]]; then
   rm -rf "$suite"
   mv -T "$fresh" "$suite" 2>/dev/null || rm -rf "$fresh"  # another run got there first: keep its copy
 fi
-top=$(dirname "$(find "$suite" -maxdepth 3 -name wstest.py -path '*autobahntestsuite/wstest.py' | head -1)")
-top=$(dirname "$top")
+find_suite "$suite"
 [[ -d $top/autobahntestsuite ]] || { echo "run.sh: $tarball holds no autobahntestsuite/wstest.py" >&2; exit 2; }
 [[ $setup_only == no ]] || exit 0
-
-server_pids=()
-stop_servers() {
-  local pid
-  for pid in "${server_pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  server_pids=()
-}
-trap stop_servers EXIT
 
 # Starts edgews on a free port (--port 0) and sets server_port from the line it prints.
 start_server() {
   local log=$1; shift
   "$edgews" serve --host 127.0.0.1 --port 0 --log-level warn "$@" >"$log.out" 2>"$log.err" &
   local pid=$!
-  server_pids+=("$pid")
+  pids+=("$pid")
   server_port=
   for _ in $(seq 1 100); do
     server_port=$(sed -n 's/^edgews: listening on port \([0-9]*\)$/\1/p' "$log.out")
@@ -94,31 +60,6 @@ start_server() {
   exit 2
 }
 
-# Writes one spec.json per part into PARTS_DIR/part-K (K = 1..jobs): the suite resolves the patterns into case
-# ids, dealt round-robin so that every part gets its share of the long cases.
-write_specs() {
-  (cd "$top" && "$python" - "$1" "$jobs" "${cases[*]}" "${excluded[*]}") <<'EOF'
-import json, os, sys
-from autobahntestsuite.case import Cases, CaseCategories, CaseSubCategories, CaseSetname, CaseBasename
-from autobahntestsuite.caseset import CaseSet
-parts_dir, jobs, cases, excluded = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
-case_set = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories, CaseSubCategories)
-ids = case_set.parseSpecCases({"cases": cases, "exclude-cases": excluded})
-unknown = [i for i in ids if i not in case_set.CasesById]
-if unknown or not ids:
-    sys.exit(f"run.sh: no such Autobahn case: {' '.join(unknown) or ' '.join(cases)}")
-for k in range(min(jobs, len(ids))):
-    part = os.path.join(parts_dir, f"part-{k + 1}")
-    os.makedirs(part)
-    # The client waits 10 s instead of 1 s for the server's half of a closing handshake: on a loaded machine a
-    # server starved for a second is not a protocol failure, and one that never answers still fails the case.
-    json.dump({"outdir": part, "servers": [{"agent": "edgews", "url": "ws://127.0.0.1:PORT"}],
-               "options": {"closeHandshakeTimeout": 10},
-               "cases": ids[k::jobs], "exclude-cases": [], "exclude-agent-cases": {}},
-              open(os.path.join(part, "spec.json"), "w"), indent=1)
-EOF
-}
-
 status=0
 IFS=, read -ra mode_list <<<"$modes"
 for mode in "${mode_list[@]}"; do
@@ -127,16 +68,8 @@ for mode in "${mode_list[@]}"; do
     deflate) flags=(--deflate) ;;
     *) echo "run.sh: unknown mode $mode (default or deflate)" >&2; exit 2 ;;
   esac
-  dir=$out/$mode
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  write_specs "$dir"
-  what="cases ${cases[*]}"
-  ((${#excluded[@]} == 0)) || what+=" except ${excluded[*]}"
-  echo "autobahn: edgews serve ${flags[*]:-(defaults)}, $what, $jobs part(s) at once" >&2
-  started=$SECONDS
+  start_mode "$mode" fuzzingclient "edgews serve ${flags[*]:-(defaults)}"
   clients=()
-  parts=("$dir"/part-*)
   for part in "${parts[@]}"; do
     start_server "$part/edgews" "${flags[@]}"
     sed -i "s/127.0.0.1:PORT/127.0.0.1:$server_port/" "$part/spec.json"
@@ -154,10 +87,10 @@ from autobahntestsuite import wstest; wstest.run()' "$part/spec.json" >"$part/ws
     fi
   done
   dead=()
-  for i in "${!server_pids[@]}"; do
-    kill -0 "${server_pids[$i]}" 2>/dev/null || dead+=("${parts[$i]}/edgews.err")
+  for i in "${!pids[@]}"; do
+    kill -0 "${pids[$i]}" 2>/dev/null || dead+=("${parts[$i]}/edgews.err")
   done
-  stop_servers
+  stop_all
   echo
   echo "edgews serve ${flags[*]:-(defaults)}: $((SECONDS - started)) s"
   "$python" "$here/summarize.py" "${parts[@]/%//index.json}" || status=1

@@ -27,35 +27,6 @@ using core::Error;
 using core::SendStatus;
 using std::chrono::milliseconds;
 
-struct Seen {
-  int opened = 0;
-  std::vector<std::string> messages;
-  std::vector<bool> text;
-  std::vector<std::uint16_t> close_codes;
-  std::vector<std::string> close_reasons;
-  std::vector<Error> errors;
-
-  ClientCallbacks callbacks() {
-    ClientCallbacks c;
-    c.on_open = [this](std::string_view) { ++opened; };
-    c.on_message = [this](std::span<const std::uint8_t> data, bool is_text) {
-      messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
-      text.push_back(is_text);
-    };
-    c.on_close = [this](std::uint16_t code, std::string_view reason, const Error& e) {
-      close_codes.push_back(code);
-      close_reasons.emplace_back(reason);
-      errors.push_back(e);
-    };
-    return c;
-  }
-};
-
-bool poll_until(Client& client, const std::function<bool()>& done, int rounds = 1000) {
-  for (int i = 0; i < rounds && !done(); ++i) client.poll(milliseconds(10));
-  return done();
-}
-
 // A peer server process started for one test: it prints "listening PORT" once it accepts connections.
 class PeerProcess {
  public:

@@ -27,71 +27,17 @@ using core::SendStatus;
 using core::ClientState;
 using std::chrono::milliseconds;
 
-// Accepts one connection, answers the upgrade, then never reads again (until it is destroyed): whatever the
-// client sends piles up in the kernel's buffers and then in the client's queue.
-class StalledServer {
+// Accepts one connection, answers the upgrade, then never reads again (until it is destroyed), with a small
+// receive buffer, so that the client's queue fills after a few hundred KiB.
+class StalledServer : public RawServer {
  public:
-  StalledServer() {
-    listener_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(listener_.get(), 4);
-    socklen_t n = sizeof a;
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &n);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~StalledServer() {
-    stop_ = true;
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  std::uint16_t port() const { return port_; }
-
- private:
-  void serve() {
-    timeval tv{0, 100000};
-    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    net::Fd conn;
-    while (!stop_ && !conn) conn = net::Fd(::accept(listener_.get(), nullptr, nullptr));
-    if (!conn) return;
-    // A small receive buffer, so that the client's queue fills after a few hundred KiB.
-    const int small = 4096;
-    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string request;
-    char buf[4096];
-    while (!stop_ && request.find("\r\n\r\n") == std::string::npos) {
-      const ssize_t r = ::read(conn.get(), buf, sizeof buf);
-      if (r == 0) return;
-      if (r > 0) request.append(buf, static_cast<std::size_t>(r));
-    }
-    const std::size_t k = request.find("Sec-WebSocket-Key: ") + 19;
-    const std::string key = request.substr(k, request.find("\r\n", k) - k);
-    const std::string response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                                 "Sec-WebSocket-Accept: " +
-                                 std::string(codec::accept_view(codec::compute_accept(key))) + "\r\n\r\n";
-    (void)!::write(conn.get(), response.data(), response.size());
-    while (!stop_) std::this_thread::sleep_for(milliseconds(10));
-  }
-
-  net::Fd listener_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
+  StalledServer() : RawServer(kAccept, Reading::off, 4096) {}
 };
 
 std::string message_text(int i) {
   std::string text = std::to_string(i);
   text.insert(text.begin(), 'm');  // not "m" + ...: GCC 12 warns falsely (-Wrestrict) on that
   return text;
-}
-
-bool poll_until(Client& client, const std::function<bool()>& done, int rounds = 1000) {
-  for (int i = 0; i < rounds && !done(); ++i) client.poll(milliseconds(10));
-  return done();
 }
 
 TEST(ClientSend, ASendOverMaxBackpressureIsDroppedAndTheConnectionStaysOpen) {

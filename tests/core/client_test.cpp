@@ -40,120 +40,9 @@ using core::ClientState;
 using core::SendStatus;
 using std::chrono::milliseconds;
 
-// What the callbacks saw.
-struct Seen {
-  int opened = 0;
-  std::string subprotocol;
-  std::vector<std::string> messages;
-  std::vector<bool> text;
-  std::vector<std::uint16_t> close_codes;
-  std::vector<Error> errors;  // one per on_close (code none for a clean close)
-  std::vector<unsigned> attempts;
-  std::vector<milliseconds> delays;
-
-  ClientCallbacks callbacks() {
-    ClientCallbacks c;
-    c.on_open = [this](std::string_view p) {
-      ++opened;
-      subprotocol = std::string(p);
-    };
-    c.on_message = [this](std::span<const std::uint8_t> data, bool is_text) {
-      messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
-      text.push_back(is_text);
-    };
-    c.on_close = [this](std::uint16_t code, std::string_view, const Error& e) {
-      close_codes.push_back(code);
-      errors.push_back(e);
-    };
-    c.on_reconnecting = [this](unsigned attempt, milliseconds delay, const Error&) {
-      attempts.push_back(attempt);
-      delays.push_back(delay);
-    };
-    return c;
-  }
-};
-
-// Polls until `done` or about `rounds` * 10 ms.
-bool poll_until(Client& client, const std::function<bool()>& done, int rounds = 500) {
-  for (int i = 0; i < rounds && !done(); ++i) client.poll(milliseconds(10));
-  return done();
-}
-
 std::string ws_url(std::uint16_t port, std::string_view path = "/") {
   return "ws://127.0.0.1:" + std::to_string(port) + std::string(path);
 }
-
-// A port with nothing listening on it: bound, then closed.
-std::uint16_t closed_port() {
-  net::Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t n = sizeof a;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &n);
-  return ntohs(a.sin_port);
-}
-
-// A one-connection server that answers the upgrade with `response`, where "{accept}" stands for the right
-// Sec-WebSocket-Accept; an empty response means it never answers (until the test ends).
-class RawServer {
- public:
-  explicit RawServer(std::string response) : response_(std::move(response)) {
-    listener_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(listener_.get(), 4);
-    socklen_t n = sizeof a;
-    ::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&a), &n);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-  ~RawServer() {
-    stop_ = true;
-    ::shutdown(listener_.get(), SHUT_RDWR);
-    thread_.join();
-  }
-  std::uint16_t port() const { return port_; }
-
- private:
-  void serve() {
-    timeval tv{0, 100000};
-    ::setsockopt(listener_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    net::Fd conn;
-    while (!stop_ && !conn) conn = net::Fd(::accept(listener_.get(), nullptr, nullptr));
-    if (!conn) return;
-    ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string request;
-    char buf[4096];
-    while (!stop_ && request.find("\r\n\r\n") == std::string::npos) {
-      const ssize_t r = ::read(conn.get(), buf, sizeof buf);
-      if (r == 0) return;
-      if (r > 0) request.append(buf, static_cast<std::size_t>(r));
-    }
-    if (response_.empty()) {
-      while (!stop_) std::this_thread::sleep_for(milliseconds(10));
-      return;
-    }
-    const std::size_t k = request.find("Sec-WebSocket-Key: ") + 19;
-    const std::string key = request.substr(k, request.find("\r\n", k) - k);
-    std::string response = response_;
-    if (const std::size_t at = response.find("{accept}"); at != std::string::npos) {
-      response.replace(at, 8, codec::accept_view(codec::compute_accept(key)));
-    }
-    (void)!::write(conn.get(), response.data(), response.size());
-    while (!stop_ && ::read(conn.get(), buf, sizeof buf) != 0) {
-    }
-  }
-
-  std::string response_;
-  net::Fd listener_;
-  std::uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-};
 
 TEST(ClientBackoff, GrowsExponentiallyUpToTheCapWithJitterBelowTheBase) {
   BackoffPolicy policy;
@@ -573,27 +462,11 @@ namespace {
 
 // wss:// against edgews with certificates from tools/make-dev-cert.sh: "localhost" (for localhost, 127.0.0.1 and
 // ::1), "wrong" (for wrong.example only) and "expired" (for localhost, but 2020-2021), all from one development CA.
-class ClientTls : public ::testing::Test {
+class ClientTls : public TlsServerTest {
  protected:
   void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    char tmpl[] = "/tmp/edgews-client-tls-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    const std::string tool = "'" EDGEWS_SOURCE_DIR "/tools/make-dev-cert.sh' '" + dir_ + "'";
-    for (const std::string args : {"", " --name wrong --san DNS:wrong.example",
-                                   " --name expired --expired --san DNS:localhost,IP:127.0.0.1"}) {
-      const std::string cmd = tool + args + " >/dev/null";
-      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    }
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  ServerConfig tls_config(const std::string& name = "localhost") {
-    ServerConfig config = test_config();
-    config.listeners[0].tls = true;
-    config.tls.certificates = {{dir_ + "/" + name + ".crt", dir_ + "/" + name + ".key"}};
-    return config;
+    make_certificates({"", " --name wrong --san DNS:wrong.example",
+                       " --name expired --expired --san DNS:localhost,IP:127.0.0.1"});
   }
   static Callbacks echo() {
     Callbacks callbacks;
@@ -623,7 +496,6 @@ class ClientTls : public ::testing::Test {
     return seen.errors.empty() ? Error{} : seen.errors[0];
   }
 
-  std::string dir_;
 };
 
 TEST_F(ClientTls, EchoesOverWssWithTheCaGiven) {

@@ -355,88 +355,7 @@ TEST(ReadHold, GaugesAreOnTheMetricsEndpoint) {
 // TLS: a paused connection leaves records in OpenSSL's buffer (read-ahead) and in the socket; the resume must read
 // them although no new edge comes, and a paused TLS connection still writes.
 
-class TlsPipe {
- public:
-  bool open(std::uint16_t port) {
-    fd_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-    int one = 1;
-    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    timeval tv{10, 0};  // every blocking read is bounded
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    net::TlsError error;
-    ctx_ = net::make_client_context("", error);
-    tls_ = net::TlsStream::connect(ctx_.get(), fd_.get(), "localhost", error);
-    if (!tls_ || tls_->handshake().status != net::TlsIo::ok) return false;
-    const std::string request =
-        "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-    if (!write(request)) return false;
-    std::string head;
-    char ch;
-    while (head.size() < 4096 && !head.ends_with("\r\n\r\n")) {
-      if (tls_->read(&ch, 1).status != net::TlsIo::ok) return false;
-      head.push_back(ch);
-    }
-    return head.starts_with("HTTP/1.1 101");
-  }
-  bool write(std::string_view bytes) {  // one TLS record (bytes under 16 KiB)
-    return tls_->write(bytes.data(), bytes.size()).status == net::TlsIo::ok;
-  }
-  std::optional<std::string> read_message() {
-    for (;;) {
-      if (off_ < buffered_.size()) {
-        std::size_t used = 0;
-        const codec::Event event =
-            reader_.next(reinterpret_cast<std::uint8_t*>(buffered_.data()) + off_, buffered_.size() - off_, used);
-        off_ += used;
-        if (event.type == codec::EventType::message) {
-          return std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
-        }
-        if (event.type == codec::EventType::error || event.type == codec::EventType::close) return std::nullopt;
-        if (event.type != codec::EventType::need_more) continue;
-      }
-      buffered_.erase(0, off_);
-      off_ = 0;
-      char buf[16384];
-      const net::TlsResult r = tls_->read(buf, sizeof buf);
-      if (r.status != net::TlsIo::ok) return std::nullopt;
-      buffered_.append(buf, r.bytes);
-    }
-  }
-
- private:
-  net::Fd fd_;
-  net::ClientContextPtr ctx_;
-  std::unique_ptr<net::TlsStream> tls_;
-  codec::MessageReader reader_{codec::Role::client};
-  std::string buffered_;
-  std::size_t off_ = 0;
-};
-
-class ReadHoldTls : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    char tmpl[] = "/tmp/edgews-core-hold-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    const std::string cmd = "'" EDGEWS_SOURCE_DIR "/tools/make-dev-cert.sh' '" + dir_ + "' >/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  ServerConfig tls_config() {
-    ServerConfig config = test_config();
-    config.listeners[0].tls = true;
-    config.tls.certificates = {{dir_ + "/localhost.crt", dir_ + "/localhost.key"}};
-    return config;
-  }
-  std::string dir_;
-};
+using ReadHoldTls = TlsServerTest;
 
 TEST_F(ReadHoldTls, ResumeReadsRecordsOpenSslAlreadyHolds) {
   constexpr std::size_t kMessages = 200;
@@ -449,7 +368,7 @@ TEST_F(ReadHoldTls, ResumeReadsRecordsOpenSslAlreadyHolds) {
   };
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), callbacks));
-  TlsPipe client;
+  WssPipe client;
   ASSERT_TRUE(client.open(server.port()));
   // Each message its own record, all sent before the server pauses after the first: OpenSSL reads ahead, so
   // records sit decrypted or not yet decrypted in its buffer, the rest in the socket; nothing more will arrive.
@@ -480,7 +399,7 @@ TEST_F(ReadHoldTls, EveryMessageOfABatchPausedOneByOneArrivesInOrder) {
   };
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), callbacks));
-  TlsPipe client;
+  WssPipe client;
   ASSERT_TRUE(client.open(server.port()));
   std::string batch;  // several messages per record, records of a few KiB
   for (std::size_t i = 0; i < kMessages; ++i) {

@@ -26,91 +26,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A blocking wss client just big enough for this test: TLS, the upgrade, small masked text frames.
-class WssClient {
- public:
-  bool open(std::uint16_t port) {
-    fd_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
-    int one = 1;
-    ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    timeval tv{5, 0};  // every blocking read is bounded
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    net::TlsError error;
-    ctx_ = net::make_client_context("", error);
-    tls_ = net::TlsStream::connect(ctx_.get(), fd_.get(), "localhost", error);
-    if (!tls_ || tls_->handshake().status != net::TlsIo::ok) return false;
-    codec::ClientHandshake handshake;
-    codec::ClientRequest args;
-    args.host = "localhost";
-    std::string request;
-    std::mt19937_64 random(std::random_device{}());
-    if (handshake.write_request(request, args, codec::make_websocket_key(random))) return false;
-    if (tls_->write(request.data(), request.size()).status != net::TlsIo::ok) return false;
-    // Byte by byte, so that no frame behind the head is read here.
-    std::string head;
-    char ch;
-    codec::ResponseCheck check;
-    while (head.size() < 4096 && !check.complete) {
-      if (tls_->read(&ch, 1).status != net::TlsIo::ok) return false;
-      head.push_back(ch);
-      if (ch == '\n') check = handshake.check_response(head);
-    }
-    return check.accepted(codec::ResponseMode::strict);
-  }
-
-  bool send_text(const std::string& text) {  // payload < 126 bytes
-    std::string frame = {'\x81', static_cast<char>(0x80 | text.size()), '\x11', '\x22', '\x33', '\x44'};
-    for (std::size_t i = 0; i < text.size(); ++i) frame.push_back(static_cast<char>(text[i] ^ frame[2 + i % 4]));
-    return tls_->write(frame.data(), frame.size()).status == net::TlsIo::ok;
-  }
-
-  std::string read_text() {  // one unmasked server frame, payload < 126 bytes
-    std::string got;
-    char buf[256];
-    while (got.size() < 2 || got.size() < 2 + static_cast<std::size_t>(got[1] & 0x7f)) {
-      net::TlsResult r = tls_->read(buf, 2 + (got.size() < 2 ? 0 : (got[1] & 0x7f)) - got.size());
-      if (r.status != net::TlsIo::ok) return "<read failed>";
-      got.append(buf, r.bytes);
-    }
-    return got.substr(2);
-  }
-
- private:
-  net::Fd fd_;
-  net::ClientContextPtr ctx_;
-  std::unique_ptr<net::TlsStream> tls_;
-};
-
-class TlsBuffers : public ::testing::Test {
+class TlsBuffers : public TlsServerTest {
  protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    char tmpl[] = "/tmp/edgews-core-tls-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    const std::string cmd = "'" EDGEWS_SOURCE_DIR "/tools/make-dev-cert.sh' '" + dir_ + "' >/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  ServerConfig tls_config() {
-    ServerConfig config = test_config();
-    config.listeners[0].tls = true;
-    config.tls.certificates = {{dir_ + "/localhost.crt", dir_ + "/localhost.key"}};
-    return config;
-  }
   static Callbacks echo() {
     Callbacks callbacks;
     callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
     return callbacks;
   }
-
-  std::string dir_;
 };
 
 // The value of the unlabelled sample `name` in a metrics exposition; nullopt when there is no such sample.
@@ -128,7 +50,7 @@ std::optional<std::uint64_t> sample(const std::string& text, const std::string& 
 TEST_F(TlsBuffers, ReleasedRightAfterTheUpgrade) {
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), echo()));
-  WssClient client;
+  WssPipe client;
   ASSERT_TRUE(client.open(server.port()));
   // Well within a sweep period: this is the release at the end of the upgrade's turn, not the sweep's.
   EXPECT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 1; }, 500));
@@ -137,7 +59,7 @@ TEST_F(TlsBuffers, ReleasedRightAfterTheUpgrade) {
 TEST_F(TlsBuffers, ConnectionThatExchangedMessagesIsReleasedAfterASecondQuiet) {
   RunningServer server;
   ASSERT_TRUE(server.start(tls_config(), echo()));
-  WssClient client;
+  WssPipe client;
   ASSERT_TRUE(client.open(server.port()));
   ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 1; }, 2000));
 
@@ -147,7 +69,7 @@ TEST_F(TlsBuffers, ConnectionThatExchangedMessagesIsReleasedAfterASecondQuiet) {
   while (Clock::now() < busy_until) {
     const std::string text = "message " + std::to_string(n++);
     ASSERT_TRUE(client.send_text(text));
-    ASSERT_EQ(client.read_text(), text);
+    ASSERT_EQ(client.read_message(), text);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   const auto quiet_since = Clock::now();
@@ -159,7 +81,7 @@ TEST_F(TlsBuffers, ConnectionThatExchangedMessagesIsReleasedAfterASecondQuiet) {
 
   // The connection works on after the release, and the next quiet spell releases it again.
   ASSERT_TRUE(client.send_text("after"));
-  EXPECT_EQ(client.read_text(), "after");
+  EXPECT_EQ(client.read_message(), "after");
   EXPECT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 3; }, 4000));
 }
 
@@ -173,14 +95,14 @@ TEST_F(TlsBuffers, ReleasesAreCountedOnTheMetricsEndpoint) {
   EXPECT_NE(before.find("# TYPE edgews_tls_buffers_released_total counter\n"), std::string::npos) << before;
   EXPECT_EQ(sample(before, kName), std::optional<std::uint64_t>(0)) << before;
 
-  WssClient client;
+  WssPipe client;
   ASSERT_TRUE(client.open(server.port()));
   ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 1; }, 2000));
   EXPECT_EQ(sample(server->metrics_text(), kName), std::optional<std::uint64_t>(1));
 
   // A message wakes the buffers up; the next quiet spell releases them again, and the counter follows.
   ASSERT_TRUE(client.send_text("ping"));
-  ASSERT_EQ(client.read_text(), "ping");
+  ASSERT_EQ(client.read_message(), "ping");
   ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 2; }, 4000));
   EXPECT_EQ(sample(server->metrics_text(), kName), std::optional<std::uint64_t>(2));
 }

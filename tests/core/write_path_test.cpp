@@ -208,16 +208,8 @@ class WssClient {
   }
 
   bool open(std::uint16_t port) {
-    fd_ = net::Fd(::socket(AF_INET, SOCK_STREAM, 0));
-    int small = 4096;
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    timeval tv{10, 0};  // every blocking read is bounded
-    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return false;
+    fd_ = connect_loopback(port, 4096, /*nodelay=*/false);
+    if (!fd_) return false;
     ctx_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION);
     ssl_ = SSL_new(ctx_);
@@ -282,27 +274,19 @@ class WssClient {
   SSL* ssl_ = nullptr;
 };
 
-class WritePathTls : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    char tmpl[] = "/tmp/edgews-core-write-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    const std::string cmd = "'" EDGEWS_SOURCE_DIR "/tools/make-dev-cert.sh' '" + dir_ + "' >/dev/null";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+using WritePathTls = TlsServerTest;
 
-  ServerConfig tls_config() {
-    ServerConfig config = test_config();
-    config.listeners[0].tls = true;
-    config.tls.certificates = {{dir_ + "/localhost.crt", dir_ + "/localhost.key"}};
-    return config;
+// Reads the `count` numbered frames the filler sent, in order.
+::testing::AssertionResult reads_numbered_frames(WssClient& client, int count) {
+  for (int i = 0; i < count; ++i) {
+    auto payload = client.read_payload();
+    if (!payload) return ::testing::AssertionFailure() << "frame " << i << " did not arrive";
+    if (*payload != numbered(static_cast<std::size_t>(i), kFrameSize)) {
+      return ::testing::AssertionFailure() << "frame " << i << " is not the one sent";
+    }
   }
-
-  std::string dir_;
-};
+  return ::testing::AssertionSuccess();
+}
 
 TEST_F(WritePathTls, PushBackDrainsInOrderThroughWantWrite) {
   Filler filler;
@@ -314,11 +298,7 @@ TEST_F(WritePathTls, PushBackDrainsInOrderThroughWantWrite) {
   ASSERT_TRUE(eventually([&] { return filler.sent.load() != 0; }));
   EXPECT_GE(filler.peak.load(), kFill);
   EXPECT_TRUE(eventually([&] { return sockets_polling_writable() == 1; }));
-  for (int i = 0; i < filler.sent.load(); ++i) {
-    auto payload = client.read_payload();
-    ASSERT_TRUE(payload) << i;
-    ASSERT_EQ(*payload, numbered(static_cast<std::size_t>(i), kFrameSize)) << i;
-  }
+  ASSERT_TRUE(reads_numbered_frames(client, filler.sent.load()));
   ASSERT_TRUE(eventually([&] { return filler.drains.load() == 1; }));
   EXPECT_TRUE(eventually([&] { return sockets_polling_writable() == 0; }));
 }
@@ -336,11 +316,7 @@ TEST_F(WritePathTls, KeyUpdateReadWhileOutputIsBlocked) {
   ASSERT_TRUE(client.request_key_update());
   ASSERT_TRUE(client.send_text("after the key update"));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  for (int i = 0; i < filler.sent.load(); ++i) {
-    auto payload = client.read_payload();
-    ASSERT_TRUE(payload) << i;
-    ASSERT_EQ(*payload, numbered(static_cast<std::size_t>(i), kFrameSize)) << i;
-  }
+  ASSERT_TRUE(reads_numbered_frames(client, filler.sent.load()));
   auto echo = client.read_payload();
   ASSERT_TRUE(echo);
   EXPECT_EQ(*echo, "after the key update");

@@ -344,6 +344,35 @@ TEST(Client, AMaskedFrameFromTheServerIsAProtocolError) {
   EXPECT_NE(seen.errors[0].message.find("mask"), std::string::npos) << seen.errors[0].message;
 }
 
+// RFC 6455 5.5: a control frame carries at most 125 bytes. A longer ping payload is cut there, as a server
+// connection's ping() does, and goes out as one masked frame the server can read.
+TEST(Client, APingPayloadOver125BytesIsCutTo125) {
+  RawServer raw(RawServer::kAccept);
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  options.ping_interval = milliseconds(0);
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  std::vector<std::uint8_t> payload(200);
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>(i);
+  ASSERT_EQ(client.ping(payload), SendStatus::ok);
+  constexpr std::size_t kFrame = 2 + 4 + 125;  // header, mask key, payload
+  ASSERT_TRUE(poll_until(client, [&] { return raw.received().size() >= kFrame; }));
+  const std::string got = raw.received();
+  ASSERT_EQ(got.size(), kFrame) << "one frame, nothing after it";
+  EXPECT_EQ(static_cast<std::uint8_t>(got[0]), 0x89) << "FIN, ping";
+  EXPECT_EQ(static_cast<std::uint8_t>(got[1]), 0x80 | 125) << "masked, 125 bytes";
+  for (std::size_t i = 0; i < 125; ++i) {
+    const auto masked = static_cast<std::uint8_t>(got[6 + i]);
+    const auto key = static_cast<std::uint8_t>(got[2 + i % 4]);
+    ASSERT_EQ(static_cast<std::uint8_t>(masked ^ key), payload[i]) << "payload byte " << i;
+  }
+  EXPECT_EQ(client.state(), ClientState::open);
+}
+
 // Liveness on the injected clock: a server that answers pings keeps the connection; one that never answers is
 // found dead after ping_interval + pong_timeout, without waiting for either on the wall clock.
 TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {

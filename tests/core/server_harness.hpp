@@ -192,6 +192,11 @@ class RawServer {
     thread_.join();
   }
   std::uint16_t port() const { return listener_.port(); }
+  // The bytes the client sent after the response (with Reading::on), as they arrived.
+  std::string received() const {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
 
  private:
   void serve() {
@@ -218,7 +223,11 @@ class RawServer {
       }
       (void)!::write(conn.get(), response.data(), response.size());
       if (reading_ == Reading::on) {
-        while (!stop_ && ::read(conn.get(), buf, sizeof buf) != 0) {
+        ssize_t r;
+        while (!stop_ && (r = ::read(conn.get(), buf, sizeof buf)) != 0) {
+          if (r < 0) continue;
+          std::lock_guard lock(mutex_);
+          received_.append(buf, static_cast<std::size_t>(r));
         }
         return;
       }
@@ -232,6 +241,8 @@ class RawServer {
   LoopbackSocket listener_{4};
   std::thread thread_;
   std::atomic<bool> stop_{false};
+  mutable std::mutex mutex_;
+  std::string received_;
 };
 
 // What an edgews::Client's callbacks saw.

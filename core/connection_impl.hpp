@@ -41,24 +41,16 @@ class UpgradeContext;
 
 class ConnectionImpl final : public Connection, public net::Reactor::Handler {
  public:
-  // Sends one message as a single frame. The payload is copied (or written at once); the caller's buffer may be
-  // reused when this returns.
+  // Connection's public API (documented in core/connection.hpp), on the state below; its methods forward here.
   SendStatus send(std::span<const std::uint8_t> payload, Opcode opcode = Opcode::binary);
   SendStatus send_text(std::string_view text) {
     return send({reinterpret_cast<const std::uint8_t*>(text.data()), text.size()}, Opcode::text);
   }
   SendStatus send_binary(std::span<const std::uint8_t> data) { return send(data, Opcode::binary); }
   SendStatus ping(std::span<const std::uint8_t> payload = {});  // at most 125 bytes
-  // Starts the closing handshake (RFC 6455 7): queued messages go first, then the close frame; the descriptor is
-  // closed when the peer answers or after Limits::close_timeout_ms. The reason is cut to 123 bytes.
   void close(std::uint16_t code = 1000, std::string_view reason = {});
-  // Drops the connection without a closing handshake (the peer sees 1006).
   void terminate();
 
-  // Flow control for the application (say, while a worker thread handles the last message): no on_message
-  // arrives between pause_reading() and resume_reading(), including the rest of what was already read (see
-  // ReadHold). The peer is pushed back by TCP. Pings and the idle timeout do not close a paused connection; a close
-  // started by the server (close(), shutdown) resumes reading, since the peer's close frame must be read.
   void pause_reading() { hold_reading(ReadHold::user); }
   void resume_reading() { release_reading(ReadHold::user); }
   bool reading_paused() const { return (read_holds_ & static_cast<std::uint8_t>(ReadHold::user)) != 0; }
@@ -66,17 +58,13 @@ class ConnectionImpl final : public Connection, public net::Reactor::Handler {
   bool is_open() const { return state_ == State::open; }
   std::size_t buffered_amount() const { return queue_ ? queue_->bytes() : 0; }
   ConnectionHandle handle() const;
-  // The peer of the TCP connection, or on a proxy_protocol listener the source address of the PROXY header.
   const PeerAddress& remote_address() const { return peer_; }
-  // The client: the address trusted proxies named in Forwarded / X-Forwarded-For / X-Real-IP
-  // (ServerConfig::trusted_proxies), else remote_address(). Forwarding headers carry no port: it is then 0.
   const PeerAddress& client_address() const;
   std::string_view subprotocol() const;
 
   void* user_data() const { return user_data_; }
   void set_user_data(void* data) { user_data_ = data; }
 
-  // Topic publish/subscribe within the process (Server::publish reaches every subscriber on every thread).
   bool subscribe(std::string_view topic);
   bool unsubscribe(std::string_view topic);
 

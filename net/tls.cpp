@@ -396,8 +396,9 @@ int TlsStream::read_socket(BIO* bio, char* buf, int len) {
   if (self->socket_empty_) {
     // A read(2) of this call already came back short: the kernel queue was empty then, and what arrives since
     // raises a new EPOLLIN edge, after which the owner calls again (a server's socket is non-blocking and
-    // edge-triggered; a client's may be blocking, as in tools and tests, where the next read(2) waits instead). Asking now would only return EAGAIN (OpenSSL
-    // asks once more after each flight of the handshake, and for the rest of a record split across segments).
+    // edge-triggered; a client's may be blocking, as in tools and tests, where the next read(2) waits instead).
+    // Asking now would only return EAGAIN (OpenSSL asks once more after each flight of the handshake, and for the
+    // rest of a record split across segments).
     BIO_clear_retry_flags(bio);
     BIO_set_retry_read(bio);
     return -1;

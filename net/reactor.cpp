@@ -7,11 +7,13 @@
 
 namespace edgews::net {
 
-std::uint64_t monotonic_ms() {
+std::uint64_t monotonic_ns() {
   timespec ts;
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000 + static_cast<std::uint64_t>(ts.tv_nsec) / 1000000;
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000 + static_cast<std::uint64_t>(ts.tv_nsec);
 }
+
+std::uint64_t monotonic_ms() { return monotonic_ns() / 1000000; }
 
 void EndOfTurnHook::cancel() {
   if (link_.next == nullptr) return;
@@ -43,6 +45,7 @@ Reactor::Reactor(Fd epoll, Wakeup wakeup, std::uint64_t now_ms)
       wakeup_(std::move(wakeup)),
       timers_(now_ms),
       now_ms_(now_ms),
+      now_ns_(now_ms * 1000000),
       thread_(std::thread::id()),  // no owner until the first turn: until then every caller posts
       receive_buffer_(new std::uint8_t[kReceiveBufferSize]) {
   hooks_.prev = hooks_.next = &hooks_;
@@ -117,7 +120,8 @@ int Reactor::run_once(int timeout_ms) {
 
   int n = ::epoll_wait(epoll_.get(), events_.data(), kMaxEvents, timeout);
   if (n < 0) n = 0;  // EINTR (a debugger, SIGSTOP/SIGCONT): just a short turn
-  now_ms_ = monotonic_ms();
+  now_ns_ = monotonic_ns();
+  now_ms_ = now_ns_ / 1000000;
   timers_.set_now(now_ms_);
 
   int dispatched = 0;

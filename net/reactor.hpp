@@ -103,6 +103,7 @@ class Reactor {
 
   TimerWheel& timers() { return timers_; }
   std::uint64_t now_ms() const { return now_ms_; }  // monotonic, read once after epoll_wait
+  std::uint64_t now_ns() const { return now_ns_; }  // the same reading in nanoseconds
   // Shared by all connections of this reactor for their reads (an idle connection then holds no buffer).
   std::span<std::uint8_t> receive_buffer() { return {receive_buffer_.get(), kReceiveBufferSize}; }
 
@@ -128,6 +129,7 @@ class Reactor {
 
   TimerWheel timers_;
   std::uint64_t now_ms_;
+  std::uint64_t now_ns_;
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::thread::id> thread_;
   std::unique_ptr<std::uint8_t[]> receive_buffer_;
@@ -135,5 +137,6 @@ class Reactor {
 
 // Monotonic milliseconds (CLOCK_MONOTONIC).
 std::uint64_t monotonic_ms();
+std::uint64_t monotonic_ns();
 
 }  // namespace edgews::net

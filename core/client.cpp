@@ -22,6 +22,7 @@
 #include "codec/session.hpp"
 #include "codec/ws_url.hpp"
 #include "core/deflate_session.hpp"
+#include "core/out_queue.hpp"
 #include "net/connector.hpp"
 #include "net/reactor.hpp"
 #include "net/resolver.hpp"
@@ -35,7 +36,40 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kCorkKept = 256 * 1024;  // a cork larger than this is freed after use
+
+// Frames gathered for one write. Grows without zero-filling bytes that are written over at once.
+class Cork {
+ public:
+  bool empty() const { return size_ == 0; }
+  std::size_t size() const { return size_; }
+  const std::uint8_t* data() const { return bytes_.get(); }
+  std::uint8_t* grow(std::size_t n) {
+    if (size_ + n > capacity_) {
+      const std::size_t capacity = std::max({capacity_ * 2, size_ + n, std::size_t{256}});
+      std::unique_ptr<std::uint8_t[]> bigger(new std::uint8_t[capacity]);
+      if (size_ != 0) std::memcpy(bigger.get(), bytes_.get(), size_);
+      bytes_ = std::move(bigger);
+      capacity_ = capacity;
+    }
+    std::uint8_t* at = bytes_.get() + size_;
+    size_ += n;
+    return at;
+  }
+  // Empty again; the memory stays for the next turn unless a large message made it big.
+  void clear() {
+    size_ = 0;
+    if (capacity_ > kCorkKept) {
+      bytes_.reset();
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  std::unique_ptr<std::uint8_t[]> bytes_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
 constexpr std::size_t kMaxHead = 64 * 1024;
 
 Error make_error(Errc code, std::string message, int status = 0) {
@@ -105,13 +139,19 @@ struct Client::Impl final : net::Reactor::Handler {
   std::unique_ptr<DeflateSession> deflate;
   codec::ClientHandshake handshake;
   std::string head;                 // upgrading: the request, then the response as it arrives
-  std::vector<std::uint8_t> out;    // bytes the kernel has not taken yet
-  std::vector<std::uint8_t> in;     // read buffer
+  // Frames are built in `cork` and written from there; what the kernel does not take waits in `out`. While the
+  // client delivers what it read (`corked`), sends and pongs only gather in the cork, and one write at the end
+  // takes them all: a reply per message costs no system call of its own.
+  Cork cork;
+  OutQueue out;
+  int corked = 0;
+  std::uint32_t delivery_ms = 0;  // corked: now_ms() of the read being delivered
   std::unique_ptr<codec::MessageReader> reader;
   std::mt19937_64 default_random{std::random_device{}()};
 
   // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
   net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
+  Clock::time_point armed_for{};  // what the timer was scheduled for
   // Tasks posted by other threads check it: the Client may be gone by the time they run.
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
@@ -144,6 +184,8 @@ struct Client::Impl final : net::Reactor::Handler {
   }
 
   // Attached: the timer follows the state's deadline (and the liveness check while open).
+  // A timer armed for earlier than the deadline stays: when it fires, timer_fired() finds nothing due and arms it
+  // again (traffic moves the liveness deadline later at every read; rescheduling each time would cost more).
   void rearm() {
     if (!attached) return;
     Clock::time_point due;
@@ -151,8 +193,11 @@ struct Client::Impl final : net::Reactor::Handler {
       timer.cancel();
       return;
     }
-    const auto left = std::chrono::ceil<milliseconds>(due - now()).count();
+    if (timer.scheduled() && armed_for <= due) return;
+    const Clock::time_point t = now();
+    const auto left = std::chrono::ceil<milliseconds>(due - t).count();
     reactor->timers().schedule(timer, static_cast<std::uint64_t>(std::max<milliseconds::rep>(left, 0)));
+    armed_for = due;
   }
 
   // What poll() or the reactor saw on the socket.
@@ -163,7 +208,9 @@ struct Client::Impl final : net::Reactor::Handler {
     }
     if (fd && (revents & POLLOUT) != 0) flush();
     // TLS: a read that waited for writability goes on after POLLOUT.
-    if (fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (tls && (revents & POLLOUT) != 0))) readable();
+    if (fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (tls && (revents & POLLOUT) != 0))) {
+      readable((revents & (POLLHUP | POLLERR)) != 0);
+    }
   }
 
   // Runs `task` on the client's thread, unless the client is gone by then.
@@ -174,15 +221,16 @@ struct Client::Impl final : net::Reactor::Handler {
   }
 
   Clock::time_point now() const { return options.clock(); }
-  // codec::Liveness counts in wrapping 32-bit milliseconds.
-  std::uint32_t now_ms() const {
-    return static_cast<std::uint32_t>(
-        std::chrono::duration_cast<milliseconds>(now().time_since_epoch()).count());
+  // codec::Liveness counts in wrapping 32-bit milliseconds. While a read is delivered, the time it was read at:
+  // one clock reading per read, not one per message.
+  std::uint32_t now_ms() const { return corked != 0 ? delivery_ms : to_ms(now()); }
+  static std::uint32_t to_ms(Clock::time_point t) {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count());
   }
 
   void begin_connect() {
     head.clear();
-    out.clear();
+    drop_output();
     reader.reset();
     state = ClientState::connecting;
     deadline = now() + options.connect_timeout;
@@ -293,7 +341,7 @@ struct Client::Impl final : net::Reactor::Handler {
     std::string bytes;
     auto random_byte = [this] { return static_cast<std::uint8_t>(options.random()); };
     (void)handshake.write_request(bytes, request, codec::make_websocket_key(random_byte));  // checked in start()
-    out.assign(bytes.begin(), bytes.end());
+    std::memcpy(cork.grow(bytes.size()), bytes.data(), bytes.size());
     flush();
   }
 
@@ -343,8 +391,8 @@ struct Client::Impl final : net::Reactor::Handler {
     liveness = codec::Liveness(now_ms());
     if (callbacks.on_open) callbacks.on_open(subprotocol);
     if (!rest.empty() && state == ClientState::open) {
-      in.assign(rest.begin(), rest.end());
-      frames(in.data(), in.size());
+      std::vector<std::uint8_t> bytes(rest.begin(), rest.end());
+      frames(bytes.data(), bytes.size());
     }
   }
 
@@ -445,10 +493,9 @@ struct Client::Impl final : net::Reactor::Handler {
     std::memcpy(key, &r, sizeof key);
     std::uint8_t header[codec::kMaxFrameHeaderSize];
     const std::size_t header_length = codec::write_frame_header(header, opcode, payload.size(), true, rsv1, key);
-    const std::size_t at = out.size();
-    out.resize(at + header_length + payload.size());
-    std::memcpy(out.data() + at, header, header_length);
-    if (!payload.empty()) codec::mask_copy(out.data() + at + header_length, payload.data(), payload.size(), key);
+    std::uint8_t* at = cork.grow(header_length + payload.size());
+    std::memcpy(at, header, header_length);
+    if (!payload.empty()) codec::mask_copy(at + header_length, payload.data(), payload.size(), key);
   }
 
   // A data message, compressed when permessage-deflate is in use and compress() finds it worth it.
@@ -456,12 +503,13 @@ struct Client::Impl final : net::Reactor::Handler {
     if (state != ClientState::open || !closing.may_send_data()) return SendStatus::closed;
     // As Limits::max_backpressure on a server: a message of any size goes while the bytes in front of it are
     // within the limit.
-    if (out.size() > options.max_backpressure) return SendStatus::dropped;
+    if (out.bytes() + cork.size() > options.max_backpressure) return SendStatus::dropped;
     std::span<const std::uint8_t> wire = payload;
     const bool compressed = deflate && deflate->compress(payload, wire);
     queue_frame(opcode, wire, compressed);
     liveness.message(now_ms());
-    flush();
+    if (corked == 0) flush();
+    else queued_bytes.store(out.bytes() + cork.size(), std::memory_order_relaxed);
     return SendStatus::ok;
   }
 
@@ -488,58 +536,108 @@ struct Client::Impl final : net::Reactor::Handler {
     return SendStatus::ok;
   }
 
+  // Writes what the cork gathered, behind whatever still waits in the queue. Corked or not: a caller that must
+  // send now (a close frame) calls it directly; sends made while delivering wait for the end of the delivery.
   void flush() {
+    if (!fd) {
+      drop_output();
+      return;
+    }
+    std::size_t taken = 0;
+    if (out.empty() && !cork.empty()) taken = write_some(cork.data(), cork.size());
+    if (taken < cork.size()) out.append({cork.data() + taken, cork.size() - taken});
+    cork.clear();
+    while (!out.empty()) {
+      std::size_t wrote = 0;
+      bool blocked = false;
+      if (tls) {
+        iovec first{};
+        out.gather(&first, 1);
+        wrote = write_some(static_cast<const std::uint8_t*>(first.iov_base), first.iov_len);
+        blocked = wrote < first.iov_len;
+      } else {
+        iovec iov[32];
+        const int n = out.gather(iov, 32);
+        const net::IoResult r = net::write_vec(fd.get(), iov, n);
+        if (r.status == net::IoStatus::ok) wrote = r.bytes;
+        blocked = r.status != net::IoStatus::ok;
+      }
+      out.consume(wrote);
+      if (blocked || wrote == 0) break;
+    }
+    queued_bytes.store(out.bytes(), std::memory_order_relaxed);
+  }
+
+  // Bytes of [data, data + len) the socket took now. TLS: a want_read or want_write stops it (poll or the next edge
+  // says when to go on); closed or error: the read side sees it.
+  std::size_t write_some(const std::uint8_t* data, std::size_t len) {
     std::size_t taken = 0;
     if (tls) {
       tls_wants_write = false;
-      while (taken < out.size()) {
-        const net::TlsResult r = tls->write(out.data() + taken, out.size() - taken);
+      while (taken < len) {
+        const net::TlsResult r = tls->write(data + taken, len - taken);
         taken += r.bytes;
-        if (r.status != net::TlsIo::ok) {  // want_read/want_write: poll says when; closed or error: read sees it
+        if (r.status != net::TlsIo::ok) {
           tls_wants_write = r.status == net::TlsIo::want_write;
           break;
         }
       }
+      return taken;
     }
-    while (!tls && taken < out.size()) {
-      const iovec iov{out.data() + taken, out.size() - taken};
+    while (taken < len) {
+      const iovec iov{const_cast<std::uint8_t*>(data + taken), len - taken};
       const net::IoResult r = net::write_vec(fd.get(), &iov, 1);
       if (r.status != net::IoStatus::ok) break;  // would_block: POLLOUT; closed or error: the read side sees it
       taken += r.bytes;
     }
-    out.erase(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(taken));
-    queued_bytes.store(out.size(), std::memory_order_relaxed);
+    return taken;
+  }
+
+  void drop_output() {
+    cork.clear();
+    out.clear();
+    queued_bytes.store(0, std::memory_order_relaxed);
   }
 
   // Open: the next liveness check, or none (pings turned off).
   bool liveness_deadline(Clock::time_point& at) const {
-    const std::uint32_t wait = liveness.next_check_in(keepalive, now_ms());
+    if (keepalive.ping_interval_ms == 0 && keepalive.idle_timeout_ms == 0) return false;
+    const Clock::time_point t = now();
+    const std::uint32_t wait = liveness.next_check_in(keepalive, to_ms(t));
     if (wait == UINT32_MAX) return false;
-    at = now() + milliseconds(wait);
+    at = t + milliseconds(wait);
     return true;
   }
 
   // TLS: OpenSSL may hold whole records the socket no longer signals, so read on until it wants more input.
   // Attached, the reactor's edge-triggered events want the socket read until it would block too.
-  void readable() {
-    if (!tls && !attached) {
-      readable_once();
-      return;
-    }
+  // A short read proves the socket drained (as on a server connection, docs/DESIGN.md 'How a byte travels'),
+  // unless the server hung up (`to_end`): then read on to see the EOF, which brings no further edge. What the
+  // callbacks send meanwhile is written once, at the end.
+  void readable(bool to_end) {
+    if (corked == 0) delivery_ms = to_ms(now());
+    ++corked;
+    read_available(to_end);
+    --corked;
+    if (corked == 0 && !cork.empty()) flush();
+  }
+
+  void read_available(bool to_end) {
     for (int i = 0; fd && !tls_handshaking && state != ClientState::stopped &&
                     state != ClientState::waiting_to_reconnect;
          ++i) {
       if (i == 1024) {  // fair to the reactor's other work: go on in a task, as no new edge may come
-        if (attached) post([this] { readable(); rearm(); });
+        if (attached) post([this] { readable(true); rearm(); });
         return;
       }
-      if (!readable_once()) return;
+      if (!readable_once(to_end)) return;
     }
   }
 
   // False when there is nothing more to read for now.
-  bool readable_once() {
-    in.resize(kReadChunk);
+  bool readable_once(bool to_end) {
+    // The reactor's buffer, shared by everything on its thread: an idle client holds none.
+    const std::span<std::uint8_t> in = reactor->receive_buffer();
     bool eof = false;
     std::size_t bytes = 0;
     std::string tls_error;
@@ -564,10 +662,11 @@ struct Client::Impl final : net::Reactor::Handler {
       return false;
     }
     const net::IoResult r{eof ? net::IoStatus::closed : net::IoStatus::ok, bytes, 0};
+    const bool more = to_end || (tls ? !tls->socket_drained() : bytes == in.size());
     if (state == ClientState::upgrading) {
       if (!eof) head.append(reinterpret_cast<const char*>(in.data()), r.bytes);
       upgrade_response(eof);
-      return !eof;
+      return !eof && more;
     }
     if (eof) {
       if (close_complete) {
@@ -578,10 +677,10 @@ struct Client::Impl final : net::Reactor::Handler {
       }
       return false;
     }
-    if (close_complete) return true;  // RFC 6455 5.5.1: nothing may follow the close frame; ignored
+    if (close_complete) return more;  // RFC 6455 5.5.1: nothing may follow the close frame; ignored
     liveness.heard(now_ms());
     frames(in.data(), r.bytes);
-    return true;
+    return more;
   }
 
   // Ends the current connection or attempt, tells the application, and schedules the next attempt when allowed.
@@ -604,8 +703,7 @@ struct Client::Impl final : net::Reactor::Handler {
     reader.reset();
     deflate.reset();
     close_complete = false;
-    out.clear();
-    queued_bytes.store(0, std::memory_order_relaxed);
+    drop_output();
     state = ClientState::stopped;
     if (callbacks.on_close) callbacks.on_close(code, reason, error);
     const BackoffPolicy& policy = options.reconnect;
@@ -815,7 +913,7 @@ SendStatus Client::ping(std::span<const std::uint8_t> payload) {
     return SendStatus::ok;
   }
   d.queue_frame(codec::Opcode::ping, payload);
-  d.flush();
+  if (d.corked == 0) d.flush();
   return SendStatus::ok;
 }
 

@@ -202,5 +202,53 @@ TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
   EXPECT_NE(why.message.find("ping"), std::string::npos) << why.message;
 }
 
+
+// Sends made while the client delivers a read are gathered and written once, when the delivery is over: inside the
+// callback they are still buffered. A message larger than the reactor's read buffer (many reads, each until one
+// comes back short) arrives whole and in order behind them.
+TEST(ClientSend, RepliesMadeWhileDeliveringAReadGoOutTogetherAfterIt) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  net::Error error;
+  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
+  ASSERT_TRUE(reactor) << error.message;
+  const std::string large(1u << 20, 'L');
+  std::vector<std::string> messages;
+  std::size_t buffered_inside = 0;
+  std::size_t buffered_before = 1;
+  ClientCallbacks client_callbacks;
+  Client* self = nullptr;
+  client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
+    messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+    if (messages.size() != 1) return;
+    buffered_before = self->buffered_amount();
+    for (const char* reply : {"r1", "r2", "r3"}) EXPECT_EQ(self->send_text(reply), SendStatus::ok);
+    EXPECT_EQ(self->send_text(large), SendStatus::ok);
+    buffered_inside = self->buffered_amount();
+  };
+  client_callbacks.on_open = [&](std::string_view) { EXPECT_EQ(self->send_text("first"), SendStatus::ok); };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor.get();
+  Client client(std::move(options), client_callbacks);
+  self = &client;
+  ASSERT_FALSE(client.start());
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (messages.size() < 5 && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
+  ASSERT_EQ(messages.size(), 5u);
+  EXPECT_EQ(buffered_before, 0u);
+  // Masked frames: 2 + 4 header bytes for a short payload, 2 + 8 + 4 for one over 65535 bytes.
+  EXPECT_EQ(buffered_inside, 3 * (6 + 2) + 14 + large.size()) << "nothing was written inside the callback";
+  EXPECT_EQ(messages[1], "r1");
+  EXPECT_EQ(messages[2], "r2");
+  EXPECT_EQ(messages[3], "r3");
+  EXPECT_TRUE(messages[4] == large) << "the large echo came back damaged (" << messages[4].size() << " bytes)";
+  EXPECT_EQ(client.buffered_amount(), 0u);
+  client.close();
+}
+
 }  // namespace
 }  // namespace edgews::test

@@ -2,6 +2,7 @@
 """`edgews load` counts every fault a misbehaving echo server injects, and none against `edgews serve`.
 
 usage: load_test.py EDGEWS_BINARY SOURCE_DIR [unittest args]
+EDGEWS_LOAD_ENGINE=client runs every case on the client engine (one edgews::Client per connection).
 """
 import json
 import os
@@ -13,6 +14,7 @@ import unittest
 EDGEWS = None
 SOURCE = None
 HERE = os.path.dirname(os.path.abspath(__file__))
+ENGINE = os.environ.get("EDGEWS_LOAD_ENGINE", "raw")
 
 
 def start(cmd):
@@ -41,10 +43,12 @@ def run_load(url, *extra):
     """Runs edgews load and returns (exit status, parsed --json output)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "load.json")
-        cmd = [EDGEWS, "load", url, "--json", out, "--quiet"] + list(extra)
+        cmd = [EDGEWS, "load", url, "--json", out, "--quiet", "--engine", ENGINE] + list(extra)
         done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
         with open(out) as f:
-            return done.returncode, json.load(f), done.stderr
+            report = json.load(f)
+        assert report["engine"] == ENGINE, report["engine"]
+        return done.returncode, report, done.stderr
 
 
 class FaultInjection(unittest.TestCase):

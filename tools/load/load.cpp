@@ -1,10 +1,15 @@
 // `edgews load`: an epoll WebSocket load generator that verifies every echoed message.
 //
-// Lean on purpose: on a 2-core machine the client costs about as much per message as the server, so per
-// readiness a connection does one read into a large shared buffer and one write of everything it has to send,
-// and a message costs no allocation (send slots and the output buffer are sized once per connection). Epoll is
-// level-triggered, so a read that filled the buffer is simply reported again instead of being drained.
+// Two engines run the same schedule and the same checks:
+//   - raw (the default): lean on purpose. On a 2-core machine the client costs about as much per message as the
+//     server, so per readiness a connection does one read into a large shared buffer and one write of everything
+//     it has to send, and a message costs no allocation (send slots and the output buffer are sized once per
+//     connection). Epoll is level-triggered, so a read that filled the buffer is simply reported again instead of
+//     being drained. It speaks through the codec (request writer, response check, frame reader).
+//   - client: one edgews::Client per connection, all on one net::Reactor: what an application on the client API
+//     gets, measured against the raw engine (bench/load/client_engine.sh).
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -26,6 +31,8 @@
 #include "codec/message.hpp"
 #include "codec/response_validator.hpp"
 #include "codec/ws_url.hpp"
+#include "core/client.hpp"
+#include "net/reactor.hpp"
 #include "net/socket.hpp"
 #include "net/tls.hpp"
 #include "tools/load/histogram.hpp"
@@ -46,6 +53,8 @@ XXH3 of the payload plus a sequence number count corrupted, lost, duplicated and
   URL                       ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (HOST numeric or localhost)
 )";
 
+enum class Engine : std::uint8_t { raw, client };
+
 constexpr std::size_t kReadBuffer = 256 * 1024;
 constexpr int kMaxConnecting = 256;  // connects in progress at once (the listen backlog is finite)
 constexpr double kDrainSeconds = 2.0;
@@ -57,6 +66,8 @@ std::uint64_t now_ns() {
 }
 
 struct Options {
+  Engine engine = Engine::raw;
+  std::string url;
   bool tls = false;
   std::string host, path = "/", host_header;
   std::uint16_t port = 0;
@@ -79,6 +90,7 @@ bool parse_url(const std::string& text, Options& o, std::string& error) {
     error = e.message;
     return false;
   }
+  o.url = text;
   o.tls = url.secure;
   o.host = url.host;
   o.port = url.port;
@@ -120,6 +132,7 @@ struct Conn {
   std::uint64_t expected = 0;  // one past the highest sequence number received in order
   std::uint64_t rng = 0;
   std::uint64_t scheduled = 0;  // open loop: send times of the schedule used (sent or skipped)
+  std::unique_ptr<core::Client> client;  // the client engine: the connection
 };
 
 class LoadGenerator {
@@ -138,6 +151,7 @@ class LoadGenerator {
   void handle_frames(Conn& c, std::uint8_t* data, std::size_t n, std::uint64_t now);
   void on_message(Conn& c, const std::uint8_t* p, std::size_t n, std::uint64_t now);
   void fail(Conn& c);
+  void mark_closed(Conn& c);
   bool flush(Conn& c);
   void set_epollout(Conn& c, bool on);
   std::size_t index_of(const Conn& c) const { return static_cast<std::size_t>(&c - conns_.data()); }
@@ -149,12 +163,24 @@ class LoadGenerator {
   void append_frame(Conn& c, codec::Opcode op, const std::uint8_t* p, std::size_t n);
   void ensure_out(Conn& c, std::size_t more);
 
+  // The client engine.
+  void start_client(std::size_t i);
+  void client_opened(Conn& c);
+  void client_message(Conn& c, std::span<const std::uint8_t> data);
+  void client_closed(Conn& c, const core::Error& error);
+
+  // One wait for readiness (at most `wait`) and what it brought; then, open loop, what is due.
+  void turn(std::vector<epoll_event>& events, const timespec& wait);
+  void fill(Conn& c, std::uint64_t now);
+
   void progress(std::uint64_t now);
   void report(double measured_s, double server_cpu, double client_cpu, long rss_before, long rss_after);
 
   Options o_;
   PayloadPattern pattern_;
   std::unique_ptr<std::uint8_t[]> rbuf_;
+  std::unique_ptr<net::Reactor> reactor_;  // the client engine's
+  std::vector<std::uint8_t> message_;      // the client engine: the payload being sent
   std::vector<Conn> conns_;
   int epfd_ = -1;
   net::Address address_;
@@ -202,11 +228,17 @@ void LoadGenerator::start_connect(std::size_t i) {
   ++connecting_;
 }
 
-void LoadGenerator::fail(Conn& c) {
+void LoadGenerator::mark_closed(Conn& c) {
   if (c.state == State::closed) return;
   if (c.state != State::open) --connecting_;
   else --open_;
   c.state = State::closed;
+}
+
+void LoadGenerator::fail(Conn& c) {
+  if (c.state == State::closed) return;
+  mark_closed(c);
+  c.client.reset();  // never from the client's own callbacks: those mark the connection closed only
   c.tls.reset();
   c.handshake.reset();
   if (c.fd >= 0) ::close(c.fd);  // also removes it from the epoll set
@@ -249,6 +281,15 @@ bool LoadGenerator::append_message(Conn& c, std::uint64_t sent_ns) {
   ++c.next_seq;
 
   const std::size_t n = o_.size;
+  if (c.client) {
+    const std::uint8_t* body = pattern_.body_for(seq);
+    write_payload_head(message_.data(), seq, body, n - kPayloadHeader);
+    std::memcpy(message_.data() + kPayloadHeader, body, n - kPayloadHeader);
+    const core::SendStatus sent =
+        o_.text ? c.client->send_text({reinterpret_cast<const char*>(message_.data()), n})
+                : c.client->send_binary(message_);
+    return sent == core::SendStatus::ok;  // closed: on_close counts the end; dropped: no limit is set
+  }
   ensure_out(c, n + codec::kMaxFrameHeaderSize);
   std::uint8_t key[4];
   c.rng ^= c.rng << 13, c.rng ^= c.rng >> 7, c.rng ^= c.rng << 17;
@@ -522,6 +563,111 @@ void LoadGenerator::on_event(std::size_t i, std::uint32_t events, std::uint64_t 
   }
 }
 
+void LoadGenerator::fill(Conn& c, std::uint64_t now) {
+  if (o_.rate > 0) fill_open_loop(c, now);
+  else fill_closed_loop(c, now);
+}
+
+void LoadGenerator::start_client(std::size_t i) {
+  Conn& c = conns_[i];
+  core::ClientOptions options;
+  options.url = o_.url;
+  options.tls.verify = !o_.ca_file.empty();  // as the raw engine: verified against --ca only
+  options.tls.ca_file = o_.ca_file;
+  const auto timeout = std::chrono::milliseconds(static_cast<long>(o_.connect_timeout * 1000));
+  options.connect_timeout = options.handshake_timeout = timeout;
+  options.ping_interval = std::chrono::milliseconds(0);  // the raw engine sends none: the same work on the wire
+  options.max_message_size = std::max<std::uint64_t>(o_.size, options.max_message_size);
+  options.max_backpressure = SIZE_MAX;  // --inflight bounds what waits
+  options.reconnect.enabled = false;    // a connection that ends is counted, not replaced
+  options.reactor = reactor_.get();
+  core::ClientCallbacks callbacks;
+  callbacks.on_open = [this, i](std::string_view) { client_opened(conns_[i]); };
+  callbacks.on_message = [this, i](std::span<const std::uint8_t> data, bool) { client_message(conns_[i], data); };
+  callbacks.on_close = [this, i](std::uint16_t, std::string_view, const core::Error& error) {
+    client_closed(conns_[i], error);
+  };
+  c.client = std::make_unique<core::Client>(std::move(options), std::move(callbacks));
+  c.state = State::connecting;
+  ++connecting_;
+  if (const core::Error error = c.client->start()) {
+    ++errors_.connect_failed;
+    if (errors_.connect_failed == 1) std::fprintf(stderr, "edgews load: %s\n", error.message.c_str());
+    fail(c);
+  }
+}
+
+void LoadGenerator::client_opened(Conn& c) {
+  c.state = State::open;
+  --connecting_;
+  ++open_;
+  std::uint64_t slots = 4;
+  while (slots < 2 * static_cast<std::uint64_t>(o_.inflight)) slots *= 2;
+  c.slots.reset(new Slot[slots]);
+  c.slot_mask = slots - 1;
+  if (sending_) fill(c, now_ns());
+}
+
+void LoadGenerator::client_message(Conn& c, std::span<const std::uint8_t> data) {
+  const std::uint64_t now = reactor_->now_ns();  // read after epoll_wait, as the raw engine reads it
+  on_message(c, data.data(), data.size(), now);
+  if (sending_ && c.state == State::open) fill(c, now);  // written once the client has delivered the read
+}
+
+void LoadGenerator::client_closed(Conn& c, const core::Error& error) {
+  if (c.state == State::closed) return;
+  if (c.state == State::open) {
+    if (error.code == core::Errc::protocol_error) {
+      if (++errors_.protocol == 1) std::fprintf(stderr, "edgews load: %s\n", error.message.c_str());
+    } else if (sending_ || o_.connect_only) {
+      ++errors_.closed_by_server;
+    }
+  } else if (error.code == core::Errc::refused || error.code == core::Errc::unreachable ||
+             error.code == core::Errc::resolve_failed || error.code == core::Errc::timeout) {
+    // As the raw engine, which gives up on every connection not open after --connect-timeout.
+    if (++errors_.connect_failed == 1) std::fprintf(stderr, "edgews load: %s\n", error.message.c_str());
+  } else {
+    ++errors_.handshake_failed;
+    // The client names the defect it refused the 101 for.
+    using Kind = codec::ResponseDefect::Kind;
+    if (error.message.find(codec::defect_name(Kind::duplicate_header)) != std::string::npos) ++errors_.duplicate_header;
+    if (error.message.find(codec::defect_name(Kind::accept_mismatch)) != std::string::npos) ++errors_.accept_mismatch;
+    if (!defect_printed_) {
+      defect_printed_ = true;
+      std::fprintf(stderr, "edgews load: %s\n", error.message.c_str());
+    }
+  }
+  mark_closed(c);  // the client itself goes at the end: this runs inside its callback
+}
+
+void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait) {
+  if (reactor_) {
+    if (o_.rate > 0 && sending_) {
+      // Open loop: a wait finer than the reactor's milliseconds, then what is ready.
+      pollfd p{reactor_->fd(), POLLIN, 0};
+      (void)ppoll(&p, 1, &wait, nullptr);
+      reactor_->run_once(0);
+    } else {
+      reactor_->run_once(static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000));
+    }
+  } else {
+    const int n = epoll_pwait2(epfd_, events.data(), static_cast<int>(events.size()), &wait, nullptr);
+    const std::uint64_t t = now_ns();
+    for (int k = 0; k < n; ++k) {
+      const epoll_event& e = events[static_cast<std::size_t>(k)];
+      on_event(e.data.u64, e.events, t);
+    }
+  }
+  if (o_.rate > 0 && sending_) {
+    const std::uint64_t t = now_ns();
+    for (std::size_t i = 0; i < conns_.size(); ++i) {
+      if (conns_[i].state != State::open) continue;
+      if (reactor_) fill(conns_[i], t);
+      else on_event(i, 0, t);
+    }
+  }
+}
+
 void LoadGenerator::progress(std::uint64_t) {
   const std::uint64_t n = all_messages_ - last_progress_messages_;
   last_progress_messages_ = all_messages_;
@@ -565,7 +711,17 @@ int LoadGenerator::run() {
                  o_.connections, static_cast<unsigned long long>(need), static_cast<unsigned long long>(rl.rlim_max));
     return 2;
   }
-  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (o_.engine == Engine::client) {
+    net::Error reactor_error;
+    reactor_ = net::Reactor::create(reactor_error);
+    if (!reactor_) {
+      std::fprintf(stderr, "edgews load: %s\n", reactor_error.message.c_str());
+      return 2;
+    }
+    message_.resize(o_.size);
+  } else {
+    epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  }
   conns_.resize(static_cast<std::size_t>(o_.connections));
   per_conn_rate_ = o_.rate / o_.connections;
 
@@ -577,7 +733,10 @@ int LoadGenerator::run() {
 
   // Phase 1: open every connection (at most kMaxConnecting in progress at once).
   while (true) {
-    while (connecting_ < kMaxConnecting && next_to_connect_ < conns_.size()) start_connect(next_to_connect_++);
+    while (connecting_ < kMaxConnecting && next_to_connect_ < conns_.size()) {
+      if (reactor_) start_client(next_to_connect_++);
+      else start_connect(next_to_connect_++);
+    }
     if (connecting_ == 0 && next_to_connect_ == conns_.size()) break;
     const std::uint64_t now = now_ns();
     if (now - t_start > timeout_ns) {
@@ -591,9 +750,7 @@ int LoadGenerator::run() {
       std::fprintf(stderr, "edgews load: connections not open after %.0f s were given up\n", o_.connect_timeout);
       break;
     }
-    const int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), 100);
-    const std::uint64_t t = now_ns();
-    for (int k = 0; k < n; ++k) on_event(events[static_cast<std::size_t>(k)].data.u64, events[static_cast<std::size_t>(k)].events, t);
+    turn(events, timespec{0, 100000000});
   }
   const double connect_s = static_cast<double>(now_ns() - t_start) / 1e9;
   if (!o_.quiet) std::fprintf(stderr, "edgews load: %d of %d connections open in %.2f s\n", open_, o_.connections, connect_s);
@@ -610,7 +767,9 @@ int LoadGenerator::run() {
   next_progress = t0 + 1000000000ull;
   if (sending_) {
     for (std::size_t i = 0; i < conns_.size(); ++i) {
-      if (conns_[i].state == State::open) on_event(i, 0, t0);  // the first window
+      if (conns_[i].state != State::open) continue;  // the first window
+      if (reactor_) fill(conns_[i], t0);
+      else on_event(i, 0, t0);
     }
   }
   while (true) {
@@ -651,14 +810,7 @@ int LoadGenerator::run() {
     // Open loop wakes up at least once per send interval (at most every 20 us): a send is late by up to that.
     timespec wait{0, 50000000};
     if (o_.rate > 0 && sending_) wait.tv_nsec = std::clamp(static_cast<long>(1e9 / o_.rate), 20000L, 1000000L);
-    const int n = epoll_pwait2(epfd_, events.data(), static_cast<int>(events.size()), &wait, nullptr);
-    const std::uint64_t t = now_ns();
-    for (int k = 0; k < n; ++k) on_event(events[static_cast<std::size_t>(k)].data.u64, events[static_cast<std::size_t>(k)].events, t);
-    if (o_.rate > 0 && sending_) {
-      for (std::size_t i = 0; i < conns_.size(); ++i) {
-        if (conns_[i].state == State::open) on_event(i, 0, t);
-      }
-    }
+    turn(events, wait);
     if (open_ == 0 && !o_.connect_only && drain_end == 0 && measure_start_ns != 0) {
       // Every connection is gone: stop early, the report says so.
       measure_stop_ns = now_ns();
@@ -674,7 +826,11 @@ int LoadGenerator::run() {
     for (std::uint64_t k = 0; k <= c.slot_mask; ++k) errors_.lost += c.slots[k].outstanding ? 1 : 0;
   }
   for (Conn& c : conns_) {
-    if (c.fd >= 0) {
+    if (c.client) {
+      if (c.state == State::open) c.client->close(1000);  // written at once; nobody waits for the answer
+      fail(c);
+      c.client.reset();
+    } else if (c.fd >= 0) {
       if (c.state == State::open) {
         static const std::uint8_t kNormal[2] = {0x03, 0xE8};  // 1000: RFC 6455 7.4.1
         c.out_off = c.out_len = 0;
@@ -684,7 +840,8 @@ int LoadGenerator::run() {
       fail(c);
     }
   }
-  ::close(epfd_);
+  if (epfd_ >= 0) ::close(epfd_);
+  reactor_.reset();
   const double measured_s =
       measure_stop_ns > measure_start_ns ? static_cast<double>(measure_stop_ns - measure_start_ns) / 1e9 : 0;
   report(measured_s, server_cpu, client_cpu, rss_before, rss_after);
@@ -702,14 +859,16 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
                               ? static_cast<double>(rss_after - rss_before) * 1024.0 / o_.connections
                               : -1;
   const char* mode = o_.connect_only ? "connect-only" : o_.rate > 0 ? "open-loop" : "closed-loop";
+  const char* engine = o_.engine == Engine::client ? "client" : "raw";
   std::fprintf(stderr,
-               "edgews load: %s %s://%s:%u  %d connections (%d open)  %zu B %s  inflight %d\n"
+               "edgews load: %s %s://%s:%u  %d connections (%d open)  %zu B %s  inflight %d  engine %s\n"
                "  messages %.0f in %.2f s: %.0f msgs/s, %.2f MB/s\n"
                "  latency p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us\n"
                "  errors %llu: corrupted %llu lost %llu duplicated %llu reordered %llu protocol %llu closed %llu "
                "connect %llu handshake %llu (duplicate header %llu, wrong accept %llu)\n",
                mode, o_.tls ? "wss" : "ws", o_.host.c_str(), o_.port, o_.connections, open_at_end_, o_.size,
-               o_.text ? "text" : "binary", o_.inflight, msgs, measured_s, rate, mbps, us(window_.percentile(0.5)),
+               o_.text ? "text" : "binary", o_.inflight, engine, msgs, measured_s, rate, mbps,
+               us(window_.percentile(0.5)),
                us(window_.percentile(0.99)), us(window_.percentile(0.999)), us(window_.max()),
                static_cast<unsigned long long>(errors_.total()), static_cast<unsigned long long>(errors_.corrupted),
                static_cast<unsigned long long>(errors_.lost), static_cast<unsigned long long>(errors_.duplicated),
@@ -736,7 +895,7 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
   }
   auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(f,
-               "{\"mode\":\"%s\",\"tls\":%s,\"host\":\"%s\",\"port\":%u,\"connections\":%d,\"open\":%d,"
+               "{\"mode\":\"%s\",\"engine\":\"%s\",\"tls\":%s,\"host\":\"%s\",\"port\":%u,\"connections\":%d,\"open\":%d,"
                "\"inflight\":%d,\"size\":%zu,\"opcode\":\"%s\",\"rate\":%.0f,\"duration_s\":%.3f,"
                "\"messages\":%.0f,\"messages_per_s\":%.1f,\"mb_per_s\":%.3f,"
                "\"latency_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f},"
@@ -744,7 +903,7 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
                "\"reordered\":%llu,\"protocol\":%llu,\"closed_by_server\":%llu,\"connect_failed\":%llu,"
                "\"handshake_failed\":%llu,\"duplicate_header\":%llu,\"accept_mismatch\":%llu},\"skipped\":%llu,"
                "\"client\":{\"cpu_s\":%.3f,\"cpu_us_per_msg\":%.3f}",
-               mode, o_.tls ? "true" : "false", o_.host.c_str(), o_.port, o_.connections, open_at_end_, o_.inflight, o_.size,
+               mode, engine, o_.tls ? "true" : "false", o_.host.c_str(), o_.port, o_.connections, open_at_end_, o_.inflight, o_.size,
                o_.text ? "text" : "binary", o_.rate, measured_s, msgs, rate, mbps, us(window_.percentile(0.5)),
                us(window_.percentile(0.99)), us(window_.percentile(0.999)), us(window_.max()), u(errors_.total()),
                u(errors_.corrupted), u(errors_.lost), u(errors_.duplicated), u(errors_.reordered), u(errors_.protocol),
@@ -789,7 +948,11 @@ int load_main(int argc, char** argv) {
       .text("--ca", "FILE", o.ca_file, "wss://: verify the server against this CA (default: no verification)")
       .number("--connect-timeout", "S", o.connect_timeout, {1, 600}, "give up on connections not open after S seconds")
       .text("--json", "FILE", o.json, "write the results as JSON to FILE ('-' for stdout)")
-      .flag("--quiet", o.quiet, true, "no progress line");
+      .flag("--quiet", o.quiet, true, "no progress line")
+      .choice("--engine", "E", o.engine,
+              {{"raw", Engine::raw, "lean connections on the codec"},
+               {"client", Engine::client, "one edgews::Client per connection, on one reactor"}},
+              "how connections are driven (the same schedule and checks)");
   const auto take_url = [&url](std::string_view argument) {
     if (!url.empty()) return std::string("one URL only");
     url = std::string(argument);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# `edgews load` on the client API against its raw engine, in one run:
+#
+#   bench/load/client_engine.sh [BUILD_DIR]      (default build/release; about 3 minutes with the defaults)
+#
+# An edgews server pinned to core 0 (and a second for wss://); `edgews load` on core 1, closed loop, once with --engine raw (lean
+# connections on the codec) and once with --engine client (one edgews::Client per connection on one reactor), in
+# alternating order, ROUNDS times. Closed loop: each engine sends as fast as the echoes come back, so a client that
+# costs more per message shows as fewer messages per second. Scenarios as bench/load/run.sh: (a) 100 connections,
+# 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB; (e) = (a) over wss://.
+# Printed per scenario: the medians of messages per second and of the load generator's own CPU per message, and
+# the client engine's ratio to the raw one.
+# Environment: ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP (default 1), SCENARIOS (default
+# "a b c e"). Raw JSON goes to $OUT (default BUILD_DIR/client-engine-results); the table to $OUT/client_engine.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-$here/../../build/release}" && pwd)
+source "$here/lib.sh"
+edgews=$build/tools/edgews
+[ -x "$edgews" ] || { echo "build first: cmake --build --preset release (missing $edgews)" >&2; exit 2; }
+rounds=${ROUNDS:-5}
+duration=${DURATION:-3}
+warmup=${WARMUP:-1}
+out=${OUT:-$build/client-engine-results}
+rm -rf "$out" && mkdir -p "$out"
+
+declare -A scenario_args=(
+  [a]="--connections 100 --inflight 1 --size 16"
+  [b]="--connections 100 --inflight 16 --size 16"
+  [c]="--connections 10 --inflight 1 --size 65536"
+  [e]="--connections 100 --inflight 1 --size 16"
+)
+machine before
+certs=$out/certs
+bash "$here/../../tools/make-dev-cert.sh" "$certs" >/dev/null 2>&1
+start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
+# The wss:// server prints "listening on ports WS WSS": start() keeps the last.
+start edgews_tls 0 "$edgews" serve --host 127.0.0.1 --port 0 --tls-port 0 --tls-cert "$certs/localhost.crt" \
+  --tls-key "$certs/localhost.key" --threads 1 --log-level warn --ping-interval 0
+for s in ${SCENARIOS:-a b c e}; do
+  port=$edgews_port pid=$edgews_pid scheme=ws
+  if [ "$s" = e ]; then port=$edgews_tls_port pid=$edgews_tls_pid scheme=wss ca=$certs/ca.crt; fi
+  for r in $(seq 1 "$rounds"); do
+    echo "scenario ($s) round $r" >&2
+    order=(raw client)
+    if [ $((r % 2)) -eq 0 ]; then order=(client raw); fi
+    for engine in "${order[@]}"; do
+      # shellcheck disable=SC2086
+      scheme=$scheme load "$engine" "$port" "$pid" "$out/$s-$engine-$r.json" ${scenario_args[$s]} \
+        --engine "$engine" --duration "$duration" --warmup "$warmup"
+    done
+  done
+done
+stop "$edgews_pid"
+stop "$edgews_tls_pid"
+machine after
+
+python3 - "$out" "$rounds" <<'EOF' | tee "$out/client_engine.md"
+import json, os, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+names = {"a": "(a) 100 x 16 B, 1 in flight", "b": "(b) 100 x 16 B, 16 in flight", "c": "(c) 10 x 64 KiB",
+         "e": "(e) = (a) over wss://"}
+print("| scenario | raw msgs/s | client msgs/s | client / raw | raw us/msg | client us/msg | rounds | errors |")
+print("|---|---|---|---|---|---|---|---|")
+for s, name in names.items():
+    runs = {e: [] for e in ("raw", "client")}
+    for e in runs:
+        for r in range(1, rounds + 1):
+            try:
+                with open(os.path.join(out, "%s-%s-%d.json" % (s, e, r))) as f:
+                    runs[e].append(json.load(f))
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+    if not runs["raw"] and not runs["client"]:
+        continue
+    med = lambda e, k: statistics.median([k(j) for j in runs[e]]) if runs[e] else float("nan")
+    rate = {e: med(e, lambda j: j["messages_per_s"]) for e in runs}
+    cpu = {e: med(e, lambda j: j["client"]["cpu_us_per_msg"]) for e in runs}
+    errors = sum(j["errors_total"] for e in runs for j in runs[e])
+    ratio = rate["client"] / rate["raw"] if rate["raw"] else float("nan")
+    print("| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %d, %d | %d |" % (name, rate["raw"], rate["client"], ratio,
+          cpu["raw"], cpu["client"], len(runs["raw"]), len(runs["client"]), errors))
+EOF

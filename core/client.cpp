@@ -145,7 +145,8 @@ struct Client::Impl final : net::Reactor::Handler {
   Cork cork;
   OutQueue out;
   int corked = 0;
-  std::uint32_t delivery_ms = 0;  // corked: now_ms() of the read being delivered
+  bool clock_cached = false;  // inside a ClockScope: now() is cached_now
+  Clock::time_point cached_now{};
   std::unique_ptr<codec::MessageReader> reader;
   std::mt19937_64 default_random{std::random_device{}()};
 
@@ -156,8 +157,7 @@ struct Client::Impl final : net::Reactor::Handler {
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
   Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {
-    if (!options.clock) options.clock = [] { return Clock::now(); };
-    if (!options.random) options.random = [this] { return default_random(); };
+
   }
 
   ~Impl() {
@@ -173,11 +173,13 @@ struct Client::Impl final : net::Reactor::Handler {
     if ((events & EPOLLOUT) != 0) revents |= POLLOUT;
     if ((events & (EPOLLHUP | EPOLLRDHUP)) != 0) revents |= POLLHUP;
     if ((events & EPOLLERR) != 0) revents |= POLLERR;
+    const ClockScope clock(*this);
     socket_ready(revents);
     rearm();
   }
 
   void timer_fired() {
+    const ClockScope clock(*this);
     Clock::time_point due;
     if (next_deadline(due) && now() >= due) timed_out();
     rearm();
@@ -206,7 +208,8 @@ struct Client::Impl final : net::Reactor::Handler {
       tls_handshake();
       revents = 0;
     }
-    if (fd && (revents & POLLOUT) != 0) flush();
+    // Edge-triggered EPOLLOUT comes with most reads: only output that waited for it needs a write.
+    if (fd && (revents & POLLOUT) != 0 && !out.empty()) flush();
     // TLS: a read that waited for writability goes on after POLLOUT.
     if (fd && ((revents & (POLLIN | POLLHUP | POLLERR)) != 0 || (tls && (revents & POLLOUT) != 0))) {
       readable((revents & (POLLHUP | POLLERR)) != 0);
@@ -220,10 +223,33 @@ struct Client::Impl final : net::Reactor::Handler {
     });
   }
 
-  Clock::time_point now() const { return options.clock(); }
-  // codec::Liveness counts in wrapping 32-bit milliseconds. While a read is delivered, the time it was read at:
-  // one clock reading per read, not one per message.
-  std::uint32_t now_ms() const { return corked != 0 ? delivery_ms : to_ms(now()); }
+  // One clock reading per event: all that an event does (deliver a read, its messages, the deadlines it sets) sees
+  // the same time. On a reactor, without an injected clock, it is the reactor's reading after epoll_wait (the same
+  // CLOCK_MONOTONIC as steady_clock's): no reading of its own at all.
+  class ClockScope {
+   public:
+    explicit ClockScope(Impl& d) : d_(d), outer_(!d.clock_cached) {
+      if (!outer_) return;
+      d.cached_now = d.attached && !d.options.clock
+                         ? Clock::time_point(std::chrono::nanoseconds(d.reactor->now_ns()))
+                         : d.read_clock();
+      d.clock_cached = true;
+    }
+    ~ClockScope() {
+      if (outer_) d_.clock_cached = false;
+    }
+    ClockScope(const ClockScope&) = delete;
+    ClockScope& operator=(const ClockScope&) = delete;
+
+   private:
+    Impl& d_;
+    bool outer_;
+  };
+  Clock::time_point read_clock() const { return options.clock ? options.clock() : Clock::now(); }
+  Clock::time_point now() const { return clock_cached ? cached_now : read_clock(); }
+  std::uint64_t random64() { return options.random ? options.random() : default_random(); }
+  // codec::Liveness counts in wrapping 32-bit milliseconds.
+  std::uint32_t now_ms() const { return to_ms(now()); }
   static std::uint32_t to_ms(Clock::time_point t) {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count());
   }
@@ -339,7 +365,7 @@ struct Client::Impl final : net::Reactor::Handler {
     request.headers = &options.headers;
     request.extensions = extension_offer;
     std::string bytes;
-    auto random_byte = [this] { return static_cast<std::uint8_t>(options.random()); };
+    auto random_byte = [this] { return static_cast<std::uint8_t>(random64()); };
     (void)handshake.write_request(bytes, request, codec::make_websocket_key(random_byte));  // checked in start()
     std::memcpy(cork.grow(bytes.size()), bytes.data(), bytes.size());
     flush();
@@ -489,7 +515,7 @@ struct Client::Impl final : net::Reactor::Handler {
 
   void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload, bool rsv1 = false) {
     std::uint8_t key[4];
-    const std::uint64_t r = options.random();
+    const std::uint64_t r = random64();
     std::memcpy(key, &r, sizeof key);
     std::uint8_t header[codec::kMaxFrameHeaderSize];
     const std::size_t header_length = codec::write_frame_header(header, opcode, payload.size(), true, rsv1, key);
@@ -615,7 +641,6 @@ struct Client::Impl final : net::Reactor::Handler {
   // unless the server hung up (`to_end`): then read on to see the EOF, which brings no further edge. What the
   // callbacks send meanwhile is written once, at the end.
   void readable(bool to_end) {
-    if (corked == 0) delivery_ms = to_ms(now());
     ++corked;
     read_available(to_end);
     --corked;
@@ -711,7 +736,7 @@ struct Client::Impl final : net::Reactor::Handler {
       return;
     }
     ++attempt;
-    const double random01 = static_cast<double>(options.random() >> 11) * 0x1.0p-53;
+    const double random01 = static_cast<double>(random64() >> 11) * 0x1.0p-53;
     const milliseconds delay = backoff_delay(policy, attempt, random01);
     state = ClientState::waiting_to_reconnect;
     deadline = now() + delay;
@@ -884,6 +909,7 @@ void Client::poll(std::chrono::milliseconds max_wait) {
       posted = d.reactor && (p[n - 1].revents & POLLIN) != 0;
     }
   }
+  const Client::Impl::ClockScope clock(d);
   d.socket_ready(revents);
   if (posted) d.reactor->run_once(0);
   if (d.next_deadline(due) && d.now() >= due) d.timed_out();

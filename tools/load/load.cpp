@@ -180,7 +180,7 @@ class LoadGenerator {
   PayloadPattern pattern_;
   std::unique_ptr<std::uint8_t[]> rbuf_;
   std::unique_ptr<net::Reactor> reactor_;  // the client engine's
-  std::vector<std::uint8_t> message_;      // the client engine: the payload being sent
+  std::vector<std::uint8_t> message_;      // the client engine: kPayloadHeader bytes, then the pattern
   std::vector<Conn> conns_;
   int epfd_ = -1;
   net::Address address_;
@@ -282,12 +282,16 @@ bool LoadGenerator::append_message(Conn& c, std::uint64_t sent_ns) {
 
   const std::size_t n = o_.size;
   if (c.client) {
-    const std::uint8_t* body = pattern_.body_for(seq);
-    write_payload_head(message_.data(), seq, body, n - kPayloadHeader);
-    std::memcpy(message_.data() + kPayloadHeader, body, n - kPayloadHeader);
-    const core::SendStatus sent =
-        o_.text ? c.client->send_text({reinterpret_cast<const char*>(message_.data()), n})
-                : c.client->send_binary(message_);
+    // message_ is the pattern behind room for a head: the head goes right in front of this message's body (over
+    // bytes other bodies use, put back after the send, which copies), so no body is copied here.
+    const std::size_t at = PayloadPattern::offset_for(seq);
+    std::uint8_t* head = message_.data() + at;
+    std::uint8_t saved[kPayloadHeader];
+    std::memcpy(saved, head, kPayloadHeader);
+    write_payload_head(head, seq, head + kPayloadHeader, n - kPayloadHeader);
+    const core::SendStatus sent = o_.text ? c.client->send_text({reinterpret_cast<const char*>(head), n})
+                                          : c.client->send_binary({head, n});
+    std::memcpy(head, saved, kPayloadHeader);
     return sent == core::SendStatus::ok;  // closed: on_close counts the end; dropped: no limit is set
   }
   ensure_out(c, n + codec::kMaxFrameHeaderSize);
@@ -651,7 +655,17 @@ void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait)
       reactor_->run_once(static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000));
     }
   } else {
-    const int n = epoll_pwait2(epfd_, events.data(), static_cast<int>(events.size()), &wait, nullptr);
+    // epoll_pwait2 (Linux 5.11) waits in nanoseconds; before it (or under valgrind), milliseconds must do.
+    static bool fine_wait = true;
+    int n = -1;
+    if (fine_wait) {
+      n = epoll_pwait2(epfd_, events.data(), static_cast<int>(events.size()), &wait, nullptr);
+      if (n < 0 && errno == ENOSYS) fine_wait = false;
+    }
+    if (!fine_wait) {
+      n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
+                     static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000));
+    }
     const std::uint64_t t = now_ns();
     for (int k = 0; k < n; ++k) {
       const epoll_event& e = events[static_cast<std::size_t>(k)];
@@ -718,7 +732,8 @@ int LoadGenerator::run() {
       std::fprintf(stderr, "edgews load: %s\n", reactor_error.message.c_str());
       return 2;
     }
-    message_.resize(o_.size);
+    message_.assign(kPayloadHeader, 0);
+    message_.insert(message_.end(), pattern_.bytes().begin(), pattern_.bytes().end());
   } else {
     epfd_ = epoll_create1(EPOLL_CLOEXEC);
   }

@@ -27,7 +27,9 @@ class PayloadPattern {
       b = text ? static_cast<std::uint8_t>(0x20 + (x >> 56) % 95) : static_cast<std::uint8_t>(x >> 56);
     }
   }
-  const std::uint8_t* body_for(std::uint64_t seq) const { return bytes_.data() + (seq * 7) % 256; }
+  static std::size_t offset_for(std::uint64_t seq) { return (seq * 7) % 256; }
+  const std::uint8_t* body_for(std::uint64_t seq) const { return bytes_.data() + offset_for(seq); }
+  const std::vector<std::uint8_t>& bytes() const { return bytes_; }
 
  private:
   std::vector<std::uint8_t> bytes_;

@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 #include "codec/close.hpp"
@@ -71,6 +72,27 @@ class Cork {
   std::size_t capacity_ = 0;
 };
 constexpr std::size_t kMaxHead = 64 * 1024;
+
+// The default random source: OpenSSL's CSPRNG (RFC 6455 5.3 asks for masking keys a proxy cannot predict), drawn
+// 512 bytes at a time per thread, so that a key costs a few nanoseconds and a client holds no generator of its own.
+std::uint64_t secure_random64() {
+  thread_local std::uint8_t pool[512];
+  thread_local std::size_t used = sizeof pool;
+  if (used == sizeof pool) {
+    if (RAND_bytes(pool, static_cast<int>(sizeof pool)) != 1) {
+      std::random_device device;  // OpenSSL could not seed itself: the kernel's source, directly
+      for (std::size_t i = 0; i < sizeof pool; i += 4) {
+        const std::uint32_t word = device();
+        std::memcpy(pool + i, &word, 4);
+      }
+    }
+    used = 0;
+  }
+  std::uint64_t value;
+  std::memcpy(&value, pool + used, sizeof value);
+  used += sizeof value;
+  return value;
+}
 
 Error make_error(Errc code, std::string message, int status = 0) {
   return Error{code, std::move(message), status};
@@ -148,7 +170,6 @@ struct Client::Impl final : net::Reactor::Handler {
   bool clock_cached = false;  // inside a ClockScope: now() is cached_now
   Clock::time_point cached_now{};
   std::unique_ptr<codec::MessageReader> reader;
-  std::mt19937_64 default_random{std::random_device{}()};
 
   // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
   net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
@@ -247,7 +268,7 @@ struct Client::Impl final : net::Reactor::Handler {
   };
   Clock::time_point read_clock() const { return options.clock ? options.clock() : Clock::now(); }
   Clock::time_point now() const { return clock_cached ? cached_now : read_clock(); }
-  std::uint64_t random64() { return options.random ? options.random() : default_random(); }
+  std::uint64_t random64() { return options.random ? options.random() : secure_random64(); }
   // codec::Liveness counts in wrapping 32-bit milliseconds.
   std::uint32_t now_ms() const { return to_ms(now()); }
   static std::uint32_t to_ms(Clock::time_point t) {

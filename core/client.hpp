@@ -105,7 +105,7 @@ struct ClientOptions {
   net::Reactor* reactor = nullptr;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
-  // keys, masks and jitter. Defaults: std::chrono::steady_clock and a std::mt19937_64 seeded from random_device.
+  // keys, masks and jitter. Defaults: std::chrono::steady_clock and OpenSSL's CSPRNG (RAND_bytes).
   std::function<std::chrono::steady_clock::time_point()> clock;
   std::function<std::uint64_t()> random;
 };

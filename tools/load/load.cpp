@@ -152,6 +152,7 @@ class LoadGenerator {
   void on_message(Conn& c, const std::uint8_t* p, std::size_t n, std::uint64_t now);
   void fail(Conn& c);
   void mark_closed(Conn& c);
+  void opened(Conn& c);  // either engine: counted open, its send slots allocated
   bool flush(Conn& c);
   void set_epollout(Conn& c, bool on);
   std::size_t index_of(const Conn& c) const { return static_cast<std::size_t>(&c - conns_.data()); }
@@ -470,13 +471,7 @@ void LoadGenerator::handle_bytes(Conn& c, std::uint8_t* data, std::size_t n, std
   }
   // Open: the send window and the slots are allocated once here; no message allocates afterwards.
   c.handshake.reset();
-  c.state = State::open;
-  --connecting_;
-  ++open_;
-  std::uint64_t slots = 4;
-  while (slots < 2 * static_cast<std::uint64_t>(o_.inflight)) slots *= 2;
-  c.slots.reset(new Slot[slots]);
-  c.slot_mask = slots - 1;
+  opened(c);
   if (!o_.connect_only) ensure_out(c, static_cast<std::size_t>(o_.inflight) * (o_.size + codec::kMaxFrameHeaderSize) + 256);
   const std::size_t head_len = check.head_length;
   const std::size_t rest = c.head.size() - head_len;
@@ -601,7 +596,7 @@ void LoadGenerator::start_client(std::size_t i) {
   }
 }
 
-void LoadGenerator::client_opened(Conn& c) {
+void LoadGenerator::opened(Conn& c) {
   c.state = State::open;
   --connecting_;
   ++open_;
@@ -609,6 +604,10 @@ void LoadGenerator::client_opened(Conn& c) {
   while (slots < 2 * static_cast<std::uint64_t>(o_.inflight)) slots *= 2;
   c.slots.reset(new Slot[slots]);
   c.slot_mask = slots - 1;
+}
+
+void LoadGenerator::client_opened(Conn& c) {
+  opened(c);
   if (sending_) fill(c, now_ns());
 }
 

@@ -393,7 +393,7 @@ TlsStream::~TlsStream() { SSL_free(ssl_); }
 
 int TlsStream::read_socket(BIO* bio, char* buf, int len) {
   auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
-  if (self->socket_empty_) {
+  if (self->socket_queue_ == SocketQueue::empty_now && self->edge_triggered_) {
     // A read(2) of this call already came back short: the kernel queue was empty then, and what arrives since
     // raises a new EPOLLIN edge, after which the owner calls again (a server's socket is non-blocking and
     // edge-triggered; a client's may be blocking, as in tools and tests, where the next read(2) waits instead).
@@ -404,10 +404,18 @@ int TlsStream::read_socket(BIO* bio, char* buf, int len) {
     return -1;
   }
   const int got = socket_read(bio, buf, len);
-  // got <= 0: would block, EOF or error; each ends the reading of this edge as well.
-  self->last_socket_read_short_ = got < len;
-  self->socket_empty_ = self->edge_triggered_ && ((got > 0 && got < len) || (got < 0 && BIO_should_retry(bio)));
+  // got <= 0: would block, EOF or error; each ends the reading of this edge as well (after EOF or an error OpenSSL
+  // fails the call and asks for nothing more in it anyway).
+  self->socket_queue_ = got < len ? SocketQueue::empty_now : SocketQueue::maybe_more;
   return got;
+}
+
+inline void TlsStream::begin_call() {
+  // A short read of an earlier call still proves the queue was empty then (socket_drained()), but what arrived
+  // since raised an edge that brought this call: it may read again.
+  if (socket_queue_ == SocketQueue::empty_now) socket_queue_ = SocketQueue::empty;
+  clear_stale_errors();
+  errno = 0;
 }
 
 TlsIo TlsStream::classify(int ret) {
@@ -442,9 +450,7 @@ TlsIo TlsStream::classify(int ret) {
 
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
-  socket_empty_ = false;
-  clear_stale_errors();
-  errno = 0;
+  begin_call();
   int ret = SSL_do_handshake(ssl_);
   if (ret == 1) return {TlsIo::ok, 0};
   return {classify(ret), 0};
@@ -454,9 +460,7 @@ bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
-  socket_empty_ = false;
-  clear_stale_errors();
-  errno = 0;
+  begin_call();
   std::size_t got = 0;
   int ret = SSL_read_ex(ssl_, buf, len, &got);
   if (ret == 1) return {TlsIo::ok, got};
@@ -497,9 +501,7 @@ TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
       }
       src = staging;
     }
-    socket_empty_ = false;
-    clear_stale_errors();
-    errno = 0;
+    begin_call();
     std::size_t written = 0;
     int ret = SSL_write_ex(ssl_, src, len, &written);
     if (ret != 1) return {classify(ret), taken};
@@ -521,7 +523,9 @@ std::size_t TlsStream::pending() const { return static_cast<std::size_t>(SSL_pen
 
 bool TlsStream::has_buffered_input() const { return SSL_has_pending(ssl_) == 1; }
 
-bool TlsStream::socket_drained() const { return last_socket_read_short_ && SSL_has_pending(ssl_) == 0; }
+bool TlsStream::socket_drained() const {
+  return socket_queue_ != SocketQueue::maybe_more && SSL_has_pending(ssl_) == 0;
+}
 
 bool TlsStream::release_buffers() {
   // SSL_free_buffers refuses while a buffer holds unread or unsent bytes. Its check misses a record whose header

@@ -191,17 +191,24 @@ class TlsStream {
  private:
   TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
+  void begin_call();  // before each SSL_* I/O call
   static int read_socket(BIO* bio, char* buf, int len);  // the socket BIO's read (net/tls.cpp)
   static bool attach_socket(SSL* ssl, int fd);            // SSL_set_fd with the BIO whose read is read_socket
+
+  // What the last read(2) OpenSSL made on the socket says of the kernel queue (set by read_socket).
+  enum class SocketQueue : std::uint8_t {
+    maybe_more,  // the read filled what OpenSSL asked for
+    empty,       // it came back short, would block or ended: see socket_drained()
+    empty_now,   // the same, during the current call: an edge-triggered stream asks no more in it (read_socket)
+  };
 
   SSL* ssl_;
   std::shared_ptr<TlsContext> context_;  // keeps the SNI callback's argument alive (null on the client side)
   unsigned long last_ssl_error_ = 0;
   int last_errno_ = 0;
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
-  bool last_socket_read_short_ = false;  // see socket_drained()
+  SocketQueue socket_queue_ = SocketQueue::maybe_more;
   bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
-  bool socket_empty_ = false;    // a read(2) of the current call came back short: ask no more in it
 };
 
 struct SslCtxDeleter {

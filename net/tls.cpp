@@ -1,9 +1,13 @@
 #include "net/tls.hpp"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -188,11 +192,28 @@ bool set_versions(SSL_CTX* ctx, const std::string& min_version, TlsError& error)
   return true;
 }
 
+// The kernel's answer to setsockopt(TCP_ULP, "tls") on a TCP socket that is not connected: ENOENT when no "tls"
+// ULP is registered (after the kernel tried to load the module), else the ULP's own refusal of a socket that is
+// not established (ENOTCONN; ENOTSUPP, 524, in older kernels). Nothing is attached to the socket either way.
+bool probe_kernel_tls() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot tell: let OpenSSL try on each connection, as it would without the probe
+  const bool attached = ::setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof "tls") == 0;
+  const int err = errno;
+  ::close(fd);
+  constexpr int kLinuxEnotsupp = 524;
+  return attached || err == ENOTCONN || err == kLinuxEnotsupp;
+}
+
 void set_common(SSL_CTX* ctx, bool enable_ktls) {
   uint64_t options = SSL_OP_NO_RENEGOTIATION   // renegotiation is a CPU sink and useless for WebSockets
                      | SSL_OP_IGNORE_UNEXPECTED_EOF  // WebSocket framing detects truncation itself
                      | SSL_OP_NO_COMPRESSION;        // CRIME
-  if (enable_ktls) options |= SSL_OP_ENABLE_KTLS;
+  // With SSL_OP_ENABLE_KTLS, OpenSSL tries to hand each connection's records to the kernel once its keys are set,
+  // and on a kernel without the "tls" ULP every try fails: setsockopt TCP_ULP (ENOENT), then SOL_TLS (ENOPROTOOPT),
+  // on every connection. The kernel is asked once per process instead; one that has kTLS still gets it.
+  if (enable_ktls && kernel_tls_available()) options |= SSL_OP_ENABLE_KTLS;
   SSL_CTX_set_options(ctx, options);
   SSL_CTX_set_mode(ctx, kModes);
   // One read() takes as many records as fit the buffer instead of two read()s per record (header, body).
@@ -201,6 +222,11 @@ void set_common(SSL_CTX* ctx, bool enable_ktls) {
 }
 
 }  // namespace
+
+bool kernel_tls_available() {
+  static const bool available = probe_kernel_tls();
+  return available;
+}
 
 // ---------------------------------------------------------------------------------------------- TlsContext
 

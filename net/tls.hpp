@@ -53,7 +53,8 @@ struct TlsOptions {
   // OpenSSL cipher list for TLS 1.2. Empty: ECDHE with AEAD only (Mozilla "intermediate"). TLS 1.3 suites
   // stay OpenSSL's defaults (all AEAD).
   std::string ciphers;
-  bool enable_ktls = true;  // SSL_OP_ENABLE_KTLS; OpenSSL falls back to user-space records without it
+  // SSL_OP_ENABLE_KTLS when kernel_tls_available(); OpenSSL falls back to user-space records without it.
+  bool enable_ktls = true;
   // Server preference order. A client that offers none of them gets no ALPN answer (as nginx does) rather
   // than a fatal alert, so an ALPN-less or h2-only client still reaches the HTTP layer that can reply.
   std::vector<std::string> alpn = {"http/1.1"};
@@ -220,6 +221,10 @@ struct SslSessionDeleter {
   void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
 };
 using TlsSession = std::unique_ptr<SSL_SESSION, SslSessionDeleter>;
+
+// Whether this kernel can take TLS records over (the "tls" TCP upper-layer protocol is built in, loaded, or loads on
+// demand). Asked once per process, on first use; contexts ask for kTLS (SSL_OP_ENABLE_KTLS) only when it says yes.
+bool kernel_tls_available();
 
 // Client context: TLS 1.2+, the peer's chain verified (against ca_file or the system store) and its name checked
 // by TlsStream::connect (host name or IP address), ALPN, kTLS when available, sessions resumable.

@@ -85,7 +85,9 @@ bool read_file(const std::string& path, const char* setting, std::string& out, T
   while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) out.append(chunk, n);
   bool bad = std::ferror(f);
   std::fclose(f);
-  if (bad) return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be read: " + std::strerror(errno));
+  if (bad) {
+    return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be read: " + std::strerror(errno));
+  }
   return true;
 }
 
@@ -263,8 +265,8 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, TlsErr
     const std::string& ciphers = options.ciphers.empty() ? std::string(kDefaultCiphers) : options.ciphers;
     if (SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {
       ERR_clear_error();
-      fail(error, "TLS ciphers '" + ciphers + "' selects no cipher this OpenSSL knows; check it with: openssl ciphers -v '" +
-                      ciphers + "'");
+      fail(error, "TLS ciphers '" + ciphers +
+                      "' selects no cipher this OpenSSL knows; check it with: openssl ciphers -v '" + ciphers + "'");
       return nullptr;
     }
     set_common(ctx.get(), options.enable_ktls);
@@ -278,7 +280,8 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, TlsErr
     }
     for (X509Ptr& extra : loaded.chain) {
       if (SSL_CTX_add1_chain_cert(ctx.get(), extra.get()) != 1) {
-        fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': an intermediate is refused: " + openssl_reason());
+        fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': an intermediate is refused: " +
+                        openssl_reason());
         return nullptr;
       }
     }

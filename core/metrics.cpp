@@ -108,7 +108,8 @@ std::string ServerImpl::metrics_text() const {
          "Opened WebSocket connections closed, by close code (1006: dropped without a closing handshake).");
   for (std::size_t i = 0; i < kCloseCodeSlots; ++i) {
     if (closed[i] == 0 && i != 0) continue;
-    append_metric_sample(out, "edgews_connections_closed_total", "code=\"" + std::string(close_code_label(i)) + "\"", closed[i]);
+    append_metric_sample(out, "edgews_connections_closed_total", "code=\"" + std::string(close_code_label(i)) + "\"",
+                         closed[i]);
   }
   append_metric_family(out, "edgews_handshakes_refused_total", "counter",
          "Upgrade requests refused, by reason; application_header counts headers refused by the checked API.");
@@ -163,7 +164,8 @@ std::string ServerImpl::metrics_text() const {
   append_metric_sample(out, "edgews_accepts_shed_total", {}, shed);
   append_metric_family(out, "edgews_admission_limited_total", "counter",
          "Admission control actions, by limit and action: connections per address (closed at accept, or 503 "
-         "behind a trusted proxy), handshakes per address (429), messages and bytes per connection (1008, or reading paused).");
+         "behind a trusted proxy), handshakes per address (429), messages and bytes per connection (1008, or "
+         "reading paused).");
   for (std::size_t i = 0; i < kAdmissionEvents; ++i) {
     append_metric_sample(out, "edgews_admission_limited_total", admission_labels(static_cast<AdmissionEvent>(i)),
                          admission[i]);

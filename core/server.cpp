@@ -443,7 +443,9 @@ void ServerImpl::broadcast(std::span<const std::uint8_t> payload, Opcode opcode)
       w->broadcast_local(payload, opcode);
       continue;
     }
-    if (!data) data = std::make_shared<const std::string>(reinterpret_cast<const char*>(payload.data()), payload.size());
+    if (!data) {
+      data = std::make_shared<const std::string>(reinterpret_cast<const char*>(payload.data()), payload.size());
+    }
     w->reactor().post([w, data, opcode] {
       w->broadcast_local({reinterpret_cast<const std::uint8_t*>(data->data()), data->size()}, opcode);
     });

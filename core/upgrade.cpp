@@ -135,8 +135,8 @@ void ConnectionImpl::serve_metrics(const codec::HttpRequest& request) {
   } else if (path == "/healthz") {
     codec::write_http_response(out, 200, "text/plain; charset=utf-8", "ok\n", nullptr, false);
   } else {
-    codec::write_http_response(out, 404, "text/plain; charset=utf-8", "the admin listener serves /metrics and /healthz\n",
-                               nullptr, false);
+    codec::write_http_response(out, 404, "text/plain; charset=utf-8",
+                               "the admin listener serves /metrics and /healthz\n", nullptr, false);
   }
   respond(out);
 }
@@ -332,8 +332,9 @@ bool ConnectionImpl::read_proxy_header() {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
     if (n <= 0) {
       worker_.counters().bump_proxy_error();
-      server.logger().log(LogLevel::info, "proxy_protocol", "peer=%s: connection %s before the PROXY header was complete",
-                          peer_.to_string().c_str(), n == 0 ? "closed" : "failed");
+      server.logger().log(LogLevel::info, "proxy_protocol",
+                          "peer=%s: connection %s before the PROXY header was complete", peer_.to_string().c_str(),
+                          n == 0 ? "closed" : "failed");
       destroy(1006, "no PROXY header");
       return false;
     }

@@ -26,7 +26,9 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);                   // OpenSSL writes with write(2)
   options.reconnect.initial = std::chrono::milliseconds(200);
   options.reconnect.max = std::chrono::milliseconds(10000);
-  if (auto e = options.headers.add("User-Agent", "edgews-example-client")) std::fprintf(stderr, "%s\n", e.message.c_str());
+  if (auto e = options.headers.add("User-Agent", "edgews-example-client")) {
+    std::fprintf(stderr, "%s\n", e.message.c_str());
+  }
 
   edgews::Client* self = nullptr;
   edgews::ClientCallbacks callbacks;
@@ -56,6 +58,8 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   client.close();
-  for (int i = 0; i < 50 && client.state() != edgews::ClientState::stopped; ++i) client.poll(std::chrono::milliseconds(20));
+  for (int i = 0; i < 50 && client.state() != edgews::ClientState::stopped; ++i) {
+    client.poll(std::chrono::milliseconds(20));
+  }
   return 0;
 }

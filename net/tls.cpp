@@ -1,9 +1,13 @@
 #include "net/tls.hpp"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -81,7 +85,9 @@ bool read_file(const std::string& path, const char* setting, std::string& out, T
   while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0) out.append(chunk, n);
   bool bad = std::ferror(f);
   std::fclose(f);
-  if (bad) return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be read: " + std::strerror(errno));
+  if (bad) {
+    return fail(error, std::string("TLS ") + setting + " '" + path + "' cannot be read: " + std::strerror(errno));
+  }
   return true;
 }
 
@@ -188,11 +194,28 @@ bool set_versions(SSL_CTX* ctx, const std::string& min_version, TlsError& error)
   return true;
 }
 
+// The kernel's answer to setsockopt(TCP_ULP, "tls") on a TCP socket that is not connected: ENOENT when no "tls"
+// ULP is registered (after the kernel tried to load the module), else the ULP's own refusal of a socket that is
+// not established (ENOTCONN; ENOTSUPP, 524, in older kernels). Nothing is attached to the socket either way.
+bool probe_kernel_tls() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return true;  // cannot tell: let OpenSSL try on each connection, as it would without the probe
+  const bool attached = ::setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof "tls") == 0;
+  const int err = errno;
+  ::close(fd);
+  constexpr int kLinuxEnotsupp = 524;
+  return attached || err == ENOTCONN || err == kLinuxEnotsupp;
+}
+
 void set_common(SSL_CTX* ctx, bool enable_ktls) {
   uint64_t options = SSL_OP_NO_RENEGOTIATION   // renegotiation is a CPU sink and useless for WebSockets
                      | SSL_OP_IGNORE_UNEXPECTED_EOF  // WebSocket framing detects truncation itself
                      | SSL_OP_NO_COMPRESSION;        // CRIME
-  if (enable_ktls) options |= SSL_OP_ENABLE_KTLS;
+  // With SSL_OP_ENABLE_KTLS, OpenSSL tries to hand each connection's records to the kernel once its keys are set,
+  // and on a kernel without the "tls" ULP every try fails: setsockopt TCP_ULP (ENOENT), then SOL_TLS (ENOPROTOOPT),
+  // on every connection. The kernel is asked once per process instead; one that has kTLS still gets it.
+  if (enable_ktls && kernel_tls_available()) options |= SSL_OP_ENABLE_KTLS;
   SSL_CTX_set_options(ctx, options);
   SSL_CTX_set_mode(ctx, kModes);
   // One read() takes as many records as fit the buffer instead of two read()s per record (header, body).
@@ -201,6 +224,11 @@ void set_common(SSL_CTX* ctx, bool enable_ktls) {
 }
 
 }  // namespace
+
+bool kernel_tls_available() {
+  static const bool available = probe_kernel_tls();
+  return available;
+}
 
 // ---------------------------------------------------------------------------------------------- TlsContext
 
@@ -237,8 +265,8 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, TlsErr
     const std::string& ciphers = options.ciphers.empty() ? std::string(kDefaultCiphers) : options.ciphers;
     if (SSL_CTX_set_cipher_list(ctx.get(), ciphers.c_str()) != 1) {
       ERR_clear_error();
-      fail(error, "TLS ciphers '" + ciphers + "' selects no cipher this OpenSSL knows; check it with: openssl ciphers -v '" +
-                      ciphers + "'");
+      fail(error, "TLS ciphers '" + ciphers +
+                      "' selects no cipher this OpenSSL knows; check it with: openssl ciphers -v '" + ciphers + "'");
       return nullptr;
     }
     set_common(ctx.get(), options.enable_ktls);
@@ -252,7 +280,8 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, TlsErr
     }
     for (X509Ptr& extra : loaded.chain) {
       if (SSL_CTX_add1_chain_cert(ctx.get(), extra.get()) != 1) {
-        fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': an intermediate is refused: " + openssl_reason());
+        fail(error, "TLS cert_chain_file '" + files.cert_chain_file + "': an intermediate is refused: " +
+                        openssl_reason());
         return nullptr;
       }
     }
@@ -393,7 +422,7 @@ TlsStream::~TlsStream() { SSL_free(ssl_); }
 
 int TlsStream::read_socket(BIO* bio, char* buf, int len) {
   auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
-  if (self->socket_empty_) {
+  if (self->socket_queue_ == SocketQueue::empty_now && self->edge_triggered_) {
     // A read(2) of this call already came back short: the kernel queue was empty then, and what arrives since
     // raises a new EPOLLIN edge, after which the owner calls again (a server's socket is non-blocking and
     // edge-triggered; a client's may be blocking, as in tools and tests, where the next read(2) waits instead).
@@ -404,10 +433,18 @@ int TlsStream::read_socket(BIO* bio, char* buf, int len) {
     return -1;
   }
   const int got = socket_read(bio, buf, len);
-  // got <= 0: would block, EOF or error; each ends the reading of this edge as well.
-  self->last_socket_read_short_ = got < len;
-  self->socket_empty_ = self->edge_triggered_ && ((got > 0 && got < len) || (got < 0 && BIO_should_retry(bio)));
+  // got <= 0: would block, EOF or error; each ends the reading of this edge as well (after EOF or an error OpenSSL
+  // fails the call and asks for nothing more in it anyway).
+  self->socket_queue_ = got < len ? SocketQueue::empty_now : SocketQueue::maybe_more;
   return got;
+}
+
+inline void TlsStream::begin_call() {
+  // A short read of an earlier call still proves the queue was empty then (socket_drained()), but what arrived
+  // since raised an edge that brought this call: it may read again.
+  if (socket_queue_ == SocketQueue::empty_now) socket_queue_ = SocketQueue::empty;
+  clear_stale_errors();
+  errno = 0;
 }
 
 TlsIo TlsStream::classify(int ret) {
@@ -442,9 +479,7 @@ TlsIo TlsStream::classify(int ret) {
 
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
-  socket_empty_ = false;
-  clear_stale_errors();
-  errno = 0;
+  begin_call();
   int ret = SSL_do_handshake(ssl_);
   if (ret == 1) return {TlsIo::ok, 0};
   return {classify(ret), 0};
@@ -454,9 +489,7 @@ bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
-  socket_empty_ = false;
-  clear_stale_errors();
-  errno = 0;
+  begin_call();
   std::size_t got = 0;
   int ret = SSL_read_ex(ssl_, buf, len, &got);
   if (ret == 1) return {TlsIo::ok, got};
@@ -497,9 +530,7 @@ TlsResult TlsStream::write(const iovec* iov, int iovcnt) {
       }
       src = staging;
     }
-    socket_empty_ = false;
-    clear_stale_errors();
-    errno = 0;
+    begin_call();
     std::size_t written = 0;
     int ret = SSL_write_ex(ssl_, src, len, &written);
     if (ret != 1) return {classify(ret), taken};
@@ -521,7 +552,9 @@ std::size_t TlsStream::pending() const { return static_cast<std::size_t>(SSL_pen
 
 bool TlsStream::has_buffered_input() const { return SSL_has_pending(ssl_) == 1; }
 
-bool TlsStream::socket_drained() const { return last_socket_read_short_ && SSL_has_pending(ssl_) == 0; }
+bool TlsStream::socket_drained() const {
+  return socket_queue_ != SocketQueue::maybe_more && SSL_has_pending(ssl_) == 0;
+}
 
 bool TlsStream::release_buffers() {
   // SSL_free_buffers refuses while a buffer holds unread or unsent bytes. Its check misses a record whose header

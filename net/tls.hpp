@@ -53,7 +53,8 @@ struct TlsOptions {
   // OpenSSL cipher list for TLS 1.2. Empty: ECDHE with AEAD only (Mozilla "intermediate"). TLS 1.3 suites
   // stay OpenSSL's defaults (all AEAD).
   std::string ciphers;
-  bool enable_ktls = true;  // SSL_OP_ENABLE_KTLS; OpenSSL falls back to user-space records without it
+  // SSL_OP_ENABLE_KTLS when kernel_tls_available(); OpenSSL falls back to user-space records without it.
+  bool enable_ktls = true;
   // Server preference order. A client that offers none of them gets no ALPN answer (as nginx does) rather
   // than a fatal alert, so an ALPN-less or h2-only client still reaches the HTTP layer that can reply.
   std::vector<std::string> alpn = {"http/1.1"};
@@ -191,17 +192,24 @@ class TlsStream {
  private:
   TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
+  void begin_call();  // before each SSL_* I/O call
   static int read_socket(BIO* bio, char* buf, int len);  // the socket BIO's read (net/tls.cpp)
   static bool attach_socket(SSL* ssl, int fd);            // SSL_set_fd with the BIO whose read is read_socket
+
+  // What the last read(2) OpenSSL made on the socket says of the kernel queue (set by read_socket).
+  enum class SocketQueue : std::uint8_t {
+    maybe_more,  // the read filled what OpenSSL asked for
+    empty,       // it came back short, would block or ended: see socket_drained()
+    empty_now,   // the same, during the current call: an edge-triggered stream asks no more in it (read_socket)
+  };
 
   SSL* ssl_;
   std::shared_ptr<TlsContext> context_;  // keeps the SNI callback's argument alive (null on the client side)
   unsigned long last_ssl_error_ = 0;
   int last_errno_ = 0;
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
-  bool last_socket_read_short_ = false;  // see socket_drained()
+  SocketQueue socket_queue_ = SocketQueue::maybe_more;
   bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
-  bool socket_empty_ = false;    // a read(2) of the current call came back short: ask no more in it
 };
 
 struct SslCtxDeleter {
@@ -213,6 +221,10 @@ struct SslSessionDeleter {
   void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
 };
 using TlsSession = std::unique_ptr<SSL_SESSION, SslSessionDeleter>;
+
+// Whether this kernel can take TLS records over (the "tls" TCP upper-layer protocol is built in, loaded, or loads on
+// demand). Asked once per process, on first use; contexts ask for kTLS (SSL_OP_ENABLE_KTLS) only when it says yes.
+bool kernel_tls_available();
 
 // Client context: TLS 1.2+, the peer's chain verified (against ca_file or the system store) and its name checked
 // by TlsStream::connect (host name or IP address), ALPN, kTLS when available, sessions resumable.

@@ -249,7 +249,9 @@ class Session {
     for (;;) {
       const LinkRead r = link_.read(buf, sizeof buf, deadline);
       if (r.status == LinkStatus::ok) continue;  // anything after the close frame is ignored (RFC 6455 5.5.1)
-      return r.status == LinkStatus::eof ? Status::eof : r.status == LinkStatus::timeout ? Status::timeout : Status::io_error;
+      return r.status == LinkStatus::eof       ? Status::eof
+             : r.status == LinkStatus::timeout ? Status::timeout
+                                               : Status::io_error;
     }
   }
 
@@ -360,8 +362,9 @@ void check_echo(Report& report, Session& session, const Options& options, const 
     if (r.opcode == Opcode::close) {
       const codec::ClosePayloadParse close = codec::parse_close_payload(
           reinterpret_cast<const std::uint8_t*>(r.payload.data()), r.payload.size());
-      const std::string detail = "the server closed instead of echoing (code " + std::to_string(close.payload.code) +
-                                 (close.payload.reason.empty() ? "" : ", \"" + std::string(close.payload.reason) + "\"") + ")";
+      const std::string detail =
+          "the server closed instead of echoing (code " + std::to_string(close.payload.code) +
+          (close.payload.reason.empty() ? "" : ", \"" + std::string(close.payload.reason) + "\"") + ")";
       report.step(name, StepStatus::fail, detail);
       report.defect("closed_instead_of_echo", std::string(name) + ": " + detail, "clients see the close event");
       return;
@@ -388,10 +391,11 @@ void check_ping(Report& report, Session& session, const Options& options) {
   for (;;) {
     Session::Received r = session.next(deadline);
     if (r.status != Session::Status::ok || r.opcode == Opcode::close) {
-      const std::string why = r.status == Session::Status::timeout ? "no pong within " + std::to_string(options.timeout_ms) + " ms"
-                              : r.status == Session::Status::ok    ? "the server closed instead of answering the ping"
-                              : r.error.empty()                    ? "the connection ended"
-                                                                   : r.error;
+      const std::string why = r.status == Session::Status::timeout
+                                  ? "no pong within " + std::to_string(options.timeout_ms) + " ms"
+                              : r.status == Session::Status::ok ? "the server closed instead of answering the ping"
+                              : r.error.empty()                 ? "the connection ended"
+                                                                : r.error;
       report.step("ping", StepStatus::fail, why);
       report.defect("no_pong", "ping: " + why,
                     "RFC 6455 5.5.2 requires a pong; clients and proxies that ping for liveness drop the connection");
@@ -555,11 +559,13 @@ void note_spelling(Report& report, const codec::ResponseCheck& check) {
       report.notes.push_back("Upgrade is \"" + printable(h.value) + "\" rather than the canonical \"websocket\" "
                              "(accepted: the comparison is case-insensitive)");
     }
-    if (codec::iequals(h.name, "connection") && h.value != "Upgrade" && codec::list_contains_token(h.value, "upgrade")) {
+    if (codec::iequals(h.name, "connection") && h.value != "Upgrade" &&
+        codec::list_contains_token(h.value, "upgrade")) {
       report.notes.push_back("Connection is \"" + printable(h.value) + "\" rather than the canonical \"Upgrade\" "
                              "(accepted: it lists upgrade)");
     }
-    if (h.name != "Upgrade" && h.name != "Connection" && (codec::iequals(h.name, "upgrade") || codec::iequals(h.name, "connection"))) {
+    if (h.name != "Upgrade" && h.name != "Connection" &&
+        (codec::iequals(h.name, "upgrade") || codec::iequals(h.name, "connection"))) {
       report.notes.push_back("the header name \"" + printable(h.name) + "\" is not in its usual spelling "
                              "(accepted: header names are case-insensitive)");
     }
@@ -593,12 +599,14 @@ void run(const Options& options, Report& report) {
     }
     return;
   }
-  report.step("connect", StepStatus::pass, "TCP connected to " + link->peer() + " in " + ms_text(ms_since(connect_start)));
+  report.step("connect", StepStatus::pass,
+              "TCP connected to " + link->peer() + " in " + ms_text(ms_since(connect_start)));
   if (url.secure) {
-    report.step("tls", StepStatus::pass,
-                link->tls_summary() + (options.tls.insecure ? ", certificate not verified (--insecure)"
-                                       : options.tls.ca_file.empty() ? ", certificate verified by the system's CAs"
-                                                                     : ", certificate verified by " + options.tls.ca_file));
+    report.step(
+        "tls", StepStatus::pass,
+        link->tls_summary() + (options.tls.insecure          ? ", certificate not verified (--insecure)"
+                               : options.tls.ca_file.empty() ? ", certificate verified by the system's CAs"
+                                                             : ", certificate verified by " + options.tls.ca_file));
   }
 
   std::array<std::uint8_t, codec::kKeyNonceBytes> nonce{};
@@ -696,7 +704,8 @@ void run(const Options& options, Report& report) {
   // sent anything else after its 101 (a body, a second response) is caught as an invalid frame.
   bool deflate_accepted = false;
   for (const codec::HttpHeader& h : check.headers) {
-    deflate_accepted |= codec::iequals(h.name, "sec-websocket-extensions") && h.value.find("permessage-deflate") != std::string_view::npos;
+    deflate_accepted |= codec::iequals(h.name, "sec-websocket-extensions") &&
+                        h.value.find("permessage-deflate") != std::string_view::npos;
   }
   Session session(*link, bytes.substr(check.head_length), deflate_accepted);
   if (bytes.size() > check.head_length) {

@@ -145,7 +145,8 @@ int connect_upgrade(std::uint16_t port, const char* path) {
 void send_text(int fd, const std::string& text) {
   std::uint8_t frame[256];
   const std::uint8_t key[4] = {1, 2, 3, 4};
-  const std::size_t header = edgews::codec::write_frame_header(frame, edgews::Opcode::text, text.size(), true, false, key);
+  const std::size_t header =
+      edgews::codec::write_frame_header(frame, edgews::Opcode::text, text.size(), true, false, key);
   edgews::codec::mask_copy(frame + header, reinterpret_cast<const std::uint8_t*>(text.data()), text.size(), key);
   if (::write(fd, frame, header + text.size()) != static_cast<ssize_t>(header + text.size())) die("write control");
 }

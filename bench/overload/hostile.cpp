@@ -113,7 +113,9 @@ class Hostile {
     flood_frame_.resize(edgews::codec::kMaxFrameHeaderSize + static_cast<std::size_t>(o.flood_size));
     const std::size_t h = edgews::codec::write_frame_header(flood_frame_.data(), edgews::codec::Opcode::binary,
                                                             static_cast<std::uint64_t>(o.flood_size), true, false, key);
-    for (int i = 0; i < o.flood_size; ++i) flood_frame_[h + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(rng_());
+    for (int i = 0; i < o.flood_size; ++i) {
+      flood_frame_[h + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(rng_());
+    }
     flood_frame_.resize(h + static_cast<std::size_t>(o.flood_size));
     huge_header_.resize(edgews::codec::kMaxFrameHeaderSize);
     huge_header_.resize(edgews::codec::write_frame_header(huge_header_.data(), edgews::codec::Opcode::binary, kGiB,

@@ -95,8 +95,9 @@ class ClientPeers : public ::testing::TestWithParam<Peer> {
  protected:
   void SetUp() override {
     process_ = std::make_unique<PeerProcess>(peer_command(GetParam()));
-    ASSERT_NE(process_->port(), 0) << "the peer server did not start: " << process_->output()
-                                   << " (node ws: tests/clients/install.sh; Python: apt-get install python3-websockets)";
+    ASSERT_NE(process_->port(), 0)
+        << "the peer server did not start: " << process_->output()
+        << " (node ws: tests/clients/install.sh; Python: apt-get install python3-websockets)";
   }
 
   ClientOptions options() const {

@@ -1,8 +1,8 @@
 // The line between the API and the machinery: a translation unit that includes core/edgews.hpp, as an embedder's
 // does, must not reach the reactor, sockets, the timer wheel, send queues, the message reader, TLS streams, the
 // worker, or the state behind Connection and Server. Each of those headers completes the class declared below; if
-// one is reached, the build of this test fails at the static_assert that names it. Value types (opcodes, close codes, the parsed request, checked
-// headers) may come from codec/.
+// one is reached, the build of this test fails at the static_assert that names it. Value types (opcodes, close
+// codes, the parsed request, checked headers) may come from codec/.
 namespace edgews::net {
 class Reactor;
 struct IoResult;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -936,6 +937,52 @@ TEST_F(Tls, ReloadServesNewCertificateWhileOldConnectionKeepsWorking) {
 }
 
 // ------------------------------------------------------------------------------------------------ kTLS
+
+// The probe must say what the kernel says: the "tls" ULP listed among the available ones (listed once loaded, and
+// the probe itself loads it where the kernel may), and a connected TCP socket taking it.
+TEST(KernelTls, ProbeAgreesWithTheKernel) {
+  const bool available = kernel_tls_available();
+  std::ifstream list("/proc/sys/net/ipv4/tcp_available_ulp");
+  std::string ulp;
+  bool listed = false;
+  bool readable = static_cast<bool>(list);
+  while (list >> ulp) listed = listed || ulp == "tls";
+  if (readable) {
+    EXPECT_EQ(available, listed) << "tcp_available_ulp lists 'tls': " << listed;
+  }
+
+  Pair pair = tcp_pair();
+  const bool attached = ::setsockopt(pair.client.get(), SOL_TCP, TCP_ULP, "tls", sizeof "tls") == 0;
+  const int err = errno;
+  EXPECT_EQ(available, attached) << "a connected socket's setsockopt(TCP_ULP, \"tls\"): "
+                                 << (attached ? "attached" : std::strerror(err));
+  std::printf("[ kTLS ] kernel_tls_available=%d\n", available);
+}
+
+// Without kernel TLS OpenSSL's attempt on each connection can only fail: the contexts do not ask for it then.
+TEST_F(Tls, ContextsAskForKernelTlsOnlyWhenTheKernelHasIt) {
+  const bool available = kernel_tls_available();
+  auto server = server_context();
+  auto client = client_context();
+  ASSERT_TRUE(server && client);
+  EXPECT_EQ((SSL_CTX_get_options(server->native_default()) & SSL_OP_ENABLE_KTLS) != 0, available);
+  EXPECT_EQ((SSL_CTX_get_options(client.get()) & SSL_OP_ENABLE_KTLS) != 0, available);
+
+  TlsOptions off;
+  off.enable_ktls = false;
+  auto without = server_context(off);
+  ASSERT_TRUE(without);
+  EXPECT_EQ(SSL_CTX_get_options(without->native_default()) & SSL_OP_ENABLE_KTLS, 0u);
+
+  // Either way a connection works, and it uses kernel TLS only where the kernel has it.
+  auto c = connect_pair(server, client.get(), "localhost");
+  ASSERT_EQ(handshake_pair(*c.client, c.fds.client.get(), *c.server, c.fds.server.get()).server, TlsIo::ok);
+  if (!available) {
+    EXPECT_FALSE(c.server->ktls_send());
+    EXPECT_FALSE(c.client->ktls_send());
+  }
+  echo(c, 64 * 1024);
+}
 
 TEST_F(Tls, KernelTlsIsUsedWhenAvailableAndNotNeeded) {
   for (bool tls12 : {true, false}) {

@@ -12,14 +12,15 @@
 Prints "faulty_echo_server: listening on port N". Stops after --lifetime seconds (bounded).
 """
 import argparse
-import base64
-import hashlib
+import os
 import socket
 import struct
+import sys
 import threading
 import time
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from harness import accept_for  # noqa: E402
 
 
 def read_frame(sock, buf):
@@ -85,13 +86,12 @@ class Server:
                     return
                 buf += chunk
             head, buf = buf.split(b"\r\n\r\n", 1)
-            key = b""
+            key = ""
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"sec-websocket-key:"):
-                    key = line.split(b":", 1)[1].strip()
-            accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
-            if self.fault == "wrong-accept":
-                accept = base64.b64encode(hashlib.sha1(key + b"x").digest())
+                    key = line.split(b":", 1)[1].strip().decode("latin-1")
+            # wrong-accept: the accept of another key.
+            accept = accept_for(key + "x" if self.fault == "wrong-accept" else key).encode()
             response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             if self.fault == "dup-header":
                 response += b"Connection: Upgrade\r\n"

@@ -3,8 +3,9 @@
 
     tests/bench/scripts_smoke.py BUILD_DIR
 
-bench/load/paired.sh, bench/load/run.sh, bench/load/peers.sh and bench/load/tls_race.sh each run with one round of
-one second into a temporary directory (the committed results are not touched); bench/overload/run.py runs a few
+bench/load/paired.sh, bench/load/run.sh, bench/load/peers.sh, bench/load/tls_race.sh and
+bench/load/client_engine.sh each run with one round of one second (bench/load/tls_syscalls.sh with one second of
+handshakes) into a temporary directory (the committed results are not touched); bench/overload/run.py runs a few
 seconds of a small hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py
 runs with 20 connections watched for a second. Each must exit 0 and print its whole table: every scenario and server
 present, every run error-free, every echo check passed. Figures are printed, never judged.
@@ -111,6 +112,22 @@ def main():
                 failures.append("tls_race.sh: %s did not settle on TLS 1.3, X25519 and two tickets" % server)
         if not re.search(r"^\| 1 \| .* \| 0, 0 \|$", out, re.M):
             failures.append("tls_race.sh: no round row, or handshakes failed or idle connections did not all open")
+
+        out = run("bench/load/tls_syscalls.sh", build, tmp, 120, HS_TIME="1")
+        for server in ("edgews", "uws"):
+            if not re.search(r"^\| %s \| [1-9][0-9]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \|$" % server, out, re.M):
+                failures.append("tls_syscalls.sh: no row of handshakes counted for %s" % server)
+
+        out = run("bench/load/client_engine.sh", build, tmp, 180)
+        table = rows(out)
+        for scenario in ("(a)", "(b)", "(c)", "(e)"):
+            row = [r for r in table if r[0].startswith(scenario)]
+            if len(row) != 1 or len(row[0]) != 8:
+                failures.append("client_engine.sh: no row for %s" % scenario)
+                continue
+            r = row[0]
+            if r[6] != "1, 1" or r[7] != "0" or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", c) for c in r[1:6]):
+                failures.append("client_engine.sh: row %s is not one error-free run of each engine" % " | ".join(r))
 
         print("== bench/overload/run.py", flush=True)
         cmd = [os.path.join(ROOT, "bench/overload/run.py"), build, "--servers", "edgews,websocketpp", "--duration", "4",

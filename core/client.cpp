@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -94,6 +96,28 @@ std::uint64_t secure_random64() {
   return value;
 }
 
+// Clients with the same TLS options share one context: the CA store is read and parsed once, not once per
+// client (a load generator, or a daemon fanning in from many upstreams, opens thousands). A context lives while
+// a client holds it; one made later reads the CA file again.
+std::shared_ptr<SSL_CTX> shared_client_context(const net::ClientTlsOptions& options, net::TlsError& error) {
+  static std::mutex mutex;
+  static auto* contexts = new std::map<std::string, std::weak_ptr<SSL_CTX>>();  // never destroyed: no exit order
+  std::string key(1, options.verify ? 'v' : '-');
+  key.append(options.ca_file).push_back('\0');
+  for (const std::string& protocol : options.alpn) key.append(protocol).push_back('\0');
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (std::shared_ptr<SSL_CTX> found = (*contexts)[key].lock()) return found;
+  net::ClientContextPtr made = net::make_client_context(options, error);
+  if (!made) {
+    contexts->erase(key);
+    return nullptr;
+  }
+  std::shared_ptr<SSL_CTX> shared(made.release(), [](SSL_CTX* ctx) { SSL_CTX_free(ctx); });
+  std::erase_if(*contexts, [](const auto& entry) { return entry.second.expired(); });
+  (*contexts)[key] = shared;
+  return shared;
+}
+
 Error make_error(Errc code, std::string message, int status = 0) {
   return Error{code, std::move(message), status};
 }
@@ -126,7 +150,7 @@ struct Client::Impl final : net::Reactor::Handler {
   net::Resolver::Ticket ticket = 0;
   bool resolving = false;
   // wss://
-  net::ClientContextPtr tls_context;
+  std::shared_ptr<SSL_CTX> tls_context;
   std::unique_ptr<net::TlsStream> tls;
   net::TlsSession tls_session;   // the last resumable one, offered on the next connect
   bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
@@ -842,7 +866,7 @@ Error Client::start() {
   }
   if (d.url.secure && !d.tls_context) {
     net::TlsError error;
-    d.tls_context = net::make_client_context(d.options.tls, error);
+    d.tls_context = shared_client_context(d.options.tls, error);
     if (!d.tls_context) return make_error(Errc::tls_failed, "cannot set up TLS for wss://: " + error.message);
   }
   if (!d.reactor && d.options.reactor != nullptr) {

@@ -19,7 +19,8 @@
 // wss://: TLS over the connected socket, with the URL's host as SNI and as the name the certificate must carry.
 // The certificate is verified by default, against the system store or options.tls.ca_file; a rejected one is
 // certificate_rejected, with OpenSSL's reason. The last resumable TLS session is offered again on reconnect, so
-// the server can skip the full handshake (tls_resumed() tells).
+// the server can skip the full handshake (tls_resumed() tells). Clients with the same options.tls share one TLS
+// context (the CA store is read once while any of them lives).
 // OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
 // or a server that goes away while the client writes ends the process.
 //

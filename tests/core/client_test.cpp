@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -544,6 +545,36 @@ TEST_F(ClientTls, EchoesOverWssWithTheCaGiven) {
   client.close();
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }));
   EXPECT_FALSE(seen.errors[0]) << seen.errors[0].message;
+}
+
+// Clients with the same TLS options share one context: while one lives, another starts without reading the CA
+// file again (here it has become unreadable); once none does, the next one reads it and fails on it.
+TEST_F(ClientTls, ClientsWithTheSameOptionsShareOneContextWhileAnyLives) {
+  RunningServer server;
+  ASSERT_TRUE(server.start(tls_config(), echo()));
+  const std::string ca = dir_ + "/shared-ca.crt";
+  {
+    std::ifstream in(dir_ + "/ca.crt", std::ios::binary);
+    std::ofstream out(ca, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ClientOptions o = options(server.port());
+  o.tls.ca_file = ca;
+  Seen first_seen;
+  auto first = std::make_unique<Client>(o, first_seen.callbacks());
+  ASSERT_FALSE(first->start());
+  ASSERT_EQ(std::remove(ca.c_str()), 0);
+  Seen second_seen;
+  auto second = std::make_unique<Client>(o, second_seen.callbacks());
+  ASSERT_FALSE(second->start()) << "the context of the first client serves the second";
+  ASSERT_TRUE(poll_until(*second, [&] { return second_seen.opened == 1 || !second_seen.errors.empty(); }));
+  EXPECT_EQ(second_seen.opened, 1) << (second_seen.errors.empty() ? "" : second_seen.errors[0].message);
+  first.reset();
+  second.reset();
+  Client third(o, Seen().callbacks());
+  const Error e = third.start();
+  EXPECT_EQ(e.code, Errc::tls_failed) << "no client holds the context: the missing file is read again";
+  EXPECT_NE(e.message.find("shared-ca.crt"), std::string::npos) << e.message;
 }
 
 TEST_F(ClientTls, AnUnknownCaIsRejectedWithOpenSslsReason) {

@@ -76,11 +76,13 @@ class Cork {
 constexpr std::size_t kMaxHead = 64 * 1024;
 
 // The default random source: OpenSSL's CSPRNG (RFC 6455 5.3 asks for masking keys a proxy cannot predict), drawn
-// 512 bytes at a time per thread, so that a key costs a few nanoseconds and a client holds no generator of its own.
-std::uint64_t secure_random64() {
-  thread_local std::uint8_t pool[512];
+// 4 KiB at a time per thread (one RAND_bytes call costs thousands of instructions in OpenSSL 3), so that a key
+// costs a few nanoseconds and a client holds no generator of its own.
+template <class T>
+T secure_random() {
+  thread_local std::uint8_t pool[4096];
   thread_local std::size_t used = sizeof pool;
-  if (used == sizeof pool) {
+  if (used + sizeof(T) > sizeof pool) {
     if (RAND_bytes(pool, static_cast<int>(sizeof pool)) != 1) {
       std::random_device device;  // OpenSSL could not seed itself: the kernel's source, directly
       for (std::size_t i = 0; i < sizeof pool; i += 4) {
@@ -90,7 +92,7 @@ std::uint64_t secure_random64() {
     }
     used = 0;
   }
-  std::uint64_t value;
+  T value;
   std::memcpy(&value, pool + used, sizeof value);
   used += sizeof value;
   return value;
@@ -117,6 +119,9 @@ std::shared_ptr<SSL_CTX> shared_client_context(const net::ClientTlsOptions& opti
   (*contexts)[key] = shared;
   return shared;
 }
+
+// The client whose read this thread is delivering (its callbacks run on it).
+thread_local const void* t_delivering = nullptr;
 
 Error make_error(Errc code, std::string message, int status = 0) {
   return Error{code, std::move(message), status};
@@ -172,7 +177,8 @@ struct Client::Impl final : net::Reactor::Handler {
   bool user_closed = false;
   // The connection's closing handshake and keep-alive, the same state machines a server connection runs.
   codec::ClosingHandshake closing;
-  codec::LivenessSettings keepalive;  // from ping_interval and pong_timeout, at each open
+  // From ping_interval and pong_timeout, at each open. No idle timeout: Liveness::message() is not fed.
+  codec::LivenessSettings keepalive;
   codec::Liveness liveness;
   // The closing handshake completed with the server's close frame: waiting for the server to end the TCP
   // connection (RFC 6455 7.1.1: the server closes first, so that the TIME_WAIT is its), then on_close tells these.
@@ -292,7 +298,10 @@ struct Client::Impl final : net::Reactor::Handler {
   };
   Clock::time_point read_clock() const { return options.clock ? options.clock() : Clock::now(); }
   Clock::time_point now() const { return clock_cached ? cached_now : read_clock(); }
-  std::uint64_t random64() { return options.random ? options.random() : secure_random64(); }
+  std::uint64_t random64() { return options.random ? options.random() : secure_random<std::uint64_t>(); }
+  std::uint32_t random32() {  // a masking key
+    return options.random ? static_cast<std::uint32_t>(options.random()) : secure_random<std::uint32_t>();
+  }
   // codec::Liveness counts in wrapping 32-bit milliseconds.
   std::uint32_t now_ms() const { return to_ms(now()); }
   static std::uint32_t to_ms(Clock::time_point t) {
@@ -519,7 +528,6 @@ struct Client::Impl final : net::Reactor::Handler {
         case codec::EventType::message: {
           // RFC 6455 5.5.1 (codec::ClosingHandshake): data that arrives after our close frame is discarded.
           if (!closing.may_send_data()) break;
-          liveness.message(now_ms());
           const bool text = ev.opcode == codec::Opcode::text;
           std::span<const std::uint8_t> payload = ev.payload;
           if (ev.compressed) {
@@ -560,12 +568,11 @@ struct Client::Impl final : net::Reactor::Handler {
 
   void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload, bool rsv1 = false) {
     std::uint8_t key[4];
-    const std::uint64_t r = random64();
+    const std::uint32_t r = random32();
     std::memcpy(key, &r, sizeof key);
-    std::uint8_t header[codec::kMaxFrameHeaderSize];
-    const std::size_t header_length = codec::write_frame_header(header, opcode, payload.size(), true, rsv1, key);
+    const std::size_t header_length = codec::frame_header_size(payload.size(), true);
     std::uint8_t* at = cork.grow(header_length + payload.size());
-    std::memcpy(at, header, header_length);
+    codec::write_frame_header(at, opcode, payload.size(), true, rsv1, key);
     if (!payload.empty()) codec::mask_copy(at + header_length, payload.data(), payload.size(), key);
   }
 
@@ -578,13 +585,13 @@ struct Client::Impl final : net::Reactor::Handler {
     std::span<const std::uint8_t> wire = payload;
     const bool compressed = deflate && deflate->compress(payload, wire);
     queue_frame(opcode, wire, compressed);
-    liveness.message(now_ms());
     if (corked == 0) flush();
     else queued_bytes.store(out.bytes() + cork.size(), std::memory_order_relaxed);
     return SendStatus::ok;
   }
 
   bool on_other_thread() const {
+    if (t_delivering == this) return false;  // a callback of this client's: its own thread, no need to ask
     if (attached) return !reactor->in_reactor_thread();
     const std::thread::id loop = loop_thread.load(std::memory_order_acquire);
     return loop != std::thread::id() && loop != std::this_thread::get_id() && reactor;
@@ -687,7 +694,10 @@ struct Client::Impl final : net::Reactor::Handler {
   // callbacks send meanwhile is written once, at the end.
   void readable(bool to_end) {
     ++corked;
+    const void* outer = t_delivering;
+    t_delivering = this;
     read_available(to_end);
+    t_delivering = outer;
     --corked;
     if (corked == 0 && !cork.empty()) flush();
   }

@@ -909,7 +909,9 @@ Error Client::start() {
     if (c.client_max_window_bits < codec::kMaxWindowBits) {
       d.deflate_offer.client_max_window_bits_value = c.client_max_window_bits;
     }
-    if (c.server_max_window_bits < codec::kMaxWindowBits) d.deflate_offer.server_max_window_bits = c.server_max_window_bits;
+    if (c.server_max_window_bits < codec::kMaxWindowBits) {
+      d.deflate_offer.server_max_window_bits = c.server_max_window_bits;
+    }
     d.deflate_offer.client_no_context_takeover = c.client_no_context_takeover;
     d.deflate_offer.server_no_context_takeover = c.server_no_context_takeover;
     codec::append_deflate_offer(d.extension_offer, d.deflate_offer);

@@ -3,10 +3,10 @@
 #
 #   bench/load/client_engine.sh [BUILD_DIR]      (default build/release; about 3 minutes with the defaults)
 #
-# An edgews server pinned to core 0 (and a second for wss://); `edgews load` on core 1, closed loop, once with --engine raw (lean
-# connections on the codec) and once with --engine client (one edgews::Client per connection on one reactor), in
-# alternating order, ROUNDS times. Closed loop: each engine sends as fast as the echoes come back, so a client that
-# costs more per message shows as fewer messages per second. Scenarios as bench/load/run.sh: (a) 100 connections,
+# An edgews server pinned to core 0 (and a second for wss://); `edgews load` on core 1, closed loop, once with
+# --engine raw (lean connections on the codec) and once with --engine client (one edgews::Client per connection
+# on one reactor), in alternating order, ROUNDS times. Closed loop: each engine sends as fast as the echoes come
+# back, so a client that costs more per message shows as fewer messages per second. Scenarios as bench/load/run.sh: (a) 100 connections,
 # 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB; (e) = (a) over wss://.
 # Printed per scenario: the medians of messages per second and of the load generator's own CPU per message, and
 # the client engine's ratio to the raw one.

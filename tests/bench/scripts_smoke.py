@@ -115,7 +115,8 @@ def main():
 
         out = run("bench/load/tls_syscalls.sh", build, tmp, 120, HS_TIME="1")
         for server in ("edgews", "uws"):
-            if not re.search(r"^\| %s \| [1-9][0-9]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \|$" % server, out, re.M):
+            row = r"^\| %s \| [1-9][0-9]* \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \([0-9.]+\) \|$" % server
+            if not re.search(row, out, re.M):
                 failures.append("tls_syscalls.sh: no row of handshakes counted for %s" % server)
 
         out = run("bench/load/client_engine.sh", build, tmp, 180)

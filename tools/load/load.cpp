@@ -472,7 +472,9 @@ void LoadGenerator::handle_bytes(Conn& c, std::uint8_t* data, std::size_t n, std
   // Open: the send window and the slots are allocated once here; no message allocates afterwards.
   c.handshake.reset();
   opened(c);
-  if (!o_.connect_only) ensure_out(c, static_cast<std::size_t>(o_.inflight) * (o_.size + codec::kMaxFrameHeaderSize) + 256);
+  if (!o_.connect_only) {
+    ensure_out(c, static_cast<std::size_t>(o_.inflight) * (o_.size + codec::kMaxFrameHeaderSize) + 256);
+  }
   const std::size_t head_len = check.head_length;
   const std::size_t rest = c.head.size() - head_len;
   if (rest > 0) {
@@ -686,10 +688,12 @@ void LoadGenerator::progress(std::uint64_t) {
   last_progress_messages_ = all_messages_;
   if (!o_.quiet) {
     std::fprintf(stderr,
-                 "edgews load: %s open %d  msgs/s %llu  MB/s %.2f  p50 %.1f us  p99 %.1f us  max %.1f us  errors %llu\n",
+                 "edgews load: %s open %d  msgs/s %llu  MB/s %.2f  p50 %.1f us  p99 %.1f us  max %.1f us  "
+                 "errors %llu\n",
                  measuring_ ? "measuring" : sending_ ? "warm-up  " : "idle     ", open_,
                  static_cast<unsigned long long>(n), static_cast<double>(n * o_.size) / 1e6,
-                 static_cast<double>(interval_.percentile(0.5)) / 1e3, static_cast<double>(interval_.percentile(0.99)) / 1e3,
+                 static_cast<double>(interval_.percentile(0.5)) / 1e3,
+                 static_cast<double>(interval_.percentile(0.99)) / 1e3,
                  static_cast<double>(interval_.max()) / 1e3, static_cast<unsigned long long>(errors_.total()));
   }
   interval_.reset();
@@ -767,7 +771,9 @@ int LoadGenerator::run() {
     turn(events, timespec{0, 100000000});
   }
   const double connect_s = static_cast<double>(now_ns() - t_start) / 1e9;
-  if (!o_.quiet) std::fprintf(stderr, "edgews load: %d of %d connections open in %.2f s\n", open_, o_.connections, connect_s);
+  if (!o_.quiet) {
+    std::fprintf(stderr, "edgews load: %d of %d connections open in %.2f s\n", open_, o_.connections, connect_s);
+  }
 
   // Phase 2: warm-up, then the measured window; then stop sending and drain what is in flight.
   const std::uint64_t t0 = now_ns();
@@ -909,7 +915,8 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
   }
   auto u = [](std::uint64_t v) { return static_cast<unsigned long long>(v); };
   std::fprintf(f,
-               "{\"mode\":\"%s\",\"engine\":\"%s\",\"tls\":%s,\"host\":\"%s\",\"port\":%u,\"connections\":%d,\"open\":%d,"
+               "{\"mode\":\"%s\",\"engine\":\"%s\",\"tls\":%s,\"host\":\"%s\",\"port\":%u,\"connections\":%d,"
+               "\"open\":%d,"
                "\"inflight\":%d,\"size\":%zu,\"opcode\":\"%s\",\"rate\":%.0f,\"duration_s\":%.3f,"
                "\"messages\":%.0f,\"messages_per_s\":%.1f,\"mb_per_s\":%.3f,"
                "\"latency_us\":{\"p50\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f},"
@@ -917,7 +924,8 @@ void LoadGenerator::report(double measured_s, double server_cpu, double client_c
                "\"reordered\":%llu,\"protocol\":%llu,\"closed_by_server\":%llu,\"connect_failed\":%llu,"
                "\"handshake_failed\":%llu,\"duplicate_header\":%llu,\"accept_mismatch\":%llu},\"skipped\":%llu,"
                "\"client\":{\"cpu_s\":%.3f,\"cpu_us_per_msg\":%.3f}",
-               mode, engine, o_.tls ? "true" : "false", o_.host.c_str(), o_.port, o_.connections, open_at_end_, o_.inflight, o_.size,
+               mode, engine, o_.tls ? "true" : "false", o_.host.c_str(), o_.port, o_.connections, open_at_end_,
+               o_.inflight, o_.size,
                o_.text ? "text" : "binary", o_.rate, measured_s, msgs, rate, mbps, us(window_.percentile(0.5)),
                us(window_.percentile(0.99)), us(window_.percentile(0.999)), us(window_.max()), u(errors_.total()),
                u(errors_.corrupted), u(errors_.lost), u(errors_.duplicated), u(errors_.reordered), u(errors_.protocol),
@@ -975,7 +983,8 @@ int load_main(int argc, char** argv) {
   if (int status = 0; !table.parse(argc, argv, status, take_url)) return status;
   std::string url_error = "no URL given";
   if (url.empty() || !parse_url(url, o, url_error)) {
-    std::fprintf(stderr, "edgews load: %s; give the server as ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (try --help)\n",
+    std::fprintf(stderr,
+                 "edgews load: %s; give the server as ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (try --help)\n",
                  url_error.c_str());
     return 2;
   }

@@ -207,9 +207,7 @@ struct Client::Impl final : net::Reactor::Handler {
   // Tasks posted by other threads check it: the Client may be gone by the time they run.
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
-  Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {
-
-  }
+  Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {}
 
   ~Impl() {
     alive->store(false);
@@ -687,10 +685,9 @@ struct Client::Impl final : net::Reactor::Handler {
     return true;
   }
 
-  // TLS: OpenSSL may hold whole records the socket no longer signals, so read on until it wants more input.
-  // Attached, the reactor's edge-triggered events want the socket read until it would block too.
-  // A short read proves the socket drained (as on a server connection, docs/DESIGN.md 'How a byte travels'),
-  // unless the server hung up (`to_end`): then read on to see the EOF, which brings no further edge. What the
+  // Reads what the socket has. A short read proves it drained (as on a server connection, docs/DESIGN.md 'How a
+  // byte travels'); TLS asks socket_drained(), as OpenSSL may hold whole records the socket no longer signals.
+  // When the server hung up (`to_end`) it reads on to see the EOF, which brings no further edge. What the
   // callbacks send meanwhile is written once, at the end.
   void readable(bool to_end) {
     ++corked;

@@ -78,23 +78,29 @@ constexpr std::size_t kMaxHead = 64 * 1024;
 // The default random source: OpenSSL's CSPRNG (RFC 6455 5.3 asks for masking keys a proxy cannot predict), drawn
 // 4 KiB at a time per thread (one RAND_bytes call costs thousands of instructions in OpenSSL 3), so that a key
 // costs a few nanoseconds and a client holds no generator of its own.
-template <class T>
-T secure_random() {
-  thread_local std::uint8_t pool[4096];
-  thread_local std::size_t used = sizeof pool;
-  if (used + sizeof(T) > sizeof pool) {
-    if (RAND_bytes(pool, static_cast<int>(sizeof pool)) != 1) {
+struct RandomPool {
+  std::uint8_t bytes[4096] = {};
+  std::size_t used = sizeof bytes;
+
+  [[gnu::noinline]] void refill() {
+    if (RAND_bytes(bytes, static_cast<int>(sizeof bytes)) != 1) {
       std::random_device device;  // OpenSSL could not seed itself: the kernel's source, directly
-      for (std::size_t i = 0; i < sizeof pool; i += 4) {
+      for (std::size_t i = 0; i < sizeof bytes; i += 4) {
         const std::uint32_t word = device();
-        std::memcpy(pool + i, &word, 4);
+        std::memcpy(bytes + i, &word, 4);
       }
     }
     used = 0;
   }
+};
+constinit thread_local RandomPool t_random;  // constant-initialized: no guard on each use
+
+template <class T>
+T secure_random() {
+  if (t_random.used + sizeof(T) > sizeof t_random.bytes) [[unlikely]] t_random.refill();
   T value;
-  std::memcpy(&value, pool + used, sizeof value);
-  used += sizeof value;
+  std::memcpy(&value, t_random.bytes + t_random.used, sizeof value);
+  t_random.used += sizeof value;
   return value;
 }
 
@@ -598,7 +604,7 @@ struct Client::Impl final : net::Reactor::Handler {
   // A send from a thread other than the client's: decided on what that thread can see (the state and the
   // bytes waiting), then copied and posted; the client's thread queues it at its next poll() unless the
   // connection has ended by then.
-  SendStatus post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
+  [[gnu::cold, gnu::noinline]] SendStatus post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
     if (state.load() != ClientState::open) return SendStatus::closed;
     if (queued_bytes.load(std::memory_order_relaxed) + posted_bytes.load(std::memory_order_relaxed) >
         options.max_backpressure) {

@@ -341,9 +341,12 @@ struct Client::Impl final : net::Reactor::Handler {
         const Errc code = e.code == ECONNREFUSED ? Errc::refused
                           : e.code == ETIMEDOUT  ? Errc::timeout
                                                  : Errc::unreachable;
-        finish(1006, {}, make_error(code, "cannot connect to " + url.host_header() + ": " + e.message +
-                                              (code == Errc::refused ? " (is the server running on that port?)"
-                                                                     : "")));
+        // The connector's message names each address tried and what it answered.
+        std::string message = "cannot connect to " + url.host_header();
+        if (code == Errc::timeout) message.append(": ").append(e.message);
+        else message.append(" (").append(e.message).append(")");
+        if (code == Errc::refused) message += ": is the server running on that port?";
+        finish(1006, {}, make_error(code, std::move(message)));
         rearm();
         return;
       }

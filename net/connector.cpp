@@ -48,7 +48,7 @@ void Connector::start_next() {
     Error error;
     Fd fd = connect_tcp(address, true, error);
     if (!fd) {
-      failures_ += (failures_.empty() ? "" : "; ") + error.message;
+      failures_ += (failures_.empty() ? "" : "; ") + system_error(error.code, address.to_string()).message;
       continue;
     }
     auto attempt = std::make_unique<Attempt>(*this, std::move(fd), address);
@@ -75,8 +75,7 @@ void Connector::on_attempt(Attempt& attempt, std::uint32_t events) {
     finish(std::move(winner), {});
     return;
   }
-  failures_ +=
-      (failures_.empty() ? "" : "; ") + system_error(error, "connect to " + attempt.address.to_string()).message;
+  failures_ += (failures_.empty() ? "" : "; ") + system_error(error, attempt.address.to_string()).message;
   reactor_.remove(attempt.fd.get());
   std::erase_if(attempts_, [&attempt](const std::unique_ptr<Attempt>& a) { return a.get() == &attempt; });
   // RFC 8305 5: a failure starts the next attempt at once instead of waiting for the delay.
@@ -95,7 +94,7 @@ void Connector::on_stagger(Timer&, void* context) {
   if (self->next_ < self->addresses_.size()) {
     self->start_next();
   } else if (self->attempts_.empty()) {
-    self->finish({}, {ECONNREFUSED, "connect failed: " + self->failures_});
+    self->finish({}, {ECONNREFUSED, self->failures_});
   }
 }
 

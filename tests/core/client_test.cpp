@@ -264,7 +264,8 @@ TEST(Client, RefusedConnectsBackOffOnTheInjectedClock) {
   auto fake_now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
   std::uint64_t counter = 0;
   ClientOptions options;
-  options.url = ws_url(closed_port());
+  const std::uint16_t port = closed_port();
+  options.url = ws_url(port);
   options.reconnect.initial = milliseconds(1000);
   options.reconnect.max = milliseconds(3000);
   options.reconnect.max_attempts = 4;
@@ -287,6 +288,10 @@ TEST(Client, RefusedConnectsBackOffOnTheInjectedClock) {
     fake_now += seen.delays.back();
   }
   ASSERT_TRUE(poll_until(client, [&] { return client.state() == ClientState::stopped; }, 100));
+  // The message names the URL's host and port once, then each address tried with its answer.
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  EXPECT_EQ(seen.errors.back().message, "cannot connect to " + target + " (" + target +
+                                            ": Connection refused): is the server running on that port?");
   EXPECT_EQ(seen.close_codes.size(), 5u) << "the first connect and four retries";
   EXPECT_EQ(seen.attempts.size(), 4u);
   EXPECT_EQ(seen.opened, 0);

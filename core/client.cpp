@@ -623,59 +623,40 @@ struct Client::Impl final : net::Reactor::Handler {
 
   // Writes what the cork gathered, behind whatever still waits in the queue. Corked or not: a caller that must
   // send now (a close frame) calls it directly; sends made while delivering wait for the end of the delivery.
+  // With nothing queued the cork is written from where it is; only what the socket does not take is copied.
   void flush() {
     if (!fd) {
       drop_output();
       return;
     }
+    bool blocked = false;
     std::size_t taken = 0;
-    if (out.empty() && !cork.empty()) taken = write_some(cork.data(), cork.size());
+    while (out.empty() && taken < cork.size() && !blocked) {
+      const iovec rest{const_cast<std::uint8_t*>(cork.data()) + taken, cork.size() - taken};
+      taken += write_iov(&rest, 1, blocked);
+    }
     if (taken < cork.size()) out.append({cork.data() + taken, cork.size() - taken});
     cork.clear();
-    while (!out.empty()) {
-      std::size_t wrote = 0;
-      bool blocked = false;
-      if (tls) {
-        iovec first{};
-        out.gather(&first, 1);
-        wrote = write_some(static_cast<const std::uint8_t*>(first.iov_base), first.iov_len);
-        blocked = wrote < first.iov_len;
-      } else {
-        iovec iov[32];
-        const int n = out.gather(iov, 32);
-        const net::IoResult r = net::write_vec(fd.get(), iov, n);
-        if (r.status == net::IoStatus::ok) wrote = r.bytes;
-        blocked = r.status != net::IoStatus::ok;
-      }
-      out.consume(wrote);
-      if (blocked || wrote == 0) break;
+    while (!out.empty() && !blocked) {
+      iovec iov[32];
+      out.consume(write_iov(iov, out.gather(iov, 32), blocked));
     }
     queued_bytes.store(out.bytes(), std::memory_order_relaxed);
   }
 
-  // Bytes of [data, data + len) the socket took now. TLS: a want_read or want_write stops it (poll or the next edge
-  // says when to go on); closed or error: the read side sees it.
-  std::size_t write_some(const std::uint8_t* data, std::size_t len) {
-    std::size_t taken = 0;
+  // One write of `count` pieces (TlsStream::write gathers them into records): the bytes the socket took, and
+  // `blocked` when it takes no more now (would block, or TLS wants the socket: poll or the next edge says when
+  // to go on; closed or error: the read side sees it).
+  std::size_t write_iov(const iovec* iov, int count, bool& blocked) {
     if (tls) {
-      tls_wants_write = false;
-      while (taken < len) {
-        const net::TlsResult r = tls->write(data + taken, len - taken);
-        taken += r.bytes;
-        if (r.status != net::TlsIo::ok) {
-          tls_wants_write = r.status == net::TlsIo::want_write;
-          break;
-        }
-      }
-      return taken;
+      const net::TlsResult r = tls->write(iov, count);
+      tls_wants_write = r.status == net::TlsIo::want_write;
+      blocked = r.status != net::TlsIo::ok || r.bytes == 0;
+      return r.bytes;
     }
-    while (taken < len) {
-      const iovec iov{const_cast<std::uint8_t*>(data + taken), len - taken};
-      const net::IoResult r = net::write_vec(fd.get(), &iov, 1);
-      if (r.status != net::IoStatus::ok) break;  // would_block: POLLOUT; closed or error: the read side sees it
-      taken += r.bytes;
-    }
-    return taken;
+    const net::IoResult r = net::write_vec(fd.get(), iov, count);
+    blocked = r.status != net::IoStatus::ok || r.bytes == 0;
+    return r.status == net::IoStatus::ok ? r.bytes : 0;
   }
 
   void drop_output() {

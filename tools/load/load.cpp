@@ -65,6 +65,11 @@ std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
+// A wait in whole milliseconds, rounded up: one rounded down to 0 would spin.
+int ceil_ms(const timespec& wait) {
+  return static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000);
+}
+
 struct Options {
   Engine engine = Engine::raw;
   std::string url;
@@ -653,7 +658,7 @@ void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait)
       (void)ppoll(&p, 1, &wait, nullptr);
       reactor_->run_once(0);
     } else {
-      reactor_->run_once(static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000));
+      reactor_->run_once(ceil_ms(wait));
     }
   } else {
     // epoll_pwait2 (Linux 5.11) waits in nanoseconds; before it (or under valgrind), milliseconds must do.
@@ -664,8 +669,7 @@ void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait)
       if (n < 0 && errno == ENOSYS) fine_wait = false;
     }
     if (!fine_wait) {
-      n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
-                     static_cast<int>((wait.tv_sec * 1000000000L + wait.tv_nsec + 999999) / 1000000));
+      n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()), ceil_ms(wait));
     }
     const std::uint64_t t = now_ns();
     for (int k = 0; k < n; ++k) {

@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -381,6 +382,44 @@ TEST(Client, APingPayloadOver125BytesIsCutTo125) {
 
 // Liveness on the injected clock: a server that answers pings keeps the connection; one that never answers is
 // found dead after ping_interval + pong_timeout, without waiting for either on the wall clock.
+
+// RFC 6455 5.3: each frame's masking key is fresh and unpredictable. The default source (a keystream drawn 4 KiB
+// at a time) must give distinct keys across several refills, with about half the bits set: a source that failed
+// into a zero-filled or repeating pool would show here.
+TEST(Client, MaskingKeysAreFreshForEveryFrameAcrossPoolRefills) {
+  RawServer raw(RawServer::kAccept);
+  Seen seen;
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  options.ping_interval = milliseconds(0);
+  Client client(std::move(options), seen.callbacks());
+  ASSERT_FALSE(client.start());
+  ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
+  constexpr std::size_t kFrames = 3000;  // 4-byte keys, 1,024 per 4 KiB: three refills at least
+  constexpr std::size_t kFrame = 2 + 4;  // an empty binary frame: header and key
+  for (std::size_t i = 0; i < kFrames; ++i) ASSERT_EQ(client.send_binary({}), SendStatus::ok);
+  ASSERT_TRUE(poll_until(client, [&] { return raw.received().size() >= kFrames * kFrame; }));
+  const std::string got = raw.received();
+  ASSERT_EQ(got.size(), kFrames * kFrame);
+  std::vector<std::uint32_t> keys;
+  std::size_t ones = 0;
+  for (std::size_t i = 0; i < kFrames; ++i) {
+    ASSERT_EQ(static_cast<std::uint8_t>(got[i * kFrame]), 0x82) << "frame " << i;
+    ASSERT_EQ(static_cast<std::uint8_t>(got[i * kFrame + 1]), 0x80) << "frame " << i;
+    std::uint32_t key;
+    std::memcpy(&key, got.data() + i * kFrame + 2, sizeof key);
+    keys.push_back(key);
+    ones += static_cast<std::size_t>(__builtin_popcount(key));
+  }
+  std::sort(keys.begin(), keys.end());
+  const auto repeats = static_cast<std::size_t>(keys.end() - std::unique(keys.begin(), keys.end()));
+  // Random 32-bit keys: 3,000 of them repeat once with probability about 0.001, three times practically never.
+  EXPECT_LE(repeats, 2u);
+  const double share = static_cast<double>(ones) / (kFrames * 32.0);
+  EXPECT_GT(share, 0.47);
+  EXPECT_LT(share, 0.53);
+}
 TEST(Client, LivenessPingsKeepAnAnsweringServerAndDropASilentOne) {
   auto fake_now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
   const auto make_options = [&](std::uint16_t port) {

@@ -199,45 +199,61 @@ milliseconds backoff_delay(const BackoffPolicy& policy, unsigned attempt, double
 }
 
 struct Client::Impl final : net::Reactor::Handler {
-  ClientOptions options;
-  ClientCallbacks callbacks;
-  codec::WsUrl url;
-  net::Address address;  // the one that answered, once connected
+  // First, together: what each message and each event touches (a few cache lines of the object, not ten).
+  // Read by any thread (state(), and sends from other threads decide on it); written by the client's thread.
+  std::atomic<ClientState> state{ClientState::idle};
+  bool attached = false;         // options.reactor: no poll(), the reactor calls on_events and the timer
+  bool tls_handshaking = false;  // wss://, upgrading, but the TLS handshake is not done yet
+  bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
+  bool clock_cached = false;     // inside a ClockScope: now() is cached_now
+  // The connection's closing handshake and keep-alive, the same state machines a server connection runs.
+  codec::ClosingHandshake closing;
+  int corked = 0;
+  net::Reactor* reactor = nullptr;  // the one in use: own_reactor or options.reactor
   // Resolution and Happy Eyeballs run on a reactor: the client's own, which poll() turns, or options.reactor,
   // which then also carries the socket and the timer. The resolver's thread starts with the first name to look up.
   std::unique_ptr<net::Reactor> own_reactor;
-  net::Reactor* reactor = nullptr;  // the one in use
-  bool attached = false;            // options.reactor: no poll(), the reactor calls on_events and the timer
-  bool registered = false;          // attached: the socket is on the reactor
+  // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
+  net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
+  Clock::time_point armed_for{};  // what the timer was scheduled for
+  Clock::time_point cached_now{};
+  std::unique_ptr<codec::MessageReader> reader;
+  std::unique_ptr<DeflateSession> deflate;
+  std::unique_ptr<net::TlsStream> tls;
+  net::Fd fd;
+  // Frames are built in `cork` and written from there; what the kernel does not take waits in `out`. While the
+  // client delivers what it read (`corked`), sends and pongs only gather in the cork, and one write at the end
+  // takes them all: a reply per message costs no system call of its own.
+  Cork cork;
+  OutQueue out;
+  // Bytes of data frames waiting to be written (out); read by other threads' sends.
+  std::atomic<std::size_t> queued_bytes{0};
+  std::size_t max_backpressure;  // options.max_backpressure
+  // From ping_interval and pong_timeout, at each open. No idle timeout: Liveness::message() is not fed.
+  codec::LivenessSettings keepalive;
+  ClientCallbacks callbacks;
+  ClientOptions options;
+  codec::WsUrl url;
+  net::Address address;  // the one that answered, once connected
+  bool registered = false;  // attached: the socket is on the reactor
   std::unique_ptr<net::Resolver> resolver;
   std::unique_ptr<net::Connector> connector;
   net::Resolver::Ticket ticket = 0;
   bool resolving = false;
   // wss://
   std::shared_ptr<SSL_CTX> tls_context;
-  std::unique_ptr<net::TlsStream> tls;
   net::TlsSession tls_session;   // the last resumable one, offered on the next connect
-  bool tls_handshaking = false;  // upgrading, but the TLS handshake is not done yet
-  bool tls_wants_write = false;  // the last TLS call waits for the socket to be writable
   std::atomic<bool> tls_resumed{false};
   std::string host_header;
   std::vector<std::string_view> subprotocols;
 
-  // Read by any thread (state(), and sends from other threads decide on it); written by the client's thread.
-  std::atomic<ClientState> state{ClientState::idle};
   // The thread that last called poll(): calls from any other are posted to it through the reactor.
   std::atomic<std::thread::id> loop_thread{};
-  // Bytes of data frames waiting to be written (out), and posted by other threads but not yet queued.
-  std::atomic<std::size_t> queued_bytes{0};
+  // Bytes of data frames posted by other threads but not yet queued.
   std::atomic<std::size_t> posted_bytes{0};
-  net::Fd fd;
   Clock::time_point deadline{};
   unsigned attempt = 0;
   bool user_closed = false;
-  // The connection's closing handshake and keep-alive, the same state machines a server connection runs.
-  codec::ClosingHandshake closing;
-  // From ping_interval and pong_timeout, at each open. No idle timeout: Liveness::message() is not fed.
-  codec::LivenessSettings keepalive;
   codec::Liveness liveness;
   // The closing handshake completed with the server's close frame: waiting for the server to end the TCP
   // connection (RFC 6455 7.1.1: the server closes first, so that the TIME_WAIT is its), then on_close tells these.
@@ -247,26 +263,14 @@ struct Client::Impl final : net::Reactor::Handler {
   // permessage-deflate: the offer made (fixed at start()) and, while a connection uses it, the session.
   codec::DeflateClientOffer deflate_offer;
   std::string extension_offer;
-  std::unique_ptr<DeflateSession> deflate;
   codec::ClientHandshake handshake;
-  std::string head;                 // upgrading: the request, then the response as it arrives
-  // Frames are built in `cork` and written from there; what the kernel does not take waits in `out`. While the
-  // client delivers what it read (`corked`), sends and pongs only gather in the cork, and one write at the end
-  // takes them all: a reply per message costs no system call of its own.
-  Cork cork;
-  OutQueue out;
-  int corked = 0;
-  bool clock_cached = false;  // inside a ClockScope: now() is cached_now
-  Clock::time_point cached_now{};
-  std::unique_ptr<codec::MessageReader> reader;
+  std::string head;  // upgrading: the request, then the response as it arrives
 
-  // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
-  net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
-  Clock::time_point armed_for{};  // what the timer was scheduled for
   // Tasks posted by other threads check it: the Client may be gone by the time they run.
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
-  Impl(ClientOptions o, ClientCallbacks c) : options(std::move(o)), callbacks(std::move(c)) {}
+  Impl(ClientOptions o, ClientCallbacks c)
+      : max_backpressure(o.max_backpressure), callbacks(std::move(c)), options(std::move(o)) {}
 
   ~Impl() {
     alive->store(false);
@@ -648,7 +652,7 @@ struct Client::Impl final : net::Reactor::Handler {
     }
     // As Limits::max_backpressure on a server: a message of any size goes while the bytes in front of it are
     // within the limit.
-    if (out.bytes() + cork.size() > options.max_backpressure) return SendStatus::dropped;
+    if (out.bytes() + cork.size() > max_backpressure) return SendStatus::dropped;
     if (deflate) {
       send_compressed(opcode, payload);
     } else {

@@ -106,7 +106,8 @@ struct ClientOptions {
   net::Reactor* reactor = nullptr;
   BackoffPolicy reconnect;
   // Injectable for tests: the time that deadlines and backoff waits are measured in, and the random source of
-  // keys, masks and jitter. Defaults: std::chrono::steady_clock and OpenSSL's CSPRNG (RAND_bytes).
+  // keys, masks and jitter. Defaults: std::chrono::steady_clock, and an AES-128-CTR keystream under a key from
+  // OpenSSL's CSPRNG (RAND_bytes), replaced every MiB.
   std::function<std::chrono::steady_clock::time_point()> clock;
   std::function<std::uint64_t()> random;
 };

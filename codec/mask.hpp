@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace edgews::codec {
 
@@ -16,6 +17,28 @@ std::size_t unmask_in_place(std::uint8_t* data, std::size_t len, const std::uint
 // Writes src XOR key into dst (client frames). dst may equal src; other overlaps are not allowed.
 std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                       std::size_t phase = 0);
+
+// mask_copy of a whole payload (phase 0) into a buffer that does not overlap it, with the key as the 32-bit word
+// memcpy'd from its 4 bytes: a payload of up to 32 bytes (a client's typical subscription, ack or ping) is masked
+// inline, a word at a time, without the call; a longer one goes to mask_copy.
+inline void mask_payload(std::uint8_t* __restrict dst, const std::uint8_t* __restrict src, std::size_t len,
+                         std::uint32_t key) {
+  std::uint8_t key_bytes[4];
+  std::memcpy(key_bytes, &key, sizeof key_bytes);
+  if (len > 32) {
+    mask_copy(dst, src, len, key_bytes);
+    return;
+  }
+  const std::uint64_t k = (static_cast<std::uint64_t>(key) << 32) | key;  // byte i of the word: key byte i mod 4
+  std::size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, src + i, sizeof w);
+    w ^= k;
+    std::memcpy(dst + i, &w, sizeof w);
+  }
+  for (; i < len; ++i) dst[i] = static_cast<std::uint8_t>(src[i] ^ key_bytes[i & 3]);
+}
 
 namespace detail {
 // The implementations behind mask_copy, exposed so that tests and benchmarks can force each one. mask_copy picks

@@ -229,6 +229,7 @@ struct Client::Impl final : net::Reactor::Handler {
   // Bytes of data frames waiting to be written (out); read by other threads' sends.
   std::atomic<std::size_t> queued_bytes{0};
   std::size_t max_backpressure;  // options.max_backpressure
+  bool injected_random;          // options.random is set
   // From ping_interval and pong_timeout, at each open. No idle timeout: Liveness::message() is not fed.
   codec::LivenessSettings keepalive;
   ClientCallbacks callbacks;
@@ -270,7 +271,7 @@ struct Client::Impl final : net::Reactor::Handler {
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
   Impl(ClientOptions o, ClientCallbacks c)
-      : max_backpressure(o.max_backpressure), callbacks(std::move(c)), options(std::move(o)) {}
+      : max_backpressure(o.max_backpressure), injected_random(static_cast<bool>(o.random)), callbacks(std::move(c)), options(std::move(o)) {}
 
   ~Impl() {
     alive->store(false);
@@ -361,7 +362,7 @@ struct Client::Impl final : net::Reactor::Handler {
   Clock::time_point now() const { return clock_cached ? cached_now : read_clock(); }
   std::uint64_t random64() { return options.random ? options.random() : secure_random<std::uint64_t>(); }
   std::uint32_t random32() {  // a masking key
-    return options.random ? static_cast<std::uint32_t>(options.random()) : secure_random<std::uint32_t>();
+    return injected_random ? static_cast<std::uint32_t>(options.random()) : secure_random<std::uint32_t>();
   }
   // codec::Liveness counts in wrapping 32-bit milliseconds.
   std::uint32_t now_ms() const { return to_ms(now()); }
@@ -639,7 +640,7 @@ struct Client::Impl final : net::Reactor::Handler {
     const std::size_t header_length = codec::frame_header_size(payload.size(), true);
     std::uint8_t* at = cork.grow(header_length + payload.size());
     codec::write_frame_header(at, opcode, payload.size(), true, rsv1, key);
-    if (!payload.empty()) codec::mask_copy(at + header_length, payload.data(), payload.size(), key);
+    codec::mask_payload(at + header_length, payload.data(), payload.size(), r);
   }
   [[gnu::noinline]] void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
     put_frame(opcode, payload, false);

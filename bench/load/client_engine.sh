@@ -60,17 +60,23 @@ import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 names = {"a": "(a) 100 x 16 B, 1 in flight", "b": "(b) 100 x 16 B, 16 in flight", "c": "(c) 10 x 64 KiB",
          "e": "(e) = (a) over wss://"}
-print("| scenario | raw msgs/s | client msgs/s | client / raw | raw us/msg | client us/msg | rounds | errors |")
-print("|---|---|---|---|---|---|---|---|")
+print("| scenario | raw msgs/s | client msgs/s | client / raw | in-round client / raw: median (range) "
+      "| raw us/msg | client us/msg | rounds | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
 for s, name in names.items():
     runs = {e: [] for e in ("raw", "client")}
-    for e in runs:
-        for r in range(1, rounds + 1):
+    pairs = []  # client / raw within each round: the machine's drift between rounds cancels
+    for r in range(1, rounds + 1):
+        got = {}
+        for e in runs:
             try:
                 with open(os.path.join(out, "%s-%s-%d.json" % (s, e, r))) as f:
-                    runs[e].append(json.load(f))
+                    got[e] = json.load(f)
+                    runs[e].append(got[e])
             except (FileNotFoundError, json.JSONDecodeError):
                 pass
+        if len(got) == 2 and got["raw"]["messages_per_s"] > 0:
+            pairs.append(got["client"]["messages_per_s"] / got["raw"]["messages_per_s"])
     if not runs["raw"] and not runs["client"]:
         continue
     med = lambda e, k: statistics.median([k(j) for j in runs[e]]) if runs[e] else float("nan")
@@ -78,6 +84,7 @@ for s, name in names.items():
     cpu = {e: med(e, lambda j: j["client"]["cpu_us_per_msg"]) for e in runs}
     errors = sum(j["errors_total"] for e in runs for j in runs[e])
     ratio = rate["client"] / rate["raw"] if rate["raw"] else float("nan")
-    print("| %s | %.0f | %.0f | %.3f | %.3f | %.3f | %d, %d | %d |" % (name, rate["raw"], rate["client"], ratio,
-          cpu["raw"], cpu["client"], len(runs["raw"]), len(runs["client"]), errors))
+    in_round = "%.3f (%.2f-%.2f)" % (statistics.median(pairs), min(pairs), max(pairs)) if pairs else "-"
+    print("| %s | %.0f | %.0f | %.3f | %s | %.3f | %.3f | %d, %d | %d |" % (name, rate["raw"], rate["client"], ratio,
+          in_round, cpu["raw"], cpu["client"], len(runs["raw"]), len(runs["client"]), errors))
 EOF

@@ -123,11 +123,13 @@ def main():
         table = rows(out)
         for scenario in ("(a)", "(b)", "(c)", "(e)"):
             row = [r for r in table if r[0].startswith(scenario)]
-            if len(row) != 1 or len(row[0]) != 8:
+            if len(row) != 1 or len(row[0]) != 9:
                 failures.append("client_engine.sh: no row for %s" % scenario)
                 continue
             r = row[0]
-            if r[6] != "1, 1" or r[7] != "0" or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", c) for c in r[1:6]):
+            numbers = r[1:4] + r[5:7]
+            if (r[7] != "1, 1" or r[8] != "0" or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", c) for c in numbers) or
+                    not re.fullmatch(r"[0-9.]+ \([0-9.]+-[0-9.]+\)", r[4])):
                 failures.append("client_engine.sh: row %s is not one error-free run of each engine" % " | ".join(r))
 
         print("== bench/overload/run.py", flush=True)

@@ -54,8 +54,17 @@ inline void clear_stale_errors() {
   if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
-// BIO_s_socket()'s read, which TlsStream::read_socket calls (set once, before the first stream).
+// BIO_s_socket()'s read, which TlsStream::read_socket calls, and its control (set once, before the first stream).
 int (*socket_read)(BIO*, char*, int) = nullptr;
+long (*socket_ctrl)(BIO*, int, long, void*) = nullptr;
+
+// The socket BIO's control where the kernel has no tls ULP (kernel_tls_available()): kTLS can never be switched on,
+// yet OpenSSL asks whether it is about a hundred times per handshake (BIO_get_ktls_send before each record it
+// writes), and BIO_s_socket()'s control takes some 38 instructions to say no. Every other control is its.
+long socket_ctrl_without_ktls(BIO* bio, int cmd, long num, void* ptr) {
+  if (cmd == BIO_CTRL_GET_KTLS_SEND || cmd == BIO_CTRL_GET_KTLS_RECV) return 0;
+  return socket_ctrl(bio, cmd, num, ptr);
+}
 
 // An encrypted key must fail with a clear message, not prompt on the terminal of a daemon.
 int refuse_password(char*, int, int, void*) { return 0; }
@@ -334,16 +343,19 @@ int TlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, 
 // ----------------------------------------------------------------------------------------------- TlsStream
 
 // OpenSSL's socket BIO with its own read: BIO_s_socket()'s functions, so that every control (kTLS among them) works as
-// before, and a read that remembers what the kernel said (read_socket). A BIO callback did that before, at the price
+// before (without the kernel's tls ULP, the kTLS queries are answered at once), and a read that remembers what the
+// kernel said (read_socket). A BIO callback did that before, at the price
 // of two calls into it for every BIO operation, controls included: some hundreds per handshake.
 bool TlsStream::attach_socket(SSL* ssl, int fd) {
   static BIO_METHOD* const method = [] {
     const BIO_METHOD* base = BIO_s_socket();
     socket_read = BIO_meth_get_read(base);
+    socket_ctrl = BIO_meth_get_ctrl(base);
     BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "edgews socket");
     if (m == nullptr || BIO_meth_set_write(m, BIO_meth_get_write(base)) != 1 ||
         BIO_meth_set_read(m, &TlsStream::read_socket) != 1 || BIO_meth_set_puts(m, BIO_meth_get_puts(base)) != 1 ||
-        BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(base)) != 1 || BIO_meth_set_create(m, BIO_meth_get_create(base)) != 1 ||
+        BIO_meth_set_ctrl(m, kernel_tls_available() ? socket_ctrl : &socket_ctrl_without_ktls) != 1 ||
+        BIO_meth_set_create(m, BIO_meth_get_create(base)) != 1 ||
         BIO_meth_set_destroy(m, BIO_meth_get_destroy(base)) != 1) {
       BIO_meth_free(m);
       return static_cast<BIO_METHOD*>(nullptr);

@@ -216,6 +216,10 @@ struct Client::Impl final : net::Reactor::Handler {
   // Attached: the next deadline of next_deadline(). Declared after own_reactor so that it goes first.
   net::Timer timer{[](net::Timer&, void* self) { static_cast<Impl*>(self)->timer_fired(); }, this};
   Clock::time_point armed_for{};  // what the timer was scheduled for
+  // Attached: sends made on the reactor's thread outside a delivery wait in the cork for the end of the reactor's
+  // turn, as a server connection's do: all of one turn go out in one write.
+  net::EndOfTurnHook flush_hook{[](net::EndOfTurnHook&, void* self) { static_cast<Impl*>(self)->flush_corked(); },
+                                this};
   Clock::time_point cached_now{};
   std::unique_ptr<codec::MessageReader> reader;
   std::unique_ptr<DeflateSession> deflate;
@@ -659,9 +663,22 @@ struct Client::Impl final : net::Reactor::Handler {
     } else {
       put_frame(opcode, payload, false);
     }
-    if (corked == 0) flush();
-    else queued_bytes.store(out.bytes() + cork.size(), std::memory_order_relaxed);
+    cork_written();
     return SendStatus::ok;
+  }
+
+  // After a frame went into the cork: written at the end of the delivery under way (corked), at the end of the
+  // reactor's turn (attached; a send between turns, at the end of the next), or now (poll()'s own loop).
+  void cork_written() {
+    if (corked == 0 && !attached) {
+      flush();
+      return;
+    }
+    queued_bytes.store(out.bytes() + cork.size(), std::memory_order_relaxed);
+    if (corked == 0) reactor->defer(flush_hook);
+  }
+  void flush_corked() {
+    if (!cork.empty()) flush();
   }
   [[gnu::noinline]] void send_compressed(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
     std::span<const std::uint8_t> wire = payload;
@@ -1055,7 +1072,7 @@ SendStatus Client::ping(std::span<const std::uint8_t> payload) {
     return SendStatus::ok;
   }
   d.queue_frame(codec::Opcode::ping, payload);
-  if (d.corked == 0) d.flush();
+  d.cork_written();
   return SendStatus::ok;
 }
 

@@ -11,6 +11,10 @@
 // the call. state() and buffered_amount() may be read from any thread; start(), poll(), tls_resumed() and
 // deflate_params() belong to the client's thread. The Client must outlive every call made on it from other
 // threads (a task posted to it and run after its destruction does nothing).
+// Writes: what callbacks send while a read is delivered goes out in one write after the delivery. On a reactor,
+// sends and pings made on its thread otherwise wait for the end of the reactor's turn (one made between turns, for
+// the end of the next run_once), so that all of one turn go out in one write, as a server connection's do; with
+// poll()'s own loop, they are written at once. close() writes at once.
 //
 // Connecting: the URL's host (a name, a numeric IPv4 or IPv6 address, or "localhost") is resolved off the
 // client's thread (net::Resolver), and its addresses are tried RFC 8305 style (net::Connector: IPv6 and IPv4

@@ -250,5 +250,43 @@ TEST(ClientSend, RepliesMadeWhileDeliveringAReadGoOutTogetherAfterIt) {
   client.close();
 }
 
+// On a reactor, sends made on its thread outside a delivery wait for the end of the reactor's turn, as a server
+// connection's do: made between turns, they are all still buffered until the next run_once, whose end writes them.
+TEST(ClientSend, OnAReactorSendsBetweenTurnsGoOutAtTheEndOfTheNextTurn) {
+  RunningServer server;
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
+  net::Error error;
+  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
+  ASSERT_TRUE(reactor) << error.message;
+  std::vector<std::string> messages;
+  bool opened = false;
+  ClientCallbacks client_callbacks;
+  client_callbacks.on_open = [&](std::string_view) { opened = true; };
+  client_callbacks.on_message = [&](std::span<const std::uint8_t> data, bool) {
+    messages.emplace_back(reinterpret_cast<const char*>(data.data()), data.size());
+  };
+  ClientOptions options;
+  options.url = "ws://127.0.0.1:" + std::to_string(server.port()) + "/";
+  options.reconnect.enabled = false;
+  options.reactor = reactor.get();
+  Client client(std::move(options), client_callbacks);
+  ASSERT_FALSE(client.start());
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!opened && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
+  ASSERT_TRUE(opened);
+  for (const char* text : {"s1", "s2", "s3"}) ASSERT_EQ(client.send_text(text), SendStatus::ok);
+  EXPECT_EQ(client.buffered_amount(), 3u * (6 + 2)) << "written before the reactor's turn";
+  reactor->run_once(0);
+  EXPECT_EQ(client.buffered_amount(), 0u) << "not written at the end of the turn";
+  while (messages.size() < 3 && std::chrono::steady_clock::now() < give_up) reactor->run_once(10);
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_EQ(messages[0], "s1");
+  EXPECT_EQ(messages[1], "s2");
+  EXPECT_EQ(messages[2], "s3");
+  client.close();
+}
+
 }  // namespace
 }  // namespace edgews::test

@@ -653,13 +653,18 @@ void LoadGenerator::client_closed(Conn& c, const core::Error& error) {
 void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait) {
   if (reactor_) {
     if (o_.rate > 0 && sending_) {
-      // Open loop: a wait finer than the reactor's milliseconds, then what is ready.
+      // Open loop: a wait finer than the reactor's milliseconds; then the sends due go into the clients' corks and
+      // the reactor's turn delivers what arrived: at its end each connection writes its sends once.
       pollfd p{reactor_->fd(), POLLIN, 0};
       (void)ppoll(&p, 1, &wait, nullptr);
+      const std::uint64_t t = now_ns();
+      for (Conn& c : conns_) {
+        if (c.state == State::open) fill(c, t);
+      }
       reactor_->run_once(0);
-    } else {
-      reactor_->run_once(ceil_ms(wait));
+      return;
     }
+    reactor_->run_once(ceil_ms(wait));
   } else {
     // epoll_pwait2 (Linux 5.11) waits in nanoseconds; before it (or under valgrind), milliseconds must do.
     static bool fine_wait = true;
@@ -677,12 +682,10 @@ void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait)
       on_event(e.data.u64, e.events, t);
     }
   }
-  if (o_.rate > 0 && sending_) {
+  if (o_.rate > 0 && sending_ && !reactor_) {
     const std::uint64_t t = now_ns();
     for (std::size_t i = 0; i < conns_.size(); ++i) {
-      if (conns_[i].state != State::open) continue;
-      if (reactor_) fill(conns_[i], t);
-      else on_event(i, 0, t);
+      if (conns_[i].state == State::open) on_event(i, 0, t);
     }
   }
 }

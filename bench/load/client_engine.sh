@@ -3,15 +3,19 @@
 #
 #   bench/load/client_engine.sh [BUILD_DIR]      (default build/release; about 3 minutes with the defaults)
 #
-# An edgews server pinned to core 0 (and a second for wss://); `edgews load` on core 1, closed loop, once with
-# --engine raw (lean connections on the codec) and once with --engine client (one edgews::Client per connection
-# on one reactor), in alternating order, ROUNDS times. Closed loop: each engine sends as fast as the echoes come
-# back, so a client that costs more per message shows as fewer messages per second. Scenarios as bench/load/run.sh: (a) 100 connections,
-# 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB; (e) = (a) over wss://.
-# Printed per scenario: the medians of messages per second and of the load generator's own CPU per message, and
-# the client engine's ratio to the raw one.
+# An edgews server pinned to core 0 (and a second for wss://); `edgews load` on core 1, once with --engine raw (lean
+# connections on the codec) and once with --engine client (one edgews::Client per connection on one reactor), in
+# alternating order, ROUNDS times. Scenarios as bench/load/run.sh, in closed loop (each engine sends as fast as the
+# echoes come back, so a client that costs more per message shows as fewer messages per second): (a) 100
+# connections, 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB; (e) = (a)
+# over wss://; and (f) = (b) in open loop at RATE msgs/s (default 1,000,000; both engines offer the same messages,
+# so the load generator's CPU per message is the like-for-like cost of the engine).
+# Printed per scenario: the medians of messages per second and of the load generator's own CPU per message, the
+# client engine's ratio to the raw one, and the medians of those ratios within each round (the two engines ran
+# back to back there: the machine's drift between rounds cancels).
 # Environment: ROUNDS (default 5), DURATION (seconds per run, default 3), WARMUP (default 1), SCENARIOS (default
-# "a b c e"). Raw JSON goes to $OUT (default BUILD_DIR/client-engine-results); the table to $OUT/client_engine.md.
+# "a b c e f"), RATE. Raw JSON goes to $OUT (default BUILD_DIR/client-engine-results); the table to
+# $OUT/client_engine.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:-$here/../../build/release}" && pwd)
@@ -29,6 +33,7 @@ declare -A scenario_args=(
   [b]="--connections 100 --inflight 16 --size 16"
   [c]="--connections 10 --inflight 1 --size 65536"
   [e]="--connections 100 --inflight 1 --size 16"
+  [f]="--connections 100 --inflight 16 --size 16 --rate ${RATE:-1000000}"
 )
 machine before
 certs=$out/certs
@@ -37,7 +42,7 @@ start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level
 # The wss:// server prints "listening on ports WS WSS": start() keeps the last.
 start edgews_tls 0 "$edgews" serve --host 127.0.0.1 --port 0 --tls-port 0 --tls-cert "$certs/localhost.crt" \
   --tls-key "$certs/localhost.key" --threads 1 --log-level warn --ping-interval 0
-for s in ${SCENARIOS:-a b c e}; do
+for s in ${SCENARIOS:-a b c e f}; do
   port=$edgews_port pid=$edgews_pid scheme=ws
   if [ "$s" = e ]; then port=$edgews_tls_port pid=$edgews_tls_pid scheme=wss ca=$certs/ca.crt; fi
   for r in $(seq 1 "$rounds"); do
@@ -59,13 +64,14 @@ python3 - "$out" "$rounds" <<'EOF' | tee "$out/client_engine.md"
 import json, os, statistics, sys
 out, rounds = sys.argv[1], int(sys.argv[2])
 names = {"a": "(a) 100 x 16 B, 1 in flight", "b": "(b) 100 x 16 B, 16 in flight", "c": "(c) 10 x 64 KiB",
-         "e": "(e) = (a) over wss://"}
+         "e": "(e) = (a) over wss://", "f": "(f) = (b) in open loop at %s msgs/s" % os.environ.get("RATE", "1000000")}
 print("| scenario | raw msgs/s | client msgs/s | client / raw | in-round client / raw: median (range) "
-      "| raw us/msg | client us/msg | rounds | errors |")
-print("|---|---|---|---|---|---|---|---|---|")
+      "| raw us/msg | client us/msg | in-round us/msg client / raw | rounds | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for s, name in names.items():
     runs = {e: [] for e in ("raw", "client")}
     pairs = []  # client / raw within each round: the machine's drift between rounds cancels
+    cpu_pairs = []
     for r in range(1, rounds + 1):
         got = {}
         for e in runs:
@@ -77,6 +83,8 @@ for s, name in names.items():
                 pass
         if len(got) == 2 and got["raw"]["messages_per_s"] > 0:
             pairs.append(got["client"]["messages_per_s"] / got["raw"]["messages_per_s"])
+        if len(got) == 2 and got["raw"]["client"]["cpu_us_per_msg"] > 0:
+            cpu_pairs.append(got["client"]["client"]["cpu_us_per_msg"] / got["raw"]["client"]["cpu_us_per_msg"])
     if not runs["raw"] and not runs["client"]:
         continue
     med = lambda e, k: statistics.median([k(j) for j in runs[e]]) if runs[e] else float("nan")
@@ -85,6 +93,7 @@ for s, name in names.items():
     errors = sum(j["errors_total"] for e in runs for j in runs[e])
     ratio = rate["client"] / rate["raw"] if rate["raw"] else float("nan")
     in_round = "%.3f (%.2f-%.2f)" % (statistics.median(pairs), min(pairs), max(pairs)) if pairs else "-"
-    print("| %s | %.0f | %.0f | %.3f | %s | %.3f | %.3f | %d, %d | %d |" % (name, rate["raw"], rate["client"], ratio,
-          in_round, cpu["raw"], cpu["client"], len(runs["raw"]), len(runs["client"]), errors))
+    cpu_in_round = "%.3f" % statistics.median(cpu_pairs) if cpu_pairs else "-"
+    print("| %s | %.0f | %.0f | %.3f | %s | %.3f | %.3f | %s | %d, %d | %d |" % (name, rate["raw"], rate["client"],
+          ratio, in_round, cpu["raw"], cpu["client"], cpu_in_round, len(runs["raw"]), len(runs["client"]), errors))
 EOF

@@ -121,14 +121,14 @@ def main():
 
         out = run("bench/load/client_engine.sh", build, tmp, 180)
         table = rows(out)
-        for scenario in ("(a)", "(b)", "(c)", "(e)"):
+        for scenario in ("(a)", "(b)", "(c)", "(e)", "(f)"):
             row = [r for r in table if r[0].startswith(scenario)]
-            if len(row) != 1 or len(row[0]) != 9:
+            if len(row) != 1 or len(row[0]) != 10:
                 failures.append("client_engine.sh: no row for %s" % scenario)
                 continue
             r = row[0]
-            numbers = r[1:4] + r[5:7]
-            if (r[7] != "1, 1" or r[8] != "0" or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", c) for c in numbers) or
+            numbers = r[1:4] + r[5:8]
+            if (r[8] != "1, 1" or r[9] != "0" or not all(re.fullmatch(r"[0-9]+(\.[0-9]+)?", c) for c in numbers) or
                     not re.fullmatch(r"[0-9.]+ \([0-9.]+-[0-9.]+\)", r[4])):
                 failures.append("client_engine.sh: row %s is not one error-free run of each engine" % " | ".join(r))
 

@@ -275,7 +275,10 @@ struct Client::Impl final : net::Reactor::Handler {
   std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
 
   Impl(ClientOptions o, ClientCallbacks c)
-      : max_backpressure(o.max_backpressure), injected_random(static_cast<bool>(o.random)), callbacks(std::move(c)), options(std::move(o)) {}
+      : max_backpressure(o.max_backpressure),
+        injected_random(static_cast<bool>(o.random)),
+        callbacks(std::move(c)),
+        options(std::move(o)) {}
 
   ~Impl() {
     alive->store(false);

@@ -8,8 +8,8 @@
 # alternating order, ROUNDS times. Scenarios as bench/load/run.sh, in closed loop (each engine sends as fast as the
 # echoes come back, so a client that costs more per message shows as fewer messages per second): (a) 100
 # connections, 16 B, 1 in flight; (b) 100 connections, 16 B, 16 in flight; (c) 10 connections, 64 KiB; (e) = (a)
-# over wss://; and (f) = (b) in open loop at RATE msgs/s (default 600,000, below what either engine sustains here; both engines offer the same messages,
-# so the load generator's CPU per message is the like-for-like cost of the engine).
+# over wss://; and (f) = (b) in open loop at RATE msgs/s (default 600,000, which both engines sustain on a 2-core
+# machine; both offer the same messages, so the load generator's CPU per message is the engine's like-for-like cost).
 # Printed per scenario: the medians of messages per second and of the load generator's own CPU per message, the
 # client engine's ratio to the raw one, and the medians of those ratios within each round (the two engines ran
 # back to back there: the machine's drift between rounds cancels).

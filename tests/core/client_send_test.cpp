@@ -170,12 +170,24 @@ TEST(ClientSend, AClientOnAServersReactorRunsThereAndTakesSendsFromOtherThreads)
   EXPECT_EQ(codes[0], 4004);
 }
 
+Callbacks echo_callbacks() {
+  Callbacks callbacks;
+  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
+  return callbacks;
+}
+
+std::unique_ptr<net::Reactor> make_reactor() {
+  net::Error error;
+  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
+  EXPECT_TRUE(reactor) << error.message;
+  return reactor;
+}
+
 // On a reactor, the deadlines run on its timer wheel: a server that never answers a ping is found dead.
 TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
   StalledServer server;
-  net::Error error;
-  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
-  ASSERT_TRUE(reactor) << error.message;
+  std::unique_ptr<net::Reactor> reactor = make_reactor();
+  ASSERT_TRUE(reactor);
   std::atomic<int> opened{0};
   std::atomic<bool> closed{false};
   core::Error why;
@@ -208,12 +220,9 @@ TEST(ClientSend, OnAReactorTheLivenessTimerFindsASilentServer) {
 // comes back short) arrives whole and in order behind them.
 TEST(ClientSend, RepliesMadeWhileDeliveringAReadGoOutTogetherAfterIt) {
   RunningServer server;
-  Callbacks callbacks;
-  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
-  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
-  net::Error error;
-  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
-  ASSERT_TRUE(reactor) << error.message;
+  ASSERT_TRUE(server.start(test_config(), echo_callbacks()));
+  std::unique_ptr<net::Reactor> reactor = make_reactor();
+  ASSERT_TRUE(reactor);
   const std::string large(1u << 20, 'L');
   std::vector<std::string> messages;
   std::size_t buffered_inside = 0;
@@ -254,12 +263,9 @@ TEST(ClientSend, RepliesMadeWhileDeliveringAReadGoOutTogetherAfterIt) {
 // connection's do: made between turns, they are all still buffered until the next run_once, whose end writes them.
 TEST(ClientSend, OnAReactorSendsBetweenTurnsGoOutAtTheEndOfTheNextTurn) {
   RunningServer server;
-  Callbacks callbacks;
-  callbacks.on_message = [](Connection& c, const Message& m) { c.send(m.data, m.opcode); };
-  ASSERT_TRUE(server.start(test_config(), std::move(callbacks)));
-  net::Error error;
-  std::unique_ptr<net::Reactor> reactor = net::Reactor::create(error);
-  ASSERT_TRUE(reactor) << error.message;
+  ASSERT_TRUE(server.start(test_config(), echo_callbacks()));
+  std::unique_ptr<net::Reactor> reactor = make_reactor();
+  ASSERT_TRUE(reactor);
   std::vector<std::string> messages;
   bool opened = false;
   ClientCallbacks client_callbacks;

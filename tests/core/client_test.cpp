@@ -351,16 +351,21 @@ TEST(Client, AMaskedFrameFromTheServerIsAProtocolError) {
   EXPECT_NE(seen.errors[0].message.find("mask"), std::string::npos) << seen.errors[0].message;
 }
 
+// A client of a RawServer that neither reconnects nor pings: the bytes the server receives are only the test's.
+ClientOptions quiet_options(const RawServer& raw) {
+  ClientOptions options;
+  options.url = ws_url(raw.port());
+  options.reconnect.enabled = false;
+  options.ping_interval = milliseconds(0);
+  return options;
+}
+
 // RFC 6455 5.5: a control frame carries at most 125 bytes. A longer ping payload is cut there, as a server
 // connection's ping() does, and goes out as one masked frame the server can read.
 TEST(Client, APingPayloadOver125BytesIsCutTo125) {
   RawServer raw(RawServer::kAccept);
   Seen seen;
-  ClientOptions options;
-  options.url = ws_url(raw.port());
-  options.reconnect.enabled = false;
-  options.ping_interval = milliseconds(0);
-  Client client(std::move(options), seen.callbacks());
+  Client client(quiet_options(raw), seen.callbacks());
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
   std::vector<std::uint8_t> payload(200);
@@ -389,11 +394,7 @@ TEST(Client, APingPayloadOver125BytesIsCutTo125) {
 TEST(Client, MaskingKeysAreFreshForEveryFrameAcrossPoolRefills) {
   RawServer raw(RawServer::kAccept);
   Seen seen;
-  ClientOptions options;
-  options.url = ws_url(raw.port());
-  options.reconnect.enabled = false;
-  options.ping_interval = milliseconds(0);
-  Client client(std::move(options), seen.callbacks());
+  Client client(quiet_options(raw), seen.callbacks());
   ASSERT_FALSE(client.start());
   ASSERT_TRUE(poll_until(client, [&] { return seen.opened == 1; }));
   constexpr std::size_t kFrames = 3000;  // 4-byte keys, 1,024 per 4 KiB: three refills at least

@@ -1,6 +1,7 @@
 #include "core/client.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -83,6 +84,11 @@ constexpr std::size_t kMaxHead = 64 * 1024;
 // MiB: the construction of NIST SP 800-90A's CTR_DRBG without its derivation function. RAND_bytes itself costs
 // about 7 instructions per byte in OpenSSL 3.0, the keystream (AES-NI, eight blocks at a time) about one; a key
 // costs a few nanoseconds. Drawn 4 KiB at a time into a pool per thread; a client holds no generator of its own.
+// A forked child must not repeat its parent's keys: its pool is emptied and its keystream keyed afresh (RAND_bytes
+// itself reseeds after a fork). Counted here by a pthread_atfork handler in the child.
+std::atomic<unsigned> g_forks{0};
+void forget_random_in_child();
+
 class Keystream {
  public:
   Keystream() = default;
@@ -92,6 +98,10 @@ class Keystream {
 
   void fill(std::uint8_t* out, std::size_t n) {
     std::memset(out, 0, n);
+    if (const unsigned forks = g_forks.load(std::memory_order_relaxed); forks != forks_seen_) {
+      forks_seen_ = forks;
+      bytes_left_ = 0;
+    }
     int written = 0;
     if (bytes_left_ < n && !rekey()) {
       fallback(out, n);
@@ -110,6 +120,8 @@ class Keystream {
   static constexpr std::size_t kBytesPerKey = 1 << 20;
 
   bool rekey() {
+    static const bool watching_forks = pthread_atfork(nullptr, nullptr, &forget_random_in_child) == 0;
+    (void)watching_forks;
     std::uint8_t key_and_iv[32];
     if (ctx_ == nullptr) ctx_ = EVP_CIPHER_CTX_new();
     if (ctx_ == nullptr || RAND_bytes(key_and_iv, sizeof key_and_iv) != 1 ||
@@ -134,6 +146,7 @@ class Keystream {
 
   EVP_CIPHER_CTX* ctx_ = nullptr;
   std::size_t bytes_left_ = 0;
+  unsigned forks_seen_ = 0;
 };
 
 struct RandomPool {
@@ -147,6 +160,12 @@ struct RandomPool {
   }
 };
 constinit thread_local RandomPool t_random;  // constant-initialized: no guard on each use
+
+// In the child, on the thread that forked (the child's only one).
+void forget_random_in_child() {
+  t_random.used = sizeof t_random.bytes;
+  g_forks.fetch_add(1, std::memory_order_relaxed);
+}
 
 template <class T>
 T secure_random() {

@@ -385,6 +385,46 @@ TEST(Client, APingPayloadOver125BytesIsCutTo125) {
   EXPECT_EQ(client.state(), ClientState::open);
 }
 
+// One client against a fresh RawServer: the masking key of the one empty frame it sends.
+std::uint32_t one_masking_key() {
+  RawServer raw(RawServer::kAccept);
+  Seen seen;
+  Client client(quiet_options(raw), seen.callbacks());
+  if (client.start()) return 0;
+  if (!poll_until(client, [&] { return seen.opened == 1; })) return 0;
+  if (client.send_binary({}) != SendStatus::ok) return 0;
+  if (!poll_until(client, [&] { return raw.received().size() >= 6; })) return 0;
+  std::uint32_t key;
+  std::memcpy(&key, raw.received().data() + 2, sizeof key);
+  return key;
+}
+
+// A forked child draws the same keys as its parent from what both hold at the fork unless the child forgets it:
+// after the fork, parent and child make the same draws, and their keys must still differ.
+TEST(Client, AForkedChildDoesNotRepeatItsParentsMaskingKeys) {
+  ASSERT_NE(one_masking_key(), 0u) << "the pool now holds keys drawn before the fork";
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::uint32_t key = one_masking_key();
+    const bool ok = ::write(fds[1], &key, sizeof key) == static_cast<ssize_t>(sizeof key);
+    ::_exit(ok ? 0 : 1);  // no destructors, no gtest teardown in the child
+  }
+  ::close(fds[1]);
+  const std::uint32_t parent_key = one_masking_key();
+  std::uint32_t child_key = 0;
+  const ssize_t got = ::read(fds[0], &child_key, sizeof child_key);
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_EQ(got, static_cast<ssize_t>(sizeof child_key));
+  EXPECT_NE(child_key, 0u);
+  EXPECT_NE(parent_key, child_key);
+}
+
 // Liveness on the injected clock: a server that answers pings keeps the connection; one that never answers is
 // found dead after ping_interval + pong_timeout, without waiting for either on the wall clock.
 

@@ -386,7 +386,7 @@ struct Client::Impl final : net::Reactor::Handler {
   };
   Clock::time_point read_clock() const { return options.clock ? options.clock() : Clock::now(); }
   Clock::time_point now() const { return clock_cached ? cached_now : read_clock(); }
-  std::uint64_t random64() { return options.random ? options.random() : secure_random<std::uint64_t>(); }
+  std::uint64_t random64() { return injected_random ? options.random() : secure_random<std::uint64_t>(); }
   std::uint32_t random32() {  // a masking key
     return injected_random ? static_cast<std::uint32_t>(options.random()) : secure_random<std::uint32_t>();
   }
@@ -721,7 +721,7 @@ struct Client::Impl final : net::Reactor::Handler {
   [[gnu::cold, gnu::noinline]] SendStatus post_send(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
     if (state.load() != ClientState::open) return SendStatus::closed;
     if (queued_bytes.load(std::memory_order_relaxed) + posted_bytes.load(std::memory_order_relaxed) >
-        options.max_backpressure) {
+        max_backpressure) {
       return SendStatus::dropped;
     }
     posted_bytes.fetch_add(payload.size(), std::memory_order_relaxed);
@@ -1089,7 +1089,7 @@ SendStatus Client::ping(std::span<const std::uint8_t> payload) {
     d.post([&d, data = std::vector<std::uint8_t>(payload.begin(), payload.end())] {
       if (d.state != ClientState::open) return;
       d.queue_frame(codec::Opcode::ping, data);
-      d.flush();
+      d.cork_written();
     });
     return SendStatus::ok;
   }

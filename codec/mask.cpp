@@ -14,41 +14,6 @@ namespace edgews::codec {
 
 namespace {
 
-// The key rotated so that byte 0 applies to the current position, repeated to 8 bytes. Because 8 is a multiple
-// of 4, the rotation stays right for every following word.
-inline std::uint32_t rotated_key(const std::uint8_t key[4], std::size_t phase) {
-  std::uint32_t k;
-  std::memcpy(&k, key, sizeof k);
-  const unsigned shift = static_cast<unsigned>(phase & 3) * 8;
-  if (shift == 0) return k;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  return (k >> shift) | (k << (32 - shift));  // memory byte 0 is the low byte
-#else
-  return (k << shift) | (k >> (32 - shift));
-#endif
-}
-
-inline std::uint64_t key_word(const std::uint8_t key[4], std::size_t phase) {
-  const std::uint64_t k = rotated_key(key, phase);
-  return k | (k << 32);
-}
-
-inline std::size_t mask_words(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
-                              std::size_t phase) {
-  phase &= 3;
-  const std::uint64_t k = key_word(key, phase);
-  std::size_t i = 0;
-  // memcpy loads and stores: no alignment or aliasing assumptions, and compilers turn them into plain moves.
-  for (; i + 8 <= len; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, src + i, 8);
-    w ^= k;
-    std::memcpy(dst + i, &w, 8);
-  }
-  for (; i < len; ++i) dst[i] = static_cast<std::uint8_t>(src[i] ^ key[(phase + i) & 3]);
-  return (phase + len) & 3;
-}
-
 using MaskFn = std::size_t (*)(std::uint8_t*, const std::uint8_t*, std::size_t, const std::uint8_t*, std::size_t);
 
 std::size_t resolve_and_mask(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t* key,
@@ -87,7 +52,7 @@ namespace detail {
 
 std::size_t mask_copy_portable(std::uint8_t* dst, const std::uint8_t* src, std::size_t len,
                                const std::uint8_t key[4], std::size_t phase) {
-  return mask_words(dst, src, len, key, phase);
+  return detail::mask_words(dst, src, len, key, phase);
 }
 
 #if EDGEWS_X86
@@ -104,10 +69,10 @@ __attribute__((target("avx2"))) std::size_t mask_copy_avx2(std::uint8_t* dst, co
   if (len >= 256) {
     // Align the stores to 32 bytes: in place, the loads are then aligned too and no access splits a cache line.
     i = (32 - (reinterpret_cast<std::uintptr_t>(dst) & 31)) & 31;
-    mask_words(dst, src, i, key, phase);
+    detail::mask_words(dst, src, i, key, phase);
   }
   const std::size_t vphase = (phase + i) & 3;
-  const __m256i k = _mm256_set1_epi32(static_cast<int>(rotated_key(key, vphase)));
+  const __m256i k = _mm256_set1_epi32(static_cast<int>(detail::rotated_key(key, vphase)));
   // Four independent vectors per turn keep the load and store ports busy.
   for (; i + 128 <= len; i += 128) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
@@ -124,7 +89,7 @@ __attribute__((target("avx2"))) std::size_t mask_copy_avx2(std::uint8_t* dst, co
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), _mm256_xor_si256(a, k));
   }
   // The vector steps are multiples of 4 bytes, so the tail continues at vphase.
-  mask_words(dst + i, src + i, len - i, key, vphase);
+  detail::mask_words(dst + i, src + i, len - i, key, vphase);
   return (phase + len) & 3;
 }
 // AVX-512 only where light 512-bit instructions cost no clock speed: Ice Lake and later Intel cores and AMD
@@ -142,10 +107,10 @@ __attribute__((target("avx512f"))) std::size_t mask_copy_avx512(std::uint8_t* ds
   std::size_t i = 0;
   if (len >= 512) {
     i = (64 - (reinterpret_cast<std::uintptr_t>(dst) & 63)) & 63;
-    mask_words(dst, src, i, key, phase);
+    detail::mask_words(dst, src, i, key, phase);
   }
   const std::size_t vphase = (phase + i) & 3;
-  const __m512i k = _mm512_set1_epi32(static_cast<int>(rotated_key(key, vphase)));
+  const __m512i k = _mm512_set1_epi32(static_cast<int>(detail::rotated_key(key, vphase)));
   for (; i + 256 <= len; i += 256) {
     const __m512i a = _mm512_loadu_si512(src + i);
     const __m512i b = _mm512_loadu_si512(src + i + 64);
@@ -160,20 +125,20 @@ __attribute__((target("avx512f"))) std::size_t mask_copy_avx512(std::uint8_t* ds
     const __m512i a = _mm512_loadu_si512(src + i);
     _mm512_storeu_si512(dst + i, _mm512_xor_si512(a, k));
   }
-  mask_words(dst + i, src + i, len - i, key, vphase);
+  detail::mask_words(dst + i, src + i, len - i, key, vphase);
   return (phase + len) & 3;
 }
 #else
 bool cpu_has_avx512() { return false; }
 std::size_t mask_copy_avx512(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                              std::size_t phase) {
-  return mask_words(dst, src, len, key, phase);
+  return detail::mask_words(dst, src, len, key, phase);
 }
 bool cpu_has_avx2() { return false; }
 
 std::size_t mask_copy_avx2(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                            std::size_t phase) {
-  return mask_words(dst, src, len, key, phase);
+  return detail::mask_words(dst, src, len, key, phase);
 }
 #endif
 
@@ -181,7 +146,7 @@ std::size_t mask_copy_avx2(std::uint8_t* dst, const std::uint8_t* src, std::size
 
 std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                       std::size_t phase) {
-  if (len < kVectorThreshold) return mask_words(dst, src, len, key, phase);
+  if (len < kVectorThreshold) return detail::mask_words(dst, src, len, key, phase);
   return g_mask_long.load(std::memory_order_relaxed)(dst, src, len, key, phase);
 }
 

@@ -18,26 +18,53 @@ std::size_t unmask_in_place(std::uint8_t* data, std::size_t len, const std::uint
 std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                       std::size_t phase = 0);
 
-// mask_copy of a whole payload (phase 0) into a buffer that does not overlap it, with the key as the 32-bit word
-// memcpy'd from its 4 bytes: a payload of up to 32 bytes (a client's typical subscription, ack or ping) is masked
-// inline, a word at a time, without the call; a longer one goes to mask_copy.
-inline void mask_payload(std::uint8_t* __restrict dst, const std::uint8_t* __restrict src, std::size_t len,
-                         std::uint32_t key) {
-  std::uint8_t key_bytes[4];
-  std::memcpy(key_bytes, &key, sizeof key_bytes);
-  if (len > 32) {
-    mask_copy(dst, src, len, key_bytes);
-    return;
-  }
-  const std::uint64_t k = (static_cast<std::uint64_t>(key) << 32) | key;  // byte i of the word: key byte i mod 4
+namespace detail {
+// The key rotated so that byte 0 applies to the current position, repeated to 8 bytes. Because 8 is a multiple
+// of 4, the rotation stays right for every following word.
+inline std::uint32_t rotated_key(const std::uint8_t key[4], std::size_t phase) {
+  std::uint32_t k;
+  std::memcpy(&k, key, sizeof k);
+  const unsigned shift = static_cast<unsigned>(phase & 3) * 8;
+  if (shift == 0) return k;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (k >> shift) | (k << (32 - shift));  // memory byte 0 is the low byte
+#else
+  return (k << shift) | (k >> (32 - shift));
+#endif
+}
+
+inline std::uint64_t key_word(const std::uint8_t key[4], std::size_t phase) {
+  const std::uint64_t k = rotated_key(key, phase);
+  return k | (k << 32);
+}
+
+// 8 bytes at a time, then the tail byte by byte: mask_copy below its vector threshold, and mask_payload.
+inline std::size_t mask_words(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                              std::size_t phase) {
+  phase &= 3;
+  const std::uint64_t k = key_word(key, phase);
   std::size_t i = 0;
+  // memcpy loads and stores: no alignment or aliasing assumptions, and compilers turn them into plain moves.
   for (; i + 8 <= len; i += 8) {
     std::uint64_t w;
-    std::memcpy(&w, src + i, sizeof w);
+    std::memcpy(&w, src + i, 8);
     w ^= k;
-    std::memcpy(dst + i, &w, sizeof w);
+    std::memcpy(dst + i, &w, 8);
   }
-  for (; i < len; ++i) dst[i] = static_cast<std::uint8_t>(src[i] ^ key_bytes[i & 3]);
+  for (; i < len; ++i) dst[i] = static_cast<std::uint8_t>(src[i] ^ key[(phase + i) & 3]);
+  return (phase + len) & 3;
+}
+
+}  // namespace detail
+
+// mask_copy of a whole payload (phase 0) with the key as the 32-bit word memcpy'd from its 4 bytes: a payload of
+// up to 32 bytes (a client's typical subscription, ack or ping) is masked inline, without the call; a longer one
+// goes to mask_copy.
+inline void mask_payload(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, std::uint32_t key) {
+  std::uint8_t key_bytes[4];
+  std::memcpy(key_bytes, &key, sizeof key_bytes);
+  if (len > 32) mask_copy(dst, src, len, key_bytes);
+  else detail::mask_words(dst, src, len, key_bytes, 0);
 }
 
 namespace detail {

@@ -25,8 +25,9 @@
 // certificate_rejected, with OpenSSL's reason. The last resumable TLS session is offered again on reconnect, so
 // the server can skip the full handshake (tls_resumed() tells). Clients with the same options.tls share one TLS
 // context (the CA store is read once while any of them lives).
-// OpenSSL writes to the socket with write(2): a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)),
-// or a server that goes away while the client writes ends the process.
+// A server that goes away while the client writes is an error, never a SIGPIPE: the socket is written with
+// MSG_NOSIGNAL. The exception is a kernel with kernel TLS (the tls module loaded), where OpenSSL writes to wss://
+// sockets with write(2) itself: there a process using wss:// must ignore SIGPIPE (signal(SIGPIPE, SIG_IGN)).
 //
 // Reconnection: when a connection ends for any reason other than close(), or a connect attempt fails, the client
 // waits backoff_delay(policy, attempt, random) and tries again, announcing each wait through on_reconnecting. The

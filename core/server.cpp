@@ -222,8 +222,9 @@ std::unique_ptr<ServerImpl> ServerImpl::make(ServerConfig config, Callbacks call
 
 Error ServerImpl::start() {
   if (!workers_.empty()) return Error{Errc::wrong_state, "start: the server was already started"};
-  // OpenSSL writes to sockets with write(2), which raises SIGPIPE when the peer is gone; plain sockets use
-  // MSG_NOSIGNAL. A process that kept the default (terminate) gets it ignored; one with its own handler keeps it.
+  // Sockets are written with MSG_NOSIGNAL, but OpenSSL writes to TLS sockets with write(2) itself where the kernel
+  // has kernel TLS (net/tls.hpp), which raises SIGPIPE when the peer is gone. A process that kept the default
+  // (terminate) gets it ignored; one with its own handler keeps it.
   struct sigaction current {};
   if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
   // RFC 6455 1.3's sample key, once at start: it proves OpenSSL's SHA-1 is usable here, and it makes OpenSSL

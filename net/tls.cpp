@@ -54,7 +54,8 @@ inline void clear_stale_errors() {
   if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
-// BIO_s_socket()'s read, which TlsStream::read_socket calls, and its control (set once, before the first stream).
+// BIO_s_socket()'s read, which TlsStream::read_socket calls where the kernel has a tls ULP, and its control (set
+// once, before the first stream).
 int (*socket_read)(BIO*, char*, int) = nullptr;
 long (*socket_ctrl)(BIO*, int, long, void*) = nullptr;
 
@@ -346,15 +347,21 @@ int TlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, 
 // before (without the kernel's tls ULP, the kTLS queries are answered at once), and a read that remembers what the
 // kernel said (read_socket). A BIO callback did that before, at the price
 // of two calls into it for every BIO operation, controls included: some hundreds per handshake.
+// Where the kernel has no tls ULP the BIO can never switch to kTLS, and its socket I/O is edgews' own: recv(2), and
+// send(2) with MSG_NOSIGNAL (a peer that is gone is an EPIPE error, never a SIGPIPE). Where it has one, OpenSSL's
+// read(2) and write(2) stay, for kTLS records and the alerts OpenSSL sends through the kernel itself.
 bool TlsStream::attach_socket(SSL* ssl, int fd) {
   static BIO_METHOD* const method = [] {
     const BIO_METHOD* base = BIO_s_socket();
     socket_read = BIO_meth_get_read(base);
     socket_ctrl = BIO_meth_get_ctrl(base);
+    const bool ktls = kernel_tls_available();
     BIO_METHOD* m = BIO_meth_new(BIO_TYPE_SOCKET, "edgews socket");
-    if (m == nullptr || BIO_meth_set_write(m, BIO_meth_get_write(base)) != 1 ||
-        BIO_meth_set_read(m, &TlsStream::read_socket) != 1 || BIO_meth_set_puts(m, BIO_meth_get_puts(base)) != 1 ||
-        BIO_meth_set_ctrl(m, kernel_tls_available() ? socket_ctrl : &socket_ctrl_without_ktls) != 1 ||
+    if (m == nullptr ||
+        BIO_meth_set_write(m, ktls ? BIO_meth_get_write(base) : &TlsStream::write_socket) != 1 ||
+        BIO_meth_set_read(m, ktls ? &TlsStream::read_socket<true> : &TlsStream::read_socket<false>) != 1 ||
+        BIO_meth_set_puts(m, BIO_meth_get_puts(base)) != 1 ||
+        BIO_meth_set_ctrl(m, ktls ? socket_ctrl : &socket_ctrl_without_ktls) != 1 ||
         BIO_meth_set_create(m, BIO_meth_get_create(base)) != 1 ||
         BIO_meth_set_destroy(m, BIO_meth_get_destroy(base)) != 1) {
       BIO_meth_free(m);
@@ -379,7 +386,7 @@ std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& 
     return nullptr;
   }
   SSL_set_accept_state(ssl);
-  auto stream = std::unique_ptr<TlsStream>(new TlsStream(ssl, context));
+  auto stream = std::unique_ptr<TlsStream>(new TlsStream(ssl, fd, context));
   stream->edge_triggered_ = true;
   // Until the owner's first keep_buffers(): buffers freed after each record. The handshake is a few records
   // spread over round trips, and a server has many connections in it at once; keeping buffers there would add
@@ -422,16 +429,18 @@ std::unique_ptr<TlsStream> TlsStream::connect(SSL_CTX* client_ctx, int fd, std::
   // A session that cannot be resumed (expired, another server's) is simply not offered: a full handshake follows.
   if (session != nullptr && SSL_SESSION_is_resumable(session)) SSL_set_session(ssl, session);
   SSL_set_connect_state(ssl);
-  return std::unique_ptr<TlsStream>(new TlsStream(ssl, nullptr));
+  return std::unique_ptr<TlsStream>(new TlsStream(ssl, fd, nullptr));
 }
 
-TlsStream::TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context) : ssl_(ssl), context_(std::move(context)) {
+TlsStream::TlsStream(SSL* ssl, int fd, std::shared_ptr<TlsContext> context)
+    : ssl_(ssl), context_(std::move(context)), fd_(fd) {
   // The callback argument only stores the stream for read_socket: no callback is set, so none is ever called.
   BIO_set_callback_arg(SSL_get_rbio(ssl_), reinterpret_cast<char*>(this));
 }
 
 TlsStream::~TlsStream() { SSL_free(ssl_); }
 
+template <bool kernel_tls>
 int TlsStream::read_socket(BIO* bio, char* buf, int len) {
   auto* self = reinterpret_cast<TlsStream*>(BIO_get_callback_arg(bio));
   if (self->socket_queue_ == SocketQueue::empty_now && self->edge_triggered_) {
@@ -444,11 +453,28 @@ int TlsStream::read_socket(BIO* bio, char* buf, int len) {
     BIO_set_retry_read(bio);
     return -1;
   }
-  const int got = socket_read(bio, buf, len);
+  int got;
+  if constexpr (kernel_tls) {
+    got = socket_read(bio, buf, len);
+  } else {
+    // What BIO_s_socket()'s read does, with recv(2) (read(2) passes the VFS layer first).
+    got = static_cast<int>(::recv(self->fd_, buf, static_cast<std::size_t>(len), 0));
+    BIO_clear_retry_flags(bio);
+    if (got < 0 && BIO_sock_should_retry(got)) BIO_set_retry_read(bio);
+    if (got == 0) BIO_set_flags(bio, BIO_FLAGS_IN_EOF);  // BIO_eof(): OpenSSL tells a truncation from a retry by it
+  }
   // got <= 0: would block, EOF or error; each ends the reading of this edge as well (after EOF or an error OpenSSL
   // fails the call and asks for nothing more in it anyway).
   self->socket_queue_ = got < len ? SocketQueue::empty_now : SocketQueue::maybe_more;
   return got;
+}
+
+int TlsStream::write_socket(BIO* bio, const char* buf, int len) {
+  const auto* self = reinterpret_cast<const TlsStream*>(BIO_get_callback_arg(bio));
+  const int sent = static_cast<int>(::send(self->fd_, buf, static_cast<std::size_t>(len), MSG_NOSIGNAL));
+  BIO_clear_retry_flags(bio);
+  if (sent <= 0 && BIO_sock_should_retry(sent)) BIO_set_retry_write(bio);
+  return sent;
 }
 
 inline void TlsStream::begin_call() {

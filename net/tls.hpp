@@ -2,8 +2,10 @@
 //
 // A TlsStream does the socket I/O itself (OpenSSL's socket BIO) and reports what it waits for instead of blocking:
 // want_read means "call me again after the descriptor is readable", want_write "after it is writable". The
-// stream does not own the descriptor; whoever owns it closes it after the stream is gone. OpenSSL's socket
-// BIO writes with write(), not send(MSG_NOSIGNAL): the process must ignore SIGPIPE (servers do anyway).
+// stream does not own the descriptor; whoever owns it closes it after the stream is gone. It writes with
+// send(MSG_NOSIGNAL): a peer that is gone is an error, not a SIGPIPE. The one exception is a kernel with kernel TLS
+// (the tls module loaded; kernel_tls_available()), where OpenSSL's socket BIO writes with write(2) itself: a
+// process that uses TLS there must ignore SIGPIPE (edgews::Server does so when the signal has its default action).
 //
 // Edge-triggered rule. After an EPOLLIN edge the owner calls read() until it returns want_read (and then
 // pending() is 0). Two shortcuts that are right for plain TCP hang a TLS connection:
@@ -190,11 +192,13 @@ class TlsStream {
   SSL* native() const { return ssl_; }
 
  private:
-  TlsStream(SSL* ssl, std::shared_ptr<TlsContext> context);
+  TlsStream(SSL* ssl, int fd, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
   void begin_call();  // before each SSL_* I/O call
-  static int read_socket(BIO* bio, char* buf, int len);  // the socket BIO's read (net/tls.cpp)
-  static bool attach_socket(SSL* ssl, int fd);            // SSL_set_fd with the BIO whose read is read_socket
+  template <bool kernel_tls>
+  static int read_socket(BIO* bio, char* buf, int len);          // the socket BIO's read (net/tls.cpp)
+  static int write_socket(BIO* bio, const char* buf, int len);  // its write without a kernel tls ULP
+  static bool attach_socket(SSL* ssl, int fd);  // SSL_set_fd with the BIO whose read is read_socket
 
   // What the last read(2) OpenSSL made on the socket says of the kernel queue (set by read_socket).
   enum class SocketQueue : std::uint8_t {
@@ -210,6 +214,7 @@ class TlsStream {
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
   SocketQueue socket_queue_ = SocketQueue::maybe_more;
   bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
+  int fd_;                       // the socket (not owned)
 };
 
 struct SslCtxDeleter {

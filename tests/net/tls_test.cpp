@@ -44,7 +44,8 @@ namespace fs = std::filesystem;
 class Tls : public ::testing::Test {
  public:  // the helpers below the fixture use its contexts too
   static void SetUpTestSuite() {
-    // Writing to a peer that has gone raises SIGPIPE on the socket BIO's write(); a server ignores it.
+    // Where the kernel has kernel TLS, OpenSSL's socket write raises SIGPIPE for a peer that has gone; a server
+    // ignores it.
     ::signal(SIGPIPE, SIG_IGN);
     char tmpl[] = "/tmp/edgews-tls-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -711,6 +712,32 @@ TEST_F(Tls, PeerCloseNotifyReadsAsClosed) {
     if (r.status == TlsIo::want_read) ::poll(&pf, 1, 20);
   }
   EXPECT_EQ(r.status, TlsIo::closed);
+}
+
+TEST_F(Tls, WritingToAPeerThatIsGoneIsAnErrorNotASignal) {
+  if (kernel_tls_available()) GTEST_SKIP() << "with kernel TLS, OpenSSL writes with write(2) itself";
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
+  const int fd = c.fds.client.get();
+  c.server.reset();
+  c.fds.server.reset();
+  // With SIGPIPE at its default action the process would die in the second write if the socket BIO wrote without
+  // MSG_NOSIGNAL.
+  auto previous = ::signal(SIGPIPE, SIG_DFL);
+  const std::string record(100, 'x');
+  const TlsResult first = c.client->write(record.data(), record.size());  // reaches the closed socket: RST
+  pollfd pf{fd, POLLIN, 0};
+  ::poll(&pf, 1, 5000);
+  // The RST's error, taken here as a read would have taken it: the socket is closed, the next send(2) meets EPIPE.
+  int pending = 0;
+  socklen_t len = sizeof pending;
+  ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &len);
+  const TlsResult second = c.client->write(record.data(), record.size());
+  ::signal(SIGPIPE, previous);
+  EXPECT_EQ(first.status, TlsIo::ok);
+  EXPECT_TRUE(pending == ECONNRESET || pending == EPIPE) << pending;  // the RST, after the peer's FIN or before
+  EXPECT_EQ(second.status, TlsIo::error);
+  EXPECT_NE(c.client->error_message().find("Broken pipe"), std::string::npos) << c.client->error_message();
 }
 
 // ------------------------------------------------------------------------------------- record buffers

@@ -12,29 +12,48 @@
 # (c) 10 connections, 64 KiB binary. The rates are chosen so that the load generators keep them on one core.
 # Environment: ROUNDS (default 5), DURATION (seconds per run, default 4), WARMUP (default 1), RATE_A, RATE_B,
 # RATE_C (messages/s per server; defaults 25000, 120000, 5000); BASELINE: the path of an older edgews binary,
-# loaded as a third server in the same rounds, for before/after ratios. Raw JSON goes to $OUT (default
-# BUILD_DIR/paired-results); the table is printed and written to $OUT/paired.md.
+# loaded as a third server in the same rounds, for before/after ratios. TLS=1: the same over wss:// (TLS 1.3, one
+# ECDSA P-256 certificate from tools/make-dev-cert.sh), scenarios (a) and (b) (default rates 20000 and 100000),
+# with uWebSockets' TLS build (uws_echo_tls: configure with -DEDGEWS_BUILD_PEERS=ON) in the floor's place, which
+# speaks no TLS. Raw JSON goes to $OUT (default BUILD_DIR/paired-results); the table is printed and written to
+# $OUT/paired.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build/release}
 source "$here/lib.sh"
 floor_setup 4 paired-results
 
+serve=(serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0)
+if [ "${TLS:-0}" = 1 ]; then
+  reference=uws
+  scenarios=(a b)
+  uws_tls=$build/bench/load/peers/uws_echo_tls
+  [ -x "$uws_tls" ] || { echo "TLS=1 needs $uws_tls: configure with -DEDGEWS_BUILD_PEERS=ON" >&2; exit 2; }
+  bash "$here/../../tools/make-dev-cert.sh" "$out/certs" >/dev/null
+  scheme=wss ca=$out/certs/ca.crt
+  # edgews prints its plain port, then its TLS port: start() takes the last.
+  serve+=(--tls-port 0 --tls-cert "$out/certs/localhost.crt" --tls-key "$out/certs/localhost.key")
+  reference_cmd=("$uws_tls" 0 --tls "$out/certs/localhost.crt" "$out/certs/localhost.key")
+else
+  reference=floor
+  scenarios=(a b c)
+  reference_cmd=("$floor" --port 0)
+fi
 declare -A scenario_args=(
-  [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-25000}"
-  [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-120000}"
+  [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-$([ "$reference" = uws ] && echo 20000 || echo 25000)}"
+  [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-$([ "$reference" = uws ] && echo 100000 || echo 120000)}"
   [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-5000}"
 )
 machine before
 
-servers=(edgews floor)
-start edgews 0 "$edgews" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
-start floor 0 "$floor" --port 0
+servers=(edgews "$reference")
+start edgews 0 "$edgews" "${serve[@]}"
+start "$reference" 0 "${reference_cmd[@]}"
 if [ -n "$baseline" ]; then
-  start baseline 0 "$baseline" serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0
+  start baseline 0 "$baseline" "${serve[@]}"
   servers+=(baseline)
 fi
-for s in a b c; do
+for s in "${scenarios[@]}"; do
   for r in $(seq 1 "$rounds"); do
     echo "scenario ($s) round $r" >&2
     loaders=()
@@ -54,4 +73,4 @@ for name in "${servers[@]}"; do
 done
 
 machine after
-python3 "$here/summarize.py" --paired "$out" "$rounds" | tee "$out/paired.md"
+python3 "$here/summarize.py" --paired "$out" "$rounds" "$reference" | tee "$out/paired.md"

@@ -162,22 +162,24 @@ def peers(out, rounds, results, servers):
                                     " ".join("%.3f" % d.get(sc, (0, float("nan")))[1] for sc in scenarios)))
 
 
-def paired(out, rounds):
-    """bench/load/paired.sh: edgews and the floor (and a baseline) loaded at once at the same rate, per round."""
+def paired(out, rounds, reference="floor"):
+    """bench/load/paired.sh: edgews and the reference (the floor, or uWS over TLS) (and a baseline) loaded at once at
+    the same rate, per round."""
     names = {"a": "(a) 100 conns, 16 B, 1 in flight", "b": "(b) 100 conns, 16 B, 16 in flight",
              "c": "(c) 10 conns, 64 KiB binary"}
+    scenarios = [s for s in "abc" if glob.glob(os.path.join(out, "%s-edgews-*.json" % s))]
     print("| scenario | offered msgs/s | server | msgs/s (median) | server CPU us/msg (median) | min..max | p99 us "
-          "| errors | CPU/msg / floor, in-round: median [rounds] |")
+          "| errors | CPU/msg / %s, in-round: median [rounds] |" % reference)
     print("|---|---|---|---|---|---|---|---|---|")
-    for s in "abc":
-        for server in ("edgews", "floor", "baseline"):
+    for s in scenarios:
+        for server in ("edgews", reference, "baseline"):
             rs = [load(p) for p in sorted(glob.glob(os.path.join(out, "%s-%s-*.json" % (s, server))))]
             if not rs:
                 continue
             cpu = [r["server"]["cpu_us_per_msg"] for r in rs]
             ratio = ""
-            if server != "floor":
-                _, ratio_cpu = in_round_ratios(out, s, server, "floor", rounds)
+            if server != reference:
+                _, ratio_cpu = in_round_ratios(out, s, server, reference, rounds)
                 ratio = "%.3f [%s]" % (med(ratio_cpu), " ".join("%.3f" % x for x in ratio_cpu))
             print("| %s | %.0f | %s | %.0f | %.2f | %.2f..%.2f | %.1f | %d | %s |" % (
                 names[s], rs[0]["rate"], server, med([r["messages_per_s"] for r in rs]), med(cpu), min(cpu),
@@ -186,7 +188,7 @@ def paired(out, rounds):
         print()
         print("| scenario | CPU/msg edgews / baseline, in-round: median [rounds] |")
         print("|---|---|")
-        for s in "abc":
+        for s in scenarios:
             _, ratio_cpu = in_round_ratios(out, s, "edgews", "baseline", rounds)
             print("| %s | %.3f [%s] |" % (names[s], med(ratio_cpu), " ".join("%.3f" % x for x in ratio_cpu)))
 
@@ -248,6 +250,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "--pair-rate":
         print(pair_rate(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
     elif sys.argv[1] == "--paired":
-        paired(sys.argv[2], int(sys.argv[3]))
+        paired(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     else:
         main()

@@ -3,8 +3,8 @@
 
     tests/bench/scripts_smoke.py BUILD_DIR
 
-bench/load/paired.sh, bench/load/run.sh, bench/load/peers.sh, bench/load/tls_race.sh and
-bench/load/client_engine.sh each run with one round of one second (bench/load/tls_syscalls.sh with one second of
+bench/load/paired.sh (plain, and with TLS=1 against uWebSockets' TLS build), bench/load/run.sh, bench/load/peers.sh,
+bench/load/tls_race.sh and bench/load/client_engine.sh each run with one round of one second (bench/load/tls_syscalls.sh with one second of
 handshakes) into a temporary directory (the committed results are not touched); bench/overload/run.py runs a few
 seconds of a small hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py
 runs with 20 connections watched for a second. Each must exit 0 and print its whole table: every scenario and server
@@ -112,6 +112,10 @@ def main():
                 failures.append("tls_race.sh: %s did not settle on TLS 1.3, X25519 and two tickets" % server)
         if not re.search(r"^\| 1 \| .* \| 0, 0 \|$", out, re.M):
             failures.append("tls_race.sh: no round row, or handshakes failed or idle connections did not all open")
+
+        out = run("bench/load/paired.sh", build, tmp, 300, TLS="1")
+        expect_rows("paired.sh TLS=1", out, [(s, n) for s in ("(a)", "(b)") for n in ("edgews", "uws")], 7,
+                    (3, 4, 8))
 
         out = run("bench/load/tls_syscalls.sh", build, tmp, 120, HS_TIME="1")
         for server in ("edgews", "uws"):

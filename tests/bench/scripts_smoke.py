@@ -4,8 +4,9 @@
     tests/bench/scripts_smoke.py BUILD_DIR
 
 bench/load/paired.sh (plain, and with TLS=1 against uWebSockets' TLS build), bench/load/run.sh, bench/load/peers.sh,
-bench/load/tls_race.sh and bench/load/client_engine.sh each run with one round of one second (bench/load/tls_syscalls.sh with one second of
-handshakes) into a temporary directory (the committed results are not touched); bench/overload/run.py runs a few
+bench/load/tls_race.sh and bench/load/client_engine.sh each run with one round of one second
+(bench/load/tls_syscalls.sh with one second of handshakes) into a temporary directory (the committed results are
+not touched); bench/overload/run.py runs a few
 seconds of a small hostile mix against edgews and websocketpp (built by peers.sh); bench/memory/idle_after_message.py
 runs with 20 connections watched for a second. Each must exit 0 and print its whole table: every scenario and server
 present, every run error-free, every echo check passed. Figures are printed, never judged.

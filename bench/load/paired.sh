@@ -39,9 +39,10 @@ else
   scenarios=(a b c)
   reference_cmd=("$floor" --port 0)
 fi
+if [ "$reference" = uws ]; then default_a=20000 default_b=100000; else default_a=25000 default_b=120000; fi
 declare -A scenario_args=(
-  [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-$([ "$reference" = uws ] && echo 20000 || echo 25000)}"
-  [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-$([ "$reference" = uws ] && echo 100000 || echo 120000)}"
+  [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-$default_a}"
+  [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-$default_b}"
   [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-5000}"
 )
 machine before

@@ -343,10 +343,10 @@ int TlsContext::on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, 
 
 // ----------------------------------------------------------------------------------------------- TlsStream
 
-// OpenSSL's socket BIO with its own read: BIO_s_socket()'s functions, so that every control (kTLS among them) works as
-// before (without the kernel's tls ULP, the kTLS queries are answered at once), and a read that remembers what the
-// kernel said (read_socket). A BIO callback did that before, at the price
-// of two calls into it for every BIO operation, controls included: some hundreds per handshake.
+// OpenSSL's socket BIO with its own read: BIO_s_socket()'s functions, so that every control (kTLS among them) works
+// as before (without the kernel's tls ULP, the kTLS queries are answered at once), and a read that remembers what
+// the kernel said (read_socket). A BIO callback did that before, at the price of two calls into it for every BIO
+// operation, controls included: some hundreds per handshake.
 // Where the kernel has no tls ULP the BIO can never switch to kTLS, and its socket I/O is edgews' own: recv(2), and
 // send(2) with MSG_NOSIGNAL (a peer that is gone is an EPIPE error, never a SIGPIPE). Where it has one, OpenSSL's
 // read(2) and write(2) stay, for kTLS records and the alerts OpenSSL sends through the kernel itself.

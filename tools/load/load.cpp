@@ -682,7 +682,7 @@ void LoadGenerator::turn(std::vector<epoll_event>& events, const timespec& wait)
       on_event(e.data.u64, e.events, t);
     }
     if (o_.rate > 0 && sending_) {
-      // Open loop: the sends due since, each connection's written at once.
+      // Open loop: each open connection sends what is due by now.
       const std::uint64_t due = now_ns();
       for (std::size_t i = 0; i < conns_.size(); ++i) {
         if (conns_[i].state == State::open) on_event(i, 0, due);

@@ -13,7 +13,7 @@
 # Environment: ROUNDS (default 5), DURATION (seconds per run, default 4), WARMUP (default 1), RATE_A, RATE_B,
 # RATE_C (messages/s per server; defaults 25000, 120000, 5000); BASELINE: the path of an older edgews binary,
 # loaded as a third server in the same rounds, for before/after ratios. TLS=1: the same over wss:// (TLS 1.3, one
-# ECDSA P-256 certificate from tools/make-dev-cert.sh), scenarios (a) and (b) (default rates 20000 and 100000),
+# ECDSA P-256 certificate from tools/make-dev-cert.sh), default rates 20000, 100000 and 1000,
 # with uWebSockets' TLS build (uws_echo_tls: configure with -DEDGEWS_BUILD_PEERS=ON) in the floor's place, which
 # speaks no TLS. Raw JSON goes to $OUT (default BUILD_DIR/paired-results); the table is printed and written to
 # $OUT/paired.md.
@@ -26,7 +26,7 @@ floor_setup 4 paired-results
 serve=(serve --host 127.0.0.1 --port 0 --threads 1 --log-level warn --ping-interval 0)
 if [ "${TLS:-0}" = 1 ]; then
   reference=uws
-  scenarios=(a b)
+  scenarios=(a b c)
   uws_tls=$build/bench/load/peers/uws_echo_tls
   [ -x "$uws_tls" ] || { echo "TLS=1 needs $uws_tls: configure with -DEDGEWS_BUILD_PEERS=ON" >&2; exit 2; }
   bash "$here/../../tools/make-dev-cert.sh" "$out/certs" >/dev/null
@@ -39,11 +39,12 @@ else
   scenarios=(a b c)
   reference_cmd=("$floor" --port 0)
 fi
-if [ "$reference" = uws ]; then default_a=20000 default_b=100000; else default_a=25000 default_b=120000; fi
+if [ "$reference" = uws ]; then default_a=20000 default_b=100000 default_c=1000
+else default_a=25000 default_b=120000 default_c=5000; fi
 declare -A scenario_args=(
   [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-$default_a}"
   [b]="--connections 100 --inflight 16 --size 16 --rate ${RATE_B:-$default_b}"
-  [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-5000}"
+  [c]="--connections 10 --inflight 1 --size 65536 --rate ${RATE_C:-$default_c}"
 )
 machine before
 

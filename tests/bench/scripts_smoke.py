@@ -115,7 +115,7 @@ def main():
             failures.append("tls_race.sh: no round row, or handshakes failed or idle connections did not all open")
 
         out = run("bench/load/paired.sh", build, tmp, 300, TLS="1")
-        expect_rows("paired.sh TLS=1", out, [(s, n) for s in ("(a)", "(b)") for n in ("edgews", "uws")], 7,
+        expect_rows("paired.sh TLS=1", out, [(s, n) for s in ("(a)", "(b)", "(c)") for n in ("edgews", "uws")], 7,
                     (3, 4, 8))
 
         out = run("bench/load/tls_syscalls.sh", build, tmp, 120, HS_TIME="1")

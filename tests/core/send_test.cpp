@@ -209,8 +209,8 @@ TEST(Send, OnDrainFiresWhenTheQueueEmptiesAfterPushBack) {
       if (c.send_binary(TestClient::bytes(payload)) != SendStatus::ok) break;
       ++n;
     }
-    sent = n;
     peak = c.buffered_amount();
+    sent = n;  // last: the test waits for it, then reads peak
   };
   callbacks.on_drain = [&](Connection& c) {
     buffered_at_drain = c.buffered_amount();

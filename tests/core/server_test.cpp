@@ -417,11 +417,13 @@ TEST(ServerTimeouts, HandshakeThatNeverCompletesIsClosedWhileOthersAreServed) {
   RunningServer server;
   ASSERT_TRUE(server.start(config, echo_callbacks()));
   TestClient silent, partial, good;
+  // Before the connects: the deadlines start at the server's accepts, after this. Taken after good.open(), which
+  // a loaded machine can stretch past 50 ms, a close right on time would look early.
+  const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(silent.connect(server.port()));
   ASSERT_TRUE(partial.connect(server.port()));
   ASSERT_TRUE(partial.send_raw("GET / HTTP/1.1\r\nHost: x\r\n"));
   ASSERT_TRUE(good.open(server.port()));
-  const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(silent.wait_eof(3000));
   EXPECT_TRUE(partial.wait_eof(3000));
   EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
@@ -449,8 +451,10 @@ TEST(ServerTimeouts, IdleConnectionIsClosedWith1001) {
 
 TEST(ServerTimeouts, MessagesFromTheServerAlsoCountAsActivity) {
   // Limits::idle_timeout_ms: "no message either way". A feed that only pushes to a silent client is not idle.
+  // The idle timeout is many ticks long, so that a loaded machine stalling this thread between two ticks does not
+  // make the feed idle; the feed lasts twice the timeout.
   ServerConfig config = test_config();
-  config.limits.idle_timeout_ms = 300;
+  config.limits.idle_timeout_ms = 1000;
   std::mutex mutex;
   ConnectionHandle handle;
   Callbacks callbacks;
@@ -466,7 +470,7 @@ TEST(ServerTimeouts, MessagesFromTheServerAlsoCountAsActivity) {
     std::lock_guard lock(mutex);
     return handle.valid();
   }));
-  for (int i = 0; i < 15; ++i) {  // 750 ms of a message every 50 ms
+  for (int i = 0; i < 40; ++i) {  // 2 s of a message every 50 ms
     server->send(handle, TestClient::bytes("tick"), Opcode::text);
     auto frame = client.read_frame(1000);
     ASSERT_TRUE(frame) << i;
@@ -560,15 +564,18 @@ TEST(ServerPing, AutomaticPingAndAClientThatNeverAnswersIsClosed) {
 }
 
 TEST(ServerPing, AClientThatAnswersPingsStaysOpen) {
+  // Each pong is due within pong_timeout_ms of its ping; this thread answers as soon as it runs, which a loaded
+  // machine can delay by a few hundred ms. The loop lasts well beyond one pong timeout, so that a server deaf to
+  // pongs would have closed the connection meanwhile.
   ServerConfig config = test_config();
   config.limits.ping_interval_ms = 100;
-  config.limits.pong_timeout_ms = 200;
+  config.limits.pong_timeout_ms = 1000;
   RunningServer server;
   ASSERT_TRUE(server.start(config, echo_callbacks()));
   TestClient client;
   ASSERT_TRUE(client.open(server.port()));
   int pings = 0;
-  const auto until = std::chrono::steady_clock::now() + 800ms;
+  const auto until = std::chrono::steady_clock::now() + 2500ms;
   while (std::chrono::steady_clock::now() < until) {
     auto frame = client.read_frame(300);
     if (!frame) continue;
@@ -587,9 +594,11 @@ TEST(ServerPing, AClientThatAnswersPingsStaysOpen) {
 // A ping went out, then the application paused reading: the connection cannot hear the pong, so the pong timeout
 // does not close it while paused; resumed, a peer that still answers nothing is found dead.
 TEST(ServerPing, APongTimeoutDoesNotCloseAConnectionPausedAfterThePing) {
+  // The pause must come before the pong timeout runs out; this thread pauses as soon as it has read the ping,
+  // which a loaded machine can delay by a few hundred ms, hence a pong timeout of a second.
   ServerConfig config = test_config();
   config.limits.ping_interval_ms = 100;
-  config.limits.pong_timeout_ms = 200;
+  config.limits.pong_timeout_ms = 1000;
   CloseRecord record;
   std::mutex mutex;
   ConnectionHandle handle;
@@ -610,7 +619,7 @@ TEST(ServerPing, APongTimeoutDoesNotCloseAConnectionPausedAfterThePing) {
     ASSERT_TRUE(server->pause_reading(handle));
   }
   // Several pong timeouts long, unanswered.
-  std::this_thread::sleep_for(1000ms);
+  std::this_thread::sleep_for(3000ms);
   EXPECT_EQ(record.size(), 0u) << "closed for a pong it could not read";
   {
     std::lock_guard lock(mutex);

@@ -66,13 +66,17 @@ TEST_F(TlsBuffers, ConnectionThatExchangedMessagesIsReleasedAfterASecondQuiet) {
   // Busy for longer than a sweep period: the sweep must not release a connection that is exchanging messages.
   const auto busy_until = Clock::now() + std::chrono::milliseconds(1500);
   int n = 0;
+  // Taken before each send: the server's last activity (reading that message, writing its echo) comes after, so a
+  // sweep release is at least a second after this. Taken after the sleep below instead, the sleep's overshoot and
+  // the echo's way back on a loaded machine would make a release a second after the last activity look early.
+  Clock::time_point quiet_since;
   while (Clock::now() < busy_until) {
     const std::string text = "message " + std::to_string(n++);
+    quiet_since = Clock::now();
     ASSERT_TRUE(client.send_text(text));
     ASSERT_EQ(client.read_message(), text);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  const auto quiet_since = Clock::now();
   EXPECT_EQ(server->stats().tls_buffers_released, 1u) << "released while messages were flowing";
 
   ASSERT_TRUE(eventually([&] { return server->stats().tls_buffers_released == 2; }, 4000))

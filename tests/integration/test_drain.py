@@ -12,7 +12,6 @@ import websockets
 import ws_checks
 from harness import (IO_TIMEOUT, CheckFailed, FrameReader, connect, edgews, expect, expect_eq, frame,
                      raw_upgrade, read_http_response, run_checks, upgrade_request, wait_until)
-from services import free_port
 
 CLIENTS = 20
 WINDOW = 2.0
@@ -53,9 +52,11 @@ def wait_draining(port):
 
 
 def drain_spreads_1012_closes_and_refuses_new_requests():
-    metrics_port = free_port()
-    with edgews("--host", "127.0.0.1", "--port", "0", "--drain-seconds", str(int(WINDOW)), "--metrics-port",
-                str(metrics_port), "--log-level", "warn") as server:
+    # --metrics-port 0: the kernel's choice, read from the start-up line (a port found free and bound later could be
+    # taken in between by another test of a parallel run).
+    with edgews("--host", "127.0.0.1", "--port", "0", "--drain-seconds", str(int(WINDOW)), "--metrics-port", "0",
+                "--log-level", "warn") as server:
+        metrics_port = server.metrics_port
         status, _, _ = http_get(server.port, "/healthz")
         expect_eq(status, 200, "/healthz before the drain")
 
@@ -114,9 +115,9 @@ def drain_delivers_queued_data_before_1012():
     """A client that does not read while its echoes pile up in the server's send queue: after the drain's close it
     reads every echo, in order, and then the 1012 close frame."""
     messages, size = 40, 64 << 10
-    metrics_port = free_port()
-    with edgews("--host", "127.0.0.1", "--port", "0", "--drain-seconds", "1", "--metrics-port", str(metrics_port),
+    with edgews("--host", "127.0.0.1", "--port", "0", "--drain-seconds", "1", "--metrics-port", "0",
                 "--log-level", "warn") as server:
+        metrics_port = server.metrics_port
         s, rest = raw_upgrade(server.port, rcvbuf=4096)
         for i in range(messages):
             s.sendall(frame(0x2, i.to_bytes(4, "big") * (size // 4)))

@@ -9,9 +9,9 @@ from harness import connect, expect, expect_eq, run_checks, serve
 TIMEOUT_MS = 500
 
 
-def wait_closed(sock, limit):
-    """Blocks until the server closes the socket; returns the seconds waited (None if it stayed open)."""
-    started = time.monotonic()
+def wait_closed(sock, limit, since):
+    """Blocks until the server closes the socket; returns the seconds since `since` (a time.monotonic() taken
+    before the connect), or None if it stayed open `limit` seconds more."""
     sock.settimeout(limit)
     try:
         while sock.recv(4096):
@@ -20,17 +20,22 @@ def wait_closed(sock, limit):
         pass
     except socket.timeout:
         return None
-    return time.monotonic() - started
+    return time.monotonic() - since
 
 
 def incomplete_handshake_is_closed_at_timeout():
     with serve("--handshake-timeout", str(TIMEOUT_MS)) as server:
         async def run():
+            # Each wait counts from before its connect (the server's deadline starts at its accept, after that),
+            # not from whenever the executor's thread gets to run on a loaded machine.
+            half_at = time.monotonic()
             half = connect(server.port)
             half.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")  # and then nothing
+            silent_at = time.monotonic()
             silent = connect(server.port)                                            # sends nothing at all
             started = time.monotonic()
-            waits = [asyncio.get_running_loop().run_in_executor(None, wait_closed, s, 30) for s in (half, silent)]
+            waits = [asyncio.get_running_loop().run_in_executor(None, wait_closed, s, 30, since)
+                     for s, since in ((half, half_at), (silent, silent_at))]
             echoes = 0
             async with ws_checks.connect(f"ws://127.0.0.1:{server.port}/") as ws:
                 while not all(w.done() for w in waits) and time.monotonic() - started < 40:

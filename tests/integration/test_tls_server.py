@@ -55,9 +55,11 @@ def peer_certificate(port, ca, server_hostname="localhost"):
             return s.getpeercert(binary_form=True)
 
 
-def closed_within(sock, seconds):
-    """Seconds until the server closes sock (EOF or RST), or None if it is still open after `seconds`."""
-    started = time.monotonic()
+def closed_within(sock, seconds, since=None):
+    """Seconds until the server closes sock (EOF or RST), or None if it is still open after `seconds`; counted from
+    `since` (a time.monotonic() taken before the connect, so that the server's deadline cannot have started
+    earlier) or from now."""
+    started = time.monotonic() if since is None else since
     sock.settimeout(seconds)
     try:
         while True:
@@ -135,34 +137,43 @@ def tls_handshake_timeout_closes_silent_and_half_hello():
         port = server.ports[1]
         echo = EchoLoop(port, c["ca"])
         echo.start()
+        # Each wait is counted from just before its connect: the server's deadline starts at its accept, after
+        # that. Counted from later (after client_hello(), tens of ms of CPU that a loaded machine stretches to
+        # hundreds), a close on time would look early.
+        silent_at = time.monotonic()
         silent = socket.create_connection(("127.0.0.1", port), timeout=15)
+        half_at = time.monotonic()
         half = socket.create_connection(("127.0.0.1", port), timeout=15)
         hello = client_hello()
         half.sendall(hello[:len(hello) // 2])
         started = time.monotonic()
+        echoed_at_start = echo.echoed
         results = {}
 
-        def watch(name, sock):
-            results[name] = closed_within(sock, 10)
+        def watch(name, sock, since):
+            results[name] = (closed_within(sock, 10, since), echo.echoed)
 
-        watchers = [threading.Thread(target=watch, args=(name, sock)) for name, sock in
-                    (("silent", silent), ("half ClientHello", half))]
+        watchers = [threading.Thread(target=watch, args=(name, sock, since)) for name, sock, since in
+                    (("silent", silent, silent_at), ("half ClientHello", half, half_at))]
         for t in watchers:
             t.start()
         for t in watchers:
             t.join(20)
         for name in ("silent", "half ClientHello"):
-            took = results.get(name)
+            took, echoed_at_close = results.get(name, (None, 0))
             expect(took is not None, f"the {name} client was still open 10 s after connecting "
                                      "(the TLS handshake timeout is 1000 ms)")
             # Measured from the connect: not at once (a deadline, not a refusal), not the 20 s upgrade one.
             expect(0.7 <= took <= 6.0, f"the {name} client was closed after {took:.2f} s, expected about 1 s")
+            # Served meanwhile: answers came while this handshake hung (a count, not a rate).
+            expect(echoed_at_close > echoed_at_start, f"no echo while the {name} client's handshake hung "
+                                                      f"({echoed_at_start} before, {echoed_at_close} at its close)")
         silent.close()
         half.close()
         before = echo.echoed
         expect(echo.count_after(before + 20), "the echoing wss client stopped being answered")
         echoed = echo.finish()
-        expect(echoed > 50, f"only {echoed} echoes in {time.monotonic() - started:.1f} s")
+        print(f"  {echoed} echoes in {time.monotonic() - started:.1f} s")
         expect(server.log().count("tls_handshake_timeout") >= 2, "the timeouts were not logged")
         expect(server.alive(), "the server died")
 
@@ -186,7 +197,8 @@ def upgrade_deadline_starts_after_the_tls_handshake():
 
 def plain_http_and_garbage_on_the_tls_port_are_closed_quickly():
     c = certs()
-    with tls_server(c) as server:  # the default 10 s TLS handshake timeout: closing must not wait for it
+    # A TLS handshake timeout far beyond any stall of a loaded machine: a close well before it cannot be its work.
+    with tls_server(c, "--tls-handshake-timeout", "60000") as server:
         port = server.ports[1]
         baseline = server.fd_count()
         for name, data in (("plain HTTP", upgrade_request(port)),
@@ -195,10 +207,11 @@ def plain_http_and_garbage_on_the_tls_port_are_closed_quickly():
                            ("a TLS record header of a wrong type", b"\x17\x03\x03\x00\x10" + b"\x00" * 16)):
             s = socket.create_connection(("127.0.0.1", port), timeout=15)
             s.sendall(data)
-            took = closed_within(s, 8)
+            took = closed_within(s, 40)
             s.close()
-            expect(took is not None, f"{name} on the TLS port: still open after 8 s")
-            expect(took < 2.0, f"{name} on the TLS port: closed only after {took:.2f} s")
+            expect(took is not None, f"{name} on the TLS port: still open after 40 s")
+            expect(took < 20.0, f"{name} on the TLS port: closed only after {took:.2f} s (waited for the 60 s "
+                                "TLS handshake timeout?)")
         expect(wait_until(lambda: server.fd_count() <= baseline, 10),
                f"{server.fd_count()} descriptors after the refused clients, {baseline} before")
         expect(peer_certificate(port, c["ca"]) == der_of(c["cert"]), "the TLS port stopped serving")

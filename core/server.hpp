@@ -178,8 +178,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Binds every listener on every reactor and starts reactor threads 1..N-1. Sets SIGPIPE to ignored when it is
-  // at its default (OpenSSL's kernel TLS writes could otherwise kill the process when a peer vanishes). Reactor 0 runs in run() or,
-  // for an embedder, through event_fd() + run_ready().
+  // at its default (OpenSSL's kernel TLS writes could otherwise kill the process when a peer vanishes). Reactor 0
+  // runs in run() or, for an embedder, through event_fd() + run_ready().
   Error start();
   // Runs reactor 0 on the calling thread until shutdown() completes; joins the other threads.
   void run();

@@ -65,8 +65,8 @@ for s in "${servers[@]}"; do
   port_var=${s}_port
   # The session tickets arrive after the handshake: keep the connection open a moment to count them. The moment
   # counts from s_client's start, not from the handshake: seconds, for a loaded machine (the servers share core 0).
-  settled=$( (sleep 3) | timeout 10 openssl s_client -connect "127.0.0.1:${!port_var}" -CAfile "$ca" -servername localhost \
-    -msg 2>&1 | awk '/^Server Temp Key:/ {sub(/^Server Temp Key: /, ""); group = $0}
+  settled=$( (sleep 3) | timeout 10 openssl s_client -connect "127.0.0.1:${!port_var}" -CAfile "$ca" \
+    -servername localhost -msg 2>&1 | awk '/^Server Temp Key:/ {sub(/^Server Temp Key: /, ""); group = $0}
                      /^New, TLSv/ {suite = $0}
                      /NewSessionTicket/ {tickets++}
                      END {printf "%s; key exchange %s; %d session tickets", suite, group, tickets}') || true

@@ -511,7 +511,7 @@ TlsIo TlsStream::classify(int ret) {
       break;
   }
   // Leave the thread's queue empty: SSL_get_error of the next connection on this thread reads it.
-  ERR_clear_error();
+  clear_stale_errors();
   return status;
 }
 
@@ -616,9 +616,9 @@ std::uint64_t TlsStream::socket_bytes() const {
 void TlsStream::shutdown() {
   // OpenSSL forbids SSL_shutdown after a fatal error, and it is meaningless before the handshake ends.
   if (failed_ || !SSL_is_init_finished(ssl_) || (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) return;
-  ERR_clear_error();
+  clear_stale_errors();
   SSL_shutdown(ssl_);  // one attempt: sends close_notify if the socket takes it; never waits for the peer
-  ERR_clear_error();
+  clear_stale_errors();
 }
 
 std::string_view TlsStream::alpn() const {

@@ -142,13 +142,13 @@ std::size_t mask_copy_avx2(std::uint8_t* dst, const std::uint8_t* src, std::size
 }
 #endif
 
-}  // namespace detail
-
-std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
-                      std::size_t phase) {
-  if (len < kVectorThreshold) return detail::mask_words(dst, src, len, key, phase);
+std::size_t mask_copy_long(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                           std::size_t phase) {
+  if (len < kVectorThreshold) return mask_words(dst, src, len, key, phase);
   return g_mask_long.load(std::memory_order_relaxed)(dst, src, len, key, phase);
 }
+
+}  // namespace detail
 
 std::size_t unmask_in_place(std::uint8_t* data, std::size_t len, const std::uint8_t key[4], std::size_t phase) {
   return mask_copy(data, data, len, key, phase);

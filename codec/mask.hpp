@@ -14,10 +14,6 @@ namespace edgews::codec {
 // Unmasks (or masks: the operation is its own inverse) len bytes at data in place.
 std::size_t unmask_in_place(std::uint8_t* data, std::size_t len, const std::uint8_t key[4], std::size_t phase = 0);
 
-// Writes src XOR key into dst (client frames). dst may equal src; other overlaps are not allowed.
-std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
-                      std::size_t phase = 0);
-
 namespace detail {
 // The key rotated so that byte 0 applies to the current position, repeated to 8 bytes. Because 8 is a multiple
 // of 4, the rotation stays right for every following word.
@@ -38,7 +34,7 @@ inline std::uint64_t key_word(const std::uint8_t key[4], std::size_t phase) {
   return k | (k << 32);
 }
 
-// 8 bytes at a time, then the tail byte by byte: mask_copy below its vector threshold, and mask_payload.
+// 8 bytes at a time, then the tail byte by byte: mask_copy's short payloads.
 inline std::size_t mask_words(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
                               std::size_t phase) {
   phase &= 3;
@@ -55,16 +51,18 @@ inline std::size_t mask_words(std::uint8_t* dst, const std::uint8_t* src, std::s
   return (phase + len) & 3;
 }
 
+// Longer payloads: word loop or the vector implementation picked at start-up (below).
+std::size_t mask_copy_long(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                           std::size_t phase);
 }  // namespace detail
 
-// mask_copy of a whole payload (phase 0) with the key as the 32-bit word memcpy'd from its 4 bytes: a payload of
-// up to 32 bytes (a client's typical subscription, ack or ping) is masked inline, without the call; a longer one
-// goes to mask_copy.
-inline void mask_payload(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, std::uint32_t key) {
-  std::uint8_t key_bytes[4];
-  std::memcpy(key_bytes, &key, sizeof key_bytes);
-  if (len > 32) mask_copy(dst, src, len, key_bytes);
-  else detail::mask_words(dst, src, len, key_bytes, 0);
+// Writes src XOR key into dst (client frames). dst may equal src; other overlaps are not allowed. Up to 32 bytes
+// (a client's typical subscription, ack or ping, a server's small incoming frame) are masked inline, without a
+// call.
+inline std::size_t mask_copy(std::uint8_t* dst, const std::uint8_t* src, std::size_t len, const std::uint8_t key[4],
+                             std::size_t phase = 0) {
+  if (len <= 32) return detail::mask_words(dst, src, len, key, phase);
+  return detail::mask_copy_long(dst, src, len, key, phase);
 }
 
 namespace detail {

@@ -666,7 +666,7 @@ struct Client::Impl final : net::Reactor::Handler {
     const std::size_t header_length = codec::frame_header_size(payload.size(), true);
     std::uint8_t* at = cork.grow(header_length + payload.size());
     codec::write_frame_header(at, opcode, payload.size(), true, rsv1, key);
-    codec::mask_payload(at + header_length, payload.data(), payload.size(), r);
+    codec::mask_copy(at + header_length, payload.data(), payload.size(), key);
   }
   [[gnu::noinline]] void queue_frame(codec::Opcode opcode, std::span<const std::uint8_t> payload) {
     put_frame(opcode, payload, false);

@@ -57,24 +57,6 @@ TEST(Mask, CopyMatchesScalarReferenceAtEveryLengthAlignmentAndPhase) {
   }
 }
 
-// mask_payload: inline up to 32 bytes, mask_copy beyond; the key given as the word memcpy'd from its bytes.
-TEST(Mask, PayloadMatchesScalarReferenceAtEveryLengthAndAlignment) {
-  std::mt19937 rng(11);
-  std::vector<std::uint8_t> src(kGuard + 8 + 100 + kGuard);
-  for (auto& b : src) b = static_cast<std::uint8_t>(rng());
-  std::uint32_t key;
-  std::memcpy(&key, kKey, sizeof key);
-  for (std::size_t len = 0; len <= 100; ++len) {
-    for (std::size_t align = 0; align < 8; ++align) {
-      std::vector<std::uint8_t> dst(src.size(), 0xAB);
-      std::vector<std::uint8_t> want(src.size(), 0xAB);
-      reference_mask(want.data() + kGuard + align, src.data() + kGuard + align, len, kKey, 0);
-      mask_payload(dst.data() + kGuard + align, src.data() + kGuard + align, len, key);
-      ASSERT_EQ(dst, want) << "len=" << len << " align=" << align;
-    }
-  }
-}
-
 TEST(Mask, InPlaceMatchesScalarReferenceAtEveryLengthAlignmentAndPhase) {
   std::mt19937 rng(7);
   std::vector<std::uint8_t> orig(kGuard + 32 + 300 + kGuard);

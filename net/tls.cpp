@@ -388,10 +388,11 @@ std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& 
   SSL_set_accept_state(ssl);
   auto stream = std::unique_ptr<TlsStream>(new TlsStream(ssl, fd, context));
   stream->edge_triggered_ = true;
-  // Until the owner's first keep_buffers(): buffers freed after each record. The handshake is a few records
-  // spread over round trips, and a server has many connections in it at once; keeping buffers there would add
-  // their 34 KiB to each of them (and to the heap's high-water mark) for nothing.
+  // Until the owner's first keep_buffers(): no buffers between calls (end_handshake_step()). The handshake is a few
+  // flights spread over round trips, and a server has many connections in it at once; keeping buffers between
+  // its steps would add their 34 KiB to each of them (and to the heap's high-water mark) for nothing.
   SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+  stream->buffers_ = Buffers::handshake;
   return stream;
 }
 
@@ -518,18 +519,37 @@ TlsIo TlsStream::classify(int ret) {
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
   begin_call();
+  const bool step = buffers_ == Buffers::handshake;
+  if (step) SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   int ret = SSL_do_handshake(ssl_);
+  if (step) end_handshake_step();
   if (ret == 1) return {TlsIo::ok, 0};
   return {classify(ret), 0};
 }
 
 bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 
+// A server stream in its handshake keeps its record buffers for the length of one step (one call) and frees
+// them at its end: the step that answers the ClientHello writes five or six records (ServerHello to Finished), the
+// one that reads the client's Finished two session tickets, and each buffer is then allocated once per step, not
+// once per record, while what a stalled handshake holds between its steps is unchanged. Only steps: freeing costs
+// a walk over the record layer's 32 pipelines (about 900 instructions), more than one record's malloc and free.
+inline void TlsStream::end_handshake_step() {
+  // What free_idle_buffers() cannot free yet (a partial record, bytes not yet sent) OpenSSL frees itself as it
+  // drains.
+  SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_is_init_finished(ssl_)) buffers_ = Buffers::quiet;
+  free_idle_buffers();
+}
+
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
   begin_call();
+  const bool step = buffers_ == Buffers::handshake;
+  if (step) [[unlikely]] SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
   std::size_t got = 0;
   int ret = SSL_read_ex(ssl_, buf, len, &got);
+  if (step) [[unlikely]] end_handshake_step();
   if (ret == 1) return {TlsIo::ok, got};
   return {classify(ret), 0};
 }
@@ -594,18 +614,26 @@ bool TlsStream::socket_drained() const {
   return socket_queue_ != SocketQueue::maybe_more && SSL_has_pending(ssl_) == 0;
 }
 
-bool TlsStream::release_buffers() {
+bool TlsStream::free_idle_buffers() {
   // SSL_free_buffers refuses while a buffer holds unread or unsent bytes. Its check misses a record whose header
   // was read and whose body has not arrived (CVE-2024-4741, fixed in 3.0.14): refuse that case here too, so a
   // release is safe whatever the OpenSSL 3.0 release. "RB": the record layer waits for a record's body.
   if (SSL_has_pending(ssl_) == 1 || std::strcmp(SSL_rstate_string(ssl_), "RB") == 0) return false;
-  if (SSL_free_buffers(ssl_) != 1) return false;
+  return SSL_free_buffers(ssl_) == 1;
+}
+
+bool TlsStream::release_buffers() {
+  if (!free_idle_buffers()) return false;
   // Quiet from now on: a stray read (an EPOLLOUT edge resumes reading) must not allocate a buffer and keep it.
   SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  buffers_ = Buffers::quiet;
   return true;
 }
 
-void TlsStream::keep_buffers() { SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS); }
+void TlsStream::keep_buffers() {
+  SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  buffers_ = Buffers::kept;
+}
 
 std::uint64_t TlsStream::socket_bytes() const {
   // One socket BIO for both directions (attach_socket); OpenSSL counts what passes through it anyway.

@@ -157,9 +157,9 @@ class TlsStream {
   // the peer hang up reads on to the EOF.
   bool socket_drained() const;
 
-  // Record buffers. A stream is either quiet (SSL_MODE_RELEASE_BUFFERS: OpenSSL frees its read and write record
-  // buffers, about 17 KiB each, after every record; a server stream starts so, through its handshake) or busy
-  // (keep_buffers(): they stay between records, which spares a malloc/free per record).
+  // Record buffers. A stream is either quiet (no read and write record buffers, about 17 KiB each, between calls;
+  // a server stream starts so, through its handshake) or busy (keep_buffers(): they stay between calls, which
+  // spares a malloc/free per record).
   // release_buffers() frees them now and makes the stream quiet; the owner calls it once the upgrade is done and
   // whenever a busy connection has been quiet for a while, and keep_buffers() when data flows again.
   // release_buffers() returns false, freeing nothing, while they hold bytes not yet processed (a record not yet
@@ -195,6 +195,8 @@ class TlsStream {
   TlsStream(SSL* ssl, int fd, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
   void begin_call();  // before each SSL_* I/O call
+  void end_handshake_step();  // after a read of a server stream in its handshake (net/tls.cpp)
+  bool free_idle_buffers();   // SSL_free_buffers, refused while OpenSSL holds a partial record
   template <bool kernel_tls>
   static int read_socket(BIO* bio, char* buf, int len);          // the socket BIO's read (net/tls.cpp)
   static int write_socket(BIO* bio, const char* buf, int len);  // its write without a kernel tls ULP
@@ -214,6 +216,10 @@ class TlsStream {
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
   SocketQueue socket_queue_ = SocketQueue::maybe_more;
   bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
+  // Record buffers between calls (release_buffers(), keep_buffers()): kept, or quiet (SSL_MODE_RELEASE_BUFFERS:
+  // freed after each record), or, for a server stream in its handshake, kept within a read and freed at its end.
+  enum class Buffers : std::uint8_t { kept, quiet, handshake };
+  Buffers buffers_ = Buffers::kept;
   int fd_;                       // the socket (not owned)
 };
 

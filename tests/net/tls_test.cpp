@@ -7,6 +7,8 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <poll.h>
 #include <signal.h>
@@ -791,6 +793,34 @@ TEST_F(Tls, ReleaseBuffersFreesRecordBuffersOfQuietStreamAndStreamKeepsWorking) 
     EXPECT_TRUE(c.server->release_buffers()) << "nothing held: nothing to refuse";
     EXPECT_EQ(heap_in_use(), again);
   }
+}
+
+TEST_F(Tls, ServerHoldsNoRecordBuffersBetweenHandshakeSteps) {
+  // Within a step the server keeps its buffers (its flight is several records); between steps, while it waits for
+  // the peer, a handshake must hold none: a server has many connections in their handshakes at once.
+  Connected c = connect_pair(Tls::server_context(), Tls::client_context().get(), "localhost");
+  ASSERT_TRUE(c.client && c.server);
+  auto waiting = [](TlsIo st) { return st == TlsIo::want_read || st == TlsIo::want_write; };
+  TlsIo cs = TlsIo::want_write, ss = TlsIo::want_read;
+  int server_steps = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while ((waiting(cs) || waiting(ss)) && Clock::now() < deadline) {
+    if (waiting(cs)) cs = c.client->handshake().status;
+    pollfd p{c.fds.server.get(), POLLIN, 0};
+    if (waiting(ss) && ::poll(&p, 1, 50) == 1) {
+      ss = c.server->handshake().status;
+      ++server_steps;
+      const long before = heap_in_use();
+      ASSERT_EQ(SSL_free_buffers(c.server->native()), 1) << "step " << server_steps;
+      EXPECT_EQ(heap_in_use(), before) << "step " << server_steps << " left record buffers behind";
+    }
+  }
+  ASSERT_EQ(ss, TlsIo::ok);
+  ASSERT_EQ(cs, TlsIo::ok);
+  EXPECT_GE(server_steps, 2) << "the ClientHello and the client's Finished";
+  // And the stream works on from there.
+  ASSERT_EQ(c.client->write("after", 5).status, TlsIo::ok);
+  EXPECT_EQ(read_exactly(*c.server, c.fds.server.get(), 5), "after");
 }
 
 TEST_F(Tls, ReleaseBuffersRefusedWhileDecryptedOrBufferedInputIsPending) {

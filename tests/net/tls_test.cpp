@@ -795,6 +795,32 @@ TEST_F(Tls, ReleaseBuffersFreesRecordBuffersOfQuietStreamAndStreamKeepsWorking) 
   }
 }
 
+TEST_F(Tls, AnErrorLeftOnTheThreadsQueueFailsNoStream) {
+  // Another library on the server's thread leaves an error on OpenSSL's queue, as an application's callback may.
+  auto c = established_pair();
+  ASSERT_TRUE(c.server && c.server->handshake_done());
+  char buf[64];
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  EXPECT_EQ(c.server->read(buf, sizeof buf).status, TlsIo::want_read) << "nothing sent yet: it would block";
+  // The server writes until the socket is full; the client reads nothing meanwhile.
+  const std::string record(16384, 'x');
+  TlsResult w{TlsIo::ok, 0};
+  std::size_t written = 0;
+  for (int i = 0; i < 4096 && w.status == TlsIo::ok; ++i) {
+    ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+    w = c.server->write(record.data(), record.size());
+    written += w.bytes;
+  }
+  EXPECT_EQ(w.status, TlsIo::want_write) << c.server->error_message();
+  ERR_raise(ERR_LIB_SSL, SSL_R_BAD_LENGTH);
+  // Both ends work on: what was written arrives, and a message the other way is read.
+  EXPECT_EQ(read_exactly(*c.client, c.fds.client.get(), 1024, 1024), std::string(1024, 'x'));
+  ASSERT_EQ(c.client->write("ping", 4).status, TlsIo::ok);
+  EXPECT_EQ(read_exactly(*c.server, c.fds.server.get(), 4), "ping");
+  EXPECT_GT(written, 0u);
+  ERR_clear_error();
+}
+
 TEST_F(Tls, ServerHoldsNoRecordBuffersBetweenHandshakeSteps) {
   // Within a step the server keeps its buffers (its flight is several records); between steps, while it waits for
   // the peer, a handshake must hold none: a server has many connections in their handshakes at once.

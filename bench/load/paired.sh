@@ -15,8 +15,9 @@
 # loaded as a third server in the same rounds, for before/after ratios. TLS=1: the same over wss:// (TLS 1.3, one
 # ECDSA P-256 certificate from tools/make-dev-cert.sh), default rates 20000, 100000 and 1000,
 # with uWebSockets' TLS build (uws_echo_tls: configure with -DEDGEWS_BUILD_PEERS=ON) in the floor's place, which
-# speaks no TLS. Raw JSON goes to $OUT (default BUILD_DIR/paired-results); the table is printed and written to
-# $OUT/paired.md.
+# speaks no TLS. REFERENCE=uws: uWebSockets' plain build (uws_echo) in the floor's place. The servers are started
+# afresh for each round, in another order each time. Raw JSON goes to $OUT (default BUILD_DIR/paired-results);
+# the table is printed and written to $OUT/paired.md.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build/release}
@@ -34,12 +35,18 @@ if [ "${TLS:-0}" = 1 ]; then
   # edgews prints its plain port, then its TLS port: start() takes the last.
   serve+=(--tls-port 0 --tls-cert "$out/certs/localhost.crt" --tls-key "$out/certs/localhost.key")
   reference_cmd=("$uws_tls" 0 --tls "$out/certs/localhost.crt" "$out/certs/localhost.key")
+elif [ "${REFERENCE:-floor}" = uws ]; then
+  reference=uws
+  scenarios=(a b c)
+  uws=$build/bench/load/peers/uws_echo
+  [ -x "$uws" ] || { echo "REFERENCE=uws needs $uws: configure with -DEDGEWS_BUILD_PEERS=ON" >&2; exit 2; }
+  reference_cmd=("$uws" 0)
 else
   reference=floor
   scenarios=(a b c)
   reference_cmd=("$floor" --port 0)
 fi
-if [ "$reference" = uws ]; then default_a=20000 default_b=100000 default_c=1000
+if [ "${TLS:-0}" = 1 ]; then default_a=20000 default_b=100000 default_c=1000
 else default_a=25000 default_b=120000 default_c=5000; fi
 declare -A scenario_args=(
   [a]="--connections 100 --inflight 1 --size 16 --rate ${RATE_A:-$default_a}"
@@ -49,17 +56,29 @@ declare -A scenario_args=(
 machine before
 
 servers=(edgews "$reference")
-start edgews 0 "$edgews" "${serve[@]}"
-start "$reference" 0 "${reference_cmd[@]}"
+declare -A command=([edgews]="edgews_cmd" [$reference]="reference_cmd")
+edgews_cmd=("$edgews" "${serve[@]}")
 if [ -n "$baseline" ]; then
-  start baseline 0 "$baseline" "${serve[@]}"
+  baseline_cmd=("$baseline" "${serve[@]}")
+  command[baseline]=baseline_cmd
   servers+=(baseline)
 fi
+n=${#servers[@]}
 for s in "${scenarios[@]}"; do
   for r in $(seq 1 "$rounds"); do
     echo "scenario ($s) round $r" >&2
+    # Fresh servers each round, started and loaded in another order each time: two copies of one binary, started
+    # once and always loaded in the same order, differed by 2% (the first started costing more), and by 1% when
+    # only the order of the load generators turned.
+    order=()
+    for k in $(seq 0 $((n - 1))); do order+=("${servers[$(((k + r) % n))]}"); done
+    for name in "${order[@]}"; do
+      declare -n cmd_ref=${command[$name]}
+      start "$name" 0 "${cmd_ref[@]}"
+      unset -n cmd_ref
+    done
     loaders=()
-    for name in "${servers[@]}"; do
+    for name in "${order[@]}"; do
       port_var=${name}_port pid_var=${name}_pid
       # shellcheck disable=SC2086
       load "$name" "${!port_var}" "${!pid_var}" "$out/$s-$name-$r.json" ${scenario_args[$s]} \
@@ -67,11 +86,11 @@ for s in "${scenarios[@]}"; do
       loaders+=($!)
     done
     wait "${loaders[@]}"
+    for name in "${order[@]}"; do
+      pid_var=${name}_pid
+      stop "${!pid_var}"
+    done
   done
-done
-for name in "${servers[@]}"; do
-  pid_var=${name}_pid
-  stop "${!pid_var}"
 done
 
 machine after

@@ -19,7 +19,15 @@ start() {
   printf -v "${name}_pid" %s "$pid"
   printf -v "${name}_port" %s "${line##* }"
 }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+# stop PID: stops a server started by start and forgets it, so that the exit's cleanup never signals its number
+# again (by then another process may have it).
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
 
 load() {  # load NAME PORT PID JSON ARGS...   (ws://; set scheme=wss and ca=FILE for wss://)
   local name=$1 port=$2 pid=$3 json=$4; shift 4

@@ -391,7 +391,7 @@ std::unique_ptr<TlsStream> TlsStream::accept(const std::shared_ptr<TlsContext>& 
   // flights spread over round trips, and a server has many connections in it at once; keeping buffers between
   // its steps would add their 34 KiB to each of them (and to the heap's high-water mark) for nothing.
   SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
-  stream->buffers_ = Buffers::handshake;
+  stream->handshake_steps_ = true;
   return stream;
 }
 
@@ -528,8 +528,7 @@ TlsIo TlsStream::classify(int ret) {
 TlsResult TlsStream::handshake() {
   if (SSL_is_init_finished(ssl_)) return {TlsIo::ok, 0};
   begin_call();
-  const bool step = buffers_ == Buffers::handshake;
-  if (step) SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  const bool step = begin_handshake_step();
   int ret = SSL_do_handshake(ssl_);
   if (step) end_handshake_step();
   if (ret == 1) return {TlsIo::ok, 0};
@@ -543,19 +542,24 @@ bool TlsStream::handshake_done() const { return SSL_is_init_finished(ssl_); }
 // one that reads the client's Finished two session tickets, and each buffer is then allocated once per step, not
 // once per record, while what a stalled handshake holds between its steps is unchanged. Only steps: freeing costs
 // a walk over the record layer's 32 pipelines (about 900 instructions), more than one record's malloc and free.
+inline bool TlsStream::begin_handshake_step() {
+  if (!handshake_steps_) [[likely]] return false;
+  SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  return true;
+}
+
 inline void TlsStream::end_handshake_step() {
   // What free_idle_buffers() cannot free yet (a partial record, bytes not yet sent) OpenSSL frees itself as it
   // drains.
   SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
-  if (SSL_is_init_finished(ssl_)) buffers_ = Buffers::quiet;
+  if (SSL_is_init_finished(ssl_)) handshake_steps_ = false;
   free_idle_buffers();
 }
 
 TlsResult TlsStream::read(void* buf, std::size_t len) {
   if (len == 0) return {TlsIo::ok, 0};
   begin_call();
-  const bool step = buffers_ == Buffers::handshake;
-  if (step) [[unlikely]] SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  const bool step = begin_handshake_step();
   std::size_t got = 0;
   int ret = SSL_read_ex(ssl_, buf, len, &got);
   if (step) [[unlikely]] end_handshake_step();
@@ -635,13 +639,13 @@ bool TlsStream::release_buffers() {
   if (!free_idle_buffers()) return false;
   // Quiet from now on: a stray read (an EPOLLOUT edge resumes reading) must not allocate a buffer and keep it.
   SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
-  buffers_ = Buffers::quiet;
+  handshake_steps_ = false;  // the owner decides from here
   return true;
 }
 
 void TlsStream::keep_buffers() {
   SSL_clear_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
-  buffers_ = Buffers::kept;
+  handshake_steps_ = false;
 }
 
 std::uint64_t TlsStream::socket_bytes() const {

@@ -195,7 +195,9 @@ class TlsStream {
   TlsStream(SSL* ssl, int fd, std::shared_ptr<TlsContext> context);
   TlsIo classify(int ret);
   void begin_call();  // before each SSL_* I/O call
-  void end_handshake_step();  // after a read of a server stream in its handshake (net/tls.cpp)
+  // Around each read and handshake call of a server stream in its handshake (net/tls.cpp).
+  bool begin_handshake_step();
+  void end_handshake_step();
   bool free_idle_buffers();   // SSL_free_buffers, refused while OpenSSL holds a partial record
   template <bool kernel_tls>
   static int read_socket(BIO* bio, char* buf, int len);          // the socket BIO's read (net/tls.cpp)
@@ -216,10 +218,9 @@ class TlsStream {
   bool failed_ = false;  // after a fatal error OpenSSL forbids SSL_shutdown
   SocketQueue socket_queue_ = SocketQueue::maybe_more;
   bool edge_triggered_ = false;  // server side: a non-blocking socket read after EPOLLIN edges (see read_socket)
-  // Record buffers between calls (release_buffers(), keep_buffers()): kept, or quiet (SSL_MODE_RELEASE_BUFFERS:
-  // freed after each record), or, for a server stream in its handshake, kept within a read and freed at its end.
-  enum class Buffers : std::uint8_t { kept, quiet, handshake };
-  Buffers buffers_ = Buffers::kept;
+  // A server stream until its handshake is done (or the owner's first release_buffers() or keep_buffers()): record
+  // buffers kept within each call and freed at its end.
+  bool handshake_steps_ = false;
   int fd_;                       // the socket (not owned)
 };
 

@@ -56,13 +56,14 @@ declare -A scenario_args=(
 machine before
 
 servers=(edgews "$reference")
-declare -A command=([edgews]="edgews_cmd" [$reference]="reference_cmd")
-edgews_cmd=("$edgews" "${serve[@]}")
-if [ -n "$baseline" ]; then
-  baseline_cmd=("$baseline" "${serve[@]}")
-  command[baseline]=baseline_cmd
-  servers+=(baseline)
-fi
+if [ -n "$baseline" ]; then servers+=(baseline); fi
+start_server() {
+  case $1 in
+    edgews) start edgews 0 "$edgews" "${serve[@]}" ;;
+    baseline) start baseline 0 "$baseline" "${serve[@]}" ;;
+    *) start "$1" 0 "${reference_cmd[@]}" ;;
+  esac
+}
 n=${#servers[@]}
 for s in "${scenarios[@]}"; do
   for r in $(seq 1 "$rounds"); do
@@ -72,11 +73,7 @@ for s in "${scenarios[@]}"; do
     # only the order of the load generators turned.
     order=()
     for k in $(seq 0 $((n - 1))); do order+=("${servers[$(((k + r) % n))]}"); done
-    for name in "${order[@]}"; do
-      declare -n cmd_ref=${command[$name]}
-      start "$name" 0 "${cmd_ref[@]}"
-      unset -n cmd_ref
-    done
+    for name in "${order[@]}"; do start_server "$name"; done
     loaders=()
     for name in "${order[@]}"; do
       port_var=${name}_port pid_var=${name}_pid
